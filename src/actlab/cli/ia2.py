@@ -1,0 +1,9 @@
+"""``actlab ia2`` — not implemented yet."""
+
+from __future__ import annotations
+
+from actlab.cli.common import family_parser
+
+
+def register(sub) -> None:
+    family_parser(sub, "ia2", "(ia2: not implemented yet)")
