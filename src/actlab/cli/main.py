@@ -42,7 +42,7 @@ def make_parser() -> argparse.ArgumentParser:
                            formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"actlab {__version__}")
     sub = parser.add_subparsers(dest="family", metavar="<family>", parser_class=OneLineParser)
-    for name, module in FAMILIES.items():
+    for module in FAMILIES.values():
         importlib.import_module(module).register(sub)
     return parser
 
