@@ -1,0 +1,162 @@
+import json
+import sys
+import types
+
+import hub_rows
+import numpy as np
+import pytest
+
+from actlab.core.errors import ActlabError
+from actlab.data.prepare import build_pools, load_pool, pool_path, prepare, read_pool
+from actlab.data.registry import get_dataset
+
+
+def _perm(n):  # what datasets.Dataset.shuffle(seed=42) does
+    return np.random.default_rng(42).permutation(n)
+
+
+def test_sst2_pools_layout_shuffle_and_truncation(tmp_path):
+    train, val = hub_rows.sst2(40), hub_rows.sst2(30)
+    path = prepare("sst2", tmp_path, num_train_samples=10, num_val_samples=5,
+                   rows={"train": train, "validation": val})
+    assert path == tmp_path / "sst2" / "main.json"
+    doc = json.loads(path.read_text())
+    assert set(doc) == {"metadata", "train_examples", "val_examples"}
+    tr, va = doc["train_examples"], doc["val_examples"]
+    assert len(tr) == 10 and len(va) == 5
+    # first 10 rows of the seed-42 shuffle, in that order
+    assert [e["prompt"] for e in tr] == [f"Text:{train[i]['sentence']}\nLabel:" for i in _perm(40)[:10]]
+    assert [e["answer"] for e in va] == [str(val[i]["label"]) for i in _perm(30)[:5]]
+    assert [e["idx"] for e in tr] == list(range(10))
+    assert set(tr[0]) == {"idx", "prompt", "answer", "label", "gold"}
+    meta = doc["metadata"]
+    assert meta["labels"] == ["0", "1"] and meta["max_choices"] == 2 and meta["remap_dict"] is None
+    assert meta["num_train_examples"] == 10 and meta["task_type"] == "single_token"
+    assert load_pool("sst2", tmp_path, "val") == va and load_pool("sst2", tmp_path) == tr
+
+
+def test_prepare_is_deterministic_and_idempotent(tmp_path):
+    rows = {"train": hub_rows.sst2(40), "validation": hub_rows.sst2(20)}
+    p = prepare("sst2", tmp_path / "a", 12, 6, rows=rows)
+    q = prepare("sst2", tmp_path / "b", 12, 6, rows=rows)
+    assert p.read_bytes() == q.read_bytes()
+    mtime = p.stat().st_mtime_ns
+    assert prepare("sst2", tmp_path / "a", 5, 5, rows=rows) == p and p.stat().st_mtime_ns == mtime  # kept
+    prepare("sst2", tmp_path / "a", 5, 5, rows=rows, force=True)
+    assert len(read_pool("sst2", tmp_path / "a")["train_examples"]) == 5
+
+
+def test_remap_writes_suffixed_dir(tmp_path):
+    rows = {"train": hub_rows.sst2(10), "validation": hub_rows.sst2(10)}
+    path = prepare("sst2", tmp_path, 10, 10, label_template="remap", rows=rows)
+    assert path == tmp_path / "sst2_remap" / "main.json"
+    doc = read_pool("sst2_remap", tmp_path)
+    assert doc["metadata"]["remap_dict"] == {"0": "apple", "1": "Friday"}
+    assert {e["answer"] for e in doc["train_examples"]} == {"apple", "Friday"}
+    assert all(e["gold"] == e["answer"] for e in doc["train_examples"])
+
+
+def test_finsen_filters_remaps_and_cuts_eval_from_the_end(tmp_path):
+    rows = hub_rows.finsen(60)  # labels 0,1,2 cycling
+    doc = build_pools(get_dataset("finsen"), 100, 8, rows=rows)
+    kept = [rows[i] for i in _perm(60) if rows[i]["label"] in (0, 2)]
+    assert len(kept) == 40
+    assert [e["prompt"] for e in doc["val_examples"]] == [f"Text:{r['sentence']}\nLabel:" for r in kept[-8:]]
+    assert [e["prompt"] for e in doc["train_examples"]] == [f"Text:{r['sentence']}\nLabel:" for r in kept[:-8]]
+    assert [e["label"] for e in doc["train_examples"]] == [1 if r["label"] == 2 else 0 for r in kept[:-8]]
+
+
+def test_poems_eval_only_filters_labels(tmp_path):
+    prepare("poems", tmp_path, 2000, 500, rows={"train": hub_rows.poems(30)})
+    doc = read_pool("poems", tmp_path)
+    assert doc["train_examples"] == []
+    assert len(doc["val_examples"]) == 16 and {e["answer"] for e in doc["val_examples"]} == {"0", "1"}
+
+
+def test_strategytf_double_shuffle(tmp_path):
+    rows = hub_rows.strategyqa(30)
+    doc = build_pools(get_dataset("strategytf"), 100, 10, rows=rows)
+    first = [rows[i] for i in _perm(30)]
+    head, tail = first[:20], first[20:]
+    assert [e["prompt"] for e in doc["train_examples"]] == [f"Question:{head[i]['question']}\nAnswer:" for i in _perm(20)]
+    assert [e["prompt"] for e in doc["val_examples"]] == [f"Question:{tail[i]['question']}\nAnswer:" for i in _perm(10)]
+
+
+def test_gsm8ks_uses_one_split_for_both_pools(tmp_path):
+    doc = build_pools(get_dataset("gsm8ks"), 10, 5, rows={"test": hub_rows.gsm_symbolic(20)})
+    assert [e["prompt"] for e in doc["val_examples"]] == [e["prompt"] for e in doc["train_examples"][:5]]
+    assert doc["train_examples"][0]["gold"].isdigit()
+
+
+def test_sciq_remap_and_qasc_remap_pools(tmp_path):
+    doc = build_pools(get_dataset("sciq_remap"), 5, 3, rows={"train": hub_rows.sciq(10),
+                                                              "validation": hub_rows.sciq(6)})
+    for e in doc["train_examples"] + doc["val_examples"]:
+        assert e["answer"] in ["apple", "Friday", "banana", "Saturday"]
+        correct = e["prompt"].split(f"[{e['answer']}]")[1].split("\n")[0]
+        assert correct.startswith("right-")
+    doc = build_pools(get_dataset("qasc_remap"), 5, 3, rows=hub_rows.qasc(12))
+    assert doc["metadata"]["labels"][7] == "Monday" and len(doc["train_examples"]) == 5
+
+
+def test_hub_path_uses_load_dataset(tmp_path, monkeypatch):
+    import datasets
+
+    calls = []
+
+    def fake_load(path, name=None, split=None, **kw):
+        calls.append((path, name, split))
+        return datasets.Dataset.from_list(hub_rows.hmath(12))
+
+    monkeypatch.setattr(datasets, "load_dataset", fake_load)
+    path = prepare("hmath", tmp_path, 6, 4, subset="algebra")
+    assert path == tmp_path / "hmath_algebra" / "main.json"
+    assert calls == [("EleutherAI/hendrycks_math", "algebra", "train"), ("EleutherAI/hendrycks_math", "algebra", "test")]
+    assert all(e["gold"].isdigit() for e in load_pool("hmath_algebra", tmp_path))
+
+
+def test_hub_failure_is_one_line(tmp_path, monkeypatch):
+    import datasets
+
+    def boom(*a, **k):
+        raise ConnectionError("offline\nsecond line")
+
+    monkeypatch.setattr(datasets, "load_dataset", boom)
+    with pytest.raises(ActlabError) as e:
+        prepare("agnews", tmp_path)
+    assert "fancyzhx/ag_news" in str(e.value) and "\n" not in str(e.value)
+    assert not (tmp_path / "agnews").exists()
+
+
+def test_wrong_schema_names_the_missing_columns(tmp_path):
+    with pytest.raises(ActlabError, match="lack column.*sentence"):
+        prepare("sst2", tmp_path, rows=[{"text": "x", "label": 0}])
+    assert not pool_path("sst2", tmp_path).exists()
+
+
+def test_cmath_not_supported(tmp_path):
+    with pytest.raises(ActlabError, match="'cmath' is not supported yet"):
+        prepare("cmath", tmp_path, rows=hub_rows.camel_math())
+
+
+def test_synthetic_calls_zoo(tmp_path, monkeypatch):
+    calls = []
+
+    def synthetic_rows(name, split, n, seed):
+        calls.append((name, split, n, seed))
+        return [{"sentence": f"{split} {i}", "label": i % 2} for i in range(n)]
+
+    mod = types.ModuleType("actlab.zoo.world")
+    mod.synthetic_rows = synthetic_rows
+    monkeypatch.setitem(sys.modules, "actlab.zoo.world", mod)
+    prepare("syn_sst2", tmp_path, 8, 4, label_template="remap")
+    assert calls == [("syn_sst2", "train", 8, 42), ("syn_sst2", "test", 4, 42)]
+    doc = read_pool("syn_sst2_remap", tmp_path)
+    assert len(doc["train_examples"]) == 8 and {e["answer"] for e in doc["val_examples"]} <= {"apple", "Friday"}
+
+
+def test_missing_pool_error_names_path_and_command(tmp_path):
+    with pytest.raises(ActlabError) as e:
+        load_pool("agnews", tmp_path)
+    msg = str(e.value)
+    assert str(tmp_path / "agnews" / "main.json") in msg and "actlab data prepare --dataset agnews" in msg
