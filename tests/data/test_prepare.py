@@ -160,3 +160,37 @@ def test_missing_pool_error_names_path_and_command(tmp_path):
         load_pool("agnews", tmp_path)
     msg = str(e.value)
     assert str(tmp_path / "agnews" / "main.json") in msg and "actlab data prepare --dataset agnews" in msg
+
+
+def test_script_datasets_fall_back_to_the_parquet_export(tmp_path, monkeypatch):
+    import datasets
+
+    calls = []
+
+    def fake_load(path, name=None, split=None, revision=None, **kw):
+        calls.append((path, name, split, revision))
+        if revision is None:
+            raise RuntimeError("Dataset scripts are no longer supported, but found strategy-qa.py")
+        return datasets.Dataset.from_list(hub_rows.strategyqa(30))
+
+    monkeypatch.setattr(datasets, "load_dataset", fake_load)
+    prepare("strategytf", tmp_path, 100, 10)
+    assert calls == [("wics/strategy-qa", None, "test", None),
+                     ("wics/strategy-qa", None, "test", "refs/convert/parquet")]
+    assert len(load_pool("strategytf", tmp_path, "val")) == 10
+
+
+@pytest.mark.parametrize("name", ["syn_sst2", "syn_agnews", "syn_gsm8k", "syn_squad", "syn_hh", "syn_passages",
+                                  "syn_countries", "syn_tipsheets"])
+def test_real_zoo_synthetic_rows(name, tmp_path):
+    world = pytest.importorskip("actlab.zoo.world")
+    if not hasattr(world, "synthetic_rows"):
+        pytest.skip("actlab.zoo.world.synthetic_rows not there yet")
+    doc = build_pools(get_dataset(name), 6, 3)
+    assert len(doc["train_examples"]) == 6 and len(doc["val_examples"]) == 3
+    for e in doc["train_examples"]:
+        assert e["prompt"]
+        if name in ("syn_sst2", "syn_agnews"):
+            assert e["prompt"].startswith("Text:") and e["prompt"].endswith("\nLabel:") and e["answer"].isdigit()
+        if name == "syn_gsm8k":
+            assert e["gold"] is not None and e["gold"].lstrip("-").isdigit()

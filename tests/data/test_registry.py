@@ -174,8 +174,13 @@ def test_synthetic_formats_like_their_namesakes():
     assert _ex("syn_agnews_remap", {"text": "t", "label": 3})["answer"] == "Saturday"
     row = hub_rows.gsm8k(1)[0]
     assert _ex("syn_gsm8k", row) == _ex("gsm8k", row)
-    ex = _ex("syn_passages", {"passage": "p", "answer": "a", "extra": 1})
-    assert (ex["prompt"], ex["answer"], ex["row"]["extra"]) == ("p", "a", 1)
+    ex = _ex("syn_passages", {"text": "A passage."})
+    assert (ex["prompt"], ex["answer"], ex["row"]) == ("A passage.", "", {"text": "A passage."})
+    row = {"person": "Alice", "landmark": "the Louvre", "prompt_a": "Alice is at the Louvre.",
+           "prompt_b": "Which country is Alice in? Answer:", "answer": "France"}
+    row["skyline"] = row["prompt_a"] + " " + row["prompt_b"]
+    ex = _ex("syn_countries", row)
+    assert ex["prompt"].endswith("Answer:") and ex["answer"] == "France" and ex["row"]["prompt_b"] == row["prompt_b"]
 
 
 def test_build_icl_prompt():

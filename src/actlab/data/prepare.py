@@ -24,6 +24,7 @@ from actlab.core.progress import progress
 from actlab.data.registry import SEED, DatasetSpec, resolve
 
 POOL_FILE = "main.json"
+PARQUET_REVISION = "refs/convert/parquet"
 
 
 def pool_path(name: str, data_dir: str | Path = "data") -> Path:
@@ -38,7 +39,15 @@ def _hub_loader(spec: DatasetSpec) -> Callable[[str], Any]:
             try:
                 import datasets
 
-                cache[split] = datasets.load_dataset(spec.hub_path, spec.hub_config, split=split)
+                try:
+                    cache[split] = datasets.load_dataset(spec.hub_path, spec.hub_config, split=split)
+                except RuntimeError as e:
+                    # datasets>=4 no longer runs loading scripts (financial_phrasebank, strategy-qa still have one):
+                    # read the hub's automatic parquet export instead
+                    if "scripts are no longer supported" not in str(e):
+                        raise
+                    cache[split] = datasets.load_dataset(spec.hub_path, spec.hub_config, split=split,
+                                                         revision=PARQUET_REVISION)
             except Exception as e:  # network, auth, a renamed dataset: the user can fix these
                 first = str(e).strip().splitlines()[0] if str(e).strip() else ""
                 cfg = f" (config {spec.hub_config!r})" if spec.hub_config else ""

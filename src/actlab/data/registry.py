@@ -279,21 +279,6 @@ def _squad_answer(row: Row, spec: DatasetSpec) -> str:
     return str(texts[0]) if texts else ""
 
 
-def _raw_prompt(row: Row, spec: DatasetSpec) -> str:
-    for key in ("prompt", "question", "text", "passage", "sentence"):
-        if key in row:
-            return str(row[key])
-    raise ActlabError(f"dataset {spec.name!r}: a row has none of the fields prompt/question/text/passage/sentence "
-                      f"(it has {', '.join(sorted(row))})")
-
-
-def _raw_answer(row: Row, spec: DatasetSpec) -> str:
-    for key in ("answer", "response", "target", "completion"):
-        if key in row:
-            return str(row[key])
-    return ""
-
-
 def _classification_text(row: Row, spec: DatasetSpec) -> str:
     """Synthetic classification rows use sst2's ``sentence`` or agnews's ``text`` column."""
     return f"Text:{row['sentence'] if 'sentence' in row else row['text']}\nLabel:"
@@ -397,10 +382,14 @@ _multi("syn_squad", None, None, ("train", "test"), ("id", "title", "context", "q
 _multi("syn_hh", None, None, ("train", "test"), ("prompt", "chosen", "rejected"), lambda r, s: str(r["prompt"]),
        lambda r, s: str(r["chosen"]), None, pipeline=pipe_synthetic, source="synthetic", max_new_tokens=128,
        keep_row=True, notes="synthetic hh-rlhf")
-for _name in ("syn_passages", "syn_countries", "syn_tipsheets"):
-    _multi(_name, None, None, ("train", "test"), (), _raw_prompt, _raw_answer, None, pipeline=pipe_synthetic,
-           source="synthetic", max_new_tokens=128, keep_row=True,
-           notes="synthetic; raw rows (prompt from prompt/question/text/passage, answer from answer/response/target)")
+_multi("syn_passages", None, None, ("train", "test"), ("text",), _field("text"), lambda r, s: "", None,
+       pipeline=pipe_synthetic, source="synthetic", max_new_tokens=128, keep_row=True,
+       notes="synthetic passages {text} for compression (prompt = the passage, empty answer)")
+for _name in ("syn_countries", "syn_tipsheets"):
+    _multi(_name, None, None, ("train", "test"), ("prompt_a", "prompt_b", "skyline", "answer"), _field("skyline"),
+           _field("answer"), None, pipeline=pipe_synthetic, source="synthetic", max_new_tokens=8, keep_row=True,
+           notes="synthetic Lewis game {prompt_a, prompt_b, skyline, answer}: prompt = skyline (both halves), "
+                 "answer appended with no space; sender/receiver prompts are in example['row']")
 
 
 # ------------------------------------------------------------------------------------------------------ look-ups
