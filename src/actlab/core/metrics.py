@@ -1,0 +1,103 @@
+"""Metrics shared by the families: calibration (ECE, reliability bins), label-set accuracy, entropy, mean ± std.
+
+>>> round(ece([0.9, 0.8, 0.6, 0.3], [1, 1, 0, 0], n_bins=2), 3)
+0.3
+
+ECE uses **equal-count** bins (the IA2 paper's choice, ../shared/research/ia2.md §6): the examples are sorted by
+confidence and cut into ``n_bins`` chunks of (almost) equal size (``numpy.array_split``), and
+``ECE = Σ_b (|b| / n) · |acc_b − conf_b|``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+
+def _arr(x) -> np.ndarray:
+    return np.asarray(list(x) if not isinstance(x, np.ndarray) else x, dtype=np.float64)
+
+
+def calibration_bins(confidences: Sequence[float], correct: Sequence[float | bool], n_bins: int = 15) -> list[dict]:
+    """Equal-count bins over the sorted confidences: ``[{"count", "confidence", "accuracy", "lo", "hi"}]``.
+
+    Empty bins (fewer examples than bins) are dropped. Ties are broken by the original order (stable sort).
+    """
+    conf, corr = _arr(confidences), _arr(correct)
+    if conf.shape != corr.shape:
+        raise ValueError(f"{conf.size} confidences but {corr.size} correctness values")
+    if n_bins < 1:
+        raise ValueError(f"n_bins must be >= 1, got {n_bins}")
+    order = np.argsort(conf, kind="stable")
+    bins = []
+    for chunk in np.array_split(order, n_bins):
+        if chunk.size == 0:
+            continue
+        c = conf[chunk]
+        bins.append({"count": int(chunk.size), "confidence": float(c.mean()), "accuracy": float(corr[chunk].mean()),
+                     "lo": float(c.min()), "hi": float(c.max())})
+    return bins
+
+
+def ece(confidences: Sequence[float], correct: Sequence[float | bool], n_bins: int = 15) -> float:
+    """Expected calibration error with ``n_bins`` equal-count bins (NaN for no examples)."""
+    bins = calibration_bins(confidences, correct, n_bins)
+    n = sum(b["count"] for b in bins)
+    if n == 0:
+        return float("nan")
+    return float(sum(b["count"] / n * abs(b["accuracy"] - b["confidence"]) for b in bins))
+
+
+def label_set_accuracy(label_probs: Sequence[Sequence[float]], gold: Sequence[int]) -> float:
+    """Share of examples whose gold label has the highest probability among the label set.
+
+    ``label_probs[i][j]`` is the probability of label ``j``'s first token for example ``i``. Ties count as wrong unless
+    the gold label is the first of the tied maxima (``argmax`` order), like the official code.
+    """
+    p = _arr([list(r) for r in label_probs]) if len(label_probs) else np.zeros((0, 0))
+    g = np.asarray(list(gold), dtype=np.int64)
+    if p.shape[0] != g.shape[0]:
+        raise ValueError(f"{p.shape[0]} probability rows but {g.shape[0]} gold labels")
+    if g.size == 0:
+        return float("nan")
+    return float((p.argmax(axis=1) == g).mean())
+
+
+def entropy(probs: Sequence[float], renormalize: bool = True) -> float:
+    """Shannon entropy (nats) of ``probs`` (renormalised to sum 1 first by default); zeros contribute 0."""
+    p = _arr(probs)
+    s = p.sum()
+    if renormalize and s > 0:
+        p = p / s
+    p = p[p > 0]
+    return float(-(p * np.log(p)).sum())
+
+
+def mean_std(values: Sequence[float | None]) -> tuple[float, float, int]:
+    """``(mean, std, n)`` over the finite values (population std, ``ddof=0``); ``(nan, nan, 0)`` for none."""
+    v = [float(x) for x in values if x is not None and math.isfinite(float(x))]
+    if not v:
+        return float("nan"), float("nan"), 0
+    a = np.asarray(v)
+    return float(a.mean()), float(a.std()), len(v)
+
+
+def fmt_mean_std(values: Sequence[float | None], scale: float = 1.0, digits: int = 1) -> str:
+    """``"72.3 ± 4.1"`` (``"—"`` for no values); ``scale=100`` for percentages."""
+    m, s, n = mean_std(values)
+    if n == 0:
+        return "—"
+    return f"{m * scale:.{digits}f} ± {s * scale:.{digits}f}"
+
+
+def accuracy(flags: Sequence[bool | float]) -> float:
+    a = _arr(flags)
+    return float(a.mean()) if a.size else float("nan")
+
+
+def summarize(rows: Sequence[Mapping[str, float]]) -> dict[str, tuple[float, float, int]]:
+    """Mean/std/n of every numeric key over a list of metric dicts."""
+    keys = sorted({k for r in rows for k, v in r.items() if isinstance(v, (int, float)) and not isinstance(v, bool)})
+    return {k: mean_std([r.get(k) for r in rows]) for k in keys}
