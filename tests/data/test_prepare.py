@@ -132,6 +132,8 @@ def test_wrong_schema_names_the_missing_columns(tmp_path):
     with pytest.raises(ActlabError, match="lack column.*sentence"):
         prepare("sst2", tmp_path, rows=[{"text": "x", "label": 0}])
     assert not pool_path("sst2", tmp_path).exists()
+    with pytest.raises(ActlabError, match="rows lack column 'label'"):
+        prepare("finsen", tmp_path, rows=[{"sentence": "x", "lab": 0}])
 
 
 def test_cmath_not_supported(tmp_path):
@@ -194,3 +196,9 @@ def test_real_zoo_synthetic_rows(name, tmp_path):
             assert e["prompt"].startswith("Text:") and e["prompt"].endswith("\nLabel:") and e["answer"].isdigit()
         if name == "syn_gsm8k":
             assert e["gold"] is not None and e["gold"].lstrip("-").isdigit()
+
+
+def test_spec_load_returns_raw_rows():
+    train, val = get_dataset("sst2").load(4, 2, rows={"train": hub_rows.sst2(10), "validation": hub_rows.sst2(6)})
+    assert [r["sentence"] for r in train] == [hub_rows.sst2(10)[i]["sentence"] for i in _perm(10)[:4]]
+    assert set(val[0]) == {"idx", "sentence", "label"} and len(val) == 2

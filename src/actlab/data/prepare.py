@@ -113,9 +113,9 @@ def fingerprint(examples: list[dict]) -> str:
     return h.hexdigest()[:16]
 
 
-def build_pools(spec: DatasetSpec, num_train_samples: int = 2000, num_val_samples: int = 500,
-                rows: Any = None) -> dict[str, Any]:
-    """Load and format ``spec``'s pools; returns the ``main.json`` document (nothing is written)."""
+def load_rows(spec: DatasetSpec, num_train_samples: int = 2000, num_val_samples: int = 500,
+              rows: Any = None) -> tuple[list[dict], list[dict]]:
+    """``spec``'s raw train-pool and eval-pool rows (shuffled, filtered, cut and preprocessed; not formatted)."""
     if not spec.supported:
         raise ActlabError(f"dataset {spec.name!r} is not supported yet: {spec.notes}")
     if num_train_samples < 0 or num_val_samples < 0:
@@ -128,10 +128,20 @@ def build_pools(spec: DatasetSpec, num_train_samples: int = 2000, num_val_sample
     else:
         load = _hub_loader(spec)
     assert spec.pipeline is not None
-    train_rows, val_rows = spec.pipeline(spec, load, num_train_samples, num_val_samples)
+    try:
+        train_rows, val_rows = spec.pipeline(spec, load, num_train_samples, num_val_samples)
+    except KeyError as e:  # a filter/cut read a column the rows do not have
+        raise ActlabError(f"dataset {spec.name!r}: rows lack column {e} (expected {', '.join(spec.columns)})") from e
     _check_columns(spec, train_rows or val_rows)
     if spec.preprocess is not None:
         spec.preprocess(train_rows, val_rows, spec)
+    return train_rows, val_rows
+
+
+def build_pools(spec: DatasetSpec, num_train_samples: int = 2000, num_val_samples: int = 500,
+                rows: Any = None) -> dict[str, Any]:
+    """Load and format ``spec``'s pools; returns the ``main.json`` document (nothing is written)."""
+    train_rows, val_rows = load_rows(spec, num_train_samples, num_val_samples, rows)
 
     def fmt(split_rows: list[dict], desc: str) -> list[dict]:
         out = []

@@ -149,6 +149,14 @@ class DatasetSpec:
         return dataclasses.replace(self, name=f"{self.name}_remap", labels=remap_words(len(self.labels)),
                                    base=self.name, remap=True)
 
+    def load(self, num_train_samples: int = 2000, num_val_samples: int = 500,
+             rows: Any = None) -> tuple[list[Row], list[Row]]:
+        """The raw (train-pool, eval-pool) rows: hub (``datasets.load_dataset``), synthetic, or ``rows`` given in
+        the hub's column schema; shuffled, filtered and cut as upstream, not yet formatted."""
+        from actlab.data.prepare import load_rows
+
+        return load_rows(self, num_train_samples, num_val_samples, rows)
+
     @property
     def num_labels(self) -> int | None:
         return None if self.labels is None else len(self.labels)
