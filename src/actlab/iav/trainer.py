@@ -1,0 +1,268 @@
+"""``actlab iav train``: train the IAV heads on preference pairs (frozen backbone; accelerate for multi-GPU).
+
+    actlab iav train --model_name_or_path tiny --dataset syn_hh --num_epochs 1 --batch_size 8 --learning_rate 5e-3
+    accelerate launch --num_processes 2 -m actlab.cli.main iav train ...     # data-parallel (also on CPU)
+
+Run directory ``output_dir``: ``config.json``, ``metrics.jsonl`` (slash names), ``checkpoint/`` (heads, optimizer and
+scheduler state as safetensors + ``state.json``, written every ``save_steps``; a killed run resumes from it),
+``heads/`` (the final heads: :meth:`IAVModel.save_pretrained`), ``COMPLETE``.
+
+The reference is, in order: ``--cache_file`` (cached reference outputs), ``--ref_model`` (a live second model — slow,
+kept for comparison), or the frozen copy of ``lm_head`` (exact, since the backbone is frozen; the default).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import shutil
+import time
+from pathlib import Path
+
+import torch
+
+from actlab.core.errors import ActlabError
+from actlab.iav.config import TrainConfig
+from actlab.iav.loss import Side, iav_loss
+
+CKPT = "checkpoint"
+
+
+# -------------------------------------------------------------------------------------------- batch → loss
+def side_outputs(iav, ids, attn, resp, alpha: float, ref: bool = True, ref_lm=None, cache_kw: dict | None = None,
+                 fwd=None):
+    """Run the backbone once and build a :class:`Side` (reference from the head, a live model, or the cache).
+
+    ``fwd`` is the module to call (the DDP-wrapped model under ``accelerate launch``); default ``iav``.
+    """
+    dev = iav.device
+    ids, attn, resp = ids.to(dev), attn.to(dev), resp.to(dev)
+    use_head = ref and ref_lm is None and not cache_kw
+    out = (fwd or iav)(ids, attn, alpha=alpha, ref=use_head)
+    kw = {}
+    if ref_lm is not None:
+        with torch.no_grad():
+            kw["z_ref"] = ref_lm(input_ids=ids, attention_mask=attn).logits.float()
+    elif cache_kw:
+        kw = {k: v.to(dev) for k, v in cache_kw.items()}
+    elif use_head:
+        kw["z_ref"] = out["z_ref"]
+    return Side(ids=ids, attn=attn, resp=resp, z_final=out["z_final"], z_base=out["z_base"], a=out["a"], **kw)
+
+
+def batch_loss(iav, data, idx, loss_cfg, cache=None, ref_lm=None, fwd=None):
+    """Loss and metrics of pairs ``idx`` (cut to their longest real length)."""
+    from actlab.iav.cache import cache_side
+
+    length = data.batch_length(idx)
+    sides = []
+    for name in ("chosen", "rejected"):
+        ids, attn, resp = data.side(name, idx, length)
+        ckw = cache_side(cache, name, idx, length) if cache is not None else None
+        sides.append(side_outputs(iav, ids, attn, resp, loss_cfg.train_alpha, ref_lm=ref_lm, cache_kw=ckw, fwd=fwd))
+    return iav_loss(sides[0], sides[1], loss_cfg)
+
+
+# ------------------------------------------------------------------------------------- optimizer state I/O
+def _optim_tensors(opt, params) -> tuple[dict, dict]:
+    tensors, info = {}, {}
+    for i, p in enumerate(params):
+        st = opt.state.get(p, {})
+        for k, v in st.items():
+            if torch.is_tensor(v):
+                tensors[f"p{i}.{k}"] = v
+            else:
+                info[f"p{i}.{k}"] = v
+    return tensors, info
+
+
+def _load_optim(opt, params, tensors: dict) -> None:
+    for i, p in enumerate(params):
+        st = {k.split(".", 1)[1]: v.to(p.device) for k, v in tensors.items() if k.startswith(f"p{i}.")}
+        if st:
+            opt.state[p] = st
+
+
+def save_checkpoint(path: Path, iav, opt, sched, state: dict) -> None:
+    """Write ``checkpoint/`` atomically: a temp dir renamed into place (a kill leaves the previous one intact)."""
+    from actlab.core.io import atomic_write_json, save_tensors
+
+    path = Path(path)
+    tmp = path / f".{CKPT}.tmp"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir()
+    save_tensors(tmp / "heads.safetensors", iav.head_state())
+    params = [p for p in iav.parameters() if p.requires_grad]
+    ot, oinfo = _optim_tensors(opt, params)
+    save_tensors(tmp / "optimizer.safetensors", ot)
+    atomic_write_json(tmp / "state.json", {**state, "optimizer_info": oinfo, "scheduler": sched.state_dict()})
+    final = path / CKPT
+    old = path / f".{CKPT}.old"
+    if old.exists():
+        shutil.rmtree(old)
+    if final.exists():
+        os.replace(final, old)
+    os.replace(tmp, final)
+    if old.exists():
+        shutil.rmtree(old)
+
+
+def load_checkpoint(path: Path, iav, opt, sched) -> dict | None:
+    from actlab.core.io import load_tensors, read_json
+
+    d = Path(path) / CKPT
+    if not (d / "state.json").exists():
+        return None
+    state = read_json(d / "state.json")
+    heads, _ = load_tensors(d / "heads.safetensors")
+    iav.load_head_state(heads, source=str(d))
+    ot, _ = load_tensors(d / "optimizer.safetensors")
+    params = [p for p in iav.parameters() if p.requires_grad]
+    _load_optim(opt, params, ot)
+    for k, v in state.get("optimizer_info", {}).items():
+        i, name = k.split(".", 1)
+        opt.state[params[int(i[1:])]][name] = v
+    sched.load_state_dict(state["scheduler"])
+    return state
+
+
+# ----------------------------------------------------------------------------------------------------- train
+def _config_key(cfg: TrainConfig) -> dict:
+    d = dataclasses.asdict(cfg)
+    for k in ("output_dir", "save_steps", "eval_steps", "wandb", "device"):
+        d.pop(k, None)
+    return d
+
+
+def _mean_metrics(rows: list[dict]) -> dict:
+    keys = rows[0].keys()
+    return {k: float(sum(float(r[k]) for r in rows) / len(rows)) for k in keys}
+
+
+@torch.no_grad()
+def evaluate_loss(iav, data, loss_cfg, batch_size: int, cache=None, ref_lm=None) -> dict:
+    rows = []
+    for s in range(0, len(data), batch_size):
+        idx = torch.arange(s, min(len(data), s + batch_size))
+        _, m = batch_loss(iav, data, idx, loss_cfg, cache=cache, ref_lm=ref_lm)
+        rows.append({k: float(v) for k, v in m.items()})
+    return {f"eval/{k}": v for k, v in _mean_metrics(rows).items()} if rows else {}
+
+
+def train(cfg: TrainConfig, ref_model: str | None = None, kill_after_steps: int | None = None) -> Path:
+    """Train (or resume) the IAV heads; returns the run directory. ``ref_model``: a live reference (benchmarks)."""
+    from accelerate import Accelerator
+    from transformers import get_linear_schedule_with_warmup
+
+    from actlab.core.io import COMPLETE, RunDir
+    from actlab.core.models import load
+    from actlab.core.progress import progress
+    from actlab.iav.cache import load_cache, regenerate_hint
+    from actlab.iav.data import load_rows, tokenize
+    from actlab.iav.model import IAVModel
+
+    acc = Accelerator(cpu=cfg.device == "cpu", gradient_accumulation_steps=cfg.grad_accum)
+    out = Path(cfg.output_dir)
+    if (out / COMPLETE).exists():
+        if acc.is_main_process:
+            print(f"{out} is complete; nothing to do (delete it to retrain)")
+        return out
+    # data first: bad input fails before anything is written
+    rows = load_rows(cfg.dataset, "train", cfg.num_train_samples, cfg.seed)
+    val_rows = load_rows(cfg.dataset, "test", cfg.num_val_samples, cfg.seed) if cfg.num_val_samples else []
+    lm, tok = load(cfg.model_name_or_path, dtype="bf16" if cfg.bf16 else None, device=str(acc.device))
+    data = tokenize(rows, tok, cfg.seq_length, cfg.max_prompt_length, cfg.loss.loss)
+    val = tokenize(val_rows, tok, cfg.seq_length, cfg.max_prompt_length, cfg.loss.loss) if val_rows else None
+    cache = None
+    if cfg.cache_file:
+        hint = regenerate_hint(ref_model or cfg.model_name_or_path, cfg.dataset, "train", len(data), cfg.seq_length,
+                               cfg.max_prompt_length, cfg.loss.loss, cfg.cache_file)
+        cache = load_cache(cfg.cache_file, data, vocab_size=lm.get_output_embeddings().weight.shape[0],
+                           expect={"seq_length": cfg.seq_length, "loss": cfg.loss.loss}, hint=hint)
+    ref_lm = None
+    if ref_model and cache is None:
+        ref_lm, _ = load(ref_model, dtype="bf16" if cfg.bf16 else None, device=str(acc.device))
+        for p in ref_lm.parameters():
+            p.requires_grad_(False)
+    torch.manual_seed(cfg.seed)
+    iav = IAVModel(lm, freeze_base_head=cfg.freeze_base_head, tokenizer=tok, backbone_id=cfg.model_name_or_path)
+    # gradient_checkpointing: the frozen backbone already runs under no_grad (no activations are kept); accepted
+    params = [p for p in iav.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=cfg.learning_rate, betas=(0.9, 0.999), eps=1e-8, weight_decay=cfg.weight_decay)
+    world = acc.num_processes
+    per_step = cfg.batch_size * world * cfg.grad_accum
+    steps_per_epoch = max(1, len(data) // per_step)
+    total = cfg.max_steps or steps_per_epoch * cfg.num_epochs
+    sched = get_linear_schedule_with_warmup(opt, int(math.ceil(cfg.warmup_ratio * total)), total)
+    raw_opt = opt
+    wrapped, opt = acc.prepare(iav, opt)  # DDP over the trainable heads when launched with several processes
+
+    run = RunDir(out, wandb_log=cfg.wandb and acc.is_main_process) if acc.is_main_process else None
+    state = {"global_step": 0, "epoch": 0}
+    if (out / CKPT / "state.json").exists():
+        from actlab.core.io import read_json
+
+        old = read_json(out / "config.json") if (out / "config.json").exists() else {}
+        if {k: v for k, v in old.items() if k in _config_key(cfg)} != _config_key(cfg):
+            raise ActlabError(f"{out} holds a checkpoint of a run with other settings; use another --output_dir "
+                              "or delete it")
+        state = load_checkpoint(out, iav, raw_opt, sched) or state
+        if run is not None:
+            run.reset_metrics(keep_until_step=state["global_step"])
+            print(f"resuming {out} from step {state['global_step']}")
+    elif run is not None:
+        run.write_config({**dataclasses.asdict(cfg), "ref_model": ref_model, "world_size": world,
+                          "trainable_params": iav.num_trainable()})
+    acc.wait_for_everyone()
+
+    step = state["global_step"]
+    bar = progress(total=total, desc="iav train", initial=step) if acc.is_main_process else None
+    t0 = time.perf_counter()
+    while step < total:
+        epoch = step // steps_per_epoch
+        g = torch.Generator().manual_seed(cfg.seed * 1000 + epoch)
+        perm = torch.randperm(len(data), generator=g)
+        for k in range(step % steps_per_epoch, steps_per_epoch):
+            if step >= total:
+                break
+            rows_m = []
+            for micro in range(cfg.grad_accum):
+                base = (k * cfg.grad_accum + micro) * cfg.batch_size * world
+                idx = perm[base + acc.process_index * cfg.batch_size: base + (acc.process_index + 1) * cfg.batch_size]
+                with acc.accumulate(wrapped):
+                    loss, m = batch_loss(iav, data, idx, cfg.loss, cache=cache, ref_lm=ref_lm, fwd=wrapped)
+                    acc.backward(loss)
+                    if acc.sync_gradients:
+                        gn = acc.clip_grad_norm_(params, cfg.max_grad_norm) if cfg.max_grad_norm > 0 else None
+                        m["grad_norm"] = gn if gn is not None else torch.zeros(())
+                    opt.step()
+                    sched.step() if acc.sync_gradients else None
+                    opt.zero_grad()
+                rows_m.append({k2: v.detach() for k2, v in m.items()})
+            step += 1
+            iav.invalidate()
+            metrics = {k2: float(acc.reduce(torch.as_tensor(sum(r.get(k2, 0) for r in rows_m) / len(rows_m),
+                                                            device=acc.device, dtype=torch.float32), "mean"))
+                       for k2 in rows_m[-1]}
+            metrics.update(step=step, epoch=epoch, lr=sched.get_last_lr()[0], time_s=time.perf_counter() - t0)
+            if val is not None and (step % cfg.eval_steps == 0 or step == total) and acc.is_main_process:
+                metrics.update(evaluate_loss(iav, val, cfg.loss, cfg.batch_size, ref_lm=ref_lm))
+            if run is not None:
+                run.log(metrics)
+                bar.update(1)
+                bar.set_postfix(loss=f"{metrics['loss/total']:.3f}", margin=f"{metrics['rewards/margins']:.3f}")
+                if step % cfg.save_steps == 0 and step < total:
+                    save_checkpoint(out, iav, raw_opt, sched, {"global_step": step, "epoch": epoch})
+            acc.wait_for_everyone()
+            if kill_after_steps is not None and step >= kill_after_steps:
+                raise KeyboardInterrupt  # test hook: simulates a kill right after a step
+    if bar is not None:
+        bar.close()
+    if run is not None:
+        iav.save_pretrained(out / "heads", extra={"train_config": dataclasses.asdict(cfg)})
+        shutil.rmtree(out / CKPT, ignore_errors=True)
+        run.mark_complete()
+    acc.wait_for_everyone()
+    return out
