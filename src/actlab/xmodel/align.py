@@ -1,0 +1,268 @@
+"""Maps from model A's activation space (width ``d_a``) to model B's (``d_b``); every fitted map saves and loads.
+
+Closed form:
+
+* ``identity`` — no map (needs ``d_a == d_b``; the no-alignment baseline);
+* ``procrustes`` — orthogonal Procrustes (Schönemann 1966) via :func:`scipy.linalg.orthogonal_procrustes`; when the
+  widths differ the narrower side is zero-padded, which gives the semi-orthogonal optimum (orthonormal rows or
+  columns); optional isotropic ``scale`` (s = tr Σ / ‖X‖²) and ``translate`` (centre, then b = μ_Y − s μ_X Ω);
+* ``ridge`` — W = (XᵀX + λI)⁻¹XᵀY on centred data, with a bias.
+
+Trained (Adam):
+
+* ``learned`` — the paper's W ∈ R^{d_b×d_a}: Xavier init, MSE (1/N)Σ‖z − Wy‖², lr 1e-3, batch 32, 10 epochs, no bias;
+* ``linear`` / ``affine`` / ``lora`` — adapters trained with symmetric InfoNCE
+  (:class:`pytorch_metric_learning.losses.NTXentLoss`) plus ``mse_weight`` × MSE (InfoNCE is scale-invariant, so
+  without the MSE term an adapter never matches B's norms). ``lora`` is a frozen Procrustes base plus a trainable
+  rank-``r`` update ``B·A`` (B = 0 at init, so it starts at Procrustes) and a bias.
+
+>>> m = fit_map("procrustes", Xa, Yb, scale=True, translate=True)      # doctest: +SKIP
+>>> m.save("maps/procrustes"); m2 = load_map("maps/procrustes"); m2(Xa_test)
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from actlab.core.errors import ActlabError, check_choice
+from actlab.core.io import atomic_write_json, load_tensors, read_json, save_tensors
+
+METHODS = ("identity", "procrustes", "ridge", "learned", "linear", "affine", "lora")
+MAP_FILE, CONFIG_FILE = "map.safetensors", "map.json"
+
+
+@dataclass
+class MapConfig:
+    kind: str
+    d_in: int
+    d_out: int
+    scale: bool = False
+    translate: bool = False
+    lam: float = 1e-2
+    rank: int = 8
+    info: dict | None = None  # training facts (final loss, epochs, ...)
+
+
+class LinearMap(nn.Module):
+    """y = s · (x − μ_x) @ W + b  (W ``[d_in, d_out]``; every fitted method ends up in this form)."""
+
+    def __init__(self, cfg: MapConfig, W: torch.Tensor, b: torch.Tensor | None = None, scale: float = 1.0,
+                 mu_x: torch.Tensor | None = None, low_rank: tuple[torch.Tensor, torch.Tensor] | None = None,
+                 trainable: bool = False):
+        super().__init__()
+        self.cfg = cfg
+        self.W = nn.Parameter(W.float().clone(), requires_grad=trainable and low_rank is None)
+        self.b = nn.Parameter((b if b is not None else torch.zeros(cfg.d_out)).float().clone(),
+                              requires_grad=trainable and cfg.kind in ("affine", "lora"))
+        self.register_buffer("s", torch.tensor(float(scale)))
+        self.register_buffer("mu_x", (mu_x if mu_x is not None else torch.zeros(cfg.d_in)).float().clone())
+        if low_rank is not None:
+            self.lora_A = nn.Parameter(low_rank[0].float().clone(), requires_grad=trainable)  # [d_in, r]
+            self.lora_B = nn.Parameter(low_rank[1].float().clone(), requires_grad=trainable)  # [r, d_out]
+        else:
+            self.lora_A = self.lora_B = None
+
+    def weight(self) -> torch.Tensor:
+        W = self.W
+        if self.lora_A is not None:
+            W = W + self.lora_A @ self.lora_B
+        return W
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.as_tensor(x)
+        dt = x.dtype
+        if x.shape[-1] != self.cfg.d_in:
+            raise ActlabError(f"{self.cfg.kind} map expects width {self.cfg.d_in}, got {x.shape[-1]}")
+        y = self.s * ((x.float() - self.mu_x) @ self.weight()) + self.b
+        return y.to(dt)
+
+    # ---------------------------------------------------------------------------------------------- save / load
+    def save(self, directory: str | Path) -> Path:
+        d = Path(directory)
+        d.mkdir(parents=True, exist_ok=True)
+        t = {"W": self.W, "b": self.b, "s": self.s, "mu_x": self.mu_x}
+        if self.lora_A is not None:
+            t.update(lora_A=self.lora_A, lora_B=self.lora_B)
+        save_tensors(d / MAP_FILE, t, {"kind": self.cfg.kind})
+        atomic_write_json(d / CONFIG_FILE, asdict(self.cfg))
+        return d
+
+    @property
+    def n_trainable(self) -> int:
+        """Parameters a trained map learns (the frozen Procrustes base of ``lora`` excluded)."""
+        if self.cfg.kind == "lora":
+            return int(self.lora_A.numel() + self.lora_B.numel() + self.b.numel())
+        if self.cfg.kind in ("learned", "linear"):
+            return int(self.W.numel())
+        return int(self.W.numel() + (self.b.numel() if self.cfg.kind == "affine" else 0))
+
+
+def load_map(directory: str | Path) -> LinearMap:
+    """Load a map saved by :meth:`LinearMap.save` (safetensors + ``map.json``)."""
+    d = Path(directory)
+    cfg = MapConfig(**read_json(d / CONFIG_FILE))
+    t, _ = load_tensors(d / MAP_FILE)
+    lr = (t["lora_A"], t["lora_B"]) if "lora_A" in t else None
+    m = LinearMap(cfg, t["W"], t["b"], float(t["s"]), t["mu_x"], lr)
+    return m.eval()
+
+
+# ---------------------------------------------------------------------------------------------- closed form
+def _np64(x) -> np.ndarray:
+    if isinstance(x, torch.Tensor):
+        return x.detach().cpu().double().numpy()
+    return np.asarray(x, dtype=np.float64)
+
+
+def procrustes(X, Y, scale: bool = False, translate: bool = False) -> LinearMap:
+    """Orthogonal (or semi-orthogonal, when widths differ) Procrustes from X ``[n, d_a]`` to Y ``[n, d_b]``."""
+    from scipy.linalg import orthogonal_procrustes
+
+    X, Y = _np64(X), _np64(Y)
+    da, db = X.shape[1], Y.shape[1]
+    mx = X.mean(0) if translate else np.zeros(da)
+    my = Y.mean(0) if translate else np.zeros(db)
+    Xc, Yc = X - mx, Y - my
+    d = max(da, db)
+    Xp = np.pad(Xc, ((0, 0), (0, d - da)))  # zero-padding the narrower side: scipy needs equal shapes
+    Yp = np.pad(Yc, ((0, 0), (0, d - db)))
+    R, sv_sum = orthogonal_procrustes(Xp, Yp)
+    omega = R[:da, :db]
+    s = float(sv_sum / (Xc**2).sum()) if scale else 1.0
+    b = my  # y = s (x − μx) Ω + μy
+    cfg = MapConfig("procrustes", da, db, scale=scale, translate=translate)
+    return LinearMap(cfg, torch.from_numpy(omega), torch.from_numpy(b), s, torch.from_numpy(mx))
+
+
+def ridge(X, Y, lam: float = 1e-2) -> LinearMap:
+    """Closed-form ridge with bias: W = (XcᵀXc + λ·n·I)⁻¹ XcᵀYc (λ relative to the mean feature variance)."""
+    from scipy.linalg import solve
+
+    X, Y = _np64(X), _np64(Y)
+    mx, my = X.mean(0), Y.mean(0)
+    Xc, Yc = X - mx, Y - my
+    G = Xc.T @ Xc
+    reg = lam * np.trace(G) / G.shape[0]
+    W = solve(G + reg * np.eye(G.shape[0]), Xc.T @ Yc, assume_a="pos")
+    cfg = MapConfig("ridge", X.shape[1], Y.shape[1], translate=True, lam=lam)
+    return LinearMap(cfg, torch.from_numpy(W), torch.from_numpy(my), 1.0, torch.from_numpy(mx))
+
+
+def identity(X, Y) -> LinearMap:
+    da, db = X.shape[1], Y.shape[1]
+    if da != db:
+        raise ActlabError(f"the identity map needs equal widths; A has {da}, B has {db} (use procrustes or ridge)")
+    return LinearMap(MapConfig("identity", da, db), torch.eye(da))
+
+
+# ---------------------------------------------------------------------------------------------- trained maps
+@dataclass
+class TrainConfig:
+    epochs: int = 10
+    lr: float = 1e-3
+    batch_size: int = 32
+    temperature: float = 0.07
+    mse_weight: float = 1.0
+    seed: int = 0
+
+
+def _batches(n: int, bs: int, g: torch.Generator):
+    perm = torch.randperm(n, generator=g)
+    for i in range(0, n, bs):
+        yield perm[i: i + bs]
+
+
+def learned_projection(X, Y, tc: TrainConfig | None = None) -> LinearMap:
+    """The paper's W: Xavier-initialised, no bias, Adam on (1/N)Σ‖z − W y‖² over final-token activations."""
+    tc = tc or TrainConfig()
+    X, Y = torch.as_tensor(_np64(X)).float(), torch.as_tensor(_np64(Y)).float()
+    da, db = X.shape[1], Y.shape[1]
+    g = torch.Generator().manual_seed(tc.seed)
+    lin = nn.Linear(da, db, bias=False)
+    with torch.no_grad():
+        lin.weight.copy_(nn.init.xavier_uniform_(torch.empty(db, da), generator=g))
+    opt = torch.optim.Adam(lin.parameters(), lr=tc.lr)
+    loss = torch.tensor(float("nan"))
+    for _ in range(tc.epochs):
+        for idx in _batches(len(X), tc.batch_size, g):
+            loss = ((Y[idx] - lin(X[idx])) ** 2).sum(1).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    cfg = MapConfig("learned", da, db, info={"final_loss": float(loss), **asdict(tc)})
+    return LinearMap(cfg, lin.weight.detach().T.contiguous()).eval()
+
+
+def train_adapter(kind: str, X, Y, tc: TrainConfig | None = None, rank: int = 8) -> LinearMap:
+    """A ``linear`` / ``affine`` / ``lora`` adapter trained with symmetric InfoNCE (+ ``mse_weight`` × MSE).
+
+    Inputs and targets are standardised by B's and A's overall scale during training (Adam then behaves the same at
+    any activation norm); the returned map works on raw activations.
+    """
+    from pytorch_metric_learning.losses import NTXentLoss
+
+    check_choice("adapter", kind, ("linear", "affine", "lora"))
+    tc = tc or TrainConfig()
+    X, Y = torch.as_tensor(_np64(X)).float(), torch.as_tensor(_np64(Y)).float()
+    n, da = X.shape
+    db = Y.shape[1]
+    g = torch.Generator().manual_seed(tc.seed)
+    sx = X.pow(2).sum(1).mean().sqrt() / math.sqrt(da)
+    sy = Y.pow(2).sum(1).mean().sqrt() / math.sqrt(db)
+    cfg = MapConfig(kind, da, db, rank=rank)
+    if kind == "lora":
+        base = procrustes(X, Y, scale=True, translate=True)
+        A0 = torch.randn(da, rank, generator=g) / math.sqrt(da)
+        m = LinearMap(cfg, base.W.detach() * base.s, base.b.detach(), 1.0, base.mu_x, (A0, torch.zeros(rank, db)),
+                      trainable=True)
+    else:
+        W0 = nn.init.xavier_uniform_(torch.empty(da, db), generator=g) * (sy / sx)
+        m = LinearMap(cfg, W0, Y.mean(0) if kind == "affine" else None, trainable=True)
+    m.train()
+    params = [p for p in m.parameters() if p.requires_grad]
+    opt = torch.optim.Adam(params, lr=tc.lr)
+    nce = NTXentLoss(temperature=tc.temperature)
+    last = {}
+    for _ in range(tc.epochs):
+        for idx in _batches(n, tc.batch_size, g):
+            if len(idx) < 2:
+                continue
+            za, zb = m(X[idx]), Y[idx]
+            lab = torch.arange(len(idx))
+            l_nce = 0.5 * (nce(za, lab, ref_emb=zb, ref_labels=lab) + nce(zb, lab, ref_emb=za, ref_labels=lab))
+            l_mse = (((za - zb) / sy) ** 2).mean()
+            loss = l_nce + tc.mse_weight * l_mse
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            last = {"infonce": float(l_nce), "mse_std": float(l_mse)}
+    m.cfg.info = {**last, **asdict(tc)}
+    m.eval()
+    for p in m.parameters():
+        p.requires_grad_(False)
+    return m
+
+
+def fit_map(method: str, X, Y, *, scale: bool = True, translate: bool = True, lam: float = 1e-2,
+            train: TrainConfig | None = None, rank: int = 8) -> LinearMap:
+    """Fit ``method`` (one of :data:`METHODS`) from A's activations ``X`` to B's ``Y`` (rows paired)."""
+    check_choice("alignment method", method, METHODS)
+    if len(X) != len(Y):
+        raise ActlabError(f"X and Y must be paired (same number of rows); got {len(X)} and {len(Y)}")
+    if len(X) < 2:
+        raise ActlabError(f"fitting a map needs at least 2 paired samples, got {len(X)}")
+    if method == "identity":
+        return identity(X, Y)
+    if method == "procrustes":
+        return procrustes(X, Y, scale=scale, translate=translate)
+    if method == "ridge":
+        return ridge(X, Y, lam=lam)
+    if method == "learned":
+        return learned_projection(X, Y, train)
+    return train_adapter(method, X, Y, train, rank=rank)

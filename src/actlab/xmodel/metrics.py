@@ -1,0 +1,182 @@
+"""Representation-similarity and alignment metrics for paired activations.
+
+All functions take ``X`` ``[n, p]`` and ``Y`` ``[n, q]`` (row ``i`` of both = the same input) as tensors or arrays
+and compute in float64.
+
+* :func:`linear_cka` — linear CKA (Kornblith et al. 2019); ``debiased=True`` uses the unbiased HSIC estimator
+  (Song et al. 2012; Nguyen et al. 2021), in the feature-space form of Kornblith's ``Demo.ipynb`` when ``n`` is large
+  and the Gram form otherwise (identical values). Both are invariant to orthogonal maps, isotropic scaling and
+  translation — so "CKA before vs after Procrustes" can never change (research notes §2.5).
+* :func:`hsic_unbiased` — Song et al. Eq. 5 on Gram matrices (the O(n²) reference).
+* :func:`align_loss` / :func:`uniform_loss` — Wang & Isola 2020 on L2-normalised rows (uniformity over ``x ≠ y``
+  pairs, ``pdist``, as the reference code).
+* :func:`info_nce` — symmetric CLIP-style InfoNCE on cosine similarities.
+* :func:`regression_scores` — held-out R², MSE and mean cosine of a prediction.
+* :func:`cka_matrix` / :func:`plot_heatmap` — layer-by-layer CKA between two models.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from actlab.core.errors import ActlabError
+
+
+def _t64(x) -> torch.Tensor:
+    t = torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x)
+    return t.detach().to(device="cpu", dtype=torch.float64)
+
+
+def _pair(X, Y) -> tuple[torch.Tensor, torch.Tensor]:
+    X, Y = _t64(X), _t64(Y)
+    if X.dim() != 2 or Y.dim() != 2:
+        raise ActlabError(f"CKA needs 2-D [n, d] activations; got shapes {tuple(X.shape)} and {tuple(Y.shape)}")
+    if X.shape[0] != Y.shape[0]:
+        raise ActlabError(f"X and Y must have the same number of rows (paired samples); got {X.shape[0]} and "
+                          f"{Y.shape[0]}")
+    return X, Y
+
+
+def hsic_unbiased(K: torch.Tensor, L: torch.Tensor) -> torch.Tensor:
+    """Song et al. (2012) Eq. 5 on Gram matrices ``K``, ``L`` ``[n, n]`` (n ≥ 4; can be negative)."""
+    n = K.shape[0]
+    if n < 4:
+        raise ActlabError(f"debiased CKA needs at least 4 samples, got {n}")
+    Kt = K.clone()
+    Lt = L.clone()
+    Kt.fill_diagonal_(0)
+    Lt.fill_diagonal_(0)
+    one = torch.ones(n, 1, dtype=K.dtype)
+    term1 = (Kt * Lt.T).sum()  # tr(K̃ L̃)
+    term2 = Kt.sum() * Lt.sum() / ((n - 1) * (n - 2))
+    term3 = 2.0 / (n - 2) * (one.T @ Kt @ Lt @ one).squeeze()  # 1ᵀK̃L̃1 — not Σ(K̃∘L̃) (notes §2.4)
+    return (term1 + term2 - term3) / (n * (n - 3))
+
+
+def hsic_biased(K: torch.Tensor, L: torch.Tensor) -> torch.Tensor:
+    """tr(KHLH) / (n − 1)²."""
+    n = K.shape[0]
+    H = torch.eye(n, dtype=K.dtype) - 1.0 / n
+    return torch.trace(K @ H @ L @ H) / (n - 1) ** 2
+
+
+def cka_gram(X, Y, debiased: bool = False) -> float:
+    """CKA from linear Gram matrices (O(n²(p + q))): the straightforward reference."""
+    X, Y = _pair(X, Y)
+    if debiased and X.shape[0] < 4:
+        raise ActlabError(f"debiased CKA needs at least 4 samples, got {X.shape[0]}")
+    K, L = X @ X.T, Y @ Y.T
+    h = hsic_unbiased if debiased else hsic_biased
+    return float(h(K, L) / torch.sqrt(h(K, K) * h(L, L)))
+
+
+def _debiased_dot(xty, rx, ry, nx, ny, n):
+    return xty - n / (n - 2.0) * (rx @ ry) + nx * ny / ((n - 1) * (n - 2))
+
+
+def cka_features(X, Y, debiased: bool = False) -> float:
+    """CKA in feature space (O(n·p·q)), Kornblith's ``feature_space_linear_cka``."""
+    X, Y = _pair(X, Y)
+    n = X.shape[0]
+    if debiased and n < 4:
+        raise ActlabError(f"debiased CKA needs at least 4 samples, got {n}")
+    X = X - X.mean(0, keepdim=True)
+    Y = Y - Y.mean(0, keepdim=True)
+    xy = torch.linalg.matrix_norm(X.T @ Y) ** 2
+    xx = torch.linalg.matrix_norm(X.T @ X)
+    yy = torch.linalg.matrix_norm(Y.T @ Y)
+    if debiased:
+        rx, ry = (X * X).sum(1), (Y * Y).sum(1)
+        nx, ny = rx.sum(), ry.sum()
+        xy = _debiased_dot(xy, rx, ry, nx, ny, n)
+        xx = torch.sqrt(_debiased_dot(xx**2, rx, rx, nx, nx, n))
+        yy = torch.sqrt(_debiased_dot(yy**2, ry, ry, ny, ny, n))
+    return float(xy / (xx * yy))
+
+
+def linear_cka(X, Y, debiased: bool = False) -> float:
+    """Linear CKA of ``X`` ``[n, p]`` and ``Y`` ``[n, q]`` (float64). Picks the cheaper of the two exact forms.
+
+    Oracle (Kornblith's Demo: ``np.random.seed(1337); X = randn(100, 10); Y = randn(100, 10) + X``):
+    0.55761 (linear), 0.51346 (debiased). Debiased CKA needs n ≥ 4 and can be slightly negative; NaN if a
+    debiased self-similarity is negative (tiny n).
+    """
+    X, Y = _pair(X, Y)
+    n, p, q = X.shape[0], X.shape[1], Y.shape[1]
+    if debiased and n < 4:
+        raise ActlabError(f"debiased CKA needs at least 4 samples, got {n}")
+    if n * n * (p + q) < n * (p * q + p * p + q * q):
+        return cka_gram(X, Y, debiased)
+    return cka_features(X, Y, debiased)
+
+
+def cka_matrix(acts_a: Sequence, acts_b: Sequence, debiased: bool = False) -> np.ndarray:
+    """CKA between every layer of A (``[La, n, da]``) and every layer of B (``[Lb, n, db]``) → ``[La, Lb]``."""
+    out = np.zeros((len(acts_a), len(acts_b)))
+    for i, xa in enumerate(acts_a):
+        for j, yb in enumerate(acts_b):
+            out[i, j] = linear_cka(xa, yb, debiased)
+    return out
+
+
+# ------------------------------------------------------------------------------------------ contrastive metrics
+def align_loss(x, y, alpha: float = 2.0) -> float:
+    """E‖f(x) − f(y)‖^α over paired rows, rows L2-normalised (Wang & Isola 2020)."""
+    x, y = F.normalize(_t64(x), dim=-1), F.normalize(_t64(y), dim=-1)
+    return float((x - y).norm(dim=1).pow(alpha).mean())
+
+
+def uniform_loss(x, t: float = 2.0) -> float:
+    """log E_{i≠j} exp(−t‖f(x_i) − f(x_j)‖²), rows L2-normalised; self-pairs excluded (``pdist``)."""
+    x = F.normalize(_t64(x), dim=-1)
+    return float(torch.pdist(x, p=2).pow(2).mul(-t).exp().mean().log())
+
+
+def info_nce(a, b, temperature: float = 0.07) -> float:
+    """Symmetric InfoNCE: ½[CE(ℓ, I) + CE(ℓᵀ, I)], ℓ_ij = cos(a_i, b_j)/τ (a and b of equal width)."""
+    a, b = _t64(a), _t64(b)
+    logits = F.normalize(a, dim=-1) @ F.normalize(b, dim=-1).T / temperature
+    target = torch.arange(a.shape[0])
+    return float(0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)))
+
+
+def regression_scores(pred, target) -> dict[str, float]:
+    """Held-out fit of a map: R² (1 − SS_res/SS_tot over all dims), MSE (per element), mean row cosine."""
+    p, t = _t64(pred), _t64(target)
+    ss_res = ((p - t) ** 2).sum()
+    ss_tot = ((t - t.mean(0, keepdim=True)) ** 2).sum()
+    return {"r2": float(1 - ss_res / ss_tot), "mse": float(((p - t) ** 2).mean()),
+            "cosine": float(F.cosine_similarity(p, t, dim=1).mean())}
+
+
+# --------------------------------------------------------------------------------------------------- heatmap
+def plot_heatmap(matrix, path, title: str = "", xlabel: str = "", ylabel: str = "", fmt: str = ".2f") -> str:
+    """Write an annotated heatmap PNG (matplotlib, Agg backend) atomically; returns the path."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from actlab.core.io import atomic_path
+
+    m = np.asarray(matrix, dtype=float)
+    fig, ax = plt.subplots(figsize=(1.0 + 0.7 * m.shape[1], 1.0 + 0.6 * m.shape[0]))
+    im = ax.imshow(m, cmap="viridis", origin="lower", aspect="auto")
+    for i in range(m.shape[0]):
+        for j in range(m.shape[1]):
+            ax.text(j, i, format(m[i, j], fmt), ha="center", va="center", color="w", fontsize=8)
+    ax.set_xticks(range(m.shape[1]))
+    ax.set_yticks(range(m.shape[0]))
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=9)
+    fig.colorbar(im, ax=ax)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+    return str(path)
