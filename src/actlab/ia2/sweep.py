@@ -1,0 +1,272 @@
+"""``actlab ia2 sweep``: a grid of IA2 train runs in worker processes (upstream ``train_all_unified.py``).
+
+Grid = methods × datasets × N × lrs × run indices, and per method only the axes it uses: ce weights (tna),
+label types (tok/a2t/t2a), LoRA types/ranks/alphas (LoRA), IA3 types (IA3), virtual tokens (prompt/prefix).
+
+* Each run is ``python -m actlab.ia2.sweep '<config json>'`` in its own process; ``max_parallel`` at a time, worker
+  slot i gets GPU ``i % n_gpus`` (``CUDA_VISIBLE_DEVICES``) when GPUs exist, else ``cpu_count // max_parallel``
+  threads. Its output goes to ``{output_dir}/sweep_logs/{method}/{dataset}/{name}.log``.
+* Complete runs are skipped; a failing run is reported and the others go on.
+* ``include_sequential`` adds ``a2t``/``t2a`` for each adapter family of the methods (and their parents ``act`` and
+  ``tok`` if missing). Every a2t/t2a run waits for its parent when the parent is in the grid; a parent neither in the
+  grid nor trained on disk is reported before anything starts (status ``blocked``). ``sequential_first`` puts every
+  non-sequential run ahead of every sequential one.
+* At the end a summary table is printed and written to ``{output_dir}/sweep_summary.json``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from actlab.core.errors import ActlabError
+from actlab.core.io import atomic_write_json, is_complete, read_json
+from actlab.ia2 import naming
+from actlab.ia2.config import SEQUENTIAL, IA2TrainConfig, join_method, split_method
+
+AXES_ALL = ("dataset", "num_train_examples", "lr", "run_idx")
+AXES_FAMILY = {"lora": ("lora_type", "lora_r", "lora_alpha"), "ia3": ("ia3_type",), "prompt": ("num_virtual_tokens",),
+               "prefix": ("num_virtual_tokens",)}
+
+
+@dataclass
+class SweepConfig:
+    """training_methods, include_sequential, sequential_first, max_parallel, label_types, dry_run, and ``base``:
+    IA2TrainConfig fields, where the grid axes (dataset, num_train_examples, lr, run_idx, ce_loss_weight,
+    lora_type, lora_r, lora_alpha, ia3_type, num_virtual_tokens) may be lists."""
+
+    training_methods: list[str]
+    include_sequential: bool = False
+    sequential_first: bool = False
+    max_parallel: int = 1
+    label_types: list[str] = field(default_factory=lambda: ["icl_outputs"])
+    dry_run: bool = False
+    base: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.max_parallel < 1:
+            raise ActlabError(f"--max_parallel must be >= 1, got {self.max_parallel}")
+        for m in self.training_methods:
+            split_method(m)
+
+
+def _as_list(v) -> list:
+    return list(v) if isinstance(v, (list, tuple)) else [v]
+
+
+def expand_methods(cfg: SweepConfig) -> list[str]:
+    methods = list(dict.fromkeys(cfg.training_methods))
+    if cfg.include_sequential:
+        fams = list(dict.fromkeys(split_method(m)[0] for m in methods))
+        for fam in fams:
+            for obj in ("act", "tok", "a2t", "t2a"):
+                m = join_method(fam, obj)
+                if m not in methods:
+                    methods.append(m)
+    return methods
+
+
+def build_grid(cfg: SweepConfig) -> list[IA2TrainConfig]:
+    """Every run's config (duplicates removed); a bad value is an :class:`ActlabError` before anything runs."""
+    out, seen = [], set()
+    for m in expand_methods(cfg):
+        fam, obj = split_method(m)
+        axes = list(AXES_ALL) + list(AXES_FAMILY[fam]) + (["ce_loss_weight"] if obj == "tna" else [])
+        values = [_as_list(cfg.base.get(a, getattr(IA2TrainConfig, a, None))) for a in axes]
+        labels = cfg.label_types if obj in ("tok", "a2t", "t2a") else [None]
+        for combo in itertools.product(*values, labels):
+            kw = {k: v for k, v in cfg.base.items() if k not in axes}
+            kw.update(dict(zip(axes, combo[:-1], strict=True)))
+            kw["label_type"] = combo[-1] if obj != "tna" else (cfg.base.get("label_type") or None)
+            kw.pop("family", None)
+            kw.pop("objective", None)
+            c = IA2TrainConfig(training_method=m, **kw)
+            key = naming.run_dir(c)
+            if key not in seen:
+                seen.add(key)
+                out.append(c)
+    return out
+
+
+def check_data(grid: list[IA2TrainConfig]) -> None:
+    from actlab.data import get_dataset, train_path
+
+    for c in grid:
+        get_dataset(c.dataset)
+        p = train_path(c.dataset, c.num_train_examples, c.run_idx, c.data_dir)
+        if not p.exists():
+            raise ActlabError(f"no run file {p} for dataset {c.dataset!r}; create it with `actlab data make-train "
+                              f"--datasets {c.dataset} --num_train_examples {c.num_train_examples} --num_runs "
+                              f"{c.run_idx + 1} --data_dir {c.data_dir}`")
+
+
+def _gpu_count() -> int:
+    try:
+        import torch
+
+        return torch.cuda.device_count()
+    except Exception:  # noqa: BLE001
+        return 0
+
+
+def _log_path(c: IA2TrainConfig) -> Path:
+    return Path(c.output_dir) / "sweep_logs" / c.training_method / c.dataset / f"{naming.run_name(c)}.log"
+
+
+def _last_line(path: Path) -> str:
+    try:
+        lines = [x for x in path.read_text(errors="replace").splitlines() if x.strip()]
+    except OSError:
+        return ""
+    errs = [x for x in lines if "error" in x.lower()]
+    return (errs or lines or [""])[-1][:200]
+
+
+def sweep(cfg: SweepConfig) -> list[dict]:
+    """Run the grid; returns one row per run: method, dataset, name, status, seconds, best_dev_loss, error."""
+    grid = build_grid(cfg)
+    check_data(grid)
+    key = {id(c): str(naming.run_dir(c)) for c in grid}
+    in_grid = {str(naming.run_dir(c)) for c in grid}
+    rows = {key[id(c)]: {"method": c.training_method, "dataset": c.dataset, "name": naming.run_name(c),
+                         "run_dir": key[id(c)], "status": "pending", "seconds": None, "best_dev_loss": None,
+                         "error": ""} for c in grid}
+    parent_of: dict[str, str | None] = {}
+    for c in grid:
+        pd = naming.parent_dir(c)
+        parent_of[key[id(c)]] = str(pd) if pd is not None else None
+        if pd is not None and str(pd) not in in_grid and not is_complete(pd):
+            rows[key[id(c)]].update(status="blocked", error=f"missing parent {pd}")
+    jobs = [c for c in grid if rows[key[id(c)]]["status"] == "pending"]
+    if cfg.sequential_first:
+        jobs.sort(key=lambda c: c.objective in SEQUENTIAL)
+    if cfg.dry_run:
+        for c in grid:
+            print(f"{rows[key[id(c)]]['status']:8s} {key[id(c)]}")
+        return list(rows.values())
+    for c in jobs:
+        if is_complete(naming.run_dir(c)) and not c.force:
+            rows[key[id(c)]]["status"] = "skipped"
+            _fill_summary(rows[key[id(c)]])
+    pending = [c for c in jobs if rows[key[id(c)]]["status"] == "pending"]
+    n_gpu = _gpu_count()
+    threads = max(1, (os.cpu_count() or 1) // cfg.max_parallel)
+    running: dict[int, tuple[IA2TrainConfig, subprocess.Popen, float, object]] = {}
+    print(f"ia2 sweep: {len(grid)} runs ({len(pending)} to train, "
+          f"{sum(r['status'] == 'skipped' for r in rows.values())} complete, "
+          f"{sum(r['status'] == 'blocked' for r in rows.values())} blocked), {cfg.max_parallel} worker(s)"
+          + (f" on {n_gpu} GPU(s)" if n_gpu else ""), file=sys.stderr)
+    while pending or running:
+        for slot in range(cfg.max_parallel):
+            if slot in running:
+                continue
+            job = _next_ready(pending, rows, key, parent_of)
+            if job is None:
+                break
+            pending.remove(job)
+            running[slot] = (job, *_launch(job, slot, n_gpu, threads, quiet=cfg.max_parallel > 1))
+            rows[key[id(job)]]["status"] = "running"
+        time.sleep(0.2)
+        for slot, (job, proc, t0, fh) in list(running.items()):
+            rc = proc.poll()
+            if rc is None:
+                continue
+            fh.close()
+            row = rows[key[id(job)]]
+            row["seconds"] = round(time.perf_counter() - t0, 1)
+            if rc == 0 and is_complete(naming.run_dir(job)):
+                row["status"] = "done"
+                _fill_summary(row)
+            else:
+                row.update(status="failed", error=f"exit {rc}: {_last_line(_log_path(job))} (log: {_log_path(job)})")
+            print(f"ia2 sweep: {row['status']} {row['method']} {row['name']}", file=sys.stderr)
+            del running[slot]
+        # jobs whose parent failed/blocked can never run
+        for c in list(pending):
+            par = parent_of[key[id(c)]]
+            if par in rows and rows[par]["status"] in ("failed", "blocked"):
+                pending.remove(c)
+                rows[key[id(c)]].update(status="blocked", error=f"parent {rows[par]['status']}: {par}")
+    result = list(rows.values())
+    print_summary(result)
+    out = Path(grid[0].output_dir) / "sweep_summary.json" if grid else None
+    if out is not None:
+        atomic_write_json(out, result)
+    return result
+
+
+def _next_ready(pending, rows, key, parent_of):
+    for c in pending:
+        par = parent_of[key[id(c)]]
+        if par is None or par not in rows or rows[par]["status"] in ("done", "skipped"):
+            return c
+    return None
+
+
+def _launch(c: IA2TrainConfig, slot: int, n_gpu: int, threads: int, quiet: bool):
+    env = dict(os.environ)
+    if n_gpu:
+        env["CUDA_VISIBLE_DEVICES"] = str(slot % n_gpu)
+    else:
+        env["ACTLAB_THREADS"] = str(threads)
+        env["OMP_NUM_THREADS"] = str(threads)
+    if quiet:
+        env["ACTLAB_QUIET"] = "1"
+    log = _log_path(c)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    fh = open(log, "w", encoding="utf-8")  # noqa: SIM115 (closed when the process ends)
+    kw = {k: v for k, v in c.to_dict().items() if k not in ("family", "objective")}
+    proc = subprocess.Popen([sys.executable, "-m", "actlab.ia2.sweep", json.dumps(kw)], stdout=fh,
+                            stderr=subprocess.STDOUT, env=env)
+    return proc, time.perf_counter(), fh
+
+
+def _fill_summary(row: dict) -> None:
+    p = Path(row["run_dir"]) / "train_summary.json"
+    if p.exists():
+        try:
+            row["best_dev_loss"] = read_json(p).get("best_dev_loss")
+        except ActlabError:
+            pass
+
+
+def print_summary(rows: list[dict]) -> None:
+    cols = ("status", "method", "dataset", "name", "seconds", "best_dev_loss", "error")
+
+    def fmt(v):
+        if isinstance(v, float):
+            return f"{v:.4g}"
+        return "-" if v in (None, "") else str(v)
+
+    table = [cols] + [tuple(fmt(r[c]) for c in cols) for r in rows]
+    widths = [max(len(t[i]) for t in table) for i in range(len(cols))]
+    for t in table:
+        print("  ".join(x.ljust(w) for x, w in zip(t, widths, strict=True)).rstrip())
+    counts = {s: sum(r["status"] == s for r in rows) for s in ("done", "skipped", "failed", "blocked")}
+    print(", ".join(f"{v} {k}" for k, v in counts.items()))
+
+
+def _worker(argv: list[str]) -> int:
+    import torch
+
+    from actlab.ia2.trainer import train
+
+    if os.environ.get("ACTLAB_THREADS"):
+        torch.set_num_threads(int(os.environ["ACTLAB_THREADS"]))
+    try:
+        cfg = IA2TrainConfig(**json.loads(argv[0]))
+        print(train(cfg))
+    except ActlabError as e:
+        print(f"actlab: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_worker(sys.argv[1:]))

@@ -1,0 +1,321 @@
+"""``actlab ia2 train``: one IA2 run — targets, adapter, training loop, saved adapter.
+
+>>> from actlab.ia2 import IA2TrainConfig, train
+>>> train(IA2TrainConfig("act", dataset="syn_sst2_remap", num_train_examples=8))      # doctest: +SKIP
+
+The loop is upstream's ``train_unified_model``: Adam(lr), no scheduler, effective batch ``batch_size`` (4), up to
+``num_epochs`` epochs (shuffled per epoch), dev loss (same objective) every ``dev_eval_steps`` steps and at each
+epoch's end, early stop after ``patience`` evaluations without improvement → the best adapter state is restored
+(if early stopping never triggers the last state is kept, as upstream). Examples of a batch are run together
+(right padding, ``micro_batch_size`` per forward) instead of one by one; the loss is the batch mean, which is
+upstream's accumulated ``loss / 4``.
+
+A checkpoint (adapter, Adam state, best state, counters; safetensors) is written every ``checkpoint_every`` steps
+under ``{run}/checkpoint/``; rerunning the same command resumes from it. The finished run holds::
+
+    {run}/adapter_model.safetensors  adapter_config.json    (PEFT save_pretrained)
+    {run}/config.json                the full IA2TrainConfig + run_name/run_dir/parent_dir + _meta (versions, git sha)
+    {run}/metrics.jsonl              per step: step, epoch, train/loss (+ train/act, train/ce, train/kl);
+                                     per dev evaluation: dev/loss (+ dev/act, dev/ce, dev/kl), dev/best, dev/patience
+    {run}/train_summary.json         best dev loss, steps, epochs, early_stopped, timings, target cache path
+    {run}/COMPLETE                   written last (a complete run is skipped on rerun unless --force)
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from actlab.core import adapters
+from actlab.core.errors import ActlabError
+from actlab.core.io import RunDir, is_complete, load_tensors, save_tensors
+from actlab.core.progress import progress
+from actlab.ia2 import losses, naming, targets
+from actlab.ia2.config import IA2TrainConfig
+
+CKPT_DIR = "checkpoint"
+CKPT_FILE = "state.safetensors"
+
+
+# ------------------------------------------------------------------------------------------------------ data
+def load_examples(cfg: IA2TrainConfig) -> tuple[dict[str, list[dict]], Path]:
+    """Train/dev examples (with their demos) of the run, and the run file they come from."""
+    from actlab.data import load_run, train_path
+
+    run = load_run(cfg.dataset, cfg.num_train_examples, cfg.run_idx, cfg.data_dir)
+    if not run["train"]:
+        raise ActlabError(f"dataset {cfg.dataset!r} is eval-only (no train pool); train on another dataset")
+    return {"train": run["train"], "dev": run["dev"]}, train_path(cfg.dataset, cfg.num_train_examples, cfg.run_idx,
+                                                                   cfg.data_dir)
+
+
+def check_parent(cfg: IA2TrainConfig) -> Path | None:
+    """The parent adapter dir of a2t/t2a; a missing/incomplete parent is an error naming its path."""
+    p = naming.parent_dir(cfg)
+    if p is None:
+        return None
+    if not is_complete(p) or not (p / "adapter_config.json").exists():
+        raise ActlabError(f"--training_method {cfg.training_method} continues from the {cfg.parent_method} adapter, "
+                          f"which is not trained: {p} is missing or incomplete; train it first "
+                          f"(actlab ia2 train --training_method {cfg.parent_method} with the same settings)")
+    return p
+
+
+def make_items(encoded: list[targets.Encoded], tgts: list[dict] | None, cfg: IA2TrainConfig) -> list[dict]:
+    items = []
+    for i, e in enumerate(encoded):
+        t = tgts[i] if tgts else {}
+        it = {"query_ids": e.query_ids, **t}
+        if "ids" in t:
+            it["icl_ids"] = t["ids"]
+        if cfg.label_type == "ground_truth":
+            it["labels"] = e.gt_ids
+        elif cfg.label_type == "icl_outputs":
+            it["labels"] = t["ids"].tolist()
+        else:
+            it["labels"] = None
+        items.append(it)
+    return items
+
+
+# ----------------------------------------------------------------------------------------------- checkpoints
+def _opt_tensors(opt: torch.optim.Optimizer) -> tuple[dict, str]:
+    sd = opt.state_dict()
+    tensors = {f"opt.{i}.{k}": v for i, st in sd["state"].items() for k, v in st.items() if torch.is_tensor(v)}
+    return tensors, json.dumps(sd["param_groups"])
+
+
+def _load_opt(opt: torch.optim.Optimizer, tensors: dict, groups: str) -> None:
+    state: dict[int, dict] = {}
+    for k, v in tensors.items():
+        if k.startswith("opt."):
+            _, i, name = k.split(".", 2)
+            state.setdefault(int(i), {})[name] = v
+    opt.load_state_dict({"state": state, "param_groups": json.loads(groups)})
+
+
+def save_checkpoint(path: Path, model, opt, best_state: dict | None, counters: dict) -> None:
+    tensors = {f"adapter.{k}": v for k, v in adapters.adapter_state(model).items()}
+    if best_state is not None:
+        tensors.update({f"best.{k}": v for k, v in best_state.items()})
+    ot, groups = _opt_tensors(opt)
+    tensors.update(ot)
+    save_tensors(path, tensors, {"counters": json.dumps(counters), "param_groups": groups})
+
+
+def load_checkpoint(path: Path, model, opt) -> tuple[dict | None, dict] | None:
+    """Restore adapter + optimizer; returns ``(best_state, counters)``, or None if there is no usable checkpoint."""
+    if not path.exists():
+        return None
+    try:
+        tensors, meta = load_tensors(path)
+    except ActlabError:
+        print(f"ia2: checkpoint {path} is corrupt; starting the run over", file=sys.stderr)
+        return None
+    dev = next(model.parameters()).device
+    adapters.load_adapter_state(model, {k[8:]: v.to(dev) for k, v in tensors.items() if k.startswith("adapter.")})
+    best = {k[5:]: v.to(dev) for k, v in tensors.items() if k.startswith("best.")} or None
+    _load_opt(opt, {k: v.to(dev) for k, v in tensors.items() if k.startswith("opt.")}, meta["param_groups"])
+    return best, json.loads(meta["counters"])
+
+
+# ------------------------------------------------------------------------------------------------------ train
+def _evaluate(model, items, cfg, pad_id) -> dict[str, float]:
+    model.eval()
+    sums: dict[str, float] = {}
+    mb = cfg.micro_batch_size or cfg.batch_size
+    with torch.no_grad():
+        for s in range(0, len(items), mb):
+            chunk = items[s:s + mb]
+            ls = losses.compute_losses(model, chunk, cfg.stage_objective, pad_id=pad_id, site=cfg.act_site,
+                                       layers=cfg.act_layers, ce_loss_weight=cfg.ce_loss_weight)
+            for k, v in ls.items():
+                sums[k] = sums.get(k, 0.0) + float(v) * len(chunk)
+    model.train()
+    return {k: v / len(items) for k, v in sums.items()}
+
+
+def _epoch_order(n: int, seed: int, epoch: int) -> list[int]:
+    g = torch.Generator().manual_seed(seed * 100_003 + epoch)
+    return torch.randperm(n, generator=g).tolist()
+
+
+def prepare(cfg: IA2TrainConfig, model=None, tok=None):
+    """Everything before the first write of the run dir: checks, model, targets, adapter.
+
+    Returns ``(peft_model, tok, items, target_file, from_cache)``; raises :class:`ActlabError` on bad input.
+    """
+    from actlab.core.models import load, prompt_offset
+
+    examples, data_file = load_examples(cfg)
+    parent = check_parent(cfg)
+    if model is None:
+        model, tok = load(cfg.model_id, dtype=cfg.dtype, device=cfg.device)
+    elif tok is None:
+        raise ActlabError("prepare(model=...) also needs tok=...")
+    model_id = cfg.model_id
+    # adapter config first: a bad --lora_type/--ia3_type fails before any expensive work
+    if parent is None:
+        pcfg = adapters.peft_config(cfg.family, model, modules=cfg.ia3_type if cfg.family == "ia3" else cfg.lora_type,
+                                    r=cfg.lora_r, alpha=cfg.lora_alpha, dropout=cfg.lora_dropout,
+                                    num_virtual_tokens=cfg.num_virtual_tokens)
+    max_len = getattr(model.config, "max_position_embeddings", None)
+    if max_len and cfg.family == "prompt":
+        max_len -= cfg.num_virtual_tokens
+    enc = {s: targets.encode_examples(tok, examples[s], cfg.num_generated_tokens, cfg.max_icl_demos, max_len)
+           for s in ("train", "dev")}
+    need_targets = not (cfg.stage_objective == "tok" and cfg.label_type == "ground_truth")
+    tgts, tfile, from_cache = {"train": None, "dev": None}, None, False
+    if need_targets:
+        fp = targets.model_fingerprint(model)
+        data_sha = targets.file_sha(data_file)
+        cache_dir = cfg.cache_dir or targets.default_cache_dir()
+        tfile = targets.cache_path(cache_dir, model_id, fp, cfg.dataset, cfg.num_train_examples, cfg.run_idx,
+                                   cfg.num_generated_tokens, cfg.act_site, cfg.act_layers, cfg.max_icl_demos, data_sha)
+        meta = {"model_id": model_id, "model_fp": fp, "data_file": str(data_file), "data_sha": data_sha,
+                "T": cfg.num_generated_tokens, "site": cfg.act_site, "layers": cfg.act_layers,
+                "max_icl_demos": cfg.max_icl_demos, "topk": cfg.kl_topk}
+        tgts, from_cache = targets.get_targets(model, tok, enc, cache_file=tfile, meta=meta,
+                                               T=cfg.num_generated_tokens, site=cfg.act_site, layers=cfg.act_layers,
+                                               topk=cfg.kl_topk, batch_size=cfg.target_batch_size)
+    if parent is None:
+        peft_model = adapters.attach(model, pcfg)
+    else:
+        peft_model = adapters.load_adapter(model, parent, trainable=True)
+    assert prompt_offset(peft_model) == (cfg.num_virtual_tokens if cfg.family == "prompt" else 0)
+    items = {s: make_items(enc[s], tgts[s], cfg) for s in ("train", "dev")}
+    return peft_model, tok, items, tfile, from_cache
+
+
+def train(cfg: IA2TrainConfig, model=None, tok=None) -> Path:
+    """Train one run and return its directory (a complete run is skipped unless ``cfg.force``).
+
+    ``model``/``tok`` may be given (e.g. a micro model in tests); the model is wrapped by PEFT in place.
+    """
+    path = naming.run_dir(cfg)
+    if is_complete(path) and not cfg.force:
+        print(f"ia2: {path} is complete; skipped (use --force to retrain)", file=sys.stderr)
+        return path
+    t0 = time.perf_counter()
+    peft_model, tok, items, tfile, from_cache = prepare(cfg, model, tok)
+    t_targets = time.perf_counter() - t0
+    if cfg.force and path.exists():
+        shutil.rmtree(path)
+    seed = cfg.run_idx if cfg.seed is None else cfg.seed
+    torch.manual_seed(seed)
+    rd = RunDir(path, wandb_log=cfg.wandb_log, wandb_project=cfg.wandb_project)
+    parent = naming.parent_dir(cfg)
+    rd.write_config({**cfg.to_dict(), "run_name": naming.run_name(cfg), "run_dir": str(path),
+                     "parent_dir": None if parent is None else str(parent), "stage_objective": cfg.stage_objective,
+                     "target_cache": None if tfile is None else str(tfile)})
+    pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+    params = [p for p in peft_model.parameters() if p.requires_grad]
+    opt = torch.optim.Adam(params, lr=cfg.lr)
+    train_items, dev_items = items["train"], items["dev"]
+    n = len(train_items)
+    bs = min(cfg.batch_size, n)
+    mb = cfg.micro_batch_size or bs
+    spe = math.ceil(n / bs)
+    total = cfg.num_epochs * spe if cfg.max_steps is None else min(cfg.max_steps, cfg.num_epochs * spe)
+    ckpt = rd.path / CKPT_DIR / CKPT_FILE
+    counters = {"step": 0, "best_dev": None, "bad_evals": 0, "early_stopped": False, "train_time": 0.0}
+    best_state = None
+    resumed = load_checkpoint(ckpt, peft_model, opt)
+    if resumed is not None:
+        best_state, counters = resumed
+        rd.reset_metrics(keep_until_step=counters["step"])
+        print(f"ia2: resuming {path.name} from step {counters['step']}", file=sys.stderr)
+    else:
+        rd.reset_metrics()
+    peft_model.train()
+    bar = progress(total=total, desc=f"{cfg.training_method} {path.name}", initial=counters["step"])
+    step = counters["step"]
+    t_loop = time.perf_counter()
+    while step < total and not counters["early_stopped"]:
+        epoch, b = divmod(step, spe)
+        order = _epoch_order(n, seed, epoch)
+        idx = order[b * bs:(b + 1) * bs]
+        sums: dict[str, float] = {}
+        for s in range(0, len(idx), mb):
+            chunk = [train_items[i] for i in idx[s:s + mb]]
+            ls = losses.compute_losses(peft_model, chunk, cfg.stage_objective, pad_id=pad_id, site=cfg.act_site,
+                                       layers=cfg.act_layers, ce_loss_weight=cfg.ce_loss_weight)
+            (ls["loss"] * (len(chunk) / len(idx))).backward()
+            for k, v in ls.items():
+                sums[k] = sums.get(k, 0.0) + float(v.detach()) * len(chunk) / len(idx)
+        if not all(math.isfinite(v) for v in sums.values()):
+            raise ActlabError(f"non-finite loss at step {step + 1} ({sums}); try a smaller --lr")
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        step += 1
+        row = {"step": step, "epoch": epoch, **{f"train/{k}": v for k, v in sums.items()}}
+        end_of_epoch = b == spe - 1
+        if dev_items and (step % cfg.dev_eval_steps == 0 or end_of_epoch):
+            dev = _evaluate(peft_model, dev_items, cfg, pad_id)
+            row.update({f"dev/{k}": v for k, v in dev.items()})
+            if counters["best_dev"] is None or dev["loss"] < counters["best_dev"]:
+                counters["best_dev"], counters["bad_evals"] = dev["loss"], 0
+                best_state = adapters.adapter_state(peft_model)
+            else:
+                counters["bad_evals"] += 1
+                if counters["bad_evals"] >= cfg.patience:
+                    counters["early_stopped"] = True
+                    if best_state is not None:
+                        adapters.load_adapter_state(peft_model, best_state)
+            row.update({"dev/best": counters["best_dev"], "dev/patience": counters["bad_evals"]})
+        rd.log(row)
+        bar.update(1)
+        bar.set_postfix(loss=f"{sums['loss']:.4g}", dev=f"{counters['best_dev'] or float('nan'):.4g}")
+        counters["step"] = step
+        if step % cfg.checkpoint_every == 0 and step < total and not counters["early_stopped"]:
+            counters["train_time"] += time.perf_counter() - t_loop
+            t_loop = time.perf_counter()
+            save_checkpoint(ckpt, peft_model, opt, best_state, counters)
+    bar.close()
+    counters["train_time"] += time.perf_counter() - t_loop
+    _save_adapter(peft_model, rd.path)
+    summary = {"steps": step, "epochs": (step - 1) // spe + 1 if step else 0, "steps_per_epoch": spe,
+               "best_dev_loss": counters["best_dev"], "early_stopped": counters["early_stopped"],
+               "train_time_s": counters["train_time"], "step_time_s": counters["train_time"] / max(step, 1),
+               "target_time_s": t_targets, "targets_from_cache": from_cache,
+               "target_cache": None if tfile is None else str(tfile),
+               "n_train": n, "n_dev": len(dev_items),
+               "trainable_params": sum(p.numel() for p in params)}
+    rd.write_json("train_summary.json", summary)
+    shutil.rmtree(rd.path / CKPT_DIR, ignore_errors=True)
+    rd.mark_complete(summary)
+    return rd.path
+
+
+def _save_adapter(model, path: Path) -> None:
+    """``save_pretrained`` into a temp dir, then move the files in (a kill never leaves a half-written adapter)."""
+    import os
+
+    tmp = path / ".adapter.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(str(tmp), safe_serialization=True)
+    for f in tmp.iterdir():
+        os.replace(f, path / f.name)
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+def load_trained(run_path: str | Path, model=None, tok=None):
+    """A trained run's base model + adapter (eval mode), and the tokenizer: ``(peft_model, tok, config dict)``."""
+    from actlab.core.io import read_json
+    from actlab.core.models import load
+
+    run_path = Path(run_path)
+    if not is_complete(run_path):
+        raise ActlabError(f"{run_path} is not a complete IA2 run")
+    cfg = read_json(run_path / "config.json")
+    if model is None:
+        model, tok = load(cfg["model_id"], dtype=cfg.get("dtype"), device=cfg.get("device"))
+    pm = adapters.load_adapter(model, run_path, trainable=False)
+    pm.eval()
+    return pm, tok, cfg
