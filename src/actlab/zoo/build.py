@@ -1,0 +1,229 @@
+"""Build, cache, validate and describe zoo models.
+
+Layout under ``$ACTLAB_HOME/models/``::
+
+    tiny/                    the finished model (appears by one atomic rename)
+      config.json  model.safetensors  generation_config.json     (save_pretrained)
+      tokenizer.json  tokenizer_config.json  chat_template.jinja  (tokenizer.save_pretrained)
+      manifest.json          spec (corpus, model, training, tokenizer), seed, versions, timings, ICL accuracies,
+                             sha256 of the weights (checked on every load)
+    tiny.partial/            an unfinished build: spec.json + checkpoint.safetensors + checkpoint.json;
+                             rerunning the build resumes from it
+
+A build with a non-default ``seed`` lives in ``<name>-seed<S>/``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import os
+import shutil
+import time
+from pathlib import Path
+
+import torch
+
+from actlab.core.errors import ActlabError, unknown_choice
+from actlab.core.io import actlab_home, atomic_write_json, env_info, read_json
+from actlab.zoo.specs import ZOO, ZOO_NAMES, ZooSpec
+
+MANIFEST = "manifest.json"
+FORMAT = 1
+REQUIRED = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", MANIFEST)
+EVAL_KS = (0, 1, 2, 4, 8)
+EVAL_TASKS = 200
+EVAL_SEED = 1000
+#: IA2's remap mapping (ia2.md §5: 0 apple, 1 Friday, 2 banana, 3 Saturday, ...), used for the registry-format eval.
+REMAP_MAPPING = ("apple", "Friday", "banana", "Saturday", "Thursday", "Sunday", "Wednesday", "Monday")
+
+
+def is_zoo_name(name: str) -> bool:
+    return name in ZOO
+
+
+def get_spec(name: str, seed: int | None = None) -> ZooSpec:
+    if name not in ZOO:
+        raise unknown_choice("zoo model", name, ZOO_NAMES)
+    spec = ZOO[name]
+    if seed is not None and seed != spec.seed:
+        spec = dataclasses.replace(spec, seed=int(seed))
+    return spec
+
+
+def model_dir(name: str, seed: int | None = None) -> Path:
+    """Where zoo model ``name`` lives (built or not)."""
+    spec = get_spec(name, seed)
+    sub = name if spec.seed == ZOO[name].seed else f"{name}-seed{spec.seed}"
+    return actlab_home() / "models" / sub
+
+
+def _partial_dir(final: Path) -> Path:
+    return final.with_name(final.name + ".partial")
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _rebuild_hint(name: str, seed: int | None) -> str:
+    s = "" if seed is None or seed == ZOO[name].seed else f" --seed {seed}"
+    return f"rebuild with `actlab zoo build {name}{s} --force`"
+
+
+def validate(name: str, seed: int | None = None) -> Path:
+    """Check a built model's files; raise a one-line ActlabError (naming what is wrong and how to fix it) if bad."""
+    d = model_dir(name, seed)
+    hint = _rebuild_hint(name, seed)
+    if not d.is_dir():
+        raise ActlabError(f"zoo model {name!r} is not built at {d}; build it with `actlab zoo build {name}`")
+    missing = [f for f in REQUIRED if not (d / f).is_file()]
+    if missing:
+        raise ActlabError(f"zoo cache {d} is corrupt (missing {', '.join(missing)}); {hint}")
+    try:
+        man = read_json(d / MANIFEST)
+        ok = isinstance(man, dict) and man.get("format") == FORMAT and "weights_sha256" in man
+    except Exception:  # noqa: BLE001 - any unreadable manifest is corruption
+        ok = False
+    if not ok:
+        raise ActlabError(f"zoo cache {d} is corrupt (unreadable or outdated {MANIFEST}); {hint}")
+    if _sha256(d / "model.safetensors") != man["weights_sha256"]:
+        raise ActlabError(f"zoo cache {d} is corrupt (model.safetensors does not match its manifest); {hint}")
+    return d
+
+
+def read_manifest(name: str, seed: int | None = None) -> dict:
+    """The manifest of built zoo model ``name`` (ActlabError if not built or corrupt)."""
+    return read_json(validate(name, seed) / MANIFEST)
+
+
+def is_built(name: str, seed: int | None = None) -> bool:
+    try:
+        validate(name, seed)
+        return True
+    except ActlabError:
+        return False
+
+
+def ensure_built(name: str, force: bool = False, seed: int | None = None) -> Path:
+    """The directory of zoo model ``name``, building it first if it is missing (or if ``force``).
+
+    A cached directory that exists but is corrupt raises ActlabError telling how to rebuild (it is not silently
+    rebuilt: a half-deleted cache usually means something else is wrong). ``from_pretrained(dir)`` loads it.
+    """
+    spec = get_spec(name, seed)
+    d = model_dir(name, seed)
+    if not force and d.exists():
+        return validate(name, seed)
+    build(spec, d, force=force)
+    return validate(name, seed)
+
+
+@contextlib.contextmanager
+def _threads(n: int):
+    old = torch.get_num_threads()
+    if n > 0:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
+def evaluate_icl(model, tok, ks=EVAL_KS, n_tasks: int = EVAL_TASKS, seed: int = EVAL_SEED) -> dict:
+    """Manifest's ICL numbers: random held-out tasks (2- and 4-class) and syn_sst2/syn_agnews with remapped labels."""
+    from actlab.zoo.evaluate import icl_accuracy, score_choices
+    from actlab.zoo.world import join_demos, synthetic_rows
+
+    out: dict = {"held_out_tasks": {str(k): round(icl_accuracy(model, tok, k, n_tasks, seed), 4) for k in ks}}
+    for ds, col, nc in (("syn_sst2", "sentence", 2), ("syn_agnews", "text", 4)):
+        train = synthetic_rows(ds, "train", 400, seed)
+        test = synthetic_rows(ds, "test", n_tasks, seed)
+        labels = list(REMAP_MAPPING[:nc])
+        accs = {}
+        for k in (0, 4):
+            prompts = []
+            for i, row in enumerate(test):
+                demos = [(train[(i * 7 + j * 13) % len(train)][col], labels[train[(i * 7 + j * 13) % len(train)]["label"]])
+                         for j in range(k)]  # fmt: skip
+                prompts.append(join_demos(demos, row[col]))
+            pred = score_choices(model, tok, prompts, [labels] * len(prompts))
+            accs[str(k)] = round(sum(int(p == r["label"]) for p, r in zip(pred, test)) / len(test), 4)
+        out[f"{ds}_remap"] = accs
+    return out
+
+
+def build(spec: ZooSpec, final: Path, force: bool = False, stop_after: int | None = None) -> Path | None:
+    """Build ``spec`` into ``final`` (resuming ``final.partial`` if it holds a checkpoint of the same spec)."""
+    from actlab.core.progress import quiet
+    from actlab.zoo.tokenizer import train_tokenizer
+    from actlab.zoo.train import train
+
+    part = _partial_dir(final)
+    want = spec.to_dict()
+    if part.exists():
+        try:
+            same = read_json(part / "spec.json") == want
+        except Exception:  # noqa: BLE001
+            same = False
+        if not same:
+            shutil.rmtree(part)
+    part.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(part / "spec.json", want)
+    t0 = time.perf_counter()
+    say = (lambda *a: None) if quiet() else (lambda msg: print(msg, flush=True))
+    with _threads(spec.train.threads):
+        tok = train_tokenizer(spec.tokenizer)
+        ev = None
+        if spec.train.eval_every:
+            from actlab.zoo.evaluate import icl_accuracy
+
+            def ev(m, step):
+                return {f"icl_k{k}": icl_accuracy(m, tok, k, 60, EVAL_SEED + 1) for k in (0, 4)}
+
+        say(f"building zoo model {spec.name!r} into {final} (resumable: {part})")
+        model, info = train(spec, tok, part, ev, stop_after=stop_after)
+        if model is None:
+            return None
+        t_train = time.perf_counter() - t0
+        icl = evaluate_icl(model, tok, n_tasks=spec.train.eval_tasks)
+    model.save_pretrained(part)
+    tok.save_pretrained(part)
+    n_params = sum(p.numel() for p in model.parameters())
+    manifest = {
+        "format": FORMAT,
+        "name": spec.name,
+        "description": spec.description,
+        "seed": spec.seed,
+        "spec": want,
+        "architecture": "LlamaForCausalLM",
+        "n_params": n_params,
+        "vocab_size": len(tok),
+        "threads": spec.train.threads,
+        "train": info,
+        "build_seconds": round(time.perf_counter() - t0, 1),
+        "build_seconds_before_eval": round(t_train, 1),
+        "icl_accuracy": icl,
+        "icl_eval": {"n_tasks": spec.train.eval_tasks, "seed": EVAL_SEED,
+                     "labels": "IA2 remap words, fresh mapping per task"},  # fmt: skip
+        "determinism": "same seed + same thread count + same torch build -> same corpus, tokenizer and weights",
+        "weights_sha256": _sha256(part / "model.safetensors"),
+        **{k: v for k, v in env_info().items() if k in ("versions", "python", "platform", "time", "git_sha")},
+    }
+    atomic_write_json(part / MANIFEST, manifest)
+    for f in ("checkpoint.safetensors", "checkpoint.json", "spec.json"):
+        (part / f).unlink(missing_ok=True)
+    if final.exists():  # --force: swap the new build in, then drop the old one
+        old = final.with_name(final.name + f".old-{os.getpid()}")
+        os.replace(final, old)
+        os.replace(part, final)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(part, final)
+    say(f"built {spec.name!r} in {manifest['build_seconds']:.0f} s: {final}")
+    return final

@@ -1,0 +1,110 @@
+"""Zoo entries: a corpus spec + a model config + a training config + a seed → a model.
+
+Add an entry by adding a :class:`ZooSpec` to :data:`ZOO` (see docs/zoo.md, "Adding a zoo entry").
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+from actlab.zoo.tokenizer import TokenizerSpec
+
+
+@dataclass(frozen=True)
+class CorpusSpec:
+    """A mixture of world document generators (:data:`actlab.zoo.world.DOC_GENERATORS`) with weights."""
+
+    mix: dict[str, float]
+    max_len: int = 192  # tokens per training row (documents are truncated; they are shorter anyway)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A LlamaConfig's size fields (vocab/special ids come from the tokenizer)."""
+
+    hidden_size: int = 128
+    intermediate_size: int = 256
+    num_hidden_layers: int = 4
+    num_attention_heads: int = 4
+    num_key_value_heads: int = 2
+    max_position_embeddings: int = 512
+    tie_word_embeddings: bool = True
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class TrainSpec:
+    steps: int = 2400
+    batch_size: int = 24
+    lr: float = 1e-3  # feasibility §5: 3e-3 stalled ICL
+    warmup: int = 100
+    weight_decay: float = 0.01
+    grad_clip: float = 1.0
+    threads: int = 2
+    ckpt_every: int = 200
+    eval_every: int = 0  # 0: evaluate only at the end
+    eval_tasks: int = 200  # held-out tasks per demo count in the final (manifest) evaluation
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class ZooSpec:
+    name: str
+    description: str
+    corpus: CorpusSpec
+    model: ModelSpec = field(default_factory=ModelSpec)
+    train: TrainSpec = field(default_factory=TrainSpec)
+    tokenizer: TokenizerSpec = field(default_factory=TokenizerSpec)
+    seed: int = 0
+
+    def to_dict(self) -> dict:
+        return {
+            "name": self.name,
+            "description": self.description,
+            "seed": self.seed,
+            "corpus": self.corpus.to_dict(),
+            "model": self.model.to_dict(),
+            "train": self.train.to_dict(),
+            "tokenizer": self.tokenizer.to_dict(),
+        }
+
+
+#: ICL-heavy mixture with enough world text for the cross-model games (facts, Countries, Tip Sheets) and passages.
+TINY_MIX = {"icl": 0.8, "facts": 0.04, "countries": 0.04, "tipsheets": 0.04, "passages": 0.04, "dialogs": 0.04}
+#: Every text family; ICL kept as a minority so the others get the budget.
+WORLD_MIX = {
+    "icl": 0.2, "facts": 0.08, "countries": 0.1, "tipsheets": 0.1, "passages": 0.12, "dialogs": 0.14,
+    "arithmetic": 0.14, "squad": 0.12,
+}  # fmt: skip
+
+ZOO: dict[str, ZooSpec] = {
+    "tiny": ZooSpec(
+        name="tiny",
+        description="default: ICL-capable tiny Llama (4L, h128), mostly remapped-label ICL episodes + world text",
+        corpus=CorpusSpec(TINY_MIX),
+        seed=0,
+    ),
+    "tiny-b": ZooSpec(
+        name="tiny-b",
+        description="cross-model partner of tiny: same tokenizer and corpus spec, other size (3L, h96) and seed",
+        corpus=CorpusSpec(TINY_MIX),
+        model=ModelSpec(hidden_size=96, intermediate_size=192, num_hidden_layers=3, num_attention_heads=4,
+                        num_key_value_heads=2),  # fmt: skip
+        seed=1,
+    ),
+    "tiny-world": ZooSpec(
+        name="tiny-world",
+        description="text families (gsm8k-, squad-, hh-like, passages, Lewis games) for IAV/ICAE/xmodel; same tokenizer",
+        corpus=CorpusSpec(WORLD_MIX),
+        seed=2,
+    ),
+}
+ZOO_NAMES: tuple[str, ...] = tuple(ZOO)
+DEFAULT = "tiny"
