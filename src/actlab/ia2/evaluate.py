@@ -126,7 +126,7 @@ def discover_runs(outputs_dir: str | Path = "outputs") -> list[dict]:
         except (OSError, ValueError):
             continue
         cfg = {k: v for k, v in cfg.items() if k != "_meta"}
-        cfg.setdefault("method", cfg_path.parts[-4])
+        cfg["method"] = cfg.get("method") or cfg.get("training_method") or cfg_path.parts[-4]
         cfg.setdefault("dataset", cfg_path.parts[-3])
         cfg["run_dir"] = str(run_dir)
         runs.append(cfg)
@@ -385,16 +385,24 @@ def eval_examples(name: str, cfg: EvalConfig) -> list[dict]:
     return val[: cfg.num_eval_examples]
 
 
+_RUN_CACHE: dict[tuple, tuple] = {}
+
+
 def draw_demos(source: str, N: int, run_idx: int, icl_max_demos: int, data_dir: str) -> list[dict]:
     """``min(icl_max_demos, N - 1)`` demos drawn with ``RandomState(run_idx)`` from run (N, run_idx)'s remaining pool."""
     from actlab.data import load_run
 
-    run = load_run(source, N, run_idx, data_dir)
+    key = (source, N, run_idx, str(Path(data_dir).resolve()))
+    path = Path(data_dir) / source / "train" / f"{N}_{run_idx}.json"
+    stamp = path.stat().st_mtime_ns if path.exists() else None
+    if key not in _RUN_CACHE or _RUN_CACHE[key][0] != stamp:
+        _RUN_CACHE[key] = (stamp, load_run(source, N, run_idx, data_dir))
+    run = _RUN_CACHE[key][1]
     pool = run["remaining"]
     k = min(icl_max_demos, max(N - 1, 0))
-    if k > len(pool):
-        raise ActlabError(f"icl_max_demos {icl_max_demos} needs {k} demos but run N={N} run={run_idx} of {source!r} "
-                          f"has only {len(pool)} remaining examples; use --icl_max_demos <= {len(pool)}")
+    if icl_max_demos > len(pool):
+        raise ActlabError(f"--icl_max_demos {icl_max_demos} is larger than the demo pool of {source!r} run N={N} "
+                          f"run={run_idx} ({len(pool)} remaining examples); use --icl_max_demos <= {len(pool)}")
     if k == 0:
         return []
     rng = np.random.RandomState(run_idx)
@@ -608,6 +616,10 @@ def evaluate(cfg: EvalConfig, preloaded: dict | None = None, log=print) -> list[
 
     tasks = plan(cfg)
     todo = [t for t in tasks if cfg.force or not t.path.exists()]
+    for t in todo:  # bad demo settings / missing run files fail before anything is written
+        if t.kind == "base_with" or (t.kind == "trained" and cfg.eval_with_icl):
+            draw_demos(t.icl_source, t.N, t.run_idx, cfg.icl_max_demos, cfg.data_dir)
+        eval_examples(t.eval_dataset, cfg)
     if log and len(todo) < len(tasks):
         log(f"evaluate: {len(tasks) - len(todo)} of {len(tasks)} results exist, skipped")
     models = _Models(cfg, preloaded)
