@@ -11,6 +11,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import torch
 import torch.nn as nn
 
 from actlab.core.errors import ActlabError, unknown_choice
@@ -81,9 +84,23 @@ def attach(model: nn.Module, config) -> nn.Module:
 
 def load_adapter(model: nn.Module, path, trainable: bool = False) -> nn.Module:
     """Wrap ``model`` with the adapter saved in ``path`` (``save_pretrained`` layout, safetensors)."""
-    from peft import PeftModel
+    from peft import PeftConfig, PeftModel, get_peft_model, set_peft_model_state_dict
+    from safetensors.torch import load_file
 
-    return PeftModel.from_pretrained(model, str(path), is_trainable=trainable)
+    if not trainable:
+        return PeftModel.from_pretrained(model, str(path), is_trainable=False)
+    # PEFT refuses is_trainable=True for prompt learning; a fresh adapter + the saved weights works for every family
+    cfg = PeftConfig.from_pretrained(str(path))
+    cfg.inference_mode = False
+    pm = get_peft_model(model, cfg)
+    dev = next(model.parameters()).device
+    state = {k: v.to(dev) for k, v in load_file(str(Path(path) / "adapter_model.safetensors")).items()}
+    set_peft_model_state_dict(pm, state)
+    got = adapter_state(pm)
+    bad = [k for k, v in state.items() if k not in got or not torch.equal(got[k], v)]
+    if bad:
+        raise ActlabError(f"adapter {path} does not fit the model ({bad[0]} was not loaded)")
+    return pm
 
 
 def adapter_state(model: nn.Module) -> dict:

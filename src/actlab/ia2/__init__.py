@@ -6,11 +6,11 @@
 from actlab.ia2.config import METHODS, SEED_METHODS, IA2TrainConfig
 
 
-def train(cfg, model=None, tok=None):
+def train(cfg, model=None, tok=None, return_model: bool = False):
     """See :func:`actlab.ia2.trainer.train`."""
     from actlab.ia2.trainer import train as _train
 
-    return _train(cfg, model=model, tok=tok)
+    return _train(cfg, model=model, tok=tok, return_model=return_model)
 
 
 def sweep(cfg):

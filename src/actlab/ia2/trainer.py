@@ -193,15 +193,16 @@ def prepare(cfg: IA2TrainConfig, model=None, tok=None):
     return peft_model, tok, items, tfile, from_cache
 
 
-def train(cfg: IA2TrainConfig, model=None, tok=None) -> Path:
+def train(cfg: IA2TrainConfig, model=None, tok=None, return_model: bool = False):
     """Train one run and return its directory (a complete run is skipped unless ``cfg.force``).
 
     ``model``/``tok`` may be given (e.g. a micro model in tests); the model is wrapped by PEFT in place.
+    ``return_model=True`` returns ``(path, peft_model)`` (``peft_model`` is None for a skipped run).
     """
     path = naming.run_dir(cfg)
     if is_complete(path) and not cfg.force:
         print(f"ia2: {path} is complete; skipped (use --force to retrain)", file=sys.stderr)
-        return path
+        return (path, None) if return_model else path
     t0 = time.perf_counter()
     peft_model, tok, items, tfile, from_cache = prepare(cfg, model, tok)
     t_targets = time.perf_counter() - t0
@@ -290,7 +291,7 @@ def train(cfg: IA2TrainConfig, model=None, tok=None) -> Path:
     rd.write_json("train_summary.json", summary)
     shutil.rmtree(rd.path / CKPT_DIR, ignore_errors=True)
     rd.mark_complete(summary)
-    return rd.path
+    return (rd.path, peft_model) if return_model else rd.path
 
 
 def _save_adapter(model, path: Path) -> None:
