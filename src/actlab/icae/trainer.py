@@ -1,0 +1,282 @@
+"""ICAE training: pretraining (AE + LM mixed by ``lm_ratio``) and fine-tuning (QA, RepoQA, trajectories).
+
+Only the encoder's LoRA and the memory-token embeddings train; the decoder (the base with the adapter disabled)
+stays frozen. Runs are resumable: ``checkpoint.safetensors`` + ``checkpoint.json`` every ``save_steps``
+(optimizer moments restart on resume), the final weights are ``icae.safetensors`` and ``COMPLETE`` marks the end.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from actlab.core.errors import ActlabError
+from actlab.core.io import RunDir, atomic_write_json, read_json
+from actlab.core.progress import progress
+from actlab.icae.config import ICAEConfig
+from actlab.icae.model import ICAE, Memory, Prefill, SimpleLLM
+
+CKPT = "checkpoint.safetensors"
+
+
+def build_model(cfg: ICAEConfig, base=None, tok=None):
+    """``ICAE`` or ``SimpleLLM`` for ``cfg`` (base loaded with :func:`actlab.core.models.load` unless given)."""
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    if base is None:
+        from actlab.core.models import load
+
+        base, tok = load(cfg.model_name, dtype=None if cfg.dtype == "auto" else cfg.dtype, device=cfg.device,
+                         attn_implementation=cfg.attn_implementation)
+    if cfg.model_type == "llm":
+        return SimpleLLM(base, tok, cfg)
+    icae = ICAE(base, tok, cfg)
+    if cfg.checkpoint_path:
+        icae.load(cfg.checkpoint_path)
+    return icae
+
+
+def _lr_lambda(cfg: ICAEConfig) -> Callable[[int], float]:
+    def f(step: int) -> float:
+        if step < cfg.warmup_steps:
+            return (step + 1) / max(1, cfg.warmup_steps)
+        rest = max(1, cfg.max_steps - cfg.warmup_steps)
+        return max(0.0, 0.5 * (1 + math.cos(math.pi * (step - cfg.warmup_steps) / rest)))
+
+    return f
+
+
+def train_loop(icae: ICAE, cfg: ICAEConfig, run: RunDir, step_loss: Callable[[int, random.Random], dict],
+               desc: str) -> dict:
+    """AdamW over the trainable parameters; ``step_loss(step, rng)`` returns ``{"loss": tensor, ...}``."""
+    start = 0
+    ck = Path(run.path) / CKPT
+    if ck.exists() and (Path(run.path) / "checkpoint.json").exists():
+        icae.load(ck)
+        start = int(read_json(Path(run.path) / "checkpoint.json")["step"])
+        run.reset_metrics(keep_until_step=start)
+    params = icae.trainable_parameters()
+    opt = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg), last_epoch=-1)
+    for _ in range(start):
+        sched.step()
+    icae.train()
+    t0 = time.perf_counter()
+    last: dict = {}
+    acc: dict[str, list[float]] = {}
+    bar = progress(total=cfg.max_steps, desc=desc, initial=start)
+    for step in range(start, cfg.max_steps):
+        rng = random.Random(cfg.seed * 1_000_003 + step)
+        out = step_loss(step, rng)
+        loss = out.pop("loss")
+        if loss.requires_grad:
+            loss.backward()
+        gn = torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+        opt.step()
+        sched.step()
+        opt.zero_grad(set_to_none=True)
+        for k, v in {"loss": float(loss), **out}.items():
+            acc.setdefault(k, []).append(float(v))
+        bar.update(1)
+        bar.set_postfix(loss=f"{float(loss):.3f}")
+        if (step + 1) % cfg.logging_steps == 0 or step + 1 == cfg.max_steps:
+            last = {"step": step + 1, **{f"train/{k}": sum(v) / len(v) for k, v in acc.items()},
+                    "train/grad_norm": float(gn), "train/lr": sched.get_last_lr()[0],
+                    "time/elapsed_s": time.perf_counter() - t0}
+            run.log(last)
+            acc = {}
+        if cfg.save_steps and (step + 1) % cfg.save_steps == 0 and step + 1 < cfg.max_steps:
+            icae.save(ck)
+            atomic_write_json(Path(run.path) / "checkpoint.json", {"step": step + 1})
+    bar.close()
+    icae.eval()
+    final = icae.save(Path(run.path))
+    for p in (ck, Path(run.path) / "checkpoint.json"):
+        if p.exists():
+            p.unlink()
+    return {"weights": final, **last}
+
+
+def _open_run(cfg: ICAEConfig, sub: str) -> RunDir:
+    run = RunDir(Path(cfg.output_dir) / sub, wandb_log=cfg.wandb and not (Path(cfg.output_dir) / sub / "COMPLETE").exists())
+    if not run.is_complete():
+        run.write_config(cfg)
+    return run
+
+
+# -------------------------------------------------------------------------------------------------- pretrain
+def pretrain(cfg: ICAEConfig, icae: ICAE | None = None) -> dict:
+    """AE + LM pretraining on the prepared texts (``actlab icae prepare-pretrain`` first)."""
+    from actlab.icae.data import ae_lm_sample, load_pretrain
+
+    if cfg.model_type != "icae":
+        raise ActlabError("pretrain needs model_type: icae (SimpleLLM has nothing to pretrain)")
+    texts = load_pretrain(cfg, "train")
+    run = _open_run(cfg, "pretrain")
+    if run.is_complete():
+        return {"weights": str(Path(run.path) / "icae.safetensors"), "skipped": True}
+    icae = icae or build_model(cfg)
+    ids = [icae.tok(t, add_special_tokens=False)["input_ids"] for t in texts]
+    ids = [x for x in ids if x]
+    eos = icae.tok.eos_token_id
+
+    def step_loss(step: int, rng: random.Random) -> dict:
+        batch = [ae_lm_sample(ids[rng.randrange(len(ids))], cfg, rng) for _ in range(cfg.per_device_train_batch_size)]
+        loss, n_ae = 0.0, 0
+        total_tokens = 0
+        parts = []
+        for kind in ("AE", "LM"):
+            sub = [s for s in batch if s["kind"] == kind]
+            if not sub:
+                continue
+            mem = icae.compress([s["context"] for s in sub])
+            tg = [s["target"] + ([eos] if kind == "AE" and eos is not None else []) for s in sub]
+            special = "AE" if kind == "AE" or cfg.add_special_token_for_lm else "LM"
+            pre = icae.decoder_rows(mem, special, [[] for _ in sub], tg, [s["skip"] for s in sub])
+            n_tok = int((pre.labels != -100).sum())
+            parts.append((icae.loss(pre), n_tok, kind))
+            total_tokens += n_tok
+            n_ae += len(sub) if kind == "AE" else 0
+        out = {}
+        for part, n_tok, kind in parts:
+            loss = loss + part * n_tok / max(1, total_tokens)  # token-averaged over the whole batch
+            out[f"{kind.lower()}_loss"] = float(part.detach())
+        return {"loss": loss, **out}
+
+    info = train_loop(icae, cfg, run, step_loss, "icae pretrain")
+    run.mark_complete(info)
+    return info
+
+
+# -------------------------------------------------------------------------------------------------- finetune
+def _ft_samples(cfg: ICAEConfig, tok) -> list[dict]:
+    from actlab.icae import data
+
+    eos = [tok.eos_token_id] if tok.eos_token_id is not None else []
+    enc = lambda s: tok(s, add_special_tokens=False)["input_ids"]  # noqa: E731
+    if cfg.task == "qa":
+        rows = data.squad_rows(cfg, "train", cfg.num_train_samples)
+        return [{"context": r["context"], "prompt": enc(data.qa_prompt(r)),
+                 "target": enc(" " + r["answers"]["text"][0]) + eos} for r in rows if r["answers"]["text"]]
+    if cfg.task == "repoqa":
+        tasks = data.repoqa_tasks(cfg, "train", cfg.num_train_samples)
+        return [{"context": t["context"], "prompt": enc(data.repoqa_prompt(t)), "target": enc(" " + t["gold"]) + eos}
+                for t in tasks]
+    raise ActlabError(f"finetune task {cfg.task!r} is not a fine-tuning task; valid: qa, repoqa, trajectories")
+
+
+def finetune(cfg: ICAEConfig, icae: ICAE | None = None) -> dict:
+    """Fine-tune ICAE (from ``checkpoint_path``) on ``task``: qa (SQuAD), repoqa, trajectories (turn by turn)."""
+    if cfg.model_type != "icae":
+        raise ActlabError("finetune needs model_type: icae (SimpleLLM is the frozen full-context baseline)")
+    run = _open_run(cfg, f"finetune_{cfg.task}")
+    if run.is_complete():
+        return {"weights": str(Path(run.path) / "icae.safetensors"), "skipped": True}
+    icae = icae or build_model(cfg)
+    if cfg.task == "trajectories":
+        return _finetune_trajectories(cfg, icae, run)
+    samples = _ft_samples(cfg, icae.tok)
+    if not samples:
+        raise ActlabError(f"no training samples for task {cfg.task!r}")
+    ctx_ids = icae.tokenize_contexts([s["context"] for s in samples])
+
+    def step_loss(step: int, rng: random.Random) -> dict:
+        idx = [rng.randrange(len(samples)) for _ in range(cfg.per_device_train_batch_size)]
+        mem = icae.compress([ctx_ids[i] for i in idx])
+        pre = icae.decoder_rows(mem, "FT", [samples[i]["prompt"] for i in idx], [samples[i]["target"] for i in idx])
+        return {"loss": icae.loss(pre)}
+
+    info = train_loop(icae, cfg, run, step_loss, f"icae finetune {cfg.task}")
+    run.mark_complete(info)
+    return info
+
+
+# ------------------------------------------------------------------------------------------------ trajectories
+def trajectory_chunks(icae: ICAE, msgs: list[dict], compress: bool = True) -> list[dict]:
+    """Split messages into chunks: ``{"kind": "mem"|"raw"|"target", "ids", "role"}``.
+
+    A user/tool message of at least ``fixed_mem_size`` tokens is compressed (JetBrains' rule); assistant turns are
+    targets (and stay raw in the history).
+    """
+    out = []
+    for m in msgs:
+        ids = icae.tok(m["content"], add_special_tokens=False)["input_ids"][: icae.cfg.max_seq_len]
+        if not ids:
+            continue
+        if m["role"] == "assistant":
+            out.append({"kind": "target", "ids": ids, "role": m["role"]})
+        elif compress and len(ids) >= icae.m:
+            out.append({"kind": "mem", "ids": ids, "role": m["role"]})
+        else:
+            out.append({"kind": "raw", "ids": ids, "role": m["role"]})
+    return out
+
+
+def chunk_embeds(icae: ICAE, chunk: dict, pos: int, detach_memory: bool = False) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Embeddings and pids of one history chunk starting after global position ``pos``; returns the new ``pos``.
+
+    A compressed chunk is ``slots [FT]``: with EPL the slots sit at ``pos + encoder pid`` and ``[FT]`` at the chunk's
+    last position; raw text continues at ``pos + 1, …``.
+    """
+    if chunk["kind"] == "mem":
+        mem: Memory = icae.compress([chunk["ids"]])
+        slots = mem.slots[0].detach() if detach_memory else mem.slots[0]
+        L = len(chunk["ids"])
+        ft = icae.token_embeds(torch.tensor([icae.special_id("FT")]))
+        emb = torch.cat([slots.to(ft.dtype), ft])
+        if icae.cfg.use_position_identifiers:
+            pids = torch.cat([mem.pids[0] + pos, torch.tensor([pos + L])])
+            return emb, pids, pos + L
+        pids = torch.arange(pos + 1, pos + 1 + emb.shape[0])
+        return emb, pids, pos + emb.shape[0]
+    emb = icae.token_embeds(torch.tensor(chunk["ids"]))
+    pids = torch.arange(pos + 1, pos + 1 + len(chunk["ids"]))
+    return emb, pids, pos + len(chunk["ids"])
+
+
+def _finetune_trajectories(cfg: ICAEConfig, icae: ICAE, run: RunDir) -> dict:
+    """Turn by turn with accumulated compressed memory; earlier memory is detached (1-turn truncated BPTT)."""
+    from actlab.icae.data import trajectories
+
+    trajs = trajectories(cfg, "train", cfg.num_train_samples)
+    eos = [icae.tok.eos_token_id] if icae.tok.eos_token_id is not None else []
+    bos = icae.tok.bos_token_id
+
+    def step_loss(step: int, rng: random.Random) -> dict:
+        msgs = trajs[rng.randrange(len(trajs))]
+        chunks = trajectory_chunks(icae, msgs)
+        hist_e, hist_p = [], []
+        if bos is not None:
+            hist_e.append(icae.token_embeds(torch.tensor([bos])))
+            hist_p.append(torch.tensor([0]))
+        pos, total, n_turns = 0, 0.0, 0
+        for ch in chunks:
+            if ch["kind"] != "target":
+                e, p, pos = chunk_embeds(icae, ch, pos)
+                hist_e.append(e)
+                hist_p.append(p)
+                continue
+            tgt = ch["ids"] + eos
+            te = icae.token_embeds(torch.tensor(tgt))
+            emb = torch.cat(hist_e + [te])[None]
+            pids = torch.cat(hist_p + [torch.arange(pos + 1, pos + 1 + len(tgt))])[None].to(emb.device)
+            labels = torch.full(pids.shape, -100, dtype=torch.long)
+            labels[0, -len(tgt):] = torch.tensor(tgt)
+            pre = Prefill(emb, torch.ones_like(pids), pids, labels.to(emb.device))
+            loss = icae.loss(pre)
+            loss.backward()  # per turn; the history is detached below (earlier memory gets no more gradient)
+            total += float(loss)
+            n_turns += 1
+            hist_e = [h.detach() for h in hist_e] + [icae.token_embeds(torch.tensor(ch["ids"])).detach()]
+            hist_p.append(torch.arange(pos + 1, pos + 1 + len(ch["ids"])))
+            pos += len(ch["ids"])
+        return {"loss": torch.tensor(total / max(1, n_turns)), "turns": n_turns}
+
+    info = train_loop(icae, cfg, run, step_loss, "icae finetune trajectories")
+    run.mark_complete(info)
+    return info
