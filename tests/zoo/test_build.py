@@ -120,3 +120,12 @@ def test_zoo_list_and_seed_dir(micro, capsys):
     with pytest.raises(SystemExit) as e:
         main(["zoo", "build", "tiny", "--seed", "-1"])
     assert e.value.code == 2
+
+
+def test_stale_spec_is_detected(micro, monkeypatch):
+    import dataclasses
+
+    zb.ensure_built(micro)
+    monkeypatch.setitem(ZOO, "micro", dataclasses.replace(MICRO, train=dataclasses.replace(MICRO.train, steps=7)))
+    with pytest.raises(ActlabError, match=r"stale.*--force"):
+        zb.ensure_built(micro)

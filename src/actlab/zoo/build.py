@@ -94,6 +94,8 @@ def validate(name: str, seed: int | None = None) -> Path:
         raise ActlabError(f"zoo cache {d} is corrupt (unreadable or outdated {MANIFEST}); {hint}")
     if _sha256(d / "model.safetensors") != man["weights_sha256"]:
         raise ActlabError(f"zoo cache {d} is corrupt (model.safetensors does not match its manifest); {hint}")
+    if man.get("spec") != get_spec(name, seed).to_dict():
+        raise ActlabError(f"zoo cache {d} is stale (built from another version of the {name!r} spec); {hint}")
     return d
 
 
@@ -120,8 +122,24 @@ def ensure_built(name: str, force: bool = False, seed: int | None = None) -> Pat
     d = model_dir(name, seed)
     if not force and d.exists():
         return validate(name, seed)
-    build(spec, d, force=force)
+    with _build_lock(d):  # another process may be building the same model: wait for it, then reuse its result
+        if not force and d.exists():
+            return validate(name, seed)
+        build(spec, d, force=force)
     return validate(name, seed)
+
+
+@contextlib.contextmanager
+def _build_lock(final: Path):
+    import fcntl
+
+    final.parent.mkdir(parents=True, exist_ok=True)
+    with open(final.with_name(final.name + ".lock"), "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 @contextlib.contextmanager

@@ -283,16 +283,17 @@ def _train_person(rng: random.Random) -> str:
             return p
 
 
-#: Corpus document generators, by name (used by corpus specs in :mod:`actlab.zoo.specs`).
+#: Corpus document generators, by name. Prompted families use the data registry's formats exactly (prompt ending in
+#: ``Answer:`` / ``Label:``, answer appended with no space), so a zoo model sees at test time what it saw in training. (used by corpus specs in :mod:`actlab.zoo.specs`).
 #: Generators that involve people use train-split people only, so test rows stay unseen.
 DOC_GENERATORS: dict[str, Callable[[random.Random], str]] = {
     "icl": icl_episode,
     "facts": fact_doc,
     "passages": lambda r: passage(r, _train_person(r)),
-    "countries": lambda r: (lambda e: e["skyline"] + " " + e["answer"])(countries_example(r, _train_person(r))),
-    "tipsheets": lambda r: (lambda e: e["skyline"] + " " + e["answer"])(tipsheet_example(r)),
+    "countries": lambda r: (lambda e: e["skyline"] + e["answer"])(countries_example(r, _train_person(r))),
+    "tipsheets": lambda r: (lambda e: e["skyline"] + e["answer"])(tipsheet_example(r)),
     "arithmetic": lambda r: (lambda e: f"Question:{e['question']}\nAnswer:{e['answer']}")(arithmetic_example(r)),
-    "squad": lambda r: (lambda e: f"{e['context']}\nQuestion: {e['question']}\nAnswer: {e['answers']['text'][0]}")(
+    "squad": lambda r: (lambda e: f"Context:{e['context']}\nQuestion:{e['question']}\nAnswer:{e['answers']['text'][0]}")(
         squad_example(r, _train_person(r))
     ),
     "dialogs": dialog_doc,
