@@ -186,8 +186,11 @@ def _train(args) -> int:
     from actlab.iav.trainer import train
 
     cfg, ref_model = _train_config(args)
+    import os
+
     out = train(cfg, ref_model=ref_model)
-    print(f"heads: {out / 'heads'}")
+    if os.environ.get("RANK", "0") == "0":
+        print(f"heads: {out / 'heads'}")
     return 0
 
 

@@ -65,6 +65,15 @@ def _load_local(path: Path, split: str) -> list[dict]:
             ds = ds[split]
         return list(ds)
     ext = path.suffix.lower()
+    if ext in (".json", ".jsonl"):  # plain reads: no datasets cache, no progress bars
+        from actlab.core.io import read_json, read_jsonl
+
+        rows = read_jsonl(path) if ext == ".jsonl" else read_json(path)
+        if isinstance(rows, dict) and split in rows:
+            rows = rows[split]
+        if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+            raise ActlabError(f"{path}: expected a list of records with prompt/chosen/rejected")
+        return rows
     kind = {".json": "json", ".jsonl": "json", ".parquet": "parquet", ".csv": "csv"}.get(ext)
     if kind is None:
         raise ActlabError(f"unsupported data file {path} (use .json, .jsonl, .parquet or .csv)")

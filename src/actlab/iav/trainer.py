@@ -125,6 +125,8 @@ def load_checkpoint(path: Path, iav, opt, sched) -> dict | None:
         i, name = k.split(".", 1)
         opt.state[params[int(i[1:])]][name] = v
     sched.load_state_dict(state["scheduler"])
+    for group, lr in zip(opt.param_groups, sched.get_last_lr(), strict=True):
+        group["lr"] = lr  # the scheduler sets it on step(); restore it for the next step
     return state
 
 
