@@ -102,6 +102,7 @@ class _Decoding:
 
     tok = None
     vocab: int = 0
+    ignore_eos: bool = False  # benchmarks: decode a fixed number of tokens
 
     def _decoder(self):
         raise NotImplementedError
@@ -119,7 +120,9 @@ class _Decoding:
         return self._decoder().get_input_embeddings().weight.device
 
     def _stop_ids(self) -> set[int]:
-        return {self.tok.eos_token_id} if self.tok.eos_token_id is not None else set()
+        if self.ignore_eos or self.tok.eos_token_id is None:
+            return set()
+        return {self.tok.eos_token_id}
 
     @torch.no_grad()
     def greedy(self, pre: Prefill, max_new_tokens: int, past=None, timings: dict | None = None) -> list[list[int]]:
