@@ -195,7 +195,7 @@ def learned_projection(X, Y, tc: TrainConfig | None = None) -> LinearMap:
             opt.zero_grad()
             loss.backward()
             opt.step()
-    cfg = MapConfig("learned", da, db, info={"final_loss": float(loss), **asdict(tc)})
+    cfg = MapConfig("learned", da, db, info={"final_loss": float(loss.detach()), **asdict(tc)})
     return LinearMap(cfg, lin.weight.detach().T.contiguous()).eval()
 
 
@@ -241,7 +241,7 @@ def train_adapter(kind: str, X, Y, tc: TrainConfig | None = None, rank: int = 8)
             opt.zero_grad()
             loss.backward()
             opt.step()
-            last = {"infonce": float(l_nce), "mse_std": float(l_mse)}
+            last = {"infonce": float(l_nce.detach()), "mse_std": float(l_mse.detach())}
     m.cfg.info = {**last, **asdict(tc)}
     m.eval()
     for p in m.parameters():

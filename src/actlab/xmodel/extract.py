@@ -44,9 +44,14 @@ def _layers(model, layers: Sequence[int] | None) -> list[int]:
     return [arch.check_layer(model, int(x)) for x in layers]
 
 
+def _special_ids(tok) -> set[int]:
+    """BOS/EOS/PAD/... ids — not UNK, which stands for real text."""
+    return set(tok.all_special_ids) - {tok.unk_token_id}
+
+
 def _content_mask(tok, enc) -> torch.Tensor:
     """1 on real, non-special tokens (pads and BOS/EOS/... are 0)."""
-    special = set(tok.all_special_ids)
+    special = _special_ids(tok)
     ids = enc["input_ids"]
     keep = enc["attention_mask"].bool().clone()
     for s in special:
@@ -86,7 +91,7 @@ def shared_boundaries(tok_a, tok_b, text: str) -> list[tuple[int, int]]:
     ends = []
     for tok in (tok_a, tok_b):
         enc = tok(text, return_offsets_mapping=True, add_special_tokens=True)
-        special = set(tok.all_special_ids)
+        special = _special_ids(tok)
         e = {}
         for idx, (tid, (s, t)) in enumerate(zip(enc["input_ids"], enc["offset_mapping"])):
             if tid in special or t <= s:
