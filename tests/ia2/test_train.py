@@ -227,3 +227,33 @@ def test_early_stopping_restores_best(data_dir, tmp_path, tok):
     rows = [json.loads(x) for x in (path / "metrics.jsonl").read_text().splitlines()]
     assert s["early_stopped"] and s["steps"] < 30
     assert s["best_dev_loss"] == pytest.approx(min(r["dev/loss"] for r in rows))
+
+
+def test_losses_match_upstream_formulas(tok):
+    import torch.nn.functional as F
+
+    from actlab.ia2.losses import act_loss, ce_loss, student_forward
+
+    g = torch.Generator().manual_seed(0)
+    acts = torch.randn(3, 2, 4, 8, generator=g)
+    valid = torch.tensor([[1, 1, 1, 1], [1, 1, 0, 0]], dtype=torch.bool)
+    tg = [torch.randn(3, 4, 8, generator=g), torch.randn(3, 2, 8, generator=g)]
+    want = torch.stack([F.mse_loss(acts[:, 0], tg[0]) * 3, F.mse_loss(acts[:, 1, :2], tg[1]) * 3]).mean()
+    torch.testing.assert_close(act_loss(acts, tg, valid), want)
+    logits = torch.randn(2, 4, 11, generator=g)
+    labels = [[1, 2, 3, 4], [5, 6]]
+    want = torch.stack([F.cross_entropy(logits[0], torch.tensor(labels[0])),
+                        F.cross_entropy(logits[1, :2], torch.tensor(labels[1]))]).mean()
+    torch.testing.assert_close(ce_loss(logits, labels, valid), want)
+    # stopping the forward after the deepest aligned site gives the same activations and gradients
+    m = micro_model("llama", tok)
+    q, y = [tok("Text: good\nLabel:")["input_ids"]] * 2, [[5, 6], [7]]
+    for layers in (None, [0]):
+        got = []
+        for need in (True, False):
+            m.zero_grad()
+            _, a, _ = student_forward(m, q, y, tok.pad_token_id, site="attn_output", layers=layers, need_logits=need)
+            a.pow(2).sum().backward()
+            got.append((a.detach(), m.model.layers[0].self_attn.q_proj.weight.grad.clone()))
+        torch.testing.assert_close(got[0][0], got[1][0])
+        torch.testing.assert_close(got[0][1], got[1][1])

@@ -33,11 +33,21 @@ def response_positions(query_lens: Sequence[int], resp_lens: Sequence[int]) -> t
     return pos, valid
 
 
+class _StopForward(Exception):
+    """Raised by a hook once the deepest aligned site has run (act-only losses need nothing after it)."""
+
+
+def _stop_hook(_mod, _inp, _out):
+    raise _StopForward
+
+
 def student_forward(model, query_ids: Sequence[Sequence[int]], responses: Sequence[Sequence[int]], pad_id: int, *,
-                    site: str | None = None, layers: Sequence[int] | None = None):
+                    site: str | None = None, layers: Sequence[int] | None = None, need_logits: bool = True):
     """One right-padded forward of ``q + y[:-1]`` per row.
 
-    Returns ``(logits [B, P, V], acts [L, B, P, d] or None, valid [B, P])`` at the response-predicting positions.
+    Returns ``(logits [B, P, V] or None, acts [L, B, P, d] or None, valid [B, P])`` at the response-predicting
+    positions. With ``need_logits=False`` the forward stops right after the deepest captured site (the rest of the
+    network and the LM head are skipped: the act loss does not depend on them).
     """
     seqs = [list(q) + list(y[:-1]) for q, y in zip(query_ids, responses, strict=True)]
     pos, valid = response_positions([len(q) for q in query_ids], [len(y) for y in responses])
@@ -46,9 +56,24 @@ def student_forward(model, query_ids: Sequence[Sequence[int]], responses: Sequen
     pos_d = pos.to(dev)
     acts = None
     if site is not None:
+        from actlab.core import arch
+        from actlab.core.capture import SITE_KINDS, site_module
+
         with capture(model, site, layers, positions=pos_d, detach=False) as cap:
-            out = model(input_ids=ids.to(dev), attention_mask=mask.to(dev))
+            stop = None
+            if not need_logits and (site in SITE_KINDS or "{layer}" in site):
+                deepest = max(arch.check_layer(model, x) for x in (layers or [-1]))
+                stop = site_module(model, site, deepest).register_forward_hook(_stop_hook)
+            try:
+                out = model(input_ids=ids.to(dev), attention_mask=mask.to(dev))
+            except _StopForward:
+                out = None
+            finally:
+                if stop is not None:
+                    stop.remove()
         acts = cap.stack()
+        if out is None:
+            return None, acts, valid.to(dev)
     else:
         out = model(input_ids=ids.to(dev), attention_mask=mask.to(dev))
     off = prompt_offset(model)
@@ -57,23 +82,40 @@ def student_forward(model, query_ids: Sequence[Sequence[int]], responses: Sequen
     return logits, acts, valid.to(dev)
 
 
+def _pad_stack(tensors: Sequence[torch.Tensor], P: int, dim: int) -> torch.Tensor:
+    """Stack ``tensors`` along a new axis ``dim`` after zero-padding their axis ``dim`` to ``P``."""
+    if all(t.shape[dim] == P for t in tensors):
+        return torch.stack(list(tensors), dim)
+    out = []
+    for t in tensors:
+        pad_shape = list(t.shape)
+        pad_shape[dim] = P - t.shape[dim]
+        out.append(torch.cat([t, t.new_zeros(pad_shape)], dim))
+    return torch.stack(out, dim)
+
+
 def act_loss(acts: torch.Tensor, targets: Sequence[torch.Tensor], valid: torch.Tensor) -> torch.Tensor:
-    """Per-example Σ_layers mean_{t,d} squared error in fp32, averaged over the batch. ``targets[i]``: [L, k_i, d]."""
-    losses = []
-    for i, t in enumerate(targets):
-        k = int(valid[i].sum())
-        a = acts[:, i, :k].float()
-        losses.append(F.mse_loss(a, t.to(a.device).float()) * a.shape[0])
-    return torch.stack(losses).mean()
+    """Per-example Σ_layers mean_{t,d} squared error in fp32, averaged over the batch. ``targets[i]``: [L, k_i, d].
+
+    (= upstream's ``F.mse_loss(A_i, A_icl_i) * L`` per example.)
+    """
+    tgt = _pad_stack(targets, acts.shape[2], 1).to(acts.device, torch.float32)  # [L, B, P, d]
+    sq = (acts.float() - tgt).pow(2) * valid[None, :, :, None]
+    k = valid.sum(1).clamp(min=1)
+    per_example = sq.sum((0, 2, 3)) / (k * acts.shape[-1])
+    return per_example.mean()
 
 
 def ce_loss(logits: torch.Tensor, labels: Sequence[Sequence[int]], valid: torch.Tensor) -> torch.Tensor:
     """Per-example mean token CE (fp32), averaged over the batch."""
-    losses = []
-    for i, y in enumerate(labels):
-        k = len(y)
-        losses.append(F.cross_entropy(logits[i, :k].float(), torch.as_tensor(list(y), device=logits.device)))
-    return torch.stack(losses).mean()
+    B, P = logits.shape[:2]
+    y = torch.full((B, P), -100, dtype=torch.long)
+    for i, lab in enumerate(labels):
+        y[i, : len(lab)] = torch.as_tensor(list(lab), dtype=torch.long)
+    y = y.to(logits.device)
+    tok_loss = F.cross_entropy(logits.float().reshape(B * P, -1), y.reshape(-1), reduction="none").reshape(B, P)
+    n = (y != -100).sum(1).clamp(min=1)
+    return (tok_loss.sum(1) / n).mean()
 
 
 def kl_loss(logits: torch.Tensor, topk_idx: Sequence[torch.Tensor], topk_logp: Sequence[torch.Tensor]) -> torch.Tensor:
@@ -99,7 +141,8 @@ def compute_losses(model, batch: list[dict], objective: str, *, pad_id: int, sit
     out: dict[str, torch.Tensor] = {}
     if objective in ("act", "tna"):
         icl = [b["icl_ids"].tolist() for b in batch]
-        logits, acts, valid = student_forward(model, q, icl, pad_id, site=site, layers=layers)
+        logits, acts, valid = student_forward(model, q, icl, pad_id, site=site, layers=layers,
+                                              need_logits=objective == "tna")
         out["act"] = act_loss(acts, [b["acts"] for b in batch], valid)
         if objective == "tna":
             labels = [b["labels"] for b in batch]

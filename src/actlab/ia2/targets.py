@@ -9,8 +9,8 @@ greedily generates up to T tokens (stopping at EOS only, as upstream). We keep, 
                                 (the last prompt token and the next k-1), every layer (or ``act_layers``);
 * ``topk_idx`` / ``topk_logp``  ``[k, K]`` the teacher's top-K next-token log-probs (for ``tokl``).
 
-Built **with a KV cache** (HF ``generate`` + :func:`actlab.core.capture.capture` at position -1 of every call:
-the prefill's last token, then each decode step), in left-padded batches. :func:`build_targets_reforward` is
+Built **with a KV cache** (a greedy loop on ``past_key_values`` + :func:`actlab.core.capture.capture` at position
+-1 of every call: the prefill's last token, then each decode step), in left-padded batches. :func:`build_targets_reforward` is
 upstream's way (one full forward of the growing prompt per token), kept for the benchmark and as a test oracle.
 
 Cache layout::
@@ -90,36 +90,54 @@ def _response_len(row: list[int], eos: int | None) -> int:
 def build_targets(model, tok, teacher_ids: Sequence[Sequence[int]], T: int, site: str = "attn_output",
                   layers: Sequence[int] | None = None, topk: int = 64, batch_size: int = 8,
                   desc: str = "ICL targets") -> list[dict]:
-    """Greedy ICL responses + activations with a KV cache (left-padded batches through ``generate``)."""
+    """Greedy ICL responses + activations with a KV cache, in left-padded batches.
+
+    A plain greedy loop: one prefill forward, then one single-token forward per step on the cache (positions from
+    the attention mask, as ``generate`` does), stopping when every row has produced EOS or T tokens. The site is
+    read at the last position of every call.
+    """
+    from actlab.core.models import position_ids_from_mask
+
     model.eval()
     dev = next(model.parameters()).device
     eos = tok.eos_token_id
     pad = tok.pad_token_id if tok.pad_token_id is not None else eos
-    out: list[dict] = []
     order = sorted(range(len(teacher_ids)), key=lambda i: len(teacher_ids[i]))  # similar lengths share a batch
     res: dict[int, dict] = {}
     bar = progress(total=len(order), desc=desc)
     for s in range(0, len(order), batch_size):
         idx = order[s:s + batch_size]
         ids, mask = pad_left([teacher_ids[i] for i in idx], pad)
+        ids, mask = ids.to(dev), mask.to(dev)
+        pos = position_ids_from_mask(mask)
+        done = torch.zeros(len(idx), dtype=torch.bool, device=dev)
+        new, step_logits = [], []
         with capture(model, site, layers, positions=-1, device="cpu") as cap:
-            gen = model.generate(input_ids=ids.to(dev), attention_mask=mask.to(dev), max_new_tokens=T,
-                                 do_sample=False, temperature=None, top_p=None, top_k=None, pad_token_id=pad,
-                                 eos_token_id=eos, output_logits=True, return_dict_in_generate=True)
+            out = model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True)
+            for t in range(T):
+                lg = out.logits[:, -1].float()
+                nxt = lg.argmax(-1)
+                new.append(nxt)
+                step_logits.append(lg.cpu())
+                if eos is not None:
+                    done |= nxt == eos
+                if t == T - 1 or bool(done.all()):
+                    break
+                mask = torch.cat([mask, torch.ones_like(mask[:, :1])], 1)
+                pos = pos[:, -1:] + 1
+                out = model(input_ids=nxt[:, None], attention_mask=mask, position_ids=pos,
+                            past_key_values=out.past_key_values, use_cache=True)
         acts = cap.stack(all_calls=True)  # [L, B, n_steps, d]
-        new = gen.sequences[:, ids.shape[1]:].cpu()
-        logits = torch.stack([x.float().cpu() for x in gen.logits], 1)  # [B, n_steps, V]
-        logp = torch.log_softmax(logits, -1)
-        k_top = min(topk, logp.shape[-1])
-        tv, ti = logp.topk(k_top, dim=-1)
+        new_ids = torch.stack(new, 1).cpu()
+        logp = torch.log_softmax(torch.stack(step_logits, 1), -1)  # [B, n_steps, V]
+        tv, ti = logp.topk(min(topk, logp.shape[-1]), dim=-1)
         for j, i in enumerate(idx):
-            k = _response_len(new[j].tolist(), eos)
-            res[i] = {"ids": new[j, :k].clone(), "acts": acts[:, j, :k].clone(), "topk_idx": ti[j, :k].clone(),
+            k = _response_len(new_ids[j].tolist(), eos)
+            res[i] = {"ids": new_ids[j, :k].clone(), "acts": acts[:, j, :k].clone(), "topk_idx": ti[j, :k].clone(),
                       "topk_logp": tv[j, :k].clone()}
         bar.update(len(idx))
     bar.close()
-    out = [res[i] for i in range(len(teacher_ids))]
-    return out
+    return [res[i] for i in range(len(teacher_ids))]
 
 
 @torch.no_grad()
