@@ -156,3 +156,36 @@ def test_cache_mismatch_is_one_clear_error(tmp_path, micro_dir, micro_dir_other_
         train(cfg)
     assert "actlab iav cache" in str(e.value) and "\n" not in str(e.value)
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("source", ["head", "live", "cache"])
+def test_packed_loss_equals_reference_implementation(tmp_path, micro_dir, micro_dir_b, source):
+    """The fast path (heads over response positions only) gives the loss of the full-sequence implementation."""
+    from actlab.core.models import load
+    from actlab.iav.cache import load_cache
+    from actlab.iav.data import load_rows, tokenize
+    from actlab.iav.model import IAVModel
+    from actlab.iav.trainer import batch_loss
+
+    lm, tok = load(micro_dir)
+    iav = IAVModel(lm)
+    with torch.no_grad():
+        iav.align_head.weight.normal_(0, 0.1)
+    data = tokenize(load_rows("syn_hh", "train", 16), tok, 48, 24)
+    kw = {}
+    if source == "live":
+        kw["ref_lm"] = load(micro_dir_b)[0]
+    elif source == "cache":
+        path = _cache(micro_dir_b, tmp_path / "c.safetensors", topk=8)
+        kw["cache"] = load_cache(path, data, vocab_size=len(tok), expect={}, hint="h")
+    cfg = LossConfig(lambda_kl=0.5, lambda_l2=0.1)
+    idx = torch.tensor([3, 0, 7, 5])
+    fast, mf = batch_loss(iav, data, idx, cfg, **kw)
+    slow, ms = batch_loss(iav, data, idx, cfg, packed=False, **kw)
+    for k in ms:
+        assert mf[k].item() == pytest.approx(ms[k].item(), rel=1e-4, abs=1e-6), k
+    fast.backward()
+    g_fast = iav.align_head.weight.grad.clone()
+    iav.zero_grad()
+    slow.backward()
+    assert torch.allclose(g_fast, iav.align_head.weight.grad, atol=1e-6)

@@ -99,8 +99,11 @@ def _top_p_filter(logits: torch.Tensor, top_p: float) -> torch.Tensor:
 @torch.no_grad()
 def decode(stepper, tok, prompts: Sequence[str], *, max_new_tokens: int = 64, do_sample: bool = False,
            temperature: float = 1.0, top_p: float = 1.0, batch_size: int = 16, seed: int = 0,
-           device: torch.device | None = None, return_ids: bool = False) -> list:
-    """Generate for ``prompts`` with ``stepper``; returns texts (or new-token id lists), cut at EOS."""
+           device: torch.device | None = None, return_ids: bool = False, stop_at_eos: bool = True) -> list:
+    """Generate for ``prompts`` with ``stepper``; returns texts (or new-token id lists), cut at EOS.
+
+    ``stop_at_eos=False`` always generates ``max_new_tokens`` (throughput benchmarks).
+    """
     from actlab.core.models import encode
 
     if max_new_tokens <= 0:
@@ -108,7 +111,8 @@ def decode(stepper, tok, prompts: Sequence[str], *, max_new_tokens: int = 64, do
     if not (temperature > 0):
         raise ActlabError(f"temperature must be > 0, got {temperature!r}")
     gen = torch.Generator(device="cpu").manual_seed(seed)
-    eos, pad = tok.eos_token_id, tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+    pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+    eos = tok.eos_token_id if stop_at_eos else None
     outs: list = []
     for s in range(0, len(prompts), batch_size):
         enc = encode(tok, list(prompts[s: s + batch_size]), side="left")

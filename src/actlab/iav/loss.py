@@ -169,3 +169,69 @@ def faithful_loss(c: Side, r: Side, cfg: LossConfig):
 def iav_loss(c: Side, r: Side, cfg: LossConfig):
     """``(loss, metrics)``; metrics are 0-d tensors with slash names (``loss/pref``, ``rewards/margins``, …)."""
     return corrected_loss(c, r, cfg) if cfg.loss == "corrected" else faithful_loss(c, r, cfg)
+
+
+# --------------------------------------------------------------------------------------- packed (fast) path
+@dataclass
+class PackedSide:
+    """The corrected loss only looks at positions that predict a response token: ``N`` of them, packed.
+
+    ``y`` ``[N]`` targets, ``row`` ``[N]`` batch row of each, ``n_rows`` = B; logits ``[N, V]``; the reference as in
+    :class:`Side` but packed (``ref_token_logps`` ``[N]``, ``ref_topk_*`` ``[N, k]``). Heads and softmaxes then run
+    over response tokens only (prompt and padding cost nothing), which is what makes a training step cheap.
+    """
+
+    y: torch.Tensor
+    row: torch.Tensor
+    n_rows: int
+    z_final: torch.Tensor
+    z_base: torch.Tensor
+    a: torch.Tensor
+    z_ref: torch.Tensor | None = None
+    ref_token_logps: torch.Tensor | None = None
+    ref_topk_idx: torch.Tensor | None = None
+    ref_topk_logp: torch.Tensor | None = None
+
+
+def _row_sums(v: torch.Tensor, s: PackedSide) -> torch.Tensor:
+    return torch.zeros(s.n_rows, dtype=v.dtype, device=v.device).index_add(0, s.row, v)
+
+
+def _packed_logps(z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return torch.log_softmax(z.float(), -1).gather(-1, y.unsqueeze(-1)).squeeze(-1)
+
+
+def _packed_kl(s: PackedSide) -> torch.Tensor:
+    ones = torch.ones(1, s.z_base.shape[0], device=s.z_base.device)
+    if s.ref_topk_idx is not None:
+        return kl_topk(s.z_base[None], s.ref_topk_idx[None], s.ref_topk_logp[None], ones)
+    return kl_full(s.z_base[None], s.z_ref[None], ones)
+
+
+def corrected_loss_packed(c: PackedSide, r: PackedSide, cfg: LossConfig):
+    """:func:`corrected_loss` on packed response positions (same value; tested against it)."""
+    pi_w, pi_l = _row_sums(_packed_logps(c.z_final, c.y), c), _row_sums(_packed_logps(r.z_final, r.y), r)
+
+    def ref(s):
+        v = s.ref_token_logps.float() if s.ref_token_logps is not None else _packed_logps(s.z_ref, s.y)
+        return _row_sums(v, s)
+
+    ref_w, ref_l = ref(c), ref(r)
+    pref, rw, rl = dpo_loss(pi_w, pi_l, ref_w, ref_l, cfg.beta)
+    l_pref = pref.mean()
+    l_kl = 0.5 * (_packed_kl(c) + _packed_kl(r)) if cfg.lambda_kl > 0 else pi_w.new_zeros(())
+
+    def sq(s):
+        return (s.a.float() ** 2).sum(-1).mean() if s.a.shape[0] else s.a.new_zeros(())
+
+    def nrm(s):
+        return s.a.float().norm(dim=-1).mean() if s.a.shape[0] else s.a.new_zeros(())
+
+    l_l2 = 0.5 * (sq(c) + sq(r))
+    total = l_pref + cfg.lambda_kl * l_kl + cfg.lambda_l2 * l_l2
+    metrics = {"loss/total": total, "loss/pref": l_pref, "loss/kl": l_kl, "loss/l2": l_l2,
+               "rewards/chosen": rw.mean(), "rewards/rejected": rl.mean(), "rewards/margins": (rw - rl).mean(),
+               "rewards/accuracies": (rw > rl).float().mean(), "logps/chosen": pi_w.mean(),
+               "logps/rejected": pi_l.mean(), "logps/ref_chosen": ref_w.mean(), "logps/ref_rejected": ref_l.mean(),
+               "align/norm": 0.5 * (nrm(c) + nrm(r))}
+    return total, metrics

@@ -109,8 +109,12 @@ class IAVModel(nn.Module):
                 out["z_ref"] = self.ref_head(h.to(self.ref_head.weight.dtype)).float()
         return out
 
-    def forward(self, input_ids, attention_mask=None, position_ids=None, alpha: float = 1.0, ref: bool = True):
+    def forward(self, input_ids, attention_mask=None, position_ids=None, alpha: float = 1.0, ref: bool = True,
+                select: torch.Tensor | None = None):
+        """Heads over every position, or with ``select`` (a bool mask ``[B, L-1]``) over ``h[:, :-1][select]``."""
         h, _ = self.hidden(input_ids, attention_mask, position_ids)
+        if select is not None:
+            h = h[:, :-1][select]
         out = self.heads(h, alpha=alpha, ref=ref)
         out["hidden"] = h
         return out

@@ -24,7 +24,7 @@ import torch
 
 from actlab.core.errors import ActlabError
 from actlab.iav.config import TrainConfig
-from actlab.iav.loss import Side, iav_loss
+from actlab.iav.loss import PackedSide, Side, corrected_loss_packed, iav_loss
 
 CKPT = "checkpoint"
 
@@ -51,11 +51,47 @@ def side_outputs(iav, ids, attn, resp, alpha: float, ref: bool = True, ref_lm=No
     return Side(ids=ids, attn=attn, resp=resp, z_final=out["z_final"], z_base=out["z_base"], a=out["a"], **kw)
 
 
-def batch_loss(iav, data, idx, loss_cfg, cache=None, ref_lm=None, fwd=None):
-    """Loss and metrics of pairs ``idx`` (cut to their longest real length)."""
+def packed_side_outputs(iav, ids, attn, resp, alpha: float, ref_lm=None, cache_kw: dict | None = None, fwd=None):
+    """A :class:`PackedSide`: the backbone over the whole sequence, the heads only where a response token is next."""
+    dev = iav.device
+    ids, attn, resp = ids.to(dev), attn.to(dev), resp.to(dev)
+    sel = (resp[:, 1:] * attn[:, 1:]).bool()  # position t predicts response token t+1
+    rows = torch.arange(ids.shape[0], device=dev)[:, None].expand_as(sel)[sel]
+    y = ids[:, 1:][sel]
+    use_head = ref_lm is None and not cache_kw
+    out = (fwd or iav)(ids, attn, alpha=alpha, ref=use_head, select=sel)
+    kw = {}
+    if ref_lm is not None:
+        with torch.no_grad():  # the live model's body over the sequence, its head at the same positions
+            h = ref_lm.base_model(input_ids=ids, attention_mask=attn).last_hidden_state[:, :-1][sel]
+            kw["z_ref"] = ref_lm.get_output_embeddings()(h).float()
+    elif cache_kw:
+        kw = {"ref_token_logps": cache_kw["ref_token_logps"].to(dev)[sel],
+              "ref_topk_idx": cache_kw["ref_topk_idx"].to(dev)[sel],
+              "ref_topk_logp": cache_kw["ref_topk_logp"].to(dev)[sel]}
+    else:
+        kw["z_ref"] = out["z_ref"]
+    return PackedSide(y=y, row=rows, n_rows=ids.shape[0], z_final=out["z_final"], z_base=out["z_base"], a=out["a"],
+                      **kw)
+
+
+def batch_loss(iav, data, idx, loss_cfg, cache=None, ref_lm=None, fwd=None, packed: bool = True):
+    """Loss and metrics of pairs ``idx`` (cut to their longest real length).
+
+    The corrected loss runs packed (heads over response positions only) unless ``packed=False``; the faithful loss
+    needs every position.
+    """
     from actlab.iav.cache import cache_side
 
     length = data.batch_length(idx)
+    if packed and loss_cfg.loss == "corrected":
+        sides = []
+        for name in ("chosen", "rejected"):
+            ids, attn, resp = data.side(name, idx, length)
+            ckw = cache_side(cache, name, idx, length) if cache is not None else None
+            sides.append(packed_side_outputs(iav, ids, attn, resp, loss_cfg.train_alpha, ref_lm=ref_lm, cache_kw=ckw,
+                                             fwd=fwd))
+        return corrected_loss_packed(sides[0], sides[1], loss_cfg)
     sides = []
     for name in ("chosen", "rejected"):
         ids, attn, resp = data.side(name, idx, length)
