@@ -56,7 +56,8 @@ class ICAEConfig:
     lora_r: int = field(default=32, metadata={"help": "encoder LoRA rank"})
     lora_alpha: int = field(default=32, metadata={"help": "encoder LoRA alpha"})
     lora_dropout: float = field(default=0.05, metadata={"help": "encoder LoRA dropout"})
-    lora_target_modules: list[str] | None = field(default=None, metadata={"help": "LoRA targets (None: PEFT default)"})
+    lora_target_modules: list[str] | str | None = field(
+        default=None, metadata={"help": "LoRA targets: a list of module names, 'all-linear', or None (PEFT default)"})
     checkpoint_path: str | None = field(default=None, metadata={"help": "ICAE weights to load"})
     dtype: str = field(default="auto", metadata={"help": "auto | float32 | bfloat16 (never fp16)"})
     device: str | None = field(default=None, metadata={"help": "cuda | cpu | mps (default: best available)"})
@@ -105,6 +106,9 @@ class ICAEConfig:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
                 raise ActlabError(f"{name} must be a positive integer, got {v!r}")
+        t = self.lora_target_modules
+        if not (t is None or t == "all-linear" or (isinstance(t, list) and t and all(isinstance(x, str) for x in t))):
+            raise ActlabError(f"lora_target_modules must be a list of module names, 'all-linear' or null, got {t!r}")
         if not 0.0 <= float(self.lm_ratio) <= 1.0:
             raise ActlabError(f"lm_ratio must lie in [0, 1], got {self.lm_ratio!r}")
         if self.dtype in ("float16", "fp16"):
