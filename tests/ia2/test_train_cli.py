@@ -117,3 +117,16 @@ def test_sweep_two_workers(world, tmp_path, capsys):
     assert rows["llama_qko_8_8_1_4_0.0001_0"]["status"] == "done"
     bad = rows["llama_qko_8_8_1_4_0.0001_1"]
     assert bad["status"] == "failed" and "corrupt JSON" in bad["error"]
+
+
+def test_train_from_config_path(world, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(_args(world, out, "--training_method", "act")) == 0
+    run = out / "act" / DS / "llama_qko_8_8_1_4_0.0001_0"
+    # a run's config.json is a valid --config_path; flags override it
+    assert main(["ia2", "train", "--config_path", str(run / "config.json"), "--training_method", "tok",
+                 "--label_type", "ground_truth"]) == 0
+    assert (out / "tok" / DS / "llama_qko_8_8_1_4_0.0001_0_ground_truth" / "COMPLETE").exists()
+    capsys.readouterr()
+    assert main(["ia2", "train"]) == 2
+    assert "--training_method is required" in capsys.readouterr().err

@@ -80,9 +80,11 @@ def register(sub) -> None:
 
     p = verbs.add_parser("train", help="train one adapter (train_unified.py)",
                          description="Train one IA2/SFT adapter. Methods: " + " ".join(METHODS))
-    p.add_argument("--training_method", required=True, metavar="METHOD", help="one of: " + " ".join(METHODS))
+    p.add_argument("--training_method", metavar="METHOD", help="one of: " + " ".join(METHODS))
+    p.add_argument("--config_path", default=None,
+                   help="YAML/JSON file of config fields (e.g. a run's config.json); flags given explicitly win")
     _field_args(p)
-    p.set_defaults(func=_train)
+    p.set_defaults(func=_train, _train_parser=p)
 
     p = verbs.add_parser("sweep", help="grid of train runs (train_all_unified.py)",
                          description="Train a grid: methods x datasets x N x lrs x run indices x ce weights x adapter "
@@ -117,11 +119,58 @@ def _config_kwargs(args) -> dict:
             if f.name not in _SKIP and hasattr(args, f.name)}
 
 
+def _from_file(args) -> dict:
+    """Config fields from ``--config_path``, overridden by flags whose value differs from the parser default."""
+    import dataclasses
+    import json
+    from pathlib import Path
+
+    from actlab.core.errors import ActlabError
+    from actlab.ia2.config import IA2TrainConfig
+
+    path = Path(args.config_path)
+    if not path.exists():
+        raise ActlabError(f"--config_path {path} does not exist")
+    text = path.read_text(encoding="utf-8")
+    try:
+        if path.suffix == ".json":
+            data = json.loads(text)
+        else:
+            import yaml
+
+            data = yaml.safe_load(text)
+    except Exception as e:  # noqa: BLE001
+        raise ActlabError(f"cannot read --config_path {path}: {type(e).__name__}") from None
+    if not isinstance(data, dict):
+        raise ActlabError(f"--config_path {path} must hold a mapping of config fields")
+    names = {f.name for f in dataclasses.fields(IA2TrainConfig)} - {"family", "objective"}
+    unknown = sorted(k for k in data if k not in names and not k.startswith("_")
+                     and k not in ("run_name", "run_dir", "parent_dir", "stage_objective", "target_cache", "family",
+                                                                    "objective"))
+    if unknown:
+        raise ActlabError(f"unknown config field {unknown[0]!r} in {path}; valid: {', '.join(sorted(names))}")
+    kw = {k: v for k, v in data.items() if k in names}
+    parser = args._train_parser
+    for k, v in _config_kwargs(args).items():
+        if v != parser.get_default(k) or k not in kw:
+            kw[k] = v
+    if args.training_method is not None:
+        kw["training_method"] = args.training_method
+    return kw
+
+
 def _train(args) -> int:
+    from actlab.core.errors import ActlabError
     from actlab.ia2.config import IA2TrainConfig
     from actlab.ia2.trainer import train
 
-    cfg = IA2TrainConfig(training_method=args.training_method, **_config_kwargs(args))
+    if args.config_path:
+        kw = _from_file(args)
+    else:
+        kw = {"training_method": args.training_method, **_config_kwargs(args)}
+    if not kw.get("training_method"):
+        raise ActlabError("--training_method is required (or a --config_path that sets training_method)")
+    cfg = IA2TrainConfig(**kw)
     path = train(cfg)
     print(path)
     return 0
