@@ -188,8 +188,13 @@ def run_demo(cfg: DemoConfig | None = None, preloaded: tuple | None = None) -> d
         print(f"analyses skipped: {analyses['error']}")
     print(f"report: {report}")
     print(f"plots:  {report.parent}/  ({len(paths) - 1} PNGs)")
-    print(f"time: {seconds:.0f} s  (" + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items()) + ")")
-    return {"table": table, "report": report, "paths": paths, "seconds": seconds, "timings": timings,
+    import resource
+
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = ru.ru_utime + ru.ru_stime
+    print(f"time: {seconds:.0f} s wall, {cpu:.0f} s CPU (" + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items())
+          + ")")
+    return {"table": table, "report": report, "paths": paths, "seconds": seconds, "cpu_seconds": cpu, "timings": timings,
             "rows": summary_rows(exp), "analyses": analyses}
 
 

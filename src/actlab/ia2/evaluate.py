@@ -459,6 +459,8 @@ def plan(cfg: EvalConfig) -> list[Task]:
     T = cfg.num_generated_tokens_eval
     unc = cfg.uncertainty_analysis
     trained_ds = cfg.trained_datasets or sorted({r["dataset"] for r in runs})
+    if not trained_ds and not cfg.eval_datasets:
+        raise ActlabError("nothing to evaluate: give --trained_datasets or --eval_datasets for a base-only evaluation")
     for tds in trained_ds or (cfg.eval_datasets or []):
         evals = cfg.eval_datasets or [tds]
         sources = cfg.icl_source_datasets or [tds]
