@@ -111,6 +111,13 @@ def test_method_trains_saves_reloads(method, data_dir, tmp_path, tok, monkeypatc
     _check_saved(path, pm, tok, init)
     summary = json.loads((path / "train_summary.json").read_text())
     assert summary["steps"] == 3 and summary["n_train"] == 4 and summary["n_dev"] == 2
+    if method in ("prefix-act", "prompt-tok"):  # the trained adapter generates; batched = one by one
+        from actlab.core.models import generate
+
+        prompts = ["Text: good cat\nLabel:", "Text: bad\nLabel:"]
+        batched = generate(pm, tok, prompts, max_new_tokens=3, return_ids=True)
+        single = [generate(pm, tok, [p], max_new_tokens=3, return_ids=True)[0] for p in prompts]
+        assert batched == single and all(len(x) > 0 for x in batched)
 
 
 @pytest.mark.parametrize("method", [m for m in SEED_METHODS if m.split("-")[-1] in ("a2t", "t2a")])
