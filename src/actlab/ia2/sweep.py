@@ -27,6 +27,7 @@ from pathlib import Path
 
 from actlab.core.errors import ActlabError
 from actlab.core.io import atomic_write_json, is_complete, read_json
+from actlab.core.progress import progress
 from actlab.ia2 import naming
 from actlab.ia2.config import SEQUENTIAL, IA2TrainConfig, join_method, split_method
 
@@ -162,6 +163,7 @@ def sweep(cfg: SweepConfig) -> list[dict]:
           f"{sum(r['status'] == 'skipped' for r in rows.values())} complete, "
           f"{sum(r['status'] == 'blocked' for r in rows.values())} blocked), {cfg.max_parallel} worker(s)"
           + (f" on {n_gpu} GPU(s)" if n_gpu else ""), file=sys.stderr)
+    bar = progress(total=len(pending), desc="ia2 sweep")
     while pending or running:
         for slot in range(cfg.max_parallel):
             if slot in running:
@@ -170,7 +172,7 @@ def sweep(cfg: SweepConfig) -> list[dict]:
             if job is None:
                 break
             pending.remove(job)
-            running[slot] = (job, *_launch(job, slot, n_gpu, threads, quiet=cfg.max_parallel > 1))
+            running[slot] = (job, *_launch(job, slot, n_gpu, threads))
             rows[key[id(job)]]["status"] = "running"
         time.sleep(0.2)
         for slot, (job, proc, t0, fh) in list(running.items()):
@@ -185,7 +187,8 @@ def sweep(cfg: SweepConfig) -> list[dict]:
                 _fill_summary(row)
             else:
                 row.update(status="failed", error=f"exit {rc}: {_last_line(_log_path(job))} (log: {_log_path(job)})")
-            print(f"ia2 sweep: {row['status']} {row['method']} {row['name']}", file=sys.stderr)
+            bar.write(f"ia2 sweep: {row['status']} {row['method']} {row['name']}", file=sys.stderr)
+            bar.update(1)
             del running[slot]
         # jobs whose parent failed/blocked can never run
         for c in list(pending):
@@ -193,6 +196,8 @@ def sweep(cfg: SweepConfig) -> list[dict]:
             if par in rows and rows[par]["status"] in ("failed", "blocked"):
                 pending.remove(c)
                 rows[key[id(c)]].update(status="blocked", error=f"parent {rows[par]['status']}: {par}")
+                bar.update(1)
+    bar.close()
     result = list(rows.values())
     print_summary(result)
     out = Path(grid[0].output_dir) / "sweep_summary.json" if grid else None
@@ -209,15 +214,14 @@ def _next_ready(pending, rows, key, parent_of):
     return None
 
 
-def _launch(c: IA2TrainConfig, slot: int, n_gpu: int, threads: int, quiet: bool):
+def _launch(c: IA2TrainConfig, slot: int, n_gpu: int, threads: int):
     env = dict(os.environ)
     if n_gpu:
         env["CUDA_VISIBLE_DEVICES"] = str(slot % n_gpu)
     else:
         env["ACTLAB_THREADS"] = str(threads)
         env["OMP_NUM_THREADS"] = str(threads)
-    if quiet:
-        env["ACTLAB_QUIET"] = "1"
+    env["ACTLAB_QUIET"] = "1"  # the worker writes to its log file; the sweep shows one bar over the runs
     log = _log_path(c)
     log.parent.mkdir(parents=True, exist_ok=True)
     fh = open(log, "w", encoding="utf-8")  # noqa: SIM115 (closed when the process ends)
