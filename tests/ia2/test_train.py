@@ -264,3 +264,11 @@ def test_losses_match_upstream_formulas(tok):
             got.append((a.detach(), m.model.layers[0].self_attn.q_proj.weight.grad.clone()))
         torch.testing.assert_close(got[0][0], got[1][0])
         torch.testing.assert_close(got[0][1], got[1][1])
+
+
+def test_tna_ground_truth_multi_token(data_dir, tmp_path, tok, monkeypatch):
+    # upstream crashes here (shape mismatch); the CE part gets its own forward on the ground-truth tokens
+    path, pm, init = _train_checked("tna", data_dir, tmp_path, tok, monkeypatch, label_type="ground_truth")
+    assert path.name.endswith("_0.5")
+    row = json.loads((path / "metrics.jsonl").read_text().splitlines()[0])
+    assert row["train/loss"] == pytest.approx(0.5 * row["train/act"] + 0.5 * row["train/ce"], rel=1e-5)
