@@ -94,7 +94,7 @@ def validate(name: str, seed: int | None = None) -> Path:
         raise ActlabError(f"zoo cache {d} is corrupt (unreadable or outdated {MANIFEST}); {hint}")
     if _sha256(d / "model.safetensors") != man["weights_sha256"]:
         raise ActlabError(f"zoo cache {d} is corrupt (model.safetensors does not match its manifest); {hint}")
-    if man.get("spec") != get_spec(name, seed).to_dict():
+    if man.get("spec_identity") != get_spec(name, seed).identity():
         raise ActlabError(f"zoo cache {d} is stale (built from another version of the {name!r} spec); {hint}")
     return d
 
@@ -142,6 +142,17 @@ def _build_lock(final: Path):
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
+def build_threads(spec: ZooSpec) -> int:
+    """Torch threads for a build: ``$ACTLAB_ZOO_THREADS`` if set, else the spec's (2). Weights are reproducible for a
+    given thread count; on a crowded machine 1 thread is far faster than 2 (no barrier waits)."""
+    env = os.environ.get("ACTLAB_ZOO_THREADS", "").strip()
+    if env:
+        if not env.isdigit() or int(env) < 1:
+            raise ActlabError(f"ACTLAB_ZOO_THREADS must be a positive integer, got {env!r}")
+        return int(env)
+    return spec.train.threads
+
+
 @contextlib.contextmanager
 def _threads(n: int):
     old = torch.get_num_threads()
@@ -183,7 +194,8 @@ def build(spec: ZooSpec, final: Path, force: bool = False, stop_after: int | Non
     from actlab.zoo.train import train
 
     part = _partial_dir(final)
-    want = spec.to_dict()
+    want = spec.identity()
+    threads = build_threads(spec)
     if part.exists():
         try:
             same = read_json(part / "spec.json") == want
@@ -195,7 +207,7 @@ def build(spec: ZooSpec, final: Path, force: bool = False, stop_after: int | Non
     atomic_write_json(part / "spec.json", want)
     t0 = time.perf_counter()
     say = (lambda *a: None) if quiet() else (lambda msg: print(msg, flush=True))
-    with _threads(spec.train.threads):
+    with _threads(threads):
         tok = train_tokenizer(spec.tokenizer)
         ev = None
         if spec.train.eval_every:
@@ -218,11 +230,12 @@ def build(spec: ZooSpec, final: Path, force: bool = False, stop_after: int | Non
         "name": spec.name,
         "description": spec.description,
         "seed": spec.seed,
-        "spec": want,
+        "spec": spec.to_dict(),
+        "spec_identity": want,
         "architecture": "LlamaForCausalLM",
         "n_params": n_params,
         "vocab_size": len(tok),
-        "threads": spec.train.threads,
+        "threads": threads,
         "train": info,
         "build_seconds": round(time.perf_counter() - t0, 1),
         "build_seconds_before_eval": round(t_train, 1),

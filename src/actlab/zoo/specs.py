@@ -39,15 +39,15 @@ class ModelSpec:
 
 @dataclass(frozen=True)
 class TrainSpec:
-    steps: int = 2400
+    steps: int = 3600
     batch_size: int = 24
     lr: float = 1e-3  # feasibility §5: 3e-3 stalled ICL
     warmup: int = 100
     weight_decay: float = 0.01
     grad_clip: float = 1.0
-    threads: int = 2
+    threads: int = 2  # torch threads for the build; $ACTLAB_ZOO_THREADS overrides (not part of the model's identity)
     ckpt_every: int = 200
-    eval_every: int = 0  # 0: evaluate only at the end
+    eval_every: int = 600  # quick ICL check (60 tasks, k=0/4) logged in the manifest; 0: only the final eval
     eval_tasks: int = 200  # held-out tasks per demo count in the final (manifest) evaluation
 
     def to_dict(self) -> dict:
@@ -64,6 +64,12 @@ class ZooSpec:
     tokenizer: TokenizerSpec = field(default_factory=TokenizerSpec)
     seed: int = 0
 
+    def identity(self) -> dict:
+        """What makes two builds the same model: the spec without the thread count (recorded in the manifest)."""
+        d = self.to_dict()
+        d["train"] = {k: v for k, v in d["train"].items() if k != "threads"}
+        return d
+
     def to_dict(self) -> dict:
         return {
             "name": self.name,
@@ -77,7 +83,10 @@ class ZooSpec:
 
 
 #: ICL-heavy mixture with enough world text for the cross-model games (facts, Countries, Tip Sheets) and passages.
-TINY_MIX = {"icl": 0.8, "facts": 0.04, "countries": 0.04, "tipsheets": 0.04, "passages": 0.04, "dialogs": 0.04}
+TINY_MIX = {
+    "icl": 0.78, "facts": 0.04, "countries": 0.04, "tipsheets": 0.04, "passages": 0.04, "dialogs": 0.03,
+    "arithmetic": 0.015, "squad": 0.015,
+}  # fmt: skip
 #: Every text family; ICL kept as a minority so the others get the budget.
 WORLD_MIX = {
     "icl": 0.2, "facts": 0.08, "countries": 0.1, "tipsheets": 0.1, "passages": 0.12, "dialogs": 0.14,

@@ -1,0 +1,92 @@
+"""Zoo build time: measure a zoo entry's training step and extrapolate the full build to an idle 2-core machine.
+
+The dev machine is shared, so a full build's wall time says little. This script times, in one process and
+interleaved, (a) the reference step of feasibility.md §4 (tiny Llama 4L/h128, batch 16×128, fwd+bwd+AdamW: 104 ms
+on an idle 2-core machine with 2 threads) and (b) the zoo entry's own training step on its real batches. The ratio
+gives the entry's step time on the idle machine; the build estimate adds tokenizer training and the final ICL eval,
+timed the same way (scaled by the same contention factor).
+
+    .venv/bin/python benchmarks/zoo_build.py --name tiny --steps 30
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+
+REF_MS_IDLE = 104.0  # feasibility.md §4, 2 threads, idle machine
+
+
+def _ref_step_fn():
+    from transformers import AutoModelForCausalLM, LlamaConfig
+
+    cfg = LlamaConfig(vocab_size=512, hidden_size=128, intermediate_size=256, num_hidden_layers=4,
+                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512)  # fmt: skip
+    m = AutoModelForCausalLM.from_config(cfg)
+    opt = torch.optim.AdamW(m.parameters(), lr=1e-3)
+    x = torch.randint(0, 512, (16, 128))
+
+    def step():
+        loss = m(input_ids=x, labels=x).loss
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+    return step
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--name", default="tiny")
+    ap.add_argument("--steps", type=int, default=30, help="timed steps of each kind (interleaved in rounds of 5)")
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+
+    from actlab.zoo.build import evaluate_icl, get_spec
+    from actlab.zoo.corpus import batch
+    from actlab.zoo.tokenizer import train_tokenizer
+    from actlab.zoo.train import make_model
+
+    spec = get_spec(args.name)
+    t0 = time.perf_counter()
+    tok = train_tokenizer(spec.tokenizer)
+    t_tok = time.perf_counter() - t0
+    model = make_model(spec, tok)
+    opt = torch.optim.AdamW(model.parameters(), lr=spec.train.lr)
+    ref = _ref_step_fn()
+    for _ in range(3):  # warm-up
+        ref()
+    t_ref = t_zoo = 0.0
+    n_tok = 0
+    for r in range(0, args.steps, 5):
+        t = time.perf_counter()
+        for _ in range(5):
+            ref()
+        t_ref += time.perf_counter() - t
+        t = time.perf_counter()
+        for s in range(r, r + 5):
+            b = batch(tok, spec.corpus, spec.seed, s, spec.train.batch_size)
+            loss = model(**b).loss
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            n_tok += int(b["attention_mask"].sum())
+        t_zoo += time.perf_counter() - t
+    n = (args.steps + 4) // 5 * 5
+    ref_ms, zoo_ms = 1000 * t_ref / n, 1000 * t_zoo / n
+    factor = ref_ms / REF_MS_IDLE  # > 1: this machine is slower than the idle reference
+    t = time.perf_counter()
+    model.eval()
+    evaluate_icl(model, tok, n_tasks=spec.train.eval_tasks)
+    t_eval = time.perf_counter() - t
+    est = (spec.train.steps * zoo_ms / 1000 + t_eval + t_tok) / factor
+    print(f"| {time.strftime('%Y-%m-%d')} | {args.name} | {args.threads} | {ref_ms:.0f} ms (idle: {REF_MS_IDLE:.0f}) "
+          f"| {factor:.2f}x | {zoo_ms:.0f} ms ({n_tok / t_zoo:,.0f} tok/s) | {zoo_ms / factor:.0f} ms "
+          f"| {spec.train.steps} | {t_eval:.0f} s | **{est / 60:.1f} min** |")
+
+
+if __name__ == "__main__":
+    main()
