@@ -68,9 +68,9 @@ def _snapshot(model):
     return [(p, p.detach().clone()) for p in model.parameters()]
 
 
-def _train_checked(method, data_dir, out, tok, monkeypatch, **kw):
+def _train_checked(method, data_dir, out, tok, monkeypatch, arch="llama", **kw):
     """Train ``method`` 3 steps on the fixed batch (N=4 = one batch); return (path, peft_model, initial state)."""
-    model = micro_model("llama", tok)
+    model = micro_model(arch, tok)
     base_before = _snapshot(model)
     init = {}
     real_attach = adapters.attach
@@ -272,3 +272,11 @@ def test_tna_ground_truth_multi_token(data_dir, tmp_path, tok, monkeypatch):
     assert path.name.endswith("_0.5")
     row = json.loads((path / "metrics.jsonl").read_text().splitlines()[0])
     assert row["train/loss"] == pytest.approx(0.5 * row["train/act"] + 0.5 * row["train/ce"], rel=1e-5)
+
+
+@pytest.mark.parametrize("method", ["prefix-tna", "prompt-act", "ia3-tok"])
+def test_qwen3_families(method, data_dir, tmp_path, tok, monkeypatch):
+    """The GPU targets (Qwen3, Llama) share the code path: a micro Qwen3 trains every adapter family too."""
+    path, pm, init = _train_checked(method, data_dir, tmp_path, tok, monkeypatch, arch="qwen3")
+    trained = adapters.adapter_state(pm)
+    assert any(not torch.equal(trained[k], init[k]) for k in init)
