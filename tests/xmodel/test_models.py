@@ -8,8 +8,13 @@ from actlab.core.capture import capture
 from actlab.core.errors import ActlabError
 from actlab.core.testing import micro_model, micro_tokenizer
 from actlab.xmodel import communicate as C
-from actlab.xmodel.extract import (extract_pairs, load_pairs, pooled_activations, shared_boundaries,
-                                   token_aligned_activations)
+from actlab.xmodel.extract import (
+    extract_pairs,
+    load_pairs,
+    pooled_activations,
+    shared_boundaries,
+    token_aligned_activations,
+)
 
 TEXTS = ["the cat is red .", "alice has a dog and a cat", "bob is in paris", "one two three four five",
          "where is the book ? it is on the house", "eve has more apples than frank"]
@@ -152,6 +157,8 @@ def test_tasks_scoring_and_hub_loaders():
     assert all(r["answer"] in r["prompt_a"] and r["skyline"] == r["prompt_a"] + " " + r["prompt_b"] for r in rows)
     assert C.is_correct("syn_countries", " France. yes", "France")
     assert not C.is_correct("syn_countries", " Italy France", "France")
+    assert C.is_correct("syn_countries", " Which country is Bob in? Answer: France", "France")
+    assert not C.is_correct("syn_countries", " Which country is Bob in? Answer:", "France")
     gsm = [{"question": f"Tom has {i} apples and buys 2. How many?", "answer": f"{i}+2={i + 2}\n#### {i + 2}"}
            for i in range(6)]
     g = C.task_rows("gsm8k", 4, rows=gsm)

@@ -119,18 +119,21 @@ def _norm(s: str) -> str:
 
 
 def is_correct(task: str, pred: str, gold: str | None) -> bool:
-    """Games and SQuAD: normalised exact match of the first line's answer span (games: its first word);
-    GSM8K: the registry's ``#### n`` / last-number parser."""
+    """Games: the first word after the last ``Answer:`` of the output (or of the output itself), normalised exact
+    match; SQuAD: normalised exact match (or prefix) of the first line; GSM8K: the registry's ``#### n`` parser."""
     if gold is None:
         return False
     if task in ("gsm8k", "syn_gsm8k"):
         from actlab.data.registry import get_dataset
 
         return get_dataset(task).parse(pred) == gold
-    line = pred.strip().split("\n")[0]
     if task in GAMES:
-        words = _norm(line).split()
+        # B may first restate the question it was grafted into ("Which country is X in? Answer: France"): score
+        # the text after the last "Answer:" when there is one, else the start of the output
+        text = pred.rsplit("Answer:", 1)[-1] if "Answer:" in pred else pred
+        words = _norm(text.strip().split("\n")[0]).split()
         return bool(words) and words[0] == _norm(gold)
+    line = pred.strip().split("\n")[0]
     return _norm(line) == _norm(gold) or (bool(_norm(gold)) and _norm(line).startswith(_norm(gold)))
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from actlab.xmodel.config import XModelConfig
 from actlab.xmodel.experiments import format_results, run_all
 
-DEMO = dict(n_texts=600, heldout=0.25, n_eval=100, n_dev=40, epochs=100, task="syn_countries", max_new_tokens=3,
+DEMO = dict(n_texts=600, heldout=0.25, n_eval=100, n_dev=40, epochs=100, task="syn_countries", max_new_tokens=12,
             message_tokens=12)
 
 
