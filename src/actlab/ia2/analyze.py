@@ -89,6 +89,7 @@ def activation_similarity(cfg: EvalConfig, num_samples: int = 100, num_generated
     base_cache = dict(preloaded or {})
     root = Path(cfg.outputs_dir) / "analysis" / "activation_similarity"
     results = []
+    teacher_cache: dict[tuple, list] = {}
     for r in runs:
         out = root / r["dataset"] / f"{Path(r['run_dir']).name}__{r['method']}_T{num_generated_tokens}.json"
         if out.exists() and not cfg.force:
@@ -102,8 +103,11 @@ def activation_similarity(cfg: EvalConfig, num_samples: int = 100, num_generated
         examples = eval_examples(r["dataset"], dataclasses.replace(cfg, num_eval_examples=num_samples))
         demos = draw_demos(r["dataset"], int(r["num_train_examples"]), int(r["run_idx"]), cfg.icl_max_demos,
                            cfg.data_dir)
-        teacher = [_acts_on_own_tokens(base, tok, build_icl_prompt(demos, ex), num_generated_tokens, site)
-                   for ex in examples]
+        tkey = (mid, r["dataset"], int(r["num_train_examples"]), int(r["run_idx"]), len(examples))
+        if tkey not in teacher_cache:  # the base+ICL side is shared by every method of the same (N, run)
+            teacher_cache[tkey] = [_acts_on_own_tokens(base, tok, build_icl_prompt(demos, ex), num_generated_tokens,
+                                                       site) for ex in examples]
+        teacher = teacher_cache[tkey]
         peft_model = PeftModel.from_pretrained(base, str(find_adapter_dir(r["run_dir"])), is_trainable=False).eval()
         try:
             sims = [cosine_by_layer_token(t, _acts_on_own_tokens(peft_model, tok, ex["prompt"], num_generated_tokens,

@@ -46,7 +46,7 @@ class DemoConfig:
     num_epochs: int = 20
     patience: int = 5
     methods: tuple[str, ...] = METHODS
-    asim_samples: int = 50
+    asim_samples: int = 32
     quick: bool = False
     extra_train: dict = field(default_factory=dict)
 
