@@ -53,7 +53,12 @@ def test_evaluate_end_to_end_and_exports(tmp_path, micro_dir, micro_dir_b, promp
     with torch.no_grad():
         iav.align_head.weight.normal_(0, 1.0)
     iav.save_pretrained(tmp_path / "heads")
-    pfile = None
+    pfile, fb = None, None
+    if prompt_set == "syn_hh":  # also the frozen-base-head ablation, on the same backbone
+        fbm = IAVModel(lm, freeze_base_head=True, tokenizer=tok, backbone_id=micro_dir)
+        with torch.no_grad():
+            fbm.align_head.weight.normal_(0, 1.0)
+        fb = str(fbm.save_pretrained(tmp_path / "heads_fb"))
     if prompt_set == "alpaca_eval":
         pfile = tmp_path / "alpaca.json"
         pfile.write_text(json.dumps([{"instruction": "the cat", "dataset": "helpful_base"},
@@ -62,12 +67,15 @@ def test_evaluate_end_to_end_and_exports(tmp_path, micro_dir, micro_dir_b, promp
         pfile = tmp_path / "question.jsonl"
         pfile.write_text("\n".join(json.dumps({"question_id": f"q{i}", "turns": [{"content": t}]})
                                    for i, t in enumerate(["the cat", "a dog"])) + "\n")
-    cfg = EvalConfig(heads=str(tmp_path / "heads"), arm_model=micro_dir_b, dpo_model=micro_dir_b,
+    cfg = EvalConfig(heads=str(tmp_path / "heads"), heads_frozen_base=fb, arm_model=micro_dir_b, dpo_model=micro_dir_b,
                      prompt_set=prompt_set, prompts_file=str(pfile) if pfile else None, num_prompts=3,
                      alphas=[0.0, 1.0, 2.0], max_new_tokens=4, output_dir=str(tmp_path / "eval"))
     s = evaluate(cfg)
     names = [m["method"] for m in s["methods"]]
-    assert names == ["base", "iav@0", "iav@1", "iav@2", "genarm@1", "dpo"]
+    fb_names = ["iav-fb@0", "iav-fb@1", "iav-fb@2"] if fb else []
+    assert names == ["base", "iav@0", "iav@1", "iav@2", *fb_names, "genarm@1", "dpo"]
+    if fb:
+        assert "reward_rises_with_alpha_frozen_base" in s
     by = {m["method"]: m for m in s["methods"]}
     assert by["iav@0"]["kl_ref"] == pytest.approx(0.0, abs=1e-6)  # untrained base head = reference
     assert by["iav@2"]["kl_ref"] > by["iav@1"]["kl_ref"] > 0

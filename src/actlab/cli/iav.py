@@ -115,6 +115,7 @@ def register(sub) -> None:
                          description="Compare IAV at several α with the base model, GenARM-style decoding and a "
                                      "DPO model; writes results.json, table.md, reward_vs_alpha.png and judge exports.")
     p.add_argument("--heads", required=True)
+    p.add_argument("--heads_frozen_base", default=None, help="a second IAV run trained with --freeze_base_head")
     p.add_argument("--model_name_or_path", default=None)
     p.add_argument("--arm_model", default=None, help="GenARM autoregressive reward model dir")
     p.add_argument("--dpo_model", default=None, help="DPO model dir (e.g. from `actlab iav demo`)")

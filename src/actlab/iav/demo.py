@@ -1,8 +1,9 @@
 """``actlab iav demo``: the whole IAV story on a zoo model, offline on a CPU.
 
-1. train IAV heads on ``syn_hh`` (polite ``chosen`` vs rude ``rejected``; corrected loss, frozen reference head);
+1. train IAV heads on ``syn_hh`` (polite ``chosen`` vs rude ``rejected``; corrected loss, frozen reference head),
+   twice: with a trainable base head (the IAV design) and with a frozen one (``π ∝ π_ref·exp(α·a_t)``, the ablation);
 2. train the baselines with TRL: a DPO model (``DPOTrainer``) and a GenARM ARM (``CPOTrainer``, sigmoid, no NLL);
-3. sample on held-out ``syn_hh`` prompts: base, IAV at α ∈ {0, .5, 1, 1.5, 2}, GenARM (α = 1), DPO;
+3. sample on held-out ``syn_hh`` prompts: base, both IAVs at α ∈ {0, .5, 1, 1.5, 2}, GenARM (α = 1), DPO;
 4. score with the programmatic preference reward; print the side-by-side table; write ``reward_vs_alpha.png``.
 
 Everything lands under ``output_dir`` and is skipped on rerun when complete.
@@ -30,15 +31,18 @@ def demo(model_id: str = "tiny", output_dir: str = "runs/iav_demo", num_prompts:
     out = Path(output_dir)
     n_train = 64 if quick else 1024
     steps = 8 if quick else 150
-    base_steps = 8 if quick else 150
+    base_steps = 8 if quick else 60
     if quick:
         num_prompts, max_new_tokens = min(num_prompts, 16), min(max_new_tokens, 24)
-    print(f"[1/3] training IAV heads on {model_id} (syn_hh, {n_train} pairs, {steps} steps)")
-    cfg = TrainConfig(model_name_or_path=model_id, output_dir=str(out / "iav"), dataset="syn_hh",
-                      num_train_samples=n_train, num_val_samples=32, batch_size=16, learning_rate=5e-3,
-                      max_steps=steps, save_steps=50, eval_steps=50, seq_length=96, max_prompt_length=48, seed=seed,
-                      loss=LossConfig(loss="corrected", beta=0.1, lambda_kl=0.1, lambda_l2=0.01))
-    train(cfg)
+    print(f"[1/3] training IAV heads on {model_id} (syn_hh, {n_train} pairs, {steps} steps; base head trainable, "
+          "then frozen)")
+    for sub, frozen in (("iav", False), ("iav_frozen", True)):
+        cfg = TrainConfig(model_name_or_path=model_id, output_dir=str(out / sub), dataset="syn_hh",
+                          num_train_samples=n_train, num_val_samples=32, batch_size=16, learning_rate=5e-3,
+                          max_steps=steps, save_steps=50, eval_steps=50, seq_length=96, max_prompt_length=48,
+                          seed=seed, freeze_base_head=frozen,
+                          loss=LossConfig(loss="corrected", beta=0.1, lambda_kl=0.1, lambda_l2=0.01))
+        train(cfg)
     rows = load_rows("syn_hh", "train", n_train, seed)
     print(f"[2/3] training baselines with TRL: DPO ({base_steps} steps) and GenARM's ARM ({base_steps} steps)")
     dpo = train_dpo(model_id, rows, out / "dpo", beta=0.1, max_steps=base_steps, batch_size=16, learning_rate=1e-4,
@@ -46,7 +50,8 @@ def demo(model_id: str = "tiny", output_dir: str = "runs/iav_demo", num_prompts:
     arm = train_arm(model_id, rows, out / "arm", beta=0.05, max_steps=base_steps, batch_size=16, learning_rate=1e-4,
                     max_length=96, seed=seed)
     print(f"[3/3] α sweep on {num_prompts} held-out prompts (sampling, T=1, {max_new_tokens} new tokens)")
-    ecfg = EvalConfig(heads=str(out / "iav" / "heads"), arm_model=str(arm), dpo_model=str(dpo), prompt_set="syn_hh",
+    ecfg = EvalConfig(heads=str(out / "iav" / "heads"), heads_frozen_base=str(out / "iav_frozen" / "heads"),
+                      arm_model=str(arm), dpo_model=str(dpo), prompt_set="syn_hh",
                       num_prompts=num_prompts, max_new_tokens=max_new_tokens, do_sample=True, temperature=1.0,
                       top_p=1.0, batch_size=32, output_dir=str(out / "eval"), seed=seed)
     if (out / "eval" / "COMPLETE").exists():
@@ -55,11 +60,15 @@ def demo(model_id: str = "tiny", output_dir: str = "runs/iav_demo", num_prompts:
         summary = evaluate(ecfg)
     print()
     print((out / "eval" / "table.md").read_text(encoding="utf-8"))
-    t = summary["reward_rises_with_alpha"]
-    iav_rows = [r for r in summary["methods"] if r["kind"] == "iav"]
-    rs = ", ".join(f"α={r['alpha']:g}: {r['reward']:.3f}" for r in iav_rows)
-    print(f"IAV reward by α: {rs}")
-    print(f"reward rises with α: monotone={t['monotone']}, spearman={t['spearman']}, "
-          f"α={iav_rows[-1]['alpha']:g} beats α=0: {t['max_alpha_beats_zero']}")
+    for kind, key, label in (("iav", "reward_rises_with_alpha", "IAV"),
+                             ("iav-fb", "reward_rises_with_alpha_frozen_base", "IAV, frozen base head")):
+        t = summary.get(key)
+        rows_k = [r for r in summary["methods"] if r["kind"] == kind]
+        if not t or not rows_k:
+            continue
+        rs = ", ".join(f"α={r['alpha']:g}: {r['reward']:.3f}" for r in rows_k)
+        print(f"{label} reward by α: {rs}")
+        print(f"  reward rises with α: monotone={t['monotone']}, spearman={t['spearman']}, "
+              f"α={rows_k[-1]['alpha']:g} beats α=0: {t['max_alpha_beats_zero']}")
     print(f"plot: {out / 'eval' / 'reward_vs_alpha.png'}")
     return summary

@@ -33,6 +33,7 @@ HH_TEMPLATE = "\n\nHuman: {q}\n\nAssistant:"
 @dataclass
 class EvalConfig:
     heads: str = "runs/iav/heads"  # IAV heads dir (save_pretrained) or a train run dir
+    heads_frozen_base: str | None = None  # optional second IAV run trained with --freeze_base_head (same backbone)
     model_name_or_path: str | None = None  # backbone (default: the one the heads name)
     arm_model: str | None = None  # GenARM autoregressive reward model (dir); None: no GenARM row
     dpo_model: str | None = None  # DPO-trained model (dir); None: no DPO row
@@ -237,16 +238,23 @@ def _methods(cfg: EvalConfig, iav, ref_lm, tok):
     ms = [("base", "base", 0.0, lambda P: decode(PlainStepper(ref_lm), tok, P, **kw),
            lambda ids, m: torch.log_softmax(ref_lm(input_ids=ids, attention_mask=m).logits.float(), -1), (ref_lm,))]
 
-    def iav_fns(a):
+    def iav_fns_for(model, a):
         def score(ids, m):
-            h, _ = iav.hidden(ids, m)
-            return torch.log_softmax(iav.final_logits(h, a), -1)
+            h, _ = model.hidden(ids, m)
+            return torch.log_softmax(model.final_logits(h, a), -1)
 
-        return (lambda P: decode(IAVStepper(iav, a), tok, P, **kw)), score
+        return (lambda P: decode(IAVStepper(model, a), tok, P, **kw)), score
 
     for a in cfg.alphas:
-        g, s = iav_fns(a)
+        g, s = iav_fns_for(iav, a)
         ms.append((f"iav@{a:g}", "iav", a, g, s, (iav.backbone, iav.base_head, iav.align_head)))
+    if cfg.heads_frozen_base:
+        from actlab.iav.model import IAVModel
+
+        fb = IAVModel.from_pretrained(_heads_path(cfg.heads_frozen_base), lm=iav.lm, tokenizer=tok)
+        for a in cfg.alphas:
+            g, s = iav_fns_for(fb, a)
+            ms.append((f"iav-fb@{a:g}", "iav-fb", a, g, s, (fb.backbone, fb.base_head, fb.align_head)))
     if cfg.arm_model:
         arm, arm_tok = load(cfg.arm_model, device=str(iav.device))
         if len(arm_tok) != len(tok):
@@ -285,6 +293,16 @@ def _export(prompt_set: str, method: str, prompts: list[dict], texts: list[str],
         for p, t in zip(prompts, texts, strict=True)])
 
 
+def _heads_path(p: str) -> Path:
+    """A heads dir, or a train run dir holding ``heads/``."""
+    from actlab.iav.model import HEADS_FILE
+
+    h = Path(p)
+    if h.is_dir() and not (h / HEADS_FILE).exists() and (h / "heads" / HEADS_FILE).exists():
+        h = h / "heads"
+    return h
+
+
 def evaluate(cfg: EvalConfig, iav=None) -> dict:
     """Run every method on the prompt set; write results, table, plot, generations and judge exports."""
     from actlab.core.io import RunDir, atomic_write_text
@@ -292,12 +310,9 @@ def evaluate(cfg: EvalConfig, iav=None) -> dict:
     prompts = load_prompts(cfg.prompt_set, cfg.num_prompts, cfg.prompts_file, cfg.seed)
     rewarder = Rewarder(cfg.reward_model)
     if iav is None:
-        from actlab.iav.model import HEADS_FILE, IAVModel
+        from actlab.iav.model import IAVModel
 
-        h = Path(cfg.heads)
-        if h.is_dir() and not (h / HEADS_FILE).exists() and (h / "heads" / HEADS_FILE).exists():
-            h = h / "heads"
-        iav = IAVModel.from_pretrained(h, backbone=cfg.model_name_or_path)
+        iav = IAVModel.from_pretrained(_heads_path(cfg.heads), backbone=cfg.model_name_or_path)
     tok, ref_lm = iav.tokenizer, iav.lm
     run = RunDir(cfg.output_dir)
     run.write_config(cfg)
@@ -333,6 +348,8 @@ def evaluate(cfg: EvalConfig, iav=None) -> dict:
         row["win_rate_vs_base"] = win_rate(gens_by[name][1], base_r)
     summary = {"prompt_set": cfg.prompt_set, "num_prompts": len(P), "reward_model": cfg.reward_model,
                "methods": list(results.values()), "reward_rises_with_alpha": reward_trend(results)}
+    if cfg.heads_frozen_base:
+        summary["reward_rises_with_alpha_frozen_base"] = reward_trend(results, kind="iav-fb")
     run.write_json("results.json", summary)
     atomic_write_text(run / "table.md", table(results))
     plot(results, run / "reward_vs_alpha.png")
@@ -340,9 +357,9 @@ def evaluate(cfg: EvalConfig, iav=None) -> dict:
     return summary
 
 
-def reward_trend(results: dict) -> dict:
+def reward_trend(results: dict, kind: str = "iav") -> dict:
     """Spearman correlation of IAV reward with α, and whether the reward at the largest α beats α = 0."""
-    rows = sorted((r for r in results.values() if r["kind"] == "iav"), key=lambda r: r["alpha"])
+    rows = sorted((r for r in results.values() if r["kind"] == kind), key=lambda r: r["alpha"])
     if len(rows) < 2:
         return {"spearman": None, "monotone": None, "max_alpha_beats_zero": None}
     from scipy.stats import spearmanr
@@ -376,11 +393,12 @@ def plot(results: dict, path: Path) -> Path:
 
     from actlab.core.io import atomic_path
 
-    iav = sorted((r for r in results.values() if r["kind"] == "iav"), key=lambda r: r["alpha"])
     fig, ax = plt.subplots(figsize=(5, 3.5))
-    if iav:
-        ax.errorbar([r["alpha"] for r in iav], [r["reward"] for r in iav], yerr=[r["reward_se"] for r in iav],
-                    marker="o", capsize=3, label="IAV")
+    for kind, label in (("iav", "IAV"), ("iav-fb", "IAV, frozen base head")):
+        rows = sorted((r for r in results.values() if r["kind"] == kind), key=lambda r: r["alpha"])
+        if rows:
+            ax.errorbar([r["alpha"] for r in rows], [r["reward"] for r in rows], yerr=[r["reward_se"] for r in rows],
+                        marker="o", capsize=3, label=label)
     colors = {"base": "gray", "genarm": "tab:green", "dpo": "tab:red"}
     for r in results.values():
         if r["kind"] in colors:
