@@ -75,24 +75,42 @@ def peft_config(family: str, model: nn.Module, *, modules: str = "qko", r: int =
     raise unknown_choice("adapter family", family, FAMILIES)
 
 
+def _quiet_peft():
+    """PEFT 0.21 calls a transformers API deprecated in 5.x (``is_gradient_checkpointing``): hide that warning."""
+    import warnings
+
+    ctx = warnings.catch_warnings()
+    ctx.__enter__()
+    warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+    return ctx
+
+
 def attach(model: nn.Module, config) -> nn.Module:
     """Wrap ``model`` with a fresh trainable adapter (base weights frozen)."""
     from peft import get_peft_model
 
-    return get_peft_model(model, config)
+    ctx = _quiet_peft()
+    try:
+        return get_peft_model(model, config)
+    finally:
+        ctx.__exit__(None, None, None)
 
 
 def load_adapter(model: nn.Module, path, trainable: bool = False) -> nn.Module:
     """Wrap ``model`` with the adapter saved in ``path`` (``save_pretrained`` layout, safetensors)."""
-    from peft import PeftConfig, PeftModel, get_peft_model, set_peft_model_state_dict
+    from peft import PeftConfig, PeftModel, set_peft_model_state_dict
     from safetensors.torch import load_file
 
     if not trainable:
-        return PeftModel.from_pretrained(model, str(path), is_trainable=False)
+        ctx = _quiet_peft()
+        try:
+            return PeftModel.from_pretrained(model, str(path), is_trainable=False)
+        finally:
+            ctx.__exit__(None, None, None)
     # PEFT refuses is_trainable=True for prompt learning; a fresh adapter + the saved weights works for every family
     cfg = PeftConfig.from_pretrained(str(path))
     cfg.inference_mode = False
-    pm = get_peft_model(model, cfg)
+    pm = attach(model, cfg)
     dev = next(model.parameters()).device
     state = {k: v.to(dev) for k, v in load_file(str(Path(path) / "adapter_model.safetensors")).items()}
     set_peft_model_state_dict(pm, state)
