@@ -24,6 +24,7 @@ A file that does not open, misses a tensor or has other metadata is reported on 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import sys
 from collections.abc import Sequence
@@ -241,12 +242,30 @@ def get_targets(model, tok, encoded: dict[str, list[Encoded]], *, cache_file: Pa
     Returns ``(targets, from_cache)``.
     """
     n = {s: len(encoded[s]) for s in SPLITS}
-    cached = load_cached(cache_file, meta, n)
-    if cached is not None:
-        return cached, True
-    targets = {}
-    for split in SPLITS:
-        targets[split] = build_targets(model, tok, [e.teacher_ids for e in encoded[split]], T, site, layers, topk,
-                                       batch_size, desc=f"ICL targets ({split})") if encoded[split] else []
-    save_cache(cache_file, targets, meta)
+    with _file_lock(cache_file):  # parallel sweep workers of one run build the targets once
+        cached = load_cached(cache_file, meta, n)
+        if cached is not None:
+            return cached, True
+        targets = {}
+        for split in SPLITS:
+            targets[split] = build_targets(model, tok, [e.teacher_ids for e in encoded[split]], T, site, layers,
+                                           topk, batch_size, desc=f"ICL targets ({split})") if encoded[split] else []
+        save_cache(cache_file, targets, meta)
     return targets, False
+
+
+@contextlib.contextmanager
+def _file_lock(path: Path):
+    """An exclusive advisory lock on ``{path}.lock`` (POSIX ``flock``; a no-op where unavailable)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover (Windows)
+        yield
+        return
+    with open(f"{path}.lock", "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
