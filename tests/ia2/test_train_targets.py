@@ -76,3 +76,32 @@ def test_cache_reused_keyed_and_rebuilt(tmp_path, tok, capsys):
     torch.testing.assert_close(items3["train"][0]["acts"], items["train"][0]["acts"])
     _, _, _, _, hit = prep(IA2TrainConfig("act", **kw), micro_model("llama", tok), tok)
     assert hit  # rebuilt file is valid again
+
+
+def test_target_build_resumes_after_kill(model, tok, tmp_path, monkeypatch, capsys):
+    enc = {"train": [T.Encoded(p, p, [1], 0) for p in _prompts(tok) * 2], "dev": [T.Encoded(p, p, [1], 0)
+                                                                                  for p in _prompts(tok)[:1]]}
+    meta = {"model_id": "m", "T": 2}
+    f = tmp_path / "c" / "t.safetensors"
+    kw = dict(cache_file=f, meta=meta, T=2, site="attn_output", layers=None, topk=4, batch_size=1, chunk_size=2)
+    real, calls = T.build_targets, []
+
+    def dying(*a, **k):
+        calls.append(len(a[2]))
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(T, "build_targets", dying)
+    with pytest.raises(KeyboardInterrupt):
+        T.get_targets(model, tok, enc, **kw)
+    assert not f.exists() and f.with_name("t.partial.safetensors").exists()
+    calls.clear()
+    monkeypatch.setattr(T, "build_targets", lambda *a, **k: calls.append(len(a[2])) or real(*a, **k))
+    capsys.readouterr()
+    got, hit = T.get_targets(model, tok, enc, **kw)
+    assert not hit and calls == [2, 1] and "resuming the target build" in capsys.readouterr().err  # 4 train done
+    assert f.exists() and not f.with_name("t.partial.safetensors").exists()
+    ref = real(model, tok, [e.teacher_ids for e in enc["train"]], 2, topk=4)
+    for a, b in zip(got["train"], ref, strict=True):
+        torch.testing.assert_close(a["acts"], b["acts"])

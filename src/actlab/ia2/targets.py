@@ -231,27 +231,61 @@ def load_cached(path: Path, meta: dict, n: dict[str, int]) -> dict[str, list[dic
 
 
 def save_cache(path: Path, targets: dict[str, list[dict]], meta: dict) -> None:
-    tensors = {f"{split}/{i}/{f}": v for split in SPLITS for i, t in enumerate(targets[split]) for f, v in t.items()}
-    save_tensors(path, tensors, _expected_meta(meta, {s: len(targets[s]) for s in SPLITS}))
+    save_tensors(path, _flat({s: targets[s] for s in SPLITS}), _expected_meta(meta, {s: len(targets[s]) for s in SPLITS}))
 
 
 def get_targets(model, tok, encoded: dict[str, list[Encoded]], *, cache_file: Path, meta: dict, T: int, site: str,
-                layers: Sequence[int] | None, topk: int, batch_size: int) -> tuple[dict[str, list[dict]], bool]:
+                layers: Sequence[int] | None, topk: int, batch_size: int,
+                chunk_size: int | None = None) -> tuple[dict[str, list[dict]], bool]:
     """Targets for the train and dev examples: from ``cache_file`` if valid, else built and cached.
 
-    Returns ``(targets, from_cache)``.
+    The build saves its progress every ``chunk_size`` examples (default 8 batches) to ``*.partial.safetensors``;
+    a build killed midway resumes from there. Returns ``(targets, from_cache)``.
     """
     n = {s: len(encoded[s]) for s in SPLITS}
     with _file_lock(cache_file):  # parallel sweep workers of one run build the targets once
         cached = load_cached(cache_file, meta, n)
         if cached is not None:
             return cached, True
-        targets = {}
+        partial = cache_file.with_name(cache_file.name.replace(".safetensors", ".partial.safetensors"))
+        targets = _load_partial(partial, meta)
+        chunk = chunk_size or max(1, batch_size) * 8
         for split in SPLITS:
-            targets[split] = build_targets(model, tok, [e.teacher_ids for e in encoded[split]], T, site, layers,
-                                           topk, batch_size, desc=f"ICL targets ({split})") if encoded[split] else []
+            ids = [e.teacher_ids for e in encoded[split]]
+            have = targets.setdefault(split, [])[: len(ids)]
+            targets[split] = have
+            for start in range(len(have), len(ids), chunk):
+                have.extend(build_targets(model, tok, ids[start:start + chunk], T, site, layers, topk, batch_size,
+                                          desc=f"ICL targets ({split} {start}-{min(len(ids), start + chunk)})"))
+                if len(have) < len(ids) or split == "train":  # progress survives a kill
+                    save_tensors(partial, _flat(targets), {**_expected_meta(meta, {s: 0 for s in SPLITS}),
+                                                           **{f"done_{x}": str(len(targets.get(x, [])))
+                                                              for x in SPLITS}})
         save_cache(cache_file, targets, meta)
+        partial.unlink(missing_ok=True)
     return targets, False
+
+
+def _flat(targets: dict[str, list[dict]]) -> dict:
+    return {f"{split}/{i}/{f}": v for split, ts in targets.items() for i, t in enumerate(ts) for f, v in t.items()}
+
+
+def _load_partial(path: Path, meta: dict) -> dict[str, list[dict]]:
+    """Targets already built by an interrupted build (same settings), else empty."""
+    if not path.exists():
+        return {}
+    try:
+        tensors, got = load_tensors(path)
+        want = _expected_meta(meta, {s: 0 for s in SPLITS})
+        if any(got.get(k) != v for k, v in want.items()):
+            return {}
+        out = {s: [{f: tensors[f"{s}/{i}/{f}"] for f in ("ids", "acts", "topk_idx", "topk_logp")}
+                   for i in range(int(got.get(f"done_{s}", 0)))] for s in SPLITS}
+    except (ActlabError, KeyError, ValueError):
+        return {}
+    print(f"ia2: resuming the target build from {path} ({', '.join(f'{len(v)} {k}' for k, v in out.items())})",
+          file=sys.stderr)
+    return out
 
 
 @contextlib.contextmanager
