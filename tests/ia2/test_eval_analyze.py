@@ -50,3 +50,13 @@ def test_analyze_cli_on_micro_world(ia2_world, capsys):
     assert run_cli(["analyze", "subspace-overlap", "--methods", "tna", "a2t", *common]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "model_types=tna a2t" in err
+
+
+def test_last_token_fast_path_equals_per_example(micro_llama, micro_tok):
+    from actlab.ia2.analyze import _acts_on_own_tokens, _last_token_acts
+
+    prompts = ["the cat is red\nlabel:", "one two\nlabel:", "alice has more books than bob and carol\nlabel:"]
+    fast = _last_token_acts(micro_llama, micro_tok, prompts, "attn_output", batch_size=2)
+    for p, f in zip(prompts, fast, strict=True):
+        torch.testing.assert_close(f, _acts_on_own_tokens(micro_llama, micro_tok, p, 1, "attn_output"),
+                                   atol=1e-5, rtol=1e-4)

@@ -69,6 +69,31 @@ def _acts_on_own_tokens(model, tok, prompt: str, T: int, site: str) -> torch.Ten
     return cap.stack()[:, 0].float()  # [L, n, d]
 
 
+@torch.no_grad()
+def _last_token_acts(model, tok, prompts: Sequence[str], site: str, batch_size: int = 16) -> list[torch.Tensor]:
+    """T = 1 fast path: ``[L, 1, d]`` per prompt at its last token (the position predicting the first response
+    token, which does not depend on what is generated), in right-padded batches."""
+    from actlab.core.capture import capture
+    from actlab.core.models import forward_right_padded
+
+    enc = [tok(p)["input_ids"] for p in prompts]
+    out: list[torch.Tensor] = []
+    for i in range(0, len(enc), batch_size):
+        seqs = enc[i:i + batch_size]
+        pos = torch.tensor([len(s) - 1 for s in seqs])
+        with capture(model, site, layers=None, positions=pos) as cap:
+            forward_right_padded(model, seqs, tok.pad_token_id)
+        acts = cap.stack().float()  # [L, B, d]
+        out += [acts[:, j].unsqueeze(1) for j in range(len(seqs))]
+    return out
+
+
+def _acts(model, tok, prompts: Sequence[str], T: int, site: str) -> list[torch.Tensor]:
+    if T == 1:
+        return _last_token_acts(model, tok, prompts, site)
+    return [_acts_on_own_tokens(model, tok, p, T, site) for p in prompts]
+
+
 def cosine_by_layer_token(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Cosine similarity over the last axis of ``[L, t, d]`` tensors (common ``t``) → ``[L, t]``."""
     t = min(a.shape[1], b.shape[1])
@@ -105,13 +130,13 @@ def activation_similarity(cfg: EvalConfig, num_samples: int = 100, num_generated
                            cfg.data_dir)
         tkey = (mid, r["dataset"], int(r["num_train_examples"]), int(r["run_idx"]), len(examples))
         if tkey not in teacher_cache:  # the base+ICL side is shared by every method of the same (N, run)
-            teacher_cache[tkey] = [_acts_on_own_tokens(base, tok, build_icl_prompt(demos, ex), num_generated_tokens,
-                                                       site) for ex in examples]
+            teacher_cache[tkey] = _acts(base, tok, [build_icl_prompt(demos, ex) for ex in examples],
+                                        num_generated_tokens, site)
         teacher = teacher_cache[tkey]
         peft_model = PeftModel.from_pretrained(base, str(find_adapter_dir(r["run_dir"])), is_trainable=False).eval()
         try:
-            sims = [cosine_by_layer_token(t, _acts_on_own_tokens(peft_model, tok, ex["prompt"], num_generated_tokens,
-                                                                  site)) for t, ex in zip(teacher, examples, strict=True)]
+            student = _acts(peft_model, tok, [ex["prompt"] for ex in examples], num_generated_tokens, site)
+            sims = [cosine_by_layer_token(t, s) for t, s in zip(teacher, student, strict=True)]
         finally:
             from actlab.core.models import peft_type
 
