@@ -137,7 +137,8 @@ def register(sub) -> None:
     p = verbs.add_parser("demo", help="tiny end to end: train IAV + DPO + ARM, sweep α, table and plot",
                          description="On a zoo model: train IAV heads, a TRL DPO model and a GenARM ARM on syn_hh, "
                                      "sweep α and print the side-by-side table; writes the plot.")
-    p.add_argument("--model_id", default="tiny", help="zoo model (default tiny)")
+    p.add_argument("--model_id", default="tiny",
+                   help="zoo model, a model dir, or 'dialogs' (a dialogs-only stand-in built on first use); default tiny")
     p.add_argument("--output_dir", default="runs/iav_demo")
     p.add_argument("--num_prompts", type=positive_int, default=100)
     p.add_argument("--max_new_tokens", type=positive_int, default=48)

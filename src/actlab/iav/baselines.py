@@ -23,9 +23,22 @@ def _dataset(rows: list[dict]):
     return Dataset.from_list([{"prompt": r["prompt"], "chosen": r["chosen"], "rejected": r["rejected"]} for r in rows])
 
 
+def _quiet_libraries() -> None:
+    """Under ACTLAB_QUIET=1, silence the datasets/transformers progress bars that TRL's preprocessing prints."""
+    from actlab.core.progress import quiet
+
+    if quiet():
+        import datasets
+        import transformers
+
+        datasets.disable_progress_bars()
+        transformers.utils.logging.disable_progress_bar()
+
+
 def _common(output_dir: str, max_steps: int, batch_size: int, learning_rate: float, max_length: int, seed: int):
     import torch
 
+    _quiet_libraries()
     return dict(output_dir=str(output_dir), max_steps=max_steps, per_device_train_batch_size=batch_size,
                 learning_rate=learning_rate, lr_scheduler_type="linear", warmup_steps=0.1, logging_steps=10,
                 save_strategy="no", report_to=[], seed=seed, max_length=max_length, bf16=False,
