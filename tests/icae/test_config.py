@@ -59,3 +59,10 @@ def test_shipped_configs_load_and_round_trip(tmp_path):
         cfg = ICAEConfig.from_yaml(f)
         cfg.to_yaml(tmp_path / f.name)
         assert ICAEConfig.from_yaml(tmp_path / f.name) == cfg
+
+
+def test_lora_target_modules_forms():
+    assert ICAEConfig(lora_target_modules="all-linear").lora_target_modules == "all-linear"
+    assert ICAEConfig(lora_target_modules=["q_proj"]).lora_target_modules == ["q_proj"]
+    with pytest.raises(ActlabError, match="lora_target_modules"):
+        ICAEConfig(lora_target_modules="q_proj")
