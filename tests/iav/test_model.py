@@ -121,3 +121,12 @@ def test_save_load_round_trip(tmp_path, micro_tok, micro_dir, micro_dir_b):
         IAVModel.from_pretrained(tmp_path / "heads", backbone=micro_dir_b)
     with pytest.raises(ActlabError, match="no IAV heads"):
         IAVModel.from_pretrained(tmp_path / "nothing")
+
+
+def test_fused_head_follows_in_place_updates(micro_tok, micro_llama):
+    iav = IAVModel(micro_llama, tokenizer=micro_tok)
+    h = torch.randn(3, micro_llama.config.hidden_size)
+    assert torch.equal(iav.final_logits(h, 1.0), iav.heads(h, 1.0, ref=False)["z_final"])
+    with torch.no_grad():
+        iav.align_head.weight.add_(0.5)  # no invalidate(): the version counter changes
+    assert torch.allclose(iav.final_logits(h, 1.0), iav.heads(h, 1.0, ref=False)["z_final"], atol=1e-5)

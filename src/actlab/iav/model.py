@@ -84,7 +84,7 @@ class IAVModel(nn.Module):
         for p in self.base_head.parameters():
             p.requires_grad_(not self.freeze_base_head)
         self.ref_sha = weight_sha(head.weight)
-        self._fused: tuple[float, torch.Tensor, torch.Tensor | None] | None = None
+        self._fused: tuple[tuple, torch.Tensor, torch.Tensor | None] | None = None
 
     # ------------------------------------------------------------------------------------------------ forward
     @property
@@ -121,15 +121,20 @@ class IAVModel(nn.Module):
 
     # --------------------------------------------------------------------------------------------- inference
     def fused_head(self, alpha: float) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """``W_b + alpha·W_a`` (and bias), cached per alpha: decoding costs one vocabulary matmul per token."""
+        """``W_b + alpha·W_a`` (and bias), cached per alpha: decoding costs one vocabulary matmul per token.
+
+        The cache is keyed on the heads' version counters, so an optimizer step or an in-place edit refreshes it.
+        """
         alpha = check_alpha(alpha)
-        if self._fused is None or self._fused[0] != alpha or self.training:
+        key = (alpha, self.base_head.weight._version, self.align_head.weight._version,
+               self.base_head.weight.data_ptr(), self.align_head.weight.data_ptr())
+        if self._fused is None or self._fused[0] != key:
             with torch.no_grad():
                 w = self.base_head.weight + alpha * self.align_head.weight if alpha else self.base_head.weight.clone()
                 b = None
                 if self.base_head.bias is not None:
                     b = self.base_head.bias + alpha * self.align_head.bias
-            self._fused = (alpha, w, b)
+            self._fused = (key, w, b)
         return self._fused[1], self._fused[2]
 
     def invalidate(self) -> None:
