@@ -24,6 +24,7 @@ import torch
 from actlab.core import arch
 from actlab.core.errors import ActlabError
 from actlab.core.io import RunDir, read_json
+from actlab.core.models import short_name
 from actlab.xmodel import align as A
 from actlab.xmodel import metrics as M
 from actlab.xmodel.communicate import evaluate, grid_search, task_rows
@@ -105,7 +106,7 @@ def run_all(cfg: XModelConfig, out_dir: str | Path, models=None) -> dict:
             mat = M.cka_matrix(xa, yb, debiased=deb)
             out[key] = mat.tolist()
             M.plot_heatmap(mat, rd / f"cka_{key}.png", f"{key} CKA (held-out, n={out['n_test']})",
-                           f"{cfg.model_b} layer (block output)", f"{cfg.model_a} layer (block output)")
+                           f"B = {short_name(cfg.model_b)} layer", f"A = {short_name(cfg.model_a)} layer")
         return out
 
     cka_res = _stage(rd, "cka", cka)
@@ -123,7 +124,7 @@ def run_all(cfg: XModelConfig, out_dir: str | Path, models=None) -> dict:
         _, bi, bj = max(flat)
         g.update(k=g["ks"][bi] if cfg.k is None else cfg.k, j=g["js"][bj] if cfg.j is None else cfg.j)
         M.plot_heatmap(acc.numpy(), rd / "grid.png", f"AC accuracy on {cfg.task} dev (f={cfg.f})",
-                       f"j ({cfg.model_b} layer)", f"k ({cfg.model_a} layer)")
+                       f"j (B = {short_name(cfg.model_b)} layer)", f"k (A = {short_name(cfg.model_a)} layer)")
         return g
 
     g = _stage(rd, "grid", grid)
