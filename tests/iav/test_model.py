@@ -130,3 +130,12 @@ def test_fused_head_follows_in_place_updates(micro_tok, micro_llama):
     with torch.no_grad():
         iav.align_head.weight.add_(0.5)  # no invalidate(): the version counter changes
     assert torch.allclose(iav.final_logits(h, 1.0), iav.heads(h, 1.0, ref=False)["z_final"], atol=1e-5)
+
+
+def test_heads_from_a_bf16_run_load_on_the_fp32_backbone(tmp_path, micro_dir):
+    from actlab.core.models import load
+
+    lm16, tok = load(micro_dir, dtype="bf16")
+    IAVModel(lm16, tokenizer=tok, backbone_id=micro_dir).save_pretrained(tmp_path / "h")
+    back = IAVModel.from_pretrained(tmp_path / "h")  # fp32 on CPU by default
+    assert back.base_head.weight.dtype == torch.float32 and back.ref_head.weight.dtype == torch.float32

@@ -33,8 +33,13 @@ FORMAT_VERSION = "1"
 
 
 def weight_sha(w: torch.Tensor) -> str:
-    """A short sha256 of a weight's fp32 bytes (identifies the backbone's ``lm_head``)."""
-    return hashlib.sha256(w.detach().float().contiguous().cpu().numpy().tobytes()).hexdigest()[:16]
+    """A short sha256 identifying the backbone's ``lm_head``, the same whether it was loaded in fp32 or bf16.
+
+    (Hashes the weight rounded to bf16: an fp32 checkpoint loaded in bf16 or fp32, or a bf16 checkpoint loaded in
+    fp32, all give the same bytes.)
+    """
+    b = w.detach().to(torch.bfloat16).contiguous().cpu().view(torch.int16)
+    return hashlib.sha256(b.numpy().tobytes()).hexdigest()[:16]
 
 
 def _linear_like(head: nn.Module, dtype: torch.dtype, zero: bool = False) -> nn.Linear:
