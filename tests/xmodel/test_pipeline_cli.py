@@ -127,3 +127,14 @@ def test_torchrun_two_cpu_processes_match_single(model_dirs, tmp_path):
     assert torch.allclose(d.a, s.a, atol=1e-5) and torch.allclose(d.b, s.b, atol=1e-5)
     assert torch.equal(d.test, s.test)
     assert Path(tmp_path / "dist" / "pairs.json").exists()
+
+
+def test_cli_demo_on_local_models_token_pooling(capsys, model_dirs, tmp_path):
+    a, b = model_dirs
+    rc = main(["xmodel", "demo", "--model_a", a, "--model_b", b, "--pooling", "tokens", "--n_texts", "16",
+               "--heldout", "0.25", "--n_eval", "4", "--n_dev", "0", "--k", "1", "--j", "0", "--epochs", "1",
+               "--methods", "procrustes,ridge", "--ac_maps", "ridge", "--max_new_tokens", "2",
+               "--message_tokens", "2", "--out", str(tmp_path / "demo")])
+    out = capsys.readouterr().out
+    assert rc == 0 and "Debiased CKA" in out and "| ac[ridge] |" in out and "AC / NL compute" in out
+    assert (tmp_path / "demo" / "COMPLETE").exists() and (tmp_path / "demo" / "maps" / "ridge" / "map.json").exists()
