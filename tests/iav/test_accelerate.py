@@ -42,3 +42,41 @@ def test_accelerate_two_cpu_processes(tmp_path, micro_dir):
     ref = load_file(one / "heads" / "iav_heads.safetensors")
     for k in ref:
         assert (ref[k] - heads[k]).abs().max() < 1e-4, k
+
+
+@pytest.mark.slow
+def test_sigkill_then_resume(tmp_path, micro_dir):
+    """A real `kill -9` mid-run: the rerun resumes from the last checkpoint and ends like an uninterrupted run."""
+    import signal
+    import time
+
+    env = {**os.environ, "ACTLAB_QUIET": "1", "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+
+    def cmd(out, steps):
+        return [sys.executable, "-m", "actlab.cli.main", "iav", "train", "--model_name_or_path", micro_dir,
+                "--output_dir", str(out), "--num_train_samples", "32", "--num_val_samples", "0", "--batch_size", "2",
+                "--seq_length", "48", "--max_prompt_length", "24", "--max_steps", str(steps), "--save_steps", "2",
+                "--device", "cpu"]
+
+    p = subprocess.Popen(cmd(tmp_path / "killed", 120), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    state = tmp_path / "killed" / "checkpoint" / "state.json"
+    t0 = time.time()
+    while not state.exists() and time.time() - t0 < 120:
+        time.sleep(0.2)
+    time.sleep(0.5)
+    os.kill(p.pid, signal.SIGKILL)
+    p.wait()
+    assert state.exists() and not (tmp_path / "killed" / "COMPLETE").exists()
+    done = json.loads(state.read_text())["global_step"]
+    assert 2 <= done < 120
+    # resume with the same settings: must finish; compare with an uninterrupted run of the same length
+    r = subprocess.run(cmd(tmp_path / "killed", 120), env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0 and "resuming" in r.stdout, r.stderr[-1000:]
+    r = subprocess.run(cmd(tmp_path / "full", 120), env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0
+    a = load_file(tmp_path / "full" / "heads" / "iav_heads.safetensors")
+    b = load_file(tmp_path / "killed" / "heads" / "iav_heads.safetensors")
+    for k in a:
+        assert (a[k] - b[k]).abs().max() < 1e-5, k
+    steps = [json.loads(x)["step"] for x in (tmp_path / "killed" / "metrics.jsonl").read_text().splitlines()]
+    assert steps == list(range(1, 121))
