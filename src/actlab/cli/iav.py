@@ -119,6 +119,11 @@ def register(sub) -> None:
     p.add_argument("--model_name_or_path", default=None)
     p.add_argument("--arm_model", default=None, help="GenARM autoregressive reward model dir")
     p.add_argument("--dpo_model", default=None, help="DPO model dir (e.g. from `actlab iav demo`)")
+    p.add_argument("--train_baselines", action="store_true",
+                   help="train --arm_model / --dpo_model dirs that do not exist yet with TRL (CPO-as-ARM, DPOTrainer)")
+    p.add_argument("--baseline_dataset", default="syn_hh", help="preference data for --train_baselines")
+    p.add_argument("--baseline_samples", type=positive_int, default=1024)
+    p.add_argument("--baseline_steps", type=positive_int, default=60)
     p.add_argument("--prompt_set", default="syn_hh", help="syn_hh, hh_rlhf, alpaca_eval or arena_hard")
     p.add_argument("--prompts_file", default=None)
     p.add_argument("--num_prompts", type=positive_int, default=300)
@@ -249,13 +254,43 @@ def _generate(args) -> int:
 
 
 def _evaluate(args) -> int:
+    from pathlib import Path
+
     from actlab.iav.evaluate import EvalConfig, evaluate
 
     cfg = EvalConfig(**{k: getattr(args, k) for k in EvalConfig.__dataclass_fields__})
+    todo = [(f, d) for f, d in (("arm", cfg.arm_model), ("dpo", cfg.dpo_model)) if d and not Path(d).exists()]
+    if todo and args.train_baselines:
+        from actlab.iav.baselines import train_arm, train_dpo
+        from actlab.iav.data import load_rows
+
+        backbone = cfg.model_name_or_path or _backbone_of(cfg.heads)
+        rows = load_rows(args.baseline_dataset, "train", args.baseline_samples, cfg.seed)
+        for kind, d in todo:
+            fn = train_arm if kind == "arm" else train_dpo
+            print(f"training the {kind} baseline with TRL into {d}")
+            fn(backbone, rows, d, max_steps=args.baseline_steps, batch_size=16, learning_rate=1e-4, seed=cfg.seed)
+    elif todo:
+        from actlab.core.errors import ActlabError
+
+        raise ActlabError(f"--{todo[0][0]}_model {todo[0][1]} does not exist; pass --train_baselines to train it")
     evaluate(cfg)
     print(open(f"{cfg.output_dir}/table.md", encoding="utf-8").read())
     print(f"results: {cfg.output_dir}/results.json  plot: {cfg.output_dir}/reward_vs_alpha.png")
     return 0
+
+
+def _backbone_of(heads: str) -> str:
+    from actlab.core.errors import ActlabError
+    from actlab.core.io import read_json
+    from actlab.iav.evaluate import _heads_path
+    from actlab.iav.model import CONFIG_FILE
+
+    p = _heads_path(heads) / CONFIG_FILE
+    bb = read_json(p).get("backbone") if p.exists() else None
+    if not bb:
+        raise ActlabError(f"cannot tell the backbone of {heads}; pass --model_name_or_path")
+    return bb
 
 
 def _demo(args) -> int:
