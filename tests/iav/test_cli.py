@@ -77,3 +77,17 @@ def test_bad_input_one_line_exit2_nothing_written(tmp_path, micro_dir, micro_dir
 def test_cache_bad_output_name(tmp_path, micro_dir, capsys):
     rc, _, err = _run(["iav", "cache", "--ref_model", micro_dir, "--cache_file", str(tmp_path / "c.pt")], capsys)
     assert rc == 2 and ".safetensors" in err and not (tmp_path / "c.pt").exists()
+
+
+def test_evaluate_missing_baseline_dir(tmp_path, micro_dir, capsys):
+    from actlab.core.models import load
+    from actlab.iav.model import IAVModel
+
+    lm, tok = load(micro_dir)
+    IAVModel(lm, tokenizer=tok, backbone_id=micro_dir).save_pretrained(tmp_path / "heads")
+    rc, _, err = _run(["iav", "evaluate", "--heads", str(tmp_path / "heads"), "--dpo_model", str(tmp_path / "nope"),
+                       "--output_dir", str(tmp_path / "ev")], capsys)
+    assert rc == 2 and "--train_baselines" in err and not (tmp_path / "ev").exists()
+    rc, _, err = _run(["iav", "evaluate", "--heads", str(tmp_path / "heads"), "--alphas", "0", "-2",
+                       "--output_dir", str(tmp_path / "ev")], capsys)
+    assert rc == 2 and "alpha" in err and not (tmp_path / "ev").exists()
