@@ -147,6 +147,12 @@ def load(name_or_path: str = "tiny", *, dtype: str | torch.dtype | None = None, 
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from actlab.core.progress import quiet
+
+    if quiet():  # transformers' "Loading weights" bars would precede a one-line error
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
     kind, ref = resolve(name_or_path)
     dev = pick_device(device)
     dt = pick_dtype(dev, dtype)
