@@ -1,6 +1,6 @@
 """ICAE speed benchmark (issue 7), in one run:
 
-1. **decode with 4× memory vs full context**: one long context (default 8192 tokens), the same question, a fixed
+1. **decode with 4× memory vs full context**: one long context (default 16384 tokens), the same question, a fixed
    number of greedy tokens. ICAE decodes over ``[BOS] slots [FT] prompt`` (≈ L/4 + prompt KV entries);
    ``SimpleLLM`` over ``[BOS] context prompt``. Reports decode time ratio (goal ≥ 2×), TTFT, compression time and
    the KV-cache size of each.
@@ -11,7 +11,7 @@ Timing is a property of the shapes, not the weights, so by default the model is 
 ``tiny`` shape (4 layers, h128, GQA 4/2) whose RoPE range covers the long context (``tiny`` itself stops at 512
 positions). ``--model NAME`` runs a real model instead (contexts are then cut to its max positions).
 
-    .venv/bin/python benchmarks/icae.py                 # ~2-4 min on 2 CPU cores
+    .venv/bin/python benchmarks/icae.py                 # ~1-2 min on 2 CPU cores
     .venv/bin/python benchmarks/icae.py --context 4096 --new 32 --json out.json
 """
 
@@ -65,7 +65,7 @@ def _kv_mb(model, n_tokens: int, batch: int = 1) -> float:
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default=None, help="zoo name / dir / hub id (default: random tiny-shaped Llama)")
-    ap.add_argument("--context", type=int, default=8192, help="long-context tokens for part 1")
+    ap.add_argument("--context", type=int, default=16384, help="long-context tokens for part 1")
     ap.add_argument("--new", type=int, default=64, help="greedy tokens decoded")
     ap.add_argument("--batch_context", type=int, default=512, help="context tokens per sample in part 2")
     ap.add_argument("--repeats", type=int, default=3)
