@@ -59,6 +59,7 @@ def _build(args) -> int:
 
 def _list(args) -> int:
     from actlab.core.errors import ActlabError
+    from actlab.core.io import read_json
     from actlab.zoo.build import model_dir, read_manifest
     from actlab.zoo.specs import ZOO
 
@@ -71,8 +72,13 @@ def _list(args) -> int:
             rows.append((name, "yes", f"{man['n_params']:,}", "/".join(f"{icl[k]:.2f}" for k in sorted(icl, key=int)),
                          f"{man['build_seconds']:.0f}", str(d)))  # fmt: skip
         except ActlabError as e:
-            state = "CORRUPT" if "corrupt" in str(e) else ("partial" if d.with_name(d.name + ".partial").exists()
-                                                           else "no")  # fmt: skip
+            state = "CORRUPT" if "corrupt" in str(e) else "STALE" if "stale" in str(e) else "no"
+            ck = d.with_name(d.name + ".partial") / "checkpoint.json"
+            if state == "no" and ck.is_file():
+                try:
+                    state = f"partial (step {read_json(ck)['step']}/{ZOO[name].train.steps})"
+                except Exception:  # noqa: BLE001 - a checkpoint being written right now
+                    state = "partial"
             rows.append((name, state, "-", "-", "-", str(d)))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for r in rows:

@@ -39,12 +39,13 @@ class ModelSpec:
 
 @dataclass(frozen=True)
 class TrainSpec:
-    steps: int = 3600
+    steps: int = 2400
     batch_size: int = 24
     lr: float = 1e-3  # feasibility §5: 3e-3 stalled ICL
     warmup: int = 100
     weight_decay: float = 0.01
     grad_clip: float = 1.0
+    label_loss_weight: float = 3.0  # weight of the token after ``\nLabel:`` in the (otherwise uniform) LM loss
     threads: int = 2  # torch threads for the build; $ACTLAB_ZOO_THREADS overrides (not part of the model's identity)
     ckpt_every: int = 200
     eval_every: int = 600  # quick ICL check (60 tasks, k=0/4) logged in the manifest; 0: only the final eval

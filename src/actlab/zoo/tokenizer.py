@@ -16,6 +16,27 @@ SPECIAL_TOKENS = ("<pad>", "<unk>", "<s>", "</s>", "<|im_start|>", "<|im_end|>")
 #: each, so an example costs ~6 tokens instead of ~10 and the class key word sits right before ``\nLabel:``.
 #: They are matched before byte-level pre-tokenization, decode to themselves, and never give ``<unk>``.
 SCAFFOLD_TOKENS = ("Text:", "\nLabel:", "\n\n")
+
+
+def key_label_tokens() -> tuple[str, ...]:
+    """One added token per class key word fused with the label scaffold: ``" great\nLabel:"``.
+
+    Measured here (copy task, 4L h128, batch 128): with the label right after the word, 4-demo accuracy reached 0.70
+    within 200 steps; with a constant separator token between word and label it stayed at the "any demo label"
+    level (0.22, chance 0.25) after 600 steps, and the zoo's tiny plateaued the same way. Fusing the key word with
+    ``\nLabel:`` makes the query's last token name its class, so the plain induction head (copy what followed the
+    previous occurrence of the current token) does in-context learning on ``Text:{text}\nLabel:`` prompts whose
+    text ends in a key word (the synthetic ICL texts, ``syn_sst2``, ``syn_agnews``).
+    """
+    from actlab.zoo.world import KEY_WORDS
+
+    return tuple(f" {w}\nLabel:" for w in KEY_WORDS)
+
+
+def label_scaffold_ids(tok) -> list[int]:
+    """Ids of the tokens after which a label follows (``\nLabel:`` and the fused key-word tokens)."""
+    ids = [tok.convert_tokens_to_ids(t) for t in ("\nLabel:", *key_label_tokens())]
+    return [i for i in ids if i is not None and i != tok.unk_token_id]
 CHAT_TEMPLATE = (
     "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
     "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
@@ -65,7 +86,7 @@ def train_tokenizer(spec: TokenizerSpec = TokenizerSpec()):
         show_progress=False,
     )
     raw.train_from_iterator(training_sample(spec), trainer)
-    raw.add_tokens([AddedToken(t, normalized=False, special=False) for t in SCAFFOLD_TOKENS])
+    raw.add_tokens([AddedToken(t, normalized=False, special=False) for t in (*SCAFFOLD_TOKENS, *key_label_tokens())])
     bos = raw.token_to_id("<s>")
     raw.post_processor = processors.TemplateProcessing(single="<s> $A", pair="<s> $A $B", special_tokens=[("<s>", bos)])
     tok = PreTrainedTokenizerFast(

@@ -153,13 +153,13 @@ def icl_episode(rng: random.Random) -> str:
     changes every episode, so the labels are learnable only by looking them up in the context (induction/copy).
     """
     n_classes = rng.choice((2, 2, 3, 4, 4))
-    kpc = 1 if rng.random() < 0.7 else 2
+    kpc = 1 if rng.random() < 0.8 else 2
     class_keys, labels = random_task(rng, n_classes, kpc)
     n = rng.randint(8, 14)
     parts = []
     for _ in range(n):
         c = rng.randrange(n_classes)
-        parts.append(format_cls(class_text(rng, rng.choice(class_keys[c])), labels[c]))
+        parts.append(format_cls(class_text(rng, rng.choice(class_keys[c]), (0, 2)), labels[c]))
     return "\n\n".join(parts)
 
 
