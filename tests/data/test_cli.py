@@ -1,9 +1,9 @@
 import json
 
-import hub_rows
 import pytest
 
 from actlab.cli.main import main
+from tests.data import hub_rows
 
 
 def _one_line_error(capsys):

@@ -1,12 +1,12 @@
 import json
 
-import hub_rows
 import numpy as np
 import pytest
 
 from actlab.core.errors import ActlabError
 from actlab.data.make_train import cut_run, load_run, make_train, train_path
 from actlab.data.prepare import load_pool, prepare
+from tests.data import hub_rows
 
 
 @pytest.fixture

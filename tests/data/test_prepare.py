@@ -2,13 +2,13 @@ import json
 import sys
 import types
 
-import hub_rows
 import numpy as np
 import pytest
 
 from actlab.core.errors import ActlabError
 from actlab.data.prepare import build_pools, load_pool, pool_path, prepare, read_pool
 from actlab.data.registry import get_dataset
+from tests.data import hub_rows
 
 
 def _perm(n):  # what datasets.Dataset.shuffle(seed=42) does

@@ -1,4 +1,3 @@
-import hub_rows
 import numpy as np
 import pytest
 
@@ -13,6 +12,7 @@ from actlab.data.registry import (
     resolve,
     sciq_preprocess,
 )
+from tests.data import hub_rows
 
 IA2_SEED_NAMES = ["gsm8k", "gsm8ks", "hmath_algebra", "cmath", "sciqa", "sciq_remap", "qasc_remap", "sst2", "poems",
                   "finsen", "agnews", "bbcnews", "strategytf"]

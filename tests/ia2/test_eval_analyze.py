@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+
 from tests.ia2.conftest import run_cli
 
 
