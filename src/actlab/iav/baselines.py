@@ -46,12 +46,9 @@ def _common(output_dir: str, max_steps: int, batch_size: int, learning_rate: flo
                 dataloader_num_workers=0, gradient_checkpointing=False)
 
 
-def train_dpo(model_name_or_path: str, rows: list[dict], output_dir: str | Path, *, beta: float = 0.1,
-              max_steps: int = 100, batch_size: int = 8, learning_rate: float = 5e-5, max_length: int = 128,
-              seed: int = 0) -> Path:
-    """Fine-tune the whole model with ``trl.DPOTrainer``; returns the saved model directory."""
-    from trl import DPOConfig, DPOTrainer
-
+def _train_trl(model_name_or_path: str, rows: list[dict], output_dir: str | Path, trainer_cls, args,
+               meta: dict) -> Path:
+    """Load the model, train it with a TRL trainer, save it (skipped when ``output_dir`` already holds a model)."""
     from actlab.core.models import load
 
     out = Path(output_dir)
@@ -59,12 +56,24 @@ def train_dpo(model_name_or_path: str, rows: list[dict], output_dir: str | Path,
         return out
     model, tok = load(model_name_or_path)
     model.train()
-    args = DPOConfig(beta=beta, loss_type=["sigmoid"], **_common(str(out) + ".trl", max_steps, batch_size,
-                                                                  learning_rate, max_length, seed))
-    trainer = DPOTrainer(model=model, args=args, train_dataset=_dataset(rows), processing_class=tok)
+    trainer = trainer_cls(model=model, args=args(str(out) + ".trl"), train_dataset=_dataset(rows),
+                          processing_class=tok)
     trainer.train()
-    return _save(trainer.model, tok, out, {"method": "dpo", "beta": beta, "max_steps": max_steps,
-                                           "history": trainer.state.log_history})
+    return _save(trainer.model, tok, out, {**meta, "history": trainer.state.log_history})
+
+
+def train_dpo(model_name_or_path: str, rows: list[dict], output_dir: str | Path, *, beta: float = 0.1,
+              max_steps: int = 100, batch_size: int = 8, learning_rate: float = 5e-5, max_length: int = 128,
+              seed: int = 0) -> Path:
+    """Fine-tune the whole model with ``trl.DPOTrainer``; returns the saved model directory."""
+    from trl import DPOConfig, DPOTrainer
+
+    def args(trl_dir: str):
+        return DPOConfig(beta=beta, loss_type=["sigmoid"],
+                         **_common(trl_dir, max_steps, batch_size, learning_rate, max_length, seed))
+
+    return _train_trl(model_name_or_path, rows, output_dir, DPOTrainer, args,
+                      {"method": "dpo", "beta": beta, "max_steps": max_steps})
 
 
 def train_arm(model_name_or_path: str, rows: list[dict], output_dir: str | Path, *, beta: float = 0.05,
@@ -73,19 +82,12 @@ def train_arm(model_name_or_path: str, rows: list[dict], output_dir: str | Path,
     """Train a GenARM autoregressive reward model with TRL's CPO trainer (sigmoid loss, ``cpo_alpha=0``)."""
     from trl.experimental.cpo import CPOConfig, CPOTrainer
 
-    from actlab.core.models import load
+    def args(trl_dir: str):
+        return CPOConfig(beta=beta, loss_type="sigmoid", cpo_alpha=0.0,
+                         **_common(trl_dir, max_steps, batch_size, learning_rate, max_length, seed))
 
-    out = Path(output_dir)
-    if (out / "config.json").exists() and (out / "model.safetensors").exists():
-        return out
-    model, tok = load(model_name_or_path)
-    model.train()
-    common = _common(str(out) + ".trl", max_steps, batch_size, learning_rate, max_length, seed)
-    args = CPOConfig(beta=beta, loss_type="sigmoid", cpo_alpha=0.0, **common)
-    trainer = CPOTrainer(model=model, args=args, train_dataset=_dataset(rows), processing_class=tok)
-    trainer.train()
-    return _save(trainer.model, tok, out, {"method": "genarm_arm", "beta": beta, "max_steps": max_steps,
-                                           "history": trainer.state.log_history})
+    return _train_trl(model_name_or_path, rows, output_dir, CPOTrainer, args,
+                      {"method": "genarm_arm", "beta": beta, "max_steps": max_steps})
 
 
 def _save(model, tok, out: Path, info: dict) -> Path:
