@@ -160,7 +160,8 @@ def test_cache_mismatch_is_one_clear_error(tmp_path, micro_dir, micro_dir_other_
 
 @pytest.mark.parametrize("source", ["head", "live", "cache"])
 def test_packed_loss_equals_reference_implementation(tmp_path, micro_dir, micro_dir_b, source):
-    """The fast path (heads over response positions only) gives the loss of the full-sequence implementation."""
+    """The fast path (one backbone pass for both sides, heads over response positions only, one log-softmax per
+    logit tensor) gives the loss, metrics and gradients of both heads of the full-sequence implementation."""
     from actlab.core.models import load
     from actlab.iav.cache import load_cache
     from actlab.iav.data import load_rows, tokenize
@@ -171,6 +172,7 @@ def test_packed_loss_equals_reference_implementation(tmp_path, micro_dir, micro_
     iav = IAVModel(lm)
     with torch.no_grad():
         iav.align_head.weight.normal_(0, 0.1)
+        iav.base_head.weight.add_(0.05 * torch.randn_like(iav.base_head.weight))
     data = tokenize(load_rows("syn_hh", "train", 16), tok, 48, 24)
     kw = {}
     if source == "live":
@@ -178,14 +180,43 @@ def test_packed_loss_equals_reference_implementation(tmp_path, micro_dir, micro_
     elif source == "cache":
         path = _cache(micro_dir_b, tmp_path / "c.safetensors", topk=8)
         kw["cache"] = load_cache(path, data, vocab_size=len(tok), expect={}, hint="h")
-    cfg = LossConfig(lambda_kl=0.5, lambda_l2=0.1)
-    idx = torch.tensor([3, 0, 7, 5])
+    cfg = LossConfig(lambda_kl=0.5, lambda_l2=0.1, train_alpha=1.5)
+    idx = torch.tensor([3, 0, 7, 5, 9, 2])
     fast, mf = batch_loss(iav, data, idx, cfg, **kw)
     slow, ms = batch_loss(iav, data, idx, cfg, packed=False, **kw)
+    assert set(mf) == set(ms)
     for k in ms:
         assert mf[k].item() == pytest.approx(ms[k].item(), rel=1e-4, abs=1e-6), k
+    assert ms["loss/kl"].item() > 1e-3 and ms["loss/l2"].item() > 1e-3  # every term is live
     fast.backward()
-    g_fast = iav.align_head.weight.grad.clone()
+    g_fast = [p.grad.clone() for p in (iav.base_head.weight, iav.align_head.weight)]
     iav.zero_grad()
     slow.backward()
-    assert torch.allclose(g_fast, iav.align_head.weight.grad, atol=1e-6)
+    for g, p in zip(g_fast, (iav.base_head.weight, iav.align_head.weight), strict=True):
+        assert torch.allclose(g, p.grad, rtol=1e-4, atol=1e-7), (g - p.grad).abs().max()
+        assert p.grad.abs().max() > 1e-5
+    with torch.no_grad():  # evaluation: the same values, no gradients taken
+        assert batch_loss(iav, data, idx, cfg, **kw)[0].item() == pytest.approx(slow.item(), rel=1e-5)
+
+
+def test_packed_loss_frozen_base_head(micro_dir):
+    """With the base head frozen only the alignment head gets a gradient, equal to the simple path's."""
+    from actlab.core.models import load
+    from actlab.iav.data import load_rows, tokenize
+    from actlab.iav.model import IAVModel
+    from actlab.iav.trainer import batch_loss
+
+    lm, tok = load(micro_dir)
+    data = tokenize(load_rows("syn_hh", "train", 8), tok, 48, 24)
+    idx = torch.arange(4)
+    iav = IAVModel(lm, freeze_base_head=True)
+    with torch.no_grad():
+        iav.align_head.weight.normal_(0, 0.1)
+    cfg = LossConfig(lambda_kl=0.5, lambda_l2=0.1)
+    fast, _ = batch_loss(iav, data, idx, cfg)
+    fast.backward()
+    assert iav.base_head.weight.grad is None
+    g = iav.align_head.weight.grad.clone()
+    iav.zero_grad()
+    batch_loss(iav, data, idx, cfg, packed=False)[0].backward()
+    assert torch.allclose(g, iav.align_head.weight.grad, rtol=1e-4, atol=1e-7) and g.abs().max() > 1e-5

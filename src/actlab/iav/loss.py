@@ -18,6 +18,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -62,28 +63,38 @@ def dpo_loss(pi_w: torch.Tensor, pi_l: torch.Tensor, ref_w: torch.Tensor, ref_l:
     return -F.logsigmoid(rw - rl), rw, rl
 
 
+def kl_rows(lp: torch.Tensor, lq: torch.Tensor) -> torch.Tensor:
+    """Per position ``KL(p ‖ q) = Σ_v p_v (log p_v − log q_v)`` from log-probabilities (the last dim is reduced)."""
+    return F.kl_div(lq, lp, reduction="none", log_target=True).sum(-1)
+
+
+def _masked_mean(v: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    m = mask.float()
+    return (v * m).sum() / m.sum().clamp(min=1)
+
+
 def kl_full(z: torch.Tensor, z_ref: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Masked mean over positions of ``KL(softmax z ‖ softmax z_ref)`` (full vocabulary). ``mask`` ``[B, T]``."""
-    lp, lq = torch.log_softmax(z.float(), -1), torch.log_softmax(z_ref.float(), -1)
-    kl = (lp.exp() * (lp - lq)).sum(-1)
-    m = mask.float()
-    return (kl * m).sum() / m.sum().clamp(min=1)
+    return _masked_mean(kl_rows(torch.log_softmax(z.float(), -1), torch.log_softmax(z_ref.float(), -1)), mask)
 
 
-def kl_topk(z: torch.Tensor, idx: torch.Tensor, ref_logp: torch.Tensor, mask: torch.Tensor, vocab_size: int | None = None):
-    """``KL(p ‖ q)`` between the base distribution and a top-k reference, both coarse-grained onto the k reference
-    tokens + one tail bucket. Exact when k = vocabulary size; otherwise a lower bound of the full KL.
+def kl_topk_rows(lp: torch.Tensor, idx: torch.Tensor, ref_logp: torch.Tensor, vocab_size: int | None = None):
+    """Per position ``KL(p ‖ q)`` between the base log-probs ``lp`` and a top-k reference, both coarse-grained onto
+    the k reference tokens + one tail bucket. Exact when k = vocabulary size; otherwise a lower bound of the full KL.
     """
-    lp = torch.log_softmax(z.float(), -1)
     lp_s = lp.gather(-1, idx.long())
     lq_s = ref_logp.float()
     kl = (lp_s.exp() * (lp_s - lq_s)).sum(-1)
-    if idx.shape[-1] < (vocab_size or z.shape[-1]):
+    if idx.shape[-1] < (vocab_size or lp.shape[-1]):
         p_tail = (1 - lp_s.exp().sum(-1)).clamp(min=1e-12)
         q_tail = (1 - lq_s.exp().sum(-1)).clamp(min=1e-12)
         kl = kl + p_tail * (p_tail.log() - q_tail.log())
-    m = mask.float()
-    return (kl * m).sum() / m.sum().clamp(min=1)
+    return kl
+
+
+def kl_topk(z: torch.Tensor, idx: torch.Tensor, ref_logp: torch.Tensor, mask: torch.Tensor, vocab_size: int | None = None):
+    """Masked mean of :func:`kl_topk_rows` with ``p = softmax z``."""
+    return _masked_mean(kl_topk_rows(torch.log_softmax(z.float(), -1), idx, ref_logp, vocab_size), mask)
 
 
 def l2_sq(a: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -173,65 +184,62 @@ def iav_loss(c: Side, r: Side, cfg: LossConfig):
 
 # --------------------------------------------------------------------------------------- packed (fast) path
 @dataclass
-class PackedSide:
-    """The corrected loss only looks at positions that predict a response token: ``N`` of them, packed.
+class Packed:
+    """Both sides of a batch, packed: the ``N`` positions that predict a response token, in row order, where row
+    ``2i`` is the chosen and row ``2i+1`` the rejected sequence of pair ``i``.
 
-    ``y`` ``[N]`` targets, ``row`` ``[N]`` batch row of each, ``n_rows`` = B; logits ``[N, V]``; the reference as in
-    :class:`Side` but packed (``ref_token_logps`` ``[N]``, ``ref_topk_*`` ``[N, k]``). Heads and softmaxes then run
-    over response tokens only (prompt and padding cost nothing), which is what makes a training step cheap.
+    ``h`` ``[N, d]`` the frozen backbone's hidden states there (no grad), ``y`` ``[N]`` targets, ``row`` ``[N]``,
+    ``n_pairs``. Reference, one of: ``ref_head`` (hidden → fp32 logits: the frozen copy of ``lm_head``, or a live
+    model's head) over ``h_ref`` ``[N, d]`` (``h`` itself for the frozen head, the live model's body otherwise), or
+    cached ``ref_token_logps`` ``[N]`` + ``ref_topk_idx``/``ref_topk_logp`` ``[N, k]``.
     """
 
+    h: torch.Tensor
     y: torch.Tensor
     row: torch.Tensor
-    n_rows: int
-    z_final: torch.Tensor
-    z_base: torch.Tensor
-    a: torch.Tensor
-    z_ref: torch.Tensor | None = None
+    n_pairs: int
+    ref_head: Callable[[torch.Tensor], torch.Tensor] | None = None
+    h_ref: torch.Tensor | None = None
     ref_token_logps: torch.Tensor | None = None
     ref_topk_idx: torch.Tensor | None = None
     ref_topk_logp: torch.Tensor | None = None
 
 
-def _row_sums(v: torch.Tensor, s: PackedSide) -> torch.Tensor:
-    return torch.zeros(s.n_rows, dtype=v.dtype, device=v.device).index_add(0, s.row, v)
+def corrected_loss_packed(p: Packed, model, cfg: LossConfig):
+    """:func:`corrected_loss` on packed response positions (same value and gradients; tested against it).
 
-
-def _packed_logps(z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    return torch.log_softmax(z.float(), -1).gather(-1, y.unsqueeze(-1)).squeeze(-1)
-
-
-def _packed_kl(s: PackedSide) -> torch.Tensor:
-    ones = torch.ones(1, s.z_base.shape[0], device=s.z_base.device)
-    if s.ref_topk_idx is not None:
-        return kl_topk(s.z_base[None], s.ref_topk_idx[None], s.ref_topk_logp[None], ones)
-    return kl_full(s.z_base[None], s.z_ref[None], ones)
-
-
-def corrected_loss_packed(c: PackedSide, r: PackedSide, cfg: LossConfig):
-    """:func:`corrected_loss` on packed response positions (same value; tested against it)."""
-    pi_w, pi_l = _row_sums(_packed_logps(c.z_final, c.y), c), _row_sums(_packed_logps(r.z_final, r.y), r)
-
-    def ref(s):
-        v = s.ref_token_logps.float() if s.ref_token_logps is not None else _packed_logps(s.z_ref, s.y)
-        return _row_sums(v, s)
-
-    ref_w, ref_l = ref(c), ref(r)
+    ``model`` has ``heads(h, alpha, ref=False)`` (an :class:`IAVModel`). Every ``[N, V]`` tensor is made once for both
+    sides: ``z_base``, ``a``, ``z_final`` and the reference's log-softmax (shared by the DPO term and the KL).
+    """
+    n_pairs, dev = p.n_pairs, p.h.device
+    with torch.no_grad():
+        if p.ref_head is not None:
+            lq = torch.log_softmax(p.ref_head(p.h_ref).float(), -1)
+            ref_y = lq.gather(-1, p.y[:, None]).squeeze(-1)
+        else:
+            ref_y = p.ref_token_logps.float()
+        ref = torch.zeros(2 * n_pairs, device=dev).index_add(0, p.row, ref_y)
+        per_row = torch.bincount(p.row, minlength=2 * n_pairs)
+        n_c, n_r = per_row[0::2].sum().clamp(min=1), per_row[1::2].sum().clamp(min=1)
+        w = torch.where(p.row % 2 == 0, 0.5 / n_c, 0.5 / n_r)  # Σ_t w_t v_t = ½(mean over chosen + over rejected)
+    out = model.heads(p.h, alpha=cfg.train_alpha, ref=False)
+    logp_y = torch.log_softmax(out["z_final"], -1).gather(-1, p.y[:, None]).squeeze(-1)
+    pi = torch.zeros(2 * n_pairs, device=dev).index_add(0, p.row, logp_y)
+    pi_w, pi_l, ref_w, ref_l = pi[0::2], pi[1::2], ref[0::2], ref[1::2]
     pref, rw, rl = dpo_loss(pi_w, pi_l, ref_w, ref_l, cfg.beta)
     l_pref = pref.mean()
-    l_kl = 0.5 * (_packed_kl(c) + _packed_kl(r)) if cfg.lambda_kl > 0 else pi_w.new_zeros(())
-
-    def sq(s):
-        return (s.a.float() ** 2).sum(-1).mean() if s.a.shape[0] else s.a.new_zeros(())
-
-    def nrm(s):
-        return s.a.float().norm(dim=-1).mean() if s.a.shape[0] else s.a.new_zeros(())
-
-    l_l2 = 0.5 * (sq(c) + sq(r))
+    if cfg.lambda_kl > 0:
+        lp = torch.log_softmax(out["z_base"], -1)
+        kl = kl_rows(lp, lq) if p.ref_head is not None else kl_topk_rows(lp, p.ref_topk_idx, p.ref_topk_logp)
+        l_kl = (w * kl).sum()
+    else:
+        l_kl = pi.new_zeros(())
+    sq = (out["a"] ** 2).sum(-1)
+    l_l2 = (w * sq).sum()
     total = l_pref + cfg.lambda_kl * l_kl + cfg.lambda_l2 * l_l2
     metrics = {"loss/total": total, "loss/pref": l_pref, "loss/kl": l_kl, "loss/l2": l_l2,
                "rewards/chosen": rw.mean(), "rewards/rejected": rl.mean(), "rewards/margins": (rw - rl).mean(),
                "rewards/accuracies": (rw > rl).float().mean(), "logps/chosen": pi_w.mean(),
                "logps/rejected": pi_l.mean(), "logps/ref_chosen": ref_w.mean(), "logps/ref_rejected": ref_l.mean(),
-               "align/norm": 0.5 * (nrm(c) + nrm(r))}
+               "align/norm": (w * sq.detach().sqrt()).sum()}
     return total, metrics

@@ -108,19 +108,26 @@ class IAVModel(nn.Module):
         hf = h.float()
         z_base = self.base_head(hf)
         a = self.align_head(hf)
-        out = {"z_base": z_base, "a": a, "z_final": z_base + alpha * a if alpha != 0 else z_base}
+        out = {"z_base": z_base, "a": a, "z_final": torch.add(z_base, a, alpha=alpha) if alpha != 0 else z_base}
         if ref:
-            with torch.no_grad():
-                out["z_ref"] = self.ref_head(h.to(self.ref_head.weight.dtype)).float()
+            out["z_ref"] = self.ref_logits(h)
         return out
 
+    @torch.no_grad()
+    def ref_logits(self, h: torch.Tensor) -> torch.Tensor:
+        """``z_ref = W_ref h`` (fp32): the original model's logits, exactly (the backbone is frozen)."""
+        return self.ref_head(h.to(self.ref_head.weight.dtype)).float()
+
     def forward(self, input_ids, attention_mask=None, position_ids=None, alpha: float = 1.0, ref: bool = True,
-                select: torch.Tensor | None = None):
-        """Heads over every position, or with ``select`` (a bool mask ``[B, L-1]``) over ``h[:, :-1][select]``."""
+                select: torch.Tensor | None = None, heads: bool = True):
+        """Heads over every position, or with ``select`` (a bool mask ``[B, L-1]``) over ``h[:, :-1][select]``.
+
+        ``heads=False`` returns only ``{"hidden": h}`` (the packed loss applies the heads itself).
+        """
         h, _ = self.hidden(input_ids, attention_mask, position_ids)
         if select is not None:
             h = h[:, :-1][select]
-        out = self.heads(h, alpha=alpha, ref=ref)
+        out = self.heads(h, alpha=alpha, ref=ref) if heads else {}
         out["hidden"] = h
         return out
 

@@ -24,7 +24,7 @@ import torch
 
 from actlab.core.errors import ActlabError
 from actlab.iav.config import TrainConfig
-from actlab.iav.loss import PackedSide, Side, corrected_loss_packed, iav_loss
+from actlab.iav.loss import Packed, Side, corrected_loss_packed, iav_loss
 
 CKPT = "checkpoint"
 
@@ -51,53 +51,82 @@ def side_outputs(iav, ids, attn, resp, alpha: float, ref: bool = True, ref_lm=No
     return Side(ids=ids, attn=attn, resp=resp, z_final=out["z_final"], z_base=out["z_base"], a=out["a"], **kw)
 
 
-def packed_side_outputs(iav, ids, attn, resp, alpha: float, ref_lm=None, cache_kw: dict | None = None, fwd=None):
-    """A :class:`PackedSide`: the backbone over the whole sequence, the heads only where a response token is next."""
+def packed_batch(iav, data, idx, length: int, ref_lm=None, cache=None, fwd=None) -> Packed:
+    """A :class:`Packed` batch: chosen and rejected rows interleaved (pair i = rows 2i, 2i+1) in **one** backbone
+    pass over the whole sequence; hidden states and targets kept only where a response token is next.
+
+    A live ``ref_lm`` runs its body over the same rows and its head at the same positions (inside the loss), so the
+    two references differ by exactly one body forward.
+    """
+    from actlab.iav.cache import cache_side
+
     dev = iav.device
-    ids, attn, resp = ids.to(dev), attn.to(dev), resp.to(dev)
+
+    def pairs(c, r):  # [B, …] chosen, [B, …] rejected → [2B, …] rows c0, r0, c1, r1, …
+        return torch.stack([c, r], 1).flatten(0, 1).to(dev)
+
+    (ci, ca, cr), (ri, ra, rr) = data.side("chosen", idx, length), data.side("rejected", idx, length)
+    ids, attn, resp = pairs(ci, ri), pairs(ca, ra), pairs(cr, rr)
     sel = (resp[:, 1:] * attn[:, 1:]).bool()  # position t predicts response token t+1
-    rows = torch.arange(ids.shape[0], device=dev)[:, None].expand_as(sel)[sel]
-    y = ids[:, 1:][sel]
-    use_head = ref_lm is None and not cache_kw
-    out = (fwd or iav)(ids, attn, alpha=alpha, ref=use_head, select=sel)
-    kw = {}
+    row = torch.arange(ids.shape[0], device=dev)[:, None].expand_as(sel)[sel]
+    h = (fwd or iav)(ids, attn, select=sel, heads=False)["hidden"]
     if ref_lm is not None:
-        with torch.no_grad():  # the live model's body over the sequence, its head at the same positions
-            h = ref_lm.base_model(input_ids=ids, attention_mask=attn).last_hidden_state[:, :-1][sel]
-            kw["z_ref"] = ref_lm.get_output_embeddings()(h).float()
-    elif cache_kw:
-        kw = {"ref_token_logps": cache_kw["ref_token_logps"].to(dev)[sel],
-              "ref_topk_idx": cache_kw["ref_topk_idx"].to(dev)[sel],
-              "ref_topk_logp": cache_kw["ref_topk_logp"].to(dev)[sel]}
+        with torch.no_grad():
+            h_ref = ref_lm.base_model(input_ids=ids, attention_mask=attn).last_hidden_state[:, :-1][sel]
+        head = ref_lm.get_output_embeddings()
+        kw = {"h_ref": h_ref, "ref_head": lambda x: head(x.to(head.weight.dtype)).float()}
+    elif cache is not None:
+        c, r = cache_side(cache, "chosen", idx, length), cache_side(cache, "rejected", idx, length)
+        kw = {k: pairs(c[k], r[k])[sel] for k in ("ref_token_logps", "ref_topk_idx", "ref_topk_logp")}
     else:
-        kw["z_ref"] = out["z_ref"]
-    return PackedSide(y=y, row=rows, n_rows=ids.shape[0], z_final=out["z_final"], z_base=out["z_base"], a=out["a"],
-                      **kw)
+        kw = {"h_ref": h, "ref_head": iav.ref_logits}
+    return Packed(h=h, y=ids[:, 1:][sel].long(), row=row, n_pairs=len(idx), **kw)
 
 
 def batch_loss(iav, data, idx, loss_cfg, cache=None, ref_lm=None, fwd=None, packed: bool = True):
     """Loss and metrics of pairs ``idx`` (cut to their longest real length).
 
-    The corrected loss runs packed (heads over response positions only) unless ``packed=False``; the faithful loss
-    needs every position.
+    The corrected loss runs packed (both sides in one pass, heads over response positions only) unless ``packed=False``
+    (the simple full-sequence implementation, kept as the reference); the faithful loss needs every position.
     """
     from actlab.iav.cache import cache_side
 
     length = data.batch_length(idx)
     if packed and loss_cfg.loss == "corrected":
-        sides = []
-        for name in ("chosen", "rejected"):
-            ids, attn, resp = data.side(name, idx, length)
-            ckw = cache_side(cache, name, idx, length) if cache is not None else None
-            sides.append(packed_side_outputs(iav, ids, attn, resp, loss_cfg.train_alpha, ref_lm=ref_lm, cache_kw=ckw,
-                                             fwd=fwd))
-        return corrected_loss_packed(sides[0], sides[1], loss_cfg)
+        return corrected_loss_packed(packed_batch(iav, data, idx, length, ref_lm, cache, fwd), iav, loss_cfg)
     sides = []
     for name in ("chosen", "rejected"):
         ids, attn, resp = data.side(name, idx, length)
         ckw = cache_side(cache, name, idx, length) if cache is not None else None
         sides.append(side_outputs(iav, ids, attn, resp, loss_cfg.train_alpha, ref_lm=ref_lm, cache_kw=ckw, fwd=fwd))
     return iav_loss(sides[0], sides[1], loss_cfg)
+
+
+def keep_freed_memory() -> bool:
+    """Stop glibc from giving freed blocks back to the OS after every step (CPU training).
+
+    By default glibc serves blocks ≥ 128 KB–32 MB with ``mmap`` and trims the heap on free, so the few-MB ``[N, V]``
+    logit tensors of every step are page-faulted in again (~4,800 faults, ~10 ms of a ~50 ms step on tiny's shape).
+    Setting the mmap and trim thresholds keeps them in the heap for reuse (the effect of ``LD_PRELOAD``-ing jemalloc
+    or tcmalloc, which PyTorch recommends for CPU). Returns whether it was applied (glibc only; a no-op elsewhere).
+    """
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    if not name or os.name != "posix":
+        return False
+    try:
+        libc = ctypes.CDLL(name)
+        m_trim_threshold, m_mmap_threshold = -1, -3  # malloc.h
+        return bool(libc.mallopt(m_mmap_threshold, 32 << 20)) and bool(libc.mallopt(m_trim_threshold, 1 << 30))
+    except (OSError, AttributeError):
+        return False
+
+
+def adamw(params, lr: float, weight_decay: float = 0.01) -> torch.optim.AdamW:
+    """The public code's optimiser (AdamW 0.9/0.999/1e-8), as one fused kernel over all heads."""
+    return torch.optim.AdamW(params, lr=lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=weight_decay, fused=True)
 
 
 # ------------------------------------------------------------------------------------- optimizer state I/O
@@ -202,6 +231,8 @@ def train(cfg: TrainConfig, ref_model: str | None = None, kill_after_steps: int 
     from actlab.iav.model import IAVModel
 
     acc = Accelerator(cpu=cfg.device == "cpu", gradient_accumulation_steps=cfg.grad_accum)
+    if acc.device.type == "cpu":
+        keep_freed_memory()
     out = Path(cfg.output_dir)
     if (out / COMPLETE).exists():
         if acc.is_main_process:
@@ -228,7 +259,7 @@ def train(cfg: TrainConfig, ref_model: str | None = None, kill_after_steps: int 
     iav = IAVModel(lm, freeze_base_head=cfg.freeze_base_head, tokenizer=tok, backbone_id=cfg.model_name_or_path)
     # gradient_checkpointing: the frozen backbone already runs under no_grad (no activations are kept); accepted
     params = [p for p in iav.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=cfg.learning_rate, betas=(0.9, 0.999), eps=1e-8, weight_decay=cfg.weight_decay)
+    opt = adamw(params, cfg.learning_rate, cfg.weight_decay)
     world = acc.num_processes
     per_step = cfg.batch_size * world * cfg.grad_accum
     steps_per_epoch = max(1, len(data) // per_step)
