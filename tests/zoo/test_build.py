@@ -12,7 +12,8 @@ from actlab.zoo.tokenizer import TokenizerSpec
 MICRO = ZooSpec(
     name="micro",
     description="test-only micro entry",
-    corpus=CorpusSpec({"icl": 0.5, "passages": 0.25, "arithmetic": 0.25}, max_len=96),
+    corpus=CorpusSpec({"icl": 0.5, "passages": 0.25, "arithmetic": 0.25}, max_len=96,
+                      warmup_mix={"icl_copy": 1.0}, warmup_steps=4, warmup_batch=6),  # the resume crosses phases
     model=ModelSpec(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
                     num_key_value_heads=2, max_position_embeddings=128),
     train=TrainSpec(steps=6, batch_size=4, warmup=2, threads=1, ckpt_every=2, eval_tasks=4),

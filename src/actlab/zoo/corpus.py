@@ -16,18 +16,19 @@ from actlab.zoo.world import DOC_GENERATORS
 
 
 def check_mix(spec: CorpusSpec) -> None:
-    for name in spec.mix:
+    for name in [*spec.mix, *(spec.warmup_mix or {})]:
         if name not in DOC_GENERATORS:
             raise unknown_choice("corpus generator", name, DOC_GENERATORS)
 
 
-def documents(spec: CorpusSpec, seed: int, step: int, n: int) -> list[str]:
-    """The ``n`` documents of batch ``step``."""
+def documents(spec: CorpusSpec, seed: int, step: int, n: int, mix: dict[str, float] | None = None,
+              tag: str = "corpus") -> list[str]:  # fmt: skip
+    """The ``n`` documents of group ``step`` drawn from ``mix`` (default: the spec's main mix)."""
     check_mix(spec)
-    rng = random.Random(f"corpus:{seed}:{step}")
-    names = sorted(spec.mix)
-    weights = [spec.mix[k] for k in names]
-    kinds = rng.choices(names, weights=weights, k=n)
+    mix = spec.mix if mix is None else mix
+    rng = random.Random(f"{tag}:{seed}:{step}")
+    names = sorted(mix)
+    kinds = rng.choices(names, weights=[mix[k] for k in names], k=n)
     return [DOC_GENERATORS[k](rng) for k in kinds]
 
 
@@ -35,12 +36,15 @@ GROUP = 8  # batches per length-bucketing group
 _cache: dict = {}
 
 
-def _group(tok, spec: CorpusSpec, seed: int, g: int, n: int) -> list[list[list[int]]]:
-    """The ``GROUP`` batches of group ``g``: GROUP*n documents sorted by length and cut into batches (less padding),
-    batch order shuffled. Cached one group deep (consecutive steps share a group)."""
-    key = (id(tok), repr(spec), seed, g, n)
+def _group(tok, spec: CorpusSpec, seed: int, g: int, n: int, phase: str = "main") -> list[list[list[int]]]:
+    """The ``GROUP`` batches of group ``g`` of a phase: GROUP*n documents sorted by length and cut into batches (less
+    padding), batch order shuffled. Cached one group deep (consecutive steps share a group)."""
+    key = (id(tok), repr(spec), seed, g, n, phase)
     if _cache.get("key") != key:
-        docs = documents(spec, seed, g, GROUP * n)
+        if phase == "main":
+            docs = documents(spec, seed, g, GROUP * n)
+        else:
+            docs = documents(spec, seed, g, GROUP * n, mix=spec.warmup_mix, tag="warmup")
         enc = [ids[: spec.max_len - 1] + [tok.eos_token_id] for ids in tok(docs).input_ids]
         order = sorted(range(len(enc)), key=lambda i: (len(enc[i]), i))
         batches = [[enc[i] for i in order[j * n : (j + 1) * n]] for j in range(GROUP)]
@@ -51,8 +55,10 @@ def _group(tok, spec: CorpusSpec, seed: int, g: int, n: int) -> list[list[list[i
 
 
 def batch(tok, spec: CorpusSpec, seed: int, step: int, n: int) -> dict[str, torch.Tensor]:
-    """Tokenized batch of step ``step``: ``<s> doc </s>`` rows, right-padded, labels = ids with pads masked (-100)."""
-    enc = _group(tok, spec, seed, step // GROUP, n)[step % GROUP]
+    """Tokenized batch of training step ``step``: ``<s> doc </s>`` rows, right-padded, labels = ids with pads masked
+    (-100). ``n`` documents (the main phase's batch size; the corpus's warm-up phase uses its own)."""
+    phase, _, n, s = spec.phase(step, n)
+    enc = _group(tok, spec, seed, s // GROUP, n, phase)[s % GROUP]
     width = max(len(e) for e in enc)
     ids = torch.full((n, width), tok.pad_token_id, dtype=torch.long)
     mask = torch.zeros((n, width), dtype=torch.long)

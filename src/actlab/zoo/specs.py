@@ -12,10 +12,24 @@ from actlab.zoo.tokenizer import TokenizerSpec
 
 @dataclass(frozen=True)
 class CorpusSpec:
-    """A mixture of world document generators (:data:`actlab.zoo.world.DOC_GENERATORS`) with weights."""
+    """A mixture of world document generators (:data:`actlab.zoo.world.DOC_GENERATORS`) with weights.
+
+    Optionally a curriculum: the first ``warmup_steps`` training steps draw ``warmup_batch`` documents each from
+    ``warmup_mix`` instead (the zoo's ``tiny`` learns its induction circuit there on the dense copy task first; see
+    docs/zoo.md), the remaining steps draw ``TrainSpec.batch_size`` documents from ``mix``.
+    """
 
     mix: dict[str, float]
     max_len: int = 192  # tokens per training row (documents are truncated; they are shorter anyway)
+    warmup_mix: dict[str, float] | None = None
+    warmup_steps: int = 0
+    warmup_batch: int = 0
+
+    def phase(self, step: int, batch_size: int) -> tuple[str, dict[str, float], int, int]:
+        """(phase name, mix, documents per batch, step within the phase) of training step ``step``."""
+        if self.warmup_mix and step < self.warmup_steps:
+            return "warmup", self.warmup_mix, self.warmup_batch, step
+        return "main", self.mix, batch_size, step - (self.warmup_steps if self.warmup_mix else 0)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -39,10 +53,10 @@ class ModelSpec:
 
 @dataclass(frozen=True)
 class TrainSpec:
-    steps: int = 2400
+    steps: int = 2400  # all steps, the corpus's warm-up steps included
     batch_size: int = 24
     lr: float = 1e-3  # feasibility §5: 3e-3 stalled ICL
-    warmup: int = 100
+    warmup: int = 100  # linear lr warm-up; then constant through the corpus warm-up, then cosine to 5 %
     weight_decay: float = 0.01
     grad_clip: float = 1.0
     label_loss_weight: float = 3.0  # weight of the token after ``\nLabel:`` in the (otherwise uniform) LM loss
@@ -94,17 +108,25 @@ WORLD_MIX = {
     "arithmetic": 0.14, "squad": 0.12,
 }  # fmt: skip
 
+#: Curriculum of the ICL models: the induction circuit forms on the dense copy task (batch 128 of 17-token episodes)
+#: before the formatted episodes and world text; without it, it did not form within the build budget.
+INDUCTION_WARMUP = {"warmup_mix": {"icl_copy": 1.0}, "warmup_steps": 700, "warmup_batch": 128}
+ICL_TRAIN = TrainSpec(steps=700 + 1500)
+
 ZOO: dict[str, ZooSpec] = {
     "tiny": ZooSpec(
         name="tiny",
-        description="default: ICL-capable tiny Llama (4L, h128), mostly remapped-label ICL episodes + world text",
-        corpus=CorpusSpec(TINY_MIX),
+        description="default: ICL-capable tiny Llama (4L, h128): copy-task warm-up, then remapped-label ICL episodes "
+        "+ world text",
+        corpus=CorpusSpec(TINY_MIX, **INDUCTION_WARMUP),
+        train=ICL_TRAIN,
         seed=0,
     ),
     "tiny-b": ZooSpec(
         name="tiny-b",
         description="cross-model partner of tiny: same tokenizer and corpus spec, other size (3L, h96) and seed",
-        corpus=CorpusSpec(TINY_MIX),
+        corpus=CorpusSpec(TINY_MIX, **INDUCTION_WARMUP),
+        train=ICL_TRAIN,
         model=ModelSpec(hidden_size=96, intermediate_size=192, num_hidden_layers=3, num_attention_heads=4,
                         num_key_value_heads=2),  # fmt: skip
         seed=1,

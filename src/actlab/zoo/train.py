@@ -38,12 +38,16 @@ def make_model(spec: ZooSpec, tok):
 
 
 def _lr_lambda(spec: ZooSpec) -> Callable[[int], float]:
+    """Linear warm-up, constant through the corpus's warm-up phase (if any), then cosine decay to 5 %."""
     t = spec.train
+    flat = max(t.warmup, spec.corpus.warmup_steps if spec.corpus.warmup_mix else 0)
 
     def f(step: int) -> float:
         if step < t.warmup:
             return (step + 1) / t.warmup
-        frac = (step - t.warmup) / max(1, t.steps - t.warmup)
+        if step < flat:
+            return 1.0
+        frac = (step - flat) / max(1, t.steps - flat)
         return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(frac, 1.0)))
 
     return f

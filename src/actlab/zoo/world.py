@@ -163,6 +163,19 @@ def icl_episode(rng: random.Random) -> str:
     return "\n\n".join(parts)
 
 
+def icl_copy(rng: random.Random) -> str:
+    """The copy task of feasibility.md §5 in the zoo's tokens: 8 × ``" KEY\nLabel:LABEL"`` with no text around them.
+
+    4 random key words with 4 distinct random labels per episode; every position after a key's first occurrence is an
+    induction example (copy the token that followed the previous occurrence of the current token). ``tiny`` trains on
+    these first (``CorpusSpec.warmup_mix``): from scratch its induction circuit forms here within a few hundred
+    steps, and then carries over to the ``Text:…\nLabel:`` episodes within ~100 steps. On the formatted episodes
+    alone it did not form within the build budget (docs/zoo.md, "What did not work").
+    """
+    keys, labels = rng.sample(KEY_WORDS, 4), rng.sample(LABEL_WORDS, 4)
+    return "".join(f" {keys[c]}\nLabel:{labels[c]}" for c in (rng.randrange(4) for _ in range(8)))
+
+
 # ---------------------------------------------------------------------------------------------------- world texts
 def _person_profile(person: str) -> dict:
     """Fixed attributes of a person (a function of the name only: the same person is the same everywhere)."""
@@ -288,6 +301,7 @@ def _train_person(rng: random.Random) -> str:
 #: Generators that involve people use train-split people only, so test rows stay unseen.
 DOC_GENERATORS: dict[str, Callable[[random.Random], str]] = {
     "icl": icl_episode,
+    "icl_copy": icl_copy,
     "facts": fact_doc,
     "passages": lambda r: passage(r, _train_person(r)),
     "countries": lambda r: (lambda e: e["skyline"] + e["answer"])(countries_example(r, _train_person(r))),
