@@ -43,7 +43,7 @@ class DemoConfig:
     ce_loss_weight: float = 0.1
     label_type: str = "ground_truth"
     lora_r: int = 8
-    num_epochs: int = 20
+    num_epochs: int = 50  # the official code's cap (early stopping on the dev loss, patience 5)
     patience: int = 5
     methods: tuple[str, ...] = METHODS
     asim_samples: int = 32
