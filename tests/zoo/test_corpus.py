@@ -16,7 +16,7 @@ def test_icl_copy_is_the_copy_task():
     import random
 
     doc = icl_copy(random.Random(0))
-    pairs = [p for p in doc.split("\nLabel:")]
+    pairs = doc.split("\nLabel:")
     keys = [p.split()[-1] for p in pairs[:-1]]
     labels = [p.split()[0] for p in pairs[1:]]
     assert len(keys) == len(labels) == 8 and doc.startswith(" ")

@@ -36,15 +36,13 @@ GROUP = 8  # batches per length-bucketing group
 _cache: dict = {}
 
 
-def _group(tok, spec: CorpusSpec, seed: int, g: int, n: int, phase: str = "main") -> list[list[list[int]]]:
+def _group(tok, spec: CorpusSpec, seed: int, g: int, n: int, phase: str, mix: dict[str, float]) -> list[list[list[int]]]:
     """The ``GROUP`` batches of group ``g`` of a phase: GROUP*n documents sorted by length and cut into batches (less
     padding), batch order shuffled. Cached one group deep (consecutive steps share a group)."""
     key = (id(tok), repr(spec), seed, g, n, phase)
     if _cache.get("key") != key:
-        if phase == "main":
-            docs = documents(spec, seed, g, GROUP * n)
-        else:
-            docs = documents(spec, seed, g, GROUP * n, mix=spec.warmup_mix, tag="warmup")
+        # the main phase keeps the "corpus" stream, so a spec without a warm-up gives the documents it always gave
+        docs = documents(spec, seed, g, GROUP * n, mix=mix, tag="corpus" if phase == "main" else phase)
         enc = [ids[: spec.max_len - 1] + [tok.eos_token_id] for ids in tok(docs).input_ids]
         order = sorted(range(len(enc)), key=lambda i: (len(enc[i]), i))
         batches = [[enc[i] for i in order[j * n : (j + 1) * n]] for j in range(GROUP)]
@@ -57,8 +55,8 @@ def _group(tok, spec: CorpusSpec, seed: int, g: int, n: int, phase: str = "main"
 def batch(tok, spec: CorpusSpec, seed: int, step: int, n: int) -> dict[str, torch.Tensor]:
     """Tokenized batch of training step ``step``: ``<s> doc </s>`` rows, right-padded, labels = ids with pads masked
     (-100). ``n`` documents (the main phase's batch size; the corpus's warm-up phase uses its own)."""
-    phase, _, n, s = spec.phase(step, n)
-    enc = _group(tok, spec, seed, s // GROUP, n, phase)[s % GROUP]
+    phase, mix, n, s = spec.phase(step, n)
+    enc = _group(tok, spec, seed, s // GROUP, n, phase, mix)[s % GROUP]
     width = max(len(e) for e in enc)
     ids = torch.full((n, width), tok.pad_token_id, dtype=torch.long)
     mask = torch.zeros((n, width), dtype=torch.long)

@@ -80,15 +80,15 @@ def _load_ckpt(path: Path, model, opt) -> tuple[int, list[dict], float]:
     return int(state["step"]), list(state["log"]), float(state.get("elapsed_s", 0.0))
 
 
-def _loss(model, b: dict, tok, label_weight: float) -> torch.Tensor:
-    """Next-token loss on every token; tokens right after the ``\nLabel:`` scaffold token weigh ``label_weight``."""
+def _loss(model, b: dict, scaffold: torch.Tensor, label_weight: float) -> torch.Tensor:
+    """Next-token loss on every token; tokens right after a ``scaffold`` id (``\nLabel:`` and the fused key tokens)
+    weigh ``label_weight``."""
     if label_weight == 1.0:
         return model(**b).loss
     logits = model(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).logits[:, :-1].float()
     tgt = b["labels"][:, 1:]
     ce = torch.nn.functional.cross_entropy(logits.transpose(1, 2), tgt, ignore_index=-100, reduction="none")
     w = (tgt != -100).float()
-    scaffold = torch.tensor(label_scaffold_ids(tok))
     w = w + (label_weight - 1.0) * w * torch.isin(b["input_ids"][:, :-1], scaffold).float()
     return (ce * w).sum() / w.sum()
 
@@ -118,10 +118,11 @@ def train(spec: ZooSpec, tok, work_dir: Path, eval_fn: Callable[[object, int], d
         sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(spec), last_epoch=start - 1)
     n_tok = 0
     t0 = time.perf_counter()
+    scaffold = torch.tensor(label_scaffold_ids(tok))  # once per build, not per step
     bar = progress(total=t.steps, desc=f"zoo build {spec.name}", initial=start)
     for step in range(start, t.steps):
         b = batch(tok, spec.corpus, spec.seed, step, t.batch_size)
-        loss = _loss(model, b, tok, t.label_loss_weight)
+        loss = _loss(model, b, scaffold, t.label_loss_weight)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
