@@ -5,7 +5,8 @@
    goal ≥ 1.8×. Also shown: IAV with the two heads applied separately (no fusion).
 2. training step with the frozen reference head ÷ with a live reference model (a second body forward per step,
    its head at the same response positions); goal ≥ 1.8×. Also timed: one body forward over the batch (what the
-   frozen head saves), so the rest of the step (heads, loss, backward, AdamW) can be read off.
+   frozen head saves), so the rest of the step (heads, loss, backward, AdamW) can be read off. Both with a trainable
+   base head (the default) and a frozen one (``--freeze_base_head``: then ``z_base`` is ``z_ref`` and the KL is 0).
 
 Like ``actlab iav train`` on a CPU, it keeps freed memory in glibc's heap (``trainer.keep_freed_memory``; turn off
 with ``--no_keep_freed_memory``).
@@ -13,7 +14,7 @@ with ``--no_keep_freed_memory``).
 Checks on the way: IAV at α = 0 decodes exactly like the base model; the live reference and the frozen head give the
 same loss (the backbone is frozen, so they are the same function).
 
-    .venv/bin/python benchmarks/iav.py                    # zoo model tiny (built on first use)
+    .venv/bin/python benchmarks/iav.py                    # zoo tiny (built on first use), then random-tiny-L32
     .venv/bin/python benchmarks/iav.py --model random-tiny  # a random Llama of tiny's shape, no zoo needed
     .venv/bin/python benchmarks/iav.py --model random-tiny-L32  # tiny's width/vocabulary, 32 layers (body ≫ head)
     .venv/bin/python benchmarks/iav.py --json out.json
@@ -130,9 +131,51 @@ def bench_train(iav, ref, data, batch_size: int, reps: int) -> dict:
             "loss_head": l_head, "loss_live": l_live, "same_loss": abs(l_head - l_live) < 1e-4 * max(1, abs(l_head))}
 
 
+def run_model(name: str, args) -> dict:
+    from actlab.iav.data import load_rows, tokenize
+    from actlab.iav.model import IAVModel
+
+    lm, arm, ref, tok = load_pair(name)
+    rows = load_rows("syn_hh", "test", max(args.prompts, args.train_batch))
+    prompts = [r["prompt"] for r in rows[: args.prompts]]
+    data = tokenize(rows[: args.train_batch], tok, args.seq_length, args.seq_length // 2)
+    iavs = {}
+    for mode, frozen in (("trainable_base", False), ("frozen_base", True)):
+        iavs[mode] = IAVModel(lm, freeze_base_head=frozen, tokenizer=tok)
+        with torch.no_grad():  # a trained-looking alignment head (zeros would be a special case for nothing)
+            torch.manual_seed(0)
+            iavs[mode].align_head.weight.normal_(0, 0.02)
+    n_body = sum(p.numel() for n, p in lm.named_parameters() if "embed" not in n and "lm_head" not in n)
+    n_head = lm.get_output_embeddings().weight.numel()
+    res = {"model": name, "threads": args.threads, "keep_freed_memory": not args.no_keep_freed_memory,
+           "params_body": n_body, "params_head": n_head,
+           "decode": bench_decode(iavs["trainable_base"], lm, arm, tok, prompts, args.new_tokens, args.decode_batch,
+                                  args.reps),
+           "train": {m: bench_train(iav, ref, data, args.train_batch, args.reps) for m, iav in iavs.items()}}
+    d = res["decode"]
+    print(f"model {name}: body {n_body / 1e6:.2f}M params, vocabulary head {n_head / 1e6:.2f}M params "
+          f"(body ÷ head {n_body / n_head:.1f})")
+    print(f"decode ({len(prompts)} prompts × {args.new_tokens} tokens, batch {args.decode_batch}): "
+          + ", ".join(f"{k} {v:.0f} tok/s" for k, v in d["tokens_per_s"].items()))
+    print(f"  IAV ÷ GenARM = {d['ratio_iav_over_genarm']:.2f}× (goal ≥ 1.8×); unfused heads "
+          f"{d['ratio_unfused_over_genarm']:.2f}×; α=0 identical to base: {d['alpha0_identical_to_base']}")
+    for mode, t in res["train"].items():
+        print(f"train step, {mode.replace('_', ' ')} head (batch {args.train_batch} pairs, ≤{args.seq_length} "
+              "tokens): " + ", ".join(f"{k} {v:.1f} ms" for k, v in t["ms_per_step"].items()))
+        print(f"  frozen head ÷ live reference = {t['ratio_head_over_live']:.2f}× (goal ≥ 1.8×); same loss: "
+              f"{t['same_loss']} ({t['loss_head']:.6f} vs {t['loss_live']:.6f})")
+        b, h = t["ms_per_step"]["body_forward"], t["head_side_ms"]
+        print(f"  body forward (both sides) {b:.1f} ms; rest of the frozen-head step (heads, loss, backward, AdamW) "
+              f"{h:.1f} ms; the live reference adds one body forward: (2·{b:.1f} + {h:.1f}) / ({b:.1f} + {h:.1f}) = "
+              f"{(2 * b + h) / (b + h):.2f}×")
+    return res
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--model", default="tiny")
+    ap.add_argument("--model", default="tiny,random-tiny-L32",
+                    help="comma-separated: zoo names, paths, random-tiny, random-tiny-L<n> (default: the zoo's tiny and "
+                         "a 32-layer model of tiny's width and vocabulary, whose body ÷ head matches real LMs better)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--prompts", type=int, default=8)
     ap.add_argument("--new_tokens", type=int, default=64)
@@ -150,43 +193,14 @@ def main(argv=None) -> int:
 
         keep_freed_memory()  # as actlab iav train does on a CPU
 
-    from actlab.iav.data import load_rows, tokenize
-    from actlab.iav.model import IAVModel
-
-    lm, arm, ref, tok = load_pair(args.model)
-    iav = IAVModel(lm, tokenizer=tok)
-    with torch.no_grad():  # a trained-looking alignment head (zeros would be a special case for nothing)
-        iav.align_head.weight.normal_(0, 0.02)
-    rows = load_rows("syn_hh", "test", max(args.prompts, args.train_batch))
-    prompts = [r["prompt"] for r in rows[: args.prompts]]
-    data = tokenize(rows[: args.train_batch], tok, args.seq_length, args.seq_length // 2)
-
-    n_body = sum(p.numel() for n, p in lm.named_parameters() if "embed" not in n and "lm_head" not in n)
-    n_head = lm.get_output_embeddings().weight.numel()
-    res = {"model": args.model, "threads": args.threads, "keep_freed_memory": not args.no_keep_freed_memory,
-           "params_body": n_body, "params_head": n_head,
-           "decode": bench_decode(iav, lm, arm, tok, prompts, args.new_tokens, args.decode_batch, args.reps),
-           "train": bench_train(iav, ref, data, args.train_batch, args.reps)}
-    d, t = res["decode"], res["train"]
-    print(f"model {args.model}: body {n_body / 1e6:.2f}M params, vocabulary head {n_head / 1e6:.2f}M params")
-    print(f"decode ({len(prompts)} prompts × {args.new_tokens} tokens, batch {args.decode_batch}): "
-          + ", ".join(f"{k} {v:.0f} tok/s" for k, v in d["tokens_per_s"].items()))
-    print(f"  IAV ÷ GenARM = {d['ratio_iav_over_genarm']:.2f}× (goal ≥ 1.8×); unfused heads "
-          f"{d['ratio_unfused_over_genarm']:.2f}×; α=0 identical to base: {d['alpha0_identical_to_base']}")
-    print(f"train step (batch {args.train_batch} pairs, ≤{args.seq_length} tokens): "
-          + ", ".join(f"{k} {v:.1f} ms" for k, v in t["ms_per_step"].items()))
-    print(f"  frozen head ÷ live reference = {t['ratio_head_over_live']:.2f}× (goal ≥ 1.8×); same loss: "
-          f"{t['same_loss']} ({t['loss_head']:.6f} vs {t['loss_live']:.6f})")
-    b, h = t["ms_per_step"]["body_forward"], t["head_side_ms"]
-    print(f"  body forward (both sides) {b:.1f} ms; rest of the frozen-head step (heads, loss, backward, AdamW) "
-          f"{h:.1f} ms; the live reference adds one body forward: (2·{b:.1f} + {h:.1f}) / ({b:.1f} + {h:.1f}) = "
-          f"{(2 * b + h) / (b + h):.2f}×")
+    results = [run_model(name.strip(), args) for name in args.model.split(",") if name.strip()]
     if args.json:
         from actlab.core.io import atomic_write_json
 
-        atomic_write_json(args.json, res)
-    print(json.dumps({"decode_ratio": round(d["ratio_iav_over_genarm"], 3),
-                      "train_ratio": round(t["ratio_head_over_live"], 3)}))
+        atomic_write_json(args.json, results)
+    print(json.dumps({r["model"]: {"decode_ratio": round(r["decode"]["ratio_iav_over_genarm"], 3),
+                                   **{f"train_ratio_{m}": round(t["ratio_head_over_live"], 3)
+                                      for m, t in r["train"].items()}} for r in results}))
     return 0
 
 

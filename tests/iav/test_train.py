@@ -220,3 +220,43 @@ def test_packed_loss_frozen_base_head(micro_dir):
     iav.zero_grad()
     batch_loss(iav, data, idx, cfg, packed=False)[0].backward()
     assert torch.allclose(g, iav.align_head.weight.grad, rtol=1e-4, atol=1e-7) and g.abs().max() > 1e-5
+
+
+def test_frozen_base_head_shares_the_reference_logits(micro_dir, monkeypatch):
+    """With ``W_b`` frozen at ``W_ref`` the packed loss takes ``z_base = z_ref`` and skips the (zero) KL: the same
+    loss, metrics and alignment gradient as computing both; an edited or lower-precision base head is not shared."""
+    from actlab.core.models import load
+    from actlab.iav.data import load_rows, tokenize
+    from actlab.iav.model import IAVModel
+    from actlab.iav.trainer import batch_loss
+
+    lm, tok = load(micro_dir)
+    data = tokenize(load_rows("syn_hh", "train", 8), tok, 48, 24)
+    idx = torch.arange(4)
+    iav = IAVModel(lm, freeze_base_head=True)
+    with torch.no_grad():
+        iav.align_head.weight.normal_(0, 0.1)
+    assert iav.base_is_ref()
+    cfg = LossConfig(lambda_kl=0.5, lambda_l2=0.1, train_alpha=1.5)
+    calls = []
+    orig = iav.base_head.forward
+    monkeypatch.setattr(iav.base_head, "forward", lambda x: calls.append(1) or orig(x))
+    shared, ms = batch_loss(iav, data, idx, cfg)
+    assert not calls  # the base head's matmul was skipped
+    shared.backward()
+    g = iav.align_head.weight.grad.clone()
+    iav.zero_grad()
+    monkeypatch.setattr(type(iav), "base_is_ref", lambda self: False)
+    full, mf = batch_loss(iav, data, idx, cfg)
+    assert calls  # computed this time
+    full.backward()
+    for k in mf:
+        assert ms[k].item() == pytest.approx(mf[k].item(), rel=1e-6, abs=1e-7), k
+    assert abs(mf["loss/kl"].item()) < 1e-6
+    assert torch.allclose(g, iav.align_head.weight.grad, rtol=1e-6, atol=1e-9) and g.abs().max() > 1e-5
+    monkeypatch.undo()
+    with torch.no_grad():
+        iav.base_head.weight[0, 0] += 1.0  # no longer the reference (in-place edit: caught by the version check)
+    assert not iav.base_is_ref()
+    assert not IAVModel(load(micro_dir)[0].to(torch.bfloat16), freeze_base_head=True).base_is_ref()  # fp32 vs bf16
+    assert not IAVModel(load(micro_dir)[0]).base_is_ref()  # trainable base head

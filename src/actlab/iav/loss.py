@@ -203,6 +203,7 @@ class Packed:
     ref_token_logps: torch.Tensor | None = None
     ref_topk_idx: torch.Tensor | None = None
     ref_topk_logp: torch.Tensor | None = None
+    shared_ref: bool = False  # the reference is the model's own frozen head over ``h`` (not a live model or a cache)
 
 
 def corrected_loss_packed(p: Packed, model, cfg: LossConfig):
@@ -210,11 +211,16 @@ def corrected_loss_packed(p: Packed, model, cfg: LossConfig):
 
     ``model`` has ``heads(h, alpha, ref=False)`` (an :class:`IAVModel`). Every ``[N, V]`` tensor is made once for both
     sides: ``z_base``, ``a``, ``z_final`` and the reference's log-softmax (shared by the DPO term and the KL).
+    With the base head frozen at the reference (``model.base_is_ref()``) and the frozen-head reference, ``z_base``
+    *is* ``z_ref``: one matmul fewer, and the KL term (exactly 0) is not computed.
     """
     n_pairs, dev = p.n_pairs, p.h.device
+    share = p.shared_ref and p.h_ref is p.h and hasattr(model, "base_is_ref") and model.base_is_ref()
+    z_ref = None
     with torch.no_grad():
         if p.ref_head is not None:
-            lq = torch.log_softmax(p.ref_head(p.h_ref).float(), -1)
+            z_ref = p.ref_head(p.h_ref).float()
+            lq = torch.log_softmax(z_ref, -1)
             ref_y = lq.gather(-1, p.y[:, None]).squeeze(-1)
         else:
             ref_y = p.ref_token_logps.float()
@@ -222,13 +228,15 @@ def corrected_loss_packed(p: Packed, model, cfg: LossConfig):
         per_row = torch.bincount(p.row, minlength=2 * n_pairs)
         n_c, n_r = per_row[0::2].sum().clamp(min=1), per_row[1::2].sum().clamp(min=1)
         w = torch.where(p.row % 2 == 0, 0.5 / n_c, 0.5 / n_r)  # Σ_t w_t v_t = ½(mean over chosen + over rejected)
-    out = model.heads(p.h, alpha=cfg.train_alpha, ref=False)
+    out = model.heads(p.h, alpha=cfg.train_alpha, ref=False, z_base=z_ref if share else None)
+    if not share:
+        del z_ref  # only lq is needed from here on
     logp_y = torch.log_softmax(out["z_final"], -1).gather(-1, p.y[:, None]).squeeze(-1)
     pi = torch.zeros(2 * n_pairs, device=dev).index_add(0, p.row, logp_y)
     pi_w, pi_l, ref_w, ref_l = pi[0::2], pi[1::2], ref[0::2], ref[1::2]
     pref, rw, rl = dpo_loss(pi_w, pi_l, ref_w, ref_l, cfg.beta)
     l_pref = pref.mean()
-    if cfg.lambda_kl > 0:
+    if cfg.lambda_kl > 0 and not share:
         lp = torch.log_softmax(out["z_base"], -1)
         kl = kl_rows(lp, lq) if p.ref_head is not None else kl_topk_rows(lp, p.ref_topk_idx, p.ref_topk_logp)
         l_kl = (w * kl).sum()

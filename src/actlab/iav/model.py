@@ -90,6 +90,7 @@ class IAVModel(nn.Module):
             p.requires_grad_(not self.freeze_base_head)
         self.ref_sha = weight_sha(head.weight)
         self._fused: tuple[tuple, torch.Tensor, torch.Tensor | None] | None = None
+        self._base_is_ref: tuple[tuple, bool] | None = None
 
     # ------------------------------------------------------------------------------------------------ forward
     @property
@@ -103,15 +104,37 @@ class IAVModel(nn.Module):
                                 past_key_values=past_key_values, use_cache=use_cache)
         return out.last_hidden_state, (out.past_key_values if use_cache else None)
 
-    def heads(self, h: torch.Tensor, alpha: float = 1.0, ref: bool = True) -> dict[str, torch.Tensor]:
-        """Apply the heads to hidden states ``h`` (any leading shape). Returns z_base, a, z_final (fp32), z_ref."""
+    def heads(self, h: torch.Tensor, alpha: float = 1.0, ref: bool = True,
+              z_base: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """Apply the heads to hidden states ``h`` (any leading shape). Returns z_base, a, z_final (fp32), z_ref.
+
+        ``z_base`` given (only valid when :meth:`base_is_ref`: the reference logits of the same ``h``) skips the
+        base head's matmul.
+        """
         hf = h.float()
-        z_base = self.base_head(hf)
+        z_base = self.base_head(hf) if z_base is None else z_base
         a = self.align_head(hf)
         out = {"z_base": z_base, "a": a, "z_final": torch.add(z_base, a, alpha=alpha) if alpha != 0 else z_base}
         if ref:
             out["z_ref"] = self.ref_logits(h)
         return out
+
+    def base_is_ref(self) -> bool:
+        """Whether ``W_b`` is frozen and equal to ``W_ref`` bit for bit (same dtype, same bias): then ``z_base`` is
+        ``z_ref`` exactly and ``KL(base ‖ ref)`` is 0, so the packed loss computes one of them and skips the KL.
+
+        Checked once per weight version (a loaded or hand-edited head is checked again).
+        """
+        if not self.freeze_base_head or self.base_head.weight.requires_grad:
+            return False
+        w, r = self.base_head.weight, self.ref_head.weight
+        key = (w._version, r._version, w.data_ptr(), r.data_ptr())
+        if self._base_is_ref is None or self._base_is_ref[0] != key:
+            bw, br = self.base_head.bias, self.ref_head.bias
+            same = w.dtype == r.dtype and torch.equal(w, r) and (
+                (bw is None and br is None) or (bw is not None and br is not None and torch.equal(bw, br)))
+            self._base_is_ref = (key, bool(same))
+        return self._base_is_ref[1]
 
     @torch.no_grad()
     def ref_logits(self, h: torch.Tensor) -> torch.Tensor:
@@ -152,6 +175,7 @@ class IAVModel(nn.Module):
     def invalidate(self) -> None:
         """Forget the fused head (call after changing the heads' weights by hand)."""
         self._fused = None
+        self._base_is_ref = None
 
     def final_logits(self, h: torch.Tensor, alpha: float, fused: bool = True) -> torch.Tensor:
         if not fused:

@@ -79,7 +79,7 @@ def packed_batch(iav, data, idx, length: int, ref_lm=None, cache=None, fwd=None)
         c, r = cache_side(cache, "chosen", idx, length), cache_side(cache, "rejected", idx, length)
         kw = {k: pairs(c[k], r[k])[sel] for k in ("ref_token_logps", "ref_topk_idx", "ref_topk_logp")}
     else:
-        kw = {"h_ref": h, "ref_head": iav.ref_logits}
+        kw = {"h_ref": h, "ref_head": iav.ref_logits, "shared_ref": True}
     return Packed(h=h, y=ids[:, 1:][sel].long(), row=row, n_pairs=len(idx), **kw)
 
 
