@@ -18,7 +18,7 @@ DEMO_DEFAULTS = dict(model_name="tiny", output_dir="runs/icae_demo", fixed_mem_s
                      use_position_identifiers=True, lora_r=32, lora_alpha=64, lora_target_modules="all-linear", learning_rate=1e-3, max_steps=600,
                      demo_finetune_steps=300, per_device_train_batch_size=16, warmup_steps=30, lm_ratio=0.2,
                      num_train_samples=4000, num_eval_samples=64, batch_size=16, max_new_tokens=128,
-                     logging_steps=25, save_steps=100, threads=2)  # fmt: skip
+                     logging_steps=25, save_steps=100, threads=0)  # fmt: skip
 
 
 def run_demo(cfg: ICAEConfig | None = None, quick: bool = False) -> dict:
