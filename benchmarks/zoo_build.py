@@ -2,9 +2,11 @@
 
 The dev machine is shared, so a full build's wall time says little. This script times, in one process and
 interleaved, (a) the reference step of feasibility.md §4 (tiny Llama 4L/h128, batch 16×128, fwd+bwd+AdamW: 104 ms
-on an idle 2-core machine with 2 threads) and (b) the zoo entry's own training step on its real batches. The ratio
-gives the entry's step time on the idle machine; the build estimate adds tokenizer training and the final ICL eval,
-timed the same way (scaled by the same contention factor).
+on an idle 2-core machine with 2 threads) and (b) the zoo entry's own training step as the build runs it (its
+label-weighted loss, gradient clipping, AdamW) on its real batches — steps from each phase of its curriculum (the
+copy-task warm-up and the main mixture have different batch shapes), weighted by the phase's length. The ratio gives
+the entry's step time on the idle machine; the build estimate adds tokenizer training and the ICL evals, timed the
+same way (scaled by the same contention factor).
 
     .venv/bin/python benchmarks/zoo_build.py --name tiny --steps 30
 """
@@ -50,36 +52,47 @@ def main() -> None:
 
     from actlab.zoo.build import evaluate_icl, get_spec
     from actlab.zoo.corpus import batch
-    from actlab.zoo.tokenizer import train_tokenizer
-    from actlab.zoo.train import make_model
+    from actlab.zoo.tokenizer import label_scaffold_ids, train_tokenizer
+    from actlab.zoo.train import _loss, make_model
 
     spec = get_spec(args.name)
     t0 = time.perf_counter()
     tok = train_tokenizer(spec.tokenizer)
     t_tok = time.perf_counter() - t0
     model = make_model(spec, tok)
-    opt = torch.optim.AdamW(model.parameters(), lr=spec.train.lr)
+    model.train()
+    opt = torch.optim.AdamW(model.parameters(), lr=spec.train.lr, betas=(0.9, 0.95))
+    scaffold = torch.tensor(label_scaffold_ids(tok))
     ref = _ref_step_fn()
     for _ in range(3):  # warm-up
         ref()
-    t_ref = t_zoo = 0.0
-    n_tok = 0
+    # the curriculum's phases: (first step, number of steps); the warm-up phase only if the spec has one
+    warm = min(spec.corpus.warmup_steps, spec.train.steps) if spec.corpus.warmup_mix else 0
+    phases = {k: v for k, v in {"warm-up": (0, warm), "main": (warm, spec.train.steps - warm)}.items() if v[1] > 0}
+    t_ref = 0.0
+    t_zoo = dict.fromkeys(phases, 0.0)
+    n_tok = dict.fromkeys(phases, 0)
+    n_zoo = dict.fromkeys(phases, 0)
     for r in range(0, args.steps, 5):
         t = time.perf_counter()
         for _ in range(5):
             ref()
         t_ref += time.perf_counter() - t
-        t = time.perf_counter()
-        for s in range(r, r + 5):
-            b = batch(tok, spec.corpus, spec.seed, s, spec.train.batch_size)
-            loss = model(**b).loss
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            n_tok += int(b["attention_mask"].sum())
-        t_zoo += time.perf_counter() - t
+        for name, (first, length) in phases.items():
+            t = time.perf_counter()
+            for s in range(first + r % length, first + r % length + 5):
+                b = batch(tok, spec.corpus, spec.seed, s, spec.train.batch_size)
+                loss = _loss(model, b, scaffold, spec.train.label_loss_weight)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), spec.train.grad_clip)
+                opt.step()
+                n_tok[name] += int(b["attention_mask"].sum())
+                n_zoo[name] += 1
+            t_zoo[name] += time.perf_counter() - t
     n = (args.steps + 4) // 5 * 5
-    ref_ms, zoo_ms = 1000 * t_ref / n, 1000 * t_zoo / n
+    ref_ms = 1000 * t_ref / n
+    zoo_ms = {k: 1000 * t_zoo[k] / n_zoo[k] for k in phases}
     ref_idle = REF_MS_IDLE[args.threads]
     factor = ref_ms / ref_idle  # > 1: this machine is slower than the idle reference
     t = time.perf_counter()
@@ -88,10 +101,12 @@ def main() -> None:
     t_eval = (time.perf_counter() - t) * spec.train.eval_tasks / args.eval_tasks
     if spec.train.eval_every:  # quick checks during training: 60 tasks x k=0,4 each time
         t_eval += (spec.train.steps // spec.train.eval_every) * t_eval * (60 * 2) / (spec.train.eval_tasks * 9)
-    est = (spec.train.steps * zoo_ms / 1000 + t_eval + t_tok) / factor
+    t_train = sum(phases[k][1] * zoo_ms[k] / 1000 for k in phases)
+    est = (t_train + t_eval + t_tok) / factor
+    steps = " + ".join(f"{phases[k][1]} × {zoo_ms[k]:.0f} ms ({zoo_ms[k] / factor:.0f} idle; "
+                       f"{n_tok[k] / t_zoo[k]:,.0f} tok/s)" for k in phases)
     print(f"| {time.strftime('%Y-%m-%d')} | {args.name} | {args.threads} | {ref_ms:.0f} ms (idle: {ref_idle:.0f}) "
-          f"| {factor:.2f}x | {zoo_ms:.0f} ms ({n_tok / t_zoo:,.0f} tok/s) | {zoo_ms / factor:.0f} ms "
-          f"| {spec.train.steps} | {t_eval:.0f} s | **{est / 60:.1f} min** |")
+          f"| {factor:.2f}x | {steps} | {t_eval:.0f} s | **{est / 60:.1f} min** |")
 
 
 if __name__ == "__main__":
