@@ -151,7 +151,7 @@ def run_model(name: str, args) -> dict:
            "params_body": n_body, "params_head": n_head,
            "decode": bench_decode(iavs["trainable_base"], lm, arm, tok, prompts, args.new_tokens, args.decode_batch,
                                   args.reps),
-           "train": {m: bench_train(iav, ref, data, args.train_batch, args.reps) for m, iav in iavs.items()}}
+           "train": {m: bench_train(iav, ref, data, args.train_batch, args.train_reps) for m, iav in iavs.items()}}
     d = res["decode"]
     print(f"model {name}: body {n_body / 1e6:.2f}M params, vocabulary head {n_head / 1e6:.2f}M params "
           f"(body ÷ head {n_body / n_head:.1f})")
@@ -182,7 +182,8 @@ def main(argv=None) -> int:
     ap.add_argument("--decode_batch", type=int, default=8)
     ap.add_argument("--train_batch", type=int, default=8)
     ap.add_argument("--seq_length", type=int, default=96)
-    ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--reps", type=int, default=5, help="interleaved repetitions of the decode timings")
+    ap.add_argument("--train_reps", type=int, default=21, help="interleaved repetitions of the step timings")
     ap.add_argument("--json", default=None)
     ap.add_argument("--no_keep_freed_memory", action="store_true",
                     help="leave glibc's malloc as it is (the trainer sets it on a CPU: trainer.keep_freed_memory)")
