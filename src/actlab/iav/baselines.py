@@ -43,7 +43,7 @@ def _common(output_dir: str, max_steps: int, batch_size: int, learning_rate: flo
                 learning_rate=learning_rate, lr_scheduler_type="linear", warmup_steps=0.1, logging_steps=10,
                 save_strategy="no", report_to=[], seed=seed, max_length=max_length, bf16=False,
                 use_cpu=not torch.cuda.is_available(), disable_tqdm=os.environ.get("ACTLAB_QUIET") == "1",
-                dataloader_num_workers=0, gradient_checkpointing=False)
+                dataloader_num_workers=0, activation_checkpointing=False)
 
 
 def _train_trl(model_name_or_path: str, rows: list[dict], output_dir: str | Path, trainer_cls, args,
