@@ -382,6 +382,18 @@ _single("syn_sst2", None, None, ("train", "test"), 2, ("sentence", "label"), _cl
         lambda r: r["label"], pipeline=pipe_synthetic, source="synthetic", notes="synthetic sst2 (sentence, label)")
 _single("syn_agnews", None, None, ("train", "test"), 4, ("text", "label"), _classification_text,
         lambda r: r["label"], pipeline=pipe_synthetic, source="synthetic", notes="synthetic agnews (text, label)")
+_single("syn_sst2_wide", None, None, ("train", "test"), 2, ("sentence", "label"), _classification_text,
+        lambda r: r["label"], pipeline=pipe_synthetic, source="synthetic",
+        notes="synthetic sst2 (sentence, label) with 6 key words per class instead of 2")
+#: syn_landmarks's label words: actlab.zoo.world.LANDMARK_LABELS (a test checks they agree)
+LANDMARK_COUNTRIES = ("France", "Italy", "Egypt", "China", "India", "Brazil", "Japan", "Peru", "Greece", "Spain",
+                      "England", "Australia")
+register(DatasetSpec(
+    name="syn_landmarks", hub_path=None, hub_config=None, splits=("train", "test"), task_type=SINGLE,
+    labels=list(LANDMARK_COUNTRIES), columns=("text", "label"), prompt_fn=_classification_text,
+    label_fn=lambda r: r["label"], pipeline=pipe_synthetic, source="synthetic",
+    notes="synthetic topic set: 'X is at the <landmark>.' -> its country (12 country-name labels, world knowledge "
+          "of the zoo corpus; not remappable: 12 classes > 9 remap words)"))
 _multi("syn_gsm8k", None, None, ("train", "test"), ("question", "answer"), _question_answer(), _field("answer"),
        parsers.parse_answer_gsm8k, pipeline=pipe_synthetic, source="synthetic", notes="synthetic gsm8k")
 _multi("syn_squad", None, None, ("train", "test"), ("id", "title", "context", "question", "answers"),

@@ -56,6 +56,12 @@ DETERMINERS = ("the", "a", "this", "that", "my", "our", "one", "every", "some", 
 SST2_KEYS = (("awful", "boring"), ("great", "lovely"))
 #: syn_agnews: World, Sports, Business, Sci/Tech (fancyzhx/ag_news convention).
 AGNEWS_KEYS = (("treaty", "election"), ("football", "tennis"), ("market", "profit"), ("software", "robot"))
+#: syn_sst2_wide: the twelve sentiment words of KEY_WORDS, six per class (0 negative, 1 positive), so that a few
+#: labelled examples do not cover every key (with SST2_KEYS, 8 examples nearly always show all four keys).
+SST2_WIDE_KEYS = (
+    ("awful", "boring", "terrible", "dull", "horrible", "bland"),
+    ("great", "lovely", "brilliant", "charming", "superb", "wonderful"),
+)  # fmt: skip
 
 PERSONS = (
     "Alice", "Bob", "Carol", "David", "Emma", "Frank", "Grace", "Henry", "Irene", "Jack", "Karen", "Leo", "Maria",
@@ -349,6 +355,22 @@ def _countries_maker(rng: random.Random):
     return f"person:{person}", ex
 
 
+#: syn_landmarks's label order: the countries of :data:`COUNTRIES` in definition order.
+LANDMARK_LABELS = tuple(COUNTRIES)
+
+
+def _landmarks_maker(rng: random.Random):
+    """A Countries-game fact as a classification row: ``{"text": "Alice is at the Louvre.", "label": 0}`` (France).
+
+    The text is the game's ``prompt_a``; the label is the landmark's country, which ``tiny`` learned from the corpus's
+    ``facts`` and ``countries`` documents (a real prior, unlike the key words, whose labels change every episode).
+    Split by person, as syn_countries.
+    """
+    person = rng.choice(PERSONS)
+    ex = countries_example(rng, person)
+    return f"person:{person}", {"text": ex["prompt_a"], "label": LANDMARK_LABELS.index(ex["answer"])}
+
+
 def _squad_maker(rng: random.Random):
     person = rng.choice(PERSONS)
     ex = squad_example(rng, person)
@@ -367,6 +389,10 @@ def _keyed(fn: Callable[[random.Random], dict], key_col: str):
 SYNTHETIC: dict[str, tuple[str, Callable[[random.Random], tuple[str, dict]]]] = {
     "syn_sst2": ("stanfordnlp/sst2 schema {sentence, label∈{0,1}}", _cls_maker(SST2_KEYS, "sentence")),
     "syn_agnews": ("fancyzhx/ag_news schema {text, label∈{0..3}}", _cls_maker(AGNEWS_KEYS, "text")),
+    "syn_sst2_wide": ("stanfordnlp/sst2 schema {sentence, label∈{0,1}}, 6 keys per class",
+                      _cls_maker(SST2_WIDE_KEYS, "sentence")),
+    "syn_landmarks": ("{text, label∈{0..11}} (ag_news-like topic schema; label = country of the landmark)",
+                      _landmarks_maker),
     "syn_gsm8k": ("openai/gsm8k schema {question, answer='... #### n'}", _keyed(arithmetic_example, "question")),
     "syn_squad": ("rajpurkar/squad schema {id, title, context, question, answers{text, answer_start}}", _squad_maker),
     "syn_hh": ("Dahoas/full-hh-rlhf schema {prompt, response, chosen, rejected}",
@@ -384,6 +410,10 @@ def synthetic_rows(name: str, split: str, n: int, seed: int = 0) -> list[dict]:
     - ``syn_sst2``: ``{"sentence": str, "label": int}``, 2 classes (0 neg: "awful"/"boring"; 1 pos: "great"/"lovely").
       The class is set by one key word in a short text; with remapped label words only demos reveal the labels.
     - ``syn_agnews``: ``{"text": str, "label": int}``, 4 classes (World, Sports, Business, Sci/Tech key words).
+    - ``syn_sst2_wide``: as ``syn_sst2`` with six key words per class (:data:`SST2_WIDE_KEYS`: the twelve sentiment
+      words of :data:`KEY_WORDS`), so a few labelled examples leave some keys unseen.
+    - ``syn_landmarks``: ``{"text": "Alice is at the Louvre.", "label": int}``, 12 classes: the landmark's country
+      (:data:`LANDMARK_LABELS` order). The class is world knowledge of the zoo corpus (facts, Countries game).
     - ``syn_gsm8k``: ``{"question": str, "answer": "worked steps ... #### n"}`` (additions/subtractions, n ≤ 50).
     - ``syn_squad``: ``{"id", "title", "context", "question", "answers": {"text": [a], "answer_start": [i]}}``;
       ``context[i:i+len(a)] == a``.
