@@ -123,10 +123,17 @@ def test_zoo_list_and_seed_dir(micro, capsys):
     assert e.value.code == 2
 
 
-def test_stale_spec_is_detected(micro, monkeypatch):
+def test_stale_spec_is_detected_and_rebuilt(micro, monkeypatch):
     import dataclasses
 
-    zb.ensure_built(micro)
-    monkeypatch.setitem(ZOO, "micro", dataclasses.replace(MICRO, train=dataclasses.replace(MICRO.train, steps=7)))
-    with pytest.raises(ActlabError, match=r"stale.*--force"):
-        zb.ensure_built(micro)
+    d = zb.ensure_built(micro)
+    old_sha = zb.read_manifest(micro)["weights_sha256"]
+    new = dataclasses.replace(MICRO, corpus=dataclasses.replace(MICRO.corpus, mix={"passages": 1.0}))
+    monkeypatch.setitem(ZOO, "micro", new)
+    with pytest.raises(zb.StaleZooCache, match=r"stale.*rebuilt on its next load, or now with `actlab zoo build micro`"):
+        zb.validate(micro)
+    assert not zb.is_built(micro)
+    assert zb.ensure_built(micro) == d  # the old build is replaced, not reused
+    man = zb.read_manifest(micro)
+    assert man["spec_identity"] == new.identity() and man["weights_sha256"] != old_sha
+    assert not zb._partial_dir(d).exists() and not list(d.parent.glob("micro.old-*"))

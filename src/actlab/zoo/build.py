@@ -39,6 +39,11 @@ EVAL_SEED = 1000
 REMAP_MAPPING = ("apple", "Friday", "banana", "Saturday", "Thursday", "Sunday", "Wednesday", "Monday")
 
 
+class StaleZooCache(ActlabError):
+    """A cached zoo model that is intact but was built from another version of its spec (``ensure_built`` rebuilds
+    it; ``validate`` / ``read_manifest`` raise this)."""
+
+
 def is_zoo_name(name: str) -> bool:
     return name in ZOO
 
@@ -95,7 +100,9 @@ def validate(name: str, seed: int | None = None) -> Path:
     if _sha256(d / "model.safetensors") != man["weights_sha256"]:
         raise ActlabError(f"zoo cache {d} is corrupt (model.safetensors does not match its manifest); {hint}")
     if man.get("spec_identity") != get_spec(name, seed).identity():
-        raise ActlabError(f"zoo cache {d} is stale (built from another version of the {name!r} spec); {hint}")
+        again = hint.replace("rebuild with ", "").replace(" --force", "")
+        raise StaleZooCache(f"zoo cache {d} is stale (built from another version of the {name!r} spec); it is rebuilt "
+                            f"on its next load, or now with {again}")
     return d
 
 
@@ -116,16 +123,31 @@ def ensure_built(name: str, force: bool = False, seed: int | None = None) -> Pat
     """The directory of zoo model ``name``, building it first if it is missing (or if ``force``).
 
     A cached directory that exists but is corrupt raises ActlabError telling how to rebuild (it is not silently
-    rebuilt: a half-deleted cache usually means something else is wrong). ``from_pretrained(dir)`` loads it.
+    rebuilt: a half-deleted cache usually means something else is wrong). An intact cache built from an older
+    version of the spec (stale) is rebuilt, with a note, and replaced only once the new build is complete.
+    ``from_pretrained(dir)`` loads it.
     """
     spec = get_spec(name, seed)
     d = model_dir(name, seed)
     if not force and d.exists():
-        return validate(name, seed)
-    with _build_lock(d):  # another process may be building the same model: wait for it, then reuse its result
-        if not force and d.exists():
+        try:
             return validate(name, seed)
-        build(spec, d, force=force)
+        except StaleZooCache:
+            pass
+    with _build_lock(d):  # another process may be building the same model: wait for it, then reuse its result
+        stale = False
+        if not force and d.exists():
+            try:
+                return validate(name, seed)
+            except StaleZooCache:
+                stale = True
+        if stale:
+            from actlab.core.progress import quiet
+
+            if not quiet():
+                print(f"zoo model {name!r} at {d} was built from an older version of its spec: rebuilding it",
+                      flush=True)
+        build(spec, d, force=force or stale)
     return validate(name, seed)
 
 
