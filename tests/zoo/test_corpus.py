@@ -54,6 +54,17 @@ def test_unknown_warmup_generator_is_named():
 
 
 def test_icl_models_use_the_copy_warmup():
-    for name in ("tiny", "tiny-b"):
-        c = ZOO[name].corpus
-        assert c.warmup_mix == {"icl_copy": 1.0} and 0 < c.warmup_steps < ZOO[name].train.steps
+    c = ZOO["tiny"].corpus
+    assert c.warmup_mix == {"icl_copy": 1.0} and 0 < c.warmup_steps < ZOO["tiny"].train.steps
+
+
+def test_tiny_b_is_a_world_text_partner_of_tiny():
+    """xmodel's pair: same tokenizer (shared vocabulary), another width (128 → 96) and seed, and a corpus of the
+    Lewis games' world text (no ICL, no copy warm-up) so that B can answer the games given both prompts."""
+    a, b = ZOO["tiny"], ZOO["tiny-b"]
+    assert b.tokenizer == a.tokenizer
+    assert (b.model.hidden_size, b.model.num_hidden_layers) == (96, 3) != (a.model.hidden_size, a.model.num_hidden_layers)
+    assert b.seed != a.seed
+    assert not b.corpus.warmup_mix and "icl" not in b.corpus.mix and "icl_copy" not in b.corpus.mix
+    assert {"countries", "tipsheets", "facts", "passages"} <= set(b.corpus.mix)
+    check_mix(b.corpus)

@@ -110,6 +110,15 @@ WORLD_MIX = {
     "arithmetic": 0.14, "squad": 0.12,
 }  # fmt: skip
 
+#: Corpus of ``tiny-b``, the cross-model partner: the world text the Lewis games need (the games themselves, the
+#: landmark → country facts) with passages and dialogs (the texts xmodel extracts activations from, IAV's syn_hh),
+#: no ICL and no copy warm-up. At 3 layers / h96 the ICL curriculum did not take (k=0/4 = 0.395/0.395) and left B
+#: unable to answer the Countries game even given both prompts (skyline 9 %); with this mix the skyline is 100 % on
+#: Countries and Tip Sheets (docs/zoo.md, "tiny-b").
+PARTNER_MIX = {
+    "countries": 0.25, "tipsheets": 0.3, "facts": 0.15, "passages": 0.15, "dialogs": 0.1, "squad": 0.05,
+}  # fmt: skip
+
 #: Curriculum of the ICL models: the induction circuit forms on the dense copy task (batch 128 of 17-token episodes)
 #: before the formatted episodes and world text; without it, it did not form within the build budget.
 INDUCTION_WARMUP = {"warmup_mix": {"icl_copy": 1.0}, "warmup_steps": 700, "warmup_batch": 128}
@@ -126,9 +135,12 @@ ZOO: dict[str, ZooSpec] = {
     ),
     "tiny-b": ZooSpec(
         name="tiny-b",
-        description="cross-model partner of tiny: same tokenizer and corpus spec, other size (3L, h96) and seed",
-        corpus=CorpusSpec(TINY_MIX, **INDUCTION_WARMUP),
-        train=ICL_TRAIN,
+        description="cross-model partner of tiny: same tokenizer, other size (3L, h96) and seed; world text only "
+        "(Lewis games, facts, passages, dialogs), no ICL",
+        corpus=CorpusSpec(PARTNER_MIX),
+        # no ICL checks during training (tiny-b is not an ICL model); 1 thread: the same weights as with 2 (checked),
+        # and 220 s instead of 698 s on the shared 2-core machine (docs/zoo.md, "tiny-b")
+        train=TrainSpec(steps=2400, eval_every=0, threads=1),
         model=ModelSpec(hidden_size=96, intermediate_size=192, num_hidden_layers=3, num_attention_heads=4,
                         num_key_value_heads=2),  # fmt: skip
         seed=1,
