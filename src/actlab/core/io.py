@@ -150,6 +150,45 @@ def load_tensors(path: str | os.PathLike, device: str = "cpu") -> tuple[dict, di
     return tensors, meta
 
 
+# ------------------------------------------------------------------------------------------------ optimizer state
+def optimizer_tensors(opt, prefix: str = "opt.") -> tuple[dict, str]:
+    """An optimizer's ``state_dict()`` for a safetensors checkpoint: its tensors as ``{prefix}{i}.{name}`` (``i`` is
+    the parameter's index across the param groups, as ``state_dict`` numbers them) and everything else (the param
+    groups, non-tensor state) as a JSON string for the file's metadata. :func:`load_optimizer_tensors` restores it."""
+    import torch
+
+    sd = opt.state_dict()
+    tensors, scalars = {}, {}
+    for i, st in sd["state"].items():
+        for k, v in st.items():
+            if torch.is_tensor(v):
+                tensors[f"{prefix}{i}.{k}"] = v
+            else:
+                scalars[f"{i}.{k}"] = v
+    return tensors, json.dumps({"param_groups": sd["param_groups"], "scalars": scalars})
+
+
+def load_optimizer_tensors(opt, tensors: Mapping[str, Any], meta: str | None = None, prefix: str = "opt.") -> None:
+    """Restore what :func:`optimizer_tensors` wrote into ``opt`` (built over the same parameters in the same order).
+
+    ``tensors`` may hold other keys (only ``prefix`` ones are read). Without ``meta`` the optimizer keeps its own
+    param groups (its hyperparameters as constructed). ``load_state_dict`` moves the state to each parameter's device.
+    """
+    info = json.loads(meta) if meta else {}
+    if isinstance(info, list):  # the format before session 3 (IA2): just the param groups
+        info = {"param_groups": info}
+    state: dict[int, dict] = {}
+    for k, v in tensors.items():
+        if k.startswith(prefix):
+            i, name = k[len(prefix):].split(".", 1)
+            state.setdefault(int(i), {})[name] = v
+    for k, v in info.get("scalars", {}).items():
+        i, name = k.split(".", 1)
+        state.setdefault(int(i), {})[name] = v
+    groups = info.get("param_groups") or opt.state_dict()["param_groups"]
+    opt.load_state_dict({"state": state, "param_groups": groups})
+
+
 # ------------------------------------------------------------------------------------------------ environment info
 @functools.lru_cache(maxsize=1)
 def git_sha() -> str | None:

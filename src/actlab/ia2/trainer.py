@@ -34,7 +34,7 @@ import torch
 
 from actlab.core import adapters
 from actlab.core.errors import ActlabError
-from actlab.core.io import RunDir, is_complete, load_tensors, save_tensors
+from actlab.core.io import RunDir, is_complete, load_optimizer_tensors, load_tensors, optimizer_tensors, save_tensors
 from actlab.core.progress import progress
 from actlab.ia2 import losses, naming, targets
 from actlab.ia2.config import IA2TrainConfig
@@ -85,28 +85,13 @@ def make_items(encoded: list[targets.Encoded], tgts: list[dict] | None, cfg: IA2
 
 
 # ----------------------------------------------------------------------------------------------- checkpoints
-def _opt_tensors(opt: torch.optim.Optimizer) -> tuple[dict, str]:
-    sd = opt.state_dict()
-    tensors = {f"opt.{i}.{k}": v for i, st in sd["state"].items() for k, v in st.items() if torch.is_tensor(v)}
-    return tensors, json.dumps(sd["param_groups"])
-
-
-def _load_opt(opt: torch.optim.Optimizer, tensors: dict, groups: str) -> None:
-    state: dict[int, dict] = {}
-    for k, v in tensors.items():
-        if k.startswith("opt."):
-            _, i, name = k.split(".", 2)
-            state.setdefault(int(i), {})[name] = v
-    opt.load_state_dict({"state": state, "param_groups": json.loads(groups)})
-
-
 def save_checkpoint(path: Path, model, opt, best_state: dict | None, counters: dict) -> None:
     tensors = {f"adapter.{k}": v for k, v in adapters.adapter_state(model).items()}
     if best_state is not None:
         tensors.update({f"best.{k}": v for k, v in best_state.items()})
-    ot, groups = _opt_tensors(opt)
+    ot, ometa = optimizer_tensors(opt)
     tensors.update(ot)
-    save_tensors(path, tensors, {"counters": json.dumps(counters), "param_groups": groups})
+    save_tensors(path, tensors, {"counters": json.dumps(counters), "optimizer": ometa})
 
 
 def load_checkpoint(path: Path, model, opt) -> tuple[dict | None, dict] | None:
@@ -121,7 +106,7 @@ def load_checkpoint(path: Path, model, opt) -> tuple[dict | None, dict] | None:
     dev = next(model.parameters()).device
     adapters.load_adapter_state(model, {k[8:]: v.to(dev) for k, v in tensors.items() if k.startswith("adapter.")})
     best = {k[5:]: v.to(dev) for k, v in tensors.items() if k.startswith("best.")} or None
-    _load_opt(opt, {k: v.to(dev) for k, v in tensors.items() if k.startswith("opt.")}, meta["param_groups"])
+    load_optimizer_tensors(opt, tensors, meta.get("optimizer") or meta.get("param_groups"))
     return best, json.loads(meta["counters"])
 
 

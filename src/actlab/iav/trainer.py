@@ -129,29 +129,9 @@ def adamw(params, lr: float, weight_decay: float = 0.01) -> torch.optim.AdamW:
     return torch.optim.AdamW(params, lr=lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=weight_decay, fused=True)
 
 
-# ------------------------------------------------------------------------------------- optimizer state I/O
-def _optim_tensors(opt, params) -> tuple[dict, dict]:
-    tensors, info = {}, {}
-    for i, p in enumerate(params):
-        st = opt.state.get(p, {})
-        for k, v in st.items():
-            if torch.is_tensor(v):
-                tensors[f"p{i}.{k}"] = v
-            else:
-                info[f"p{i}.{k}"] = v
-    return tensors, info
-
-
-def _load_optim(opt, params, tensors: dict) -> None:
-    for i, p in enumerate(params):
-        st = {k.split(".", 1)[1]: v.to(p.device) for k, v in tensors.items() if k.startswith(f"p{i}.")}
-        if st:
-            opt.state[p] = st
-
-
 def save_checkpoint(path: Path, iav, opt, sched, state: dict) -> None:
     """Write ``checkpoint/`` atomically: a temp dir renamed into place (a kill leaves the previous one intact)."""
-    from actlab.core.io import atomic_write_json, save_tensors
+    from actlab.core.io import atomic_write_json, optimizer_tensors, save_tensors
 
     path = Path(path)
     tmp = path / f".{CKPT}.tmp"
@@ -159,10 +139,9 @@ def save_checkpoint(path: Path, iav, opt, sched, state: dict) -> None:
         shutil.rmtree(tmp)
     tmp.mkdir()
     save_tensors(tmp / "heads.safetensors", iav.head_state())
-    params = [p for p in iav.parameters() if p.requires_grad]
-    ot, oinfo = _optim_tensors(opt, params)
-    save_tensors(tmp / "optimizer.safetensors", ot)
-    atomic_write_json(tmp / "state.json", {**state, "optimizer_info": oinfo, "scheduler": sched.state_dict()})
+    ot, ometa = optimizer_tensors(opt)
+    save_tensors(tmp / "optimizer.safetensors", ot, {"optimizer": ometa})
+    atomic_write_json(tmp / "state.json", {**state, "scheduler": sched.state_dict()})
     final = path / CKPT
     old = path / f".{CKPT}.old"
     if old.exists():
@@ -175,7 +154,7 @@ def save_checkpoint(path: Path, iav, opt, sched, state: dict) -> None:
 
 
 def load_checkpoint(path: Path, iav, opt, sched) -> dict | None:
-    from actlab.core.io import load_tensors, read_json
+    from actlab.core.io import load_optimizer_tensors, load_tensors, read_json
 
     d = Path(path) / CKPT
     if not (d / "state.json").exists():
@@ -183,12 +162,11 @@ def load_checkpoint(path: Path, iav, opt, sched) -> dict | None:
     state = read_json(d / "state.json")
     heads, _ = load_tensors(d / "heads.safetensors")
     iav.load_head_state(heads, source=str(d))
-    ot, _ = load_tensors(d / "optimizer.safetensors")
-    params = [p for p in iav.parameters() if p.requires_grad]
-    _load_optim(opt, params, ot)
-    for k, v in state.get("optimizer_info", {}).items():
-        i, name = k.split(".", 1)
-        opt.state[params[int(i[1:])]][name] = v
+    ot, ometa = load_tensors(d / "optimizer.safetensors")
+    if "optimizer" not in ometa:
+        raise ActlabError(f"checkpoint {d} was written by an older actlab (another optimizer-state format); "
+                          f"delete {d} to start the run over")
+    load_optimizer_tensors(opt, ot, ometa["optimizer"])
     sched.load_state_dict(state["scheduler"])
     for group, lr in zip(opt.param_groups, sched.get_last_lr(), strict=True):
         group["lr"] = lr  # the scheduler sets it on step(); restore it for the next step

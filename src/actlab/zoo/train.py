@@ -13,7 +13,14 @@ from pathlib import Path
 
 import torch
 
-from actlab.core.io import atomic_write_json, load_tensors, read_json, save_tensors
+from actlab.core.io import (
+    atomic_write_json,
+    load_optimizer_tensors,
+    load_tensors,
+    optimizer_tensors,
+    read_json,
+    save_tensors,
+)
 from actlab.core.progress import progress
 from actlab.zoo.corpus import batch
 from actlab.zoo.specs import ZooSpec
@@ -55,28 +62,22 @@ def _lr_lambda(spec: ZooSpec) -> Callable[[int], float]:
 
 def _save_ckpt(path: Path, model, opt, step: int, log: list[dict], elapsed: float) -> None:
     tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
-    for i, p in enumerate(p for g in opt.param_groups for p in g["params"]):
-        st = opt.state.get(p, {})
-        for k in ("exp_avg", "exp_avg_sq", "step"):
-            if k in st:
-                tensors[f"opt.{i}.{k}"] = torch.as_tensor(st[k]).reshape(-1) if k == "step" else st[k]
+    ot, ometa = optimizer_tensors(opt)
+    tensors.update(ot)
     # tied embeddings share storage; safetensors refuses shared tensors, so store clones
     tensors = {k: v.detach().clone().contiguous() for k, v in tensors.items()}
-    save_tensors(path / CKPT, tensors)
+    save_tensors(path / CKPT, tensors, {"optimizer": ometa})
     atomic_write_json(path / CKPT_STATE, {"step": step, "log": log, "elapsed_s": elapsed})
 
 
 def _load_ckpt(path: Path, model, opt) -> tuple[int, list[dict], float]:
     state = read_json(path / CKPT_STATE)
-    tensors, _ = load_tensors(path / CKPT)
+    tensors, meta = load_tensors(path / CKPT)
     model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")}, strict=False)
-    for i, p in enumerate(p for g in opt.param_groups for p in g["params"]):
-        if f"opt.{i}.exp_avg" in tensors:
-            opt.state[p] = {
-                "exp_avg": tensors[f"opt.{i}.exp_avg"],
-                "exp_avg_sq": tensors[f"opt.{i}.exp_avg_sq"],
-                "step": tensors[f"opt.{i}.step"].reshape(()),
-            }
+    if meta.get("optimizer"):
+        load_optimizer_tensors(opt, tensors, meta["optimizer"])
+    else:  # a checkpoint from before session 3: AdamW moments with the step as a 1-element tensor
+        load_optimizer_tensors(opt, {k: v.reshape(()) if k.endswith(".step") else v for k, v in tensors.items()})
     return int(state["step"]), list(state["log"]), float(state.get("elapsed_s", 0.0))
 
 
