@@ -103,3 +103,43 @@ def test_cli_missing_config_and_pretrain_without_data(tmp_path, capsys):
     p = _yaml(tmp_path, f"output_dir: {tmp_path / 'r'}\n")
     assert main(["icae", "pretrain", "--config_path", p]) == 2
     assert "prepare-pretrain" in capsys.readouterr().err
+
+
+def test_resume_after_a_kill_ends_as_an_uninterrupted_run(make_icae, tmp_path, monkeypatch):
+    """Checkpoint = weights + AdamW moments + RNG state + step in one file: a run killed in step 3 of 4 and resumed
+    (in a process whose RNG has moved on) ends with exactly the weights of an uninterrupted run."""
+    import torch
+
+    def fresh():
+        torch.manual_seed(0)
+        return make_icae(perturb=False, fixed_mem_size=8, mean_compression_rate=4)
+
+    cfg_a, cfg_b = _cfg(tmp_path / "a"), _cfg(tmp_path / "b")
+    for c in (cfg_a, cfg_b):
+        data.prepare_pretrain(c)
+    a = fresh()
+    trainer.pretrain(cfg_a, a)
+
+    orig, calls = torch.optim.AdamW.step, []
+
+    def killed_in_step_3(self, *args, **kw):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return orig(self, *args, **kw)
+
+    monkeypatch.setattr(torch.optim.AdamW, "step", killed_in_step_3)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.pretrain(cfg_b, fresh())
+    monkeypatch.undo()
+    run = tmp_path / "b" / "run" / "pretrain"
+    assert (run / "checkpoint.safetensors").exists() and not (run / "COMPLETE").exists()
+    b = fresh()
+    torch.manual_seed(123)  # a new process: the dropout RNG is elsewhere until the checkpoint restores it
+    assert trainer.pretrain(cfg_b, b)["step"] == 4
+    assert [r["step"] for r in read_jsonl(run / "metrics.jsonl")] == [2, 4]
+    sa, sb = a.trainable_state(), b.trainable_state()
+    assert sa.keys() == sb.keys()
+    for k in sa:
+        assert torch.equal(sa[k], sb[k]), k
+    assert not torch.equal(sa["memory_token_embed.weight"], fresh().trainable_state()["memory_token_embed.weight"])

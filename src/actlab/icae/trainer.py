@@ -1,8 +1,9 @@
 """ICAE training: pretraining (AE + LM mixed by ``lm_ratio``) and fine-tuning (QA, RepoQA, trajectories).
 
 Only the encoder's LoRA and the memory-token embeddings train; the decoder (the base with the adapter disabled)
-stays frozen. Runs are resumable: ``checkpoint.safetensors`` + ``checkpoint.json`` every ``save_steps``
-(optimizer moments restart on resume), the final weights are ``icae.safetensors`` and ``COMPLETE`` marks the end.
+stays frozen. Runs are resumable: ``checkpoint.safetensors`` every ``save_steps`` (weights, AdamW moments, RNG state
+and step; a resumed run ends as an uninterrupted one would), the final weights are ``icae.safetensors`` and
+``COMPLETE`` marks the end.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pathlib import Path
 import torch
 
 from actlab.core.errors import ActlabError
-from actlab.core.io import RunDir, atomic_write_json, read_json
+from actlab.core.io import RunDir, load_optimizer_tensors, load_tensors, optimizer_tensors, read_json, save_tensors
 from actlab.core.progress import progress
 from actlab.icae.config import ICAEConfig
 from actlab.icae.model import ICAE, Memory, Prefill, SimpleLLM
@@ -53,18 +54,29 @@ def _lr_lambda(cfg: ICAEConfig) -> Callable[[int], float]:
 
 def train_loop(icae: ICAE, cfg: ICAEConfig, run: RunDir, step_loss: Callable[[int, random.Random], dict],
                desc: str) -> dict:
-    """AdamW over the trainable parameters; ``step_loss(step, rng)`` returns ``{"loss": tensor, ...}``."""
-    start = 0
-    ck = Path(run.path) / CKPT
-    if ck.exists() and (Path(run.path) / "checkpoint.json").exists():
-        icae.load(ck)
-        start = int(read_json(Path(run.path) / "checkpoint.json")["step"])
-        run.reset_metrics(keep_until_step=start)
+    """AdamW over the trainable parameters; ``step_loss(step, rng)`` returns ``{"loss": tensor, ...}``.
+
+    Resumes exactly from ``checkpoint.safetensors`` (weights, AdamW moments, torch RNG state and the step in one
+    atomically written file): a killed and resumed run ends with the weights of an uninterrupted one.
+    """
     params = icae.trainable_parameters()
     opt = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg), last_epoch=-1)
-    for _ in range(start):
-        sched.step()
+    start = 0
+    ck = Path(run.path) / CKPT
+    legacy = Path(run.path) / "checkpoint.json"  # before session 3: the step in a side file, no optimizer state
+    if ck.exists():
+        tensors, meta = load_tensors(ck)
+        if "step" in meta or legacy.exists():
+            icae.load(ck)
+            start = int(meta["step"]) if "step" in meta else int(read_json(legacy)["step"])
+            if meta.get("optimizer"):
+                load_optimizer_tensors(opt, tensors, meta["optimizer"])
+            if "rng.torch" in tensors:
+                torch.set_rng_state(tensors["rng.torch"])
+            run.reset_metrics(keep_until_step=start)
+    for g in opt.param_groups:
+        g.setdefault("initial_lr", cfg.learning_rate)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg), last_epoch=start - 1)
     icae.train()
     t0 = time.perf_counter()
     last: dict = {}
@@ -80,10 +92,11 @@ def train_loop(icae: ICAE, cfg: ICAEConfig, run: RunDir, step_loss: Callable[[in
         opt.step()
         sched.step()
         opt.zero_grad(set_to_none=True)
-        for k, v in {"loss": float(loss), **out}.items():
+        loss_v = float(loss.detach()) if torch.is_tensor(loss) else float(loss)
+        for k, v in {"loss": loss_v, **out}.items():
             acc.setdefault(k, []).append(float(v))
         bar.update(1)
-        bar.set_postfix(loss=f"{float(loss):.3f}")
+        bar.set_postfix(loss=f"{loss_v:.3f}")
         if (step + 1) % cfg.logging_steps == 0 or step + 1 == cfg.max_steps:
             last = {"step": step + 1, **{f"train/{k}": sum(v) / len(v) for k, v in acc.items()},
                     "train/grad_norm": float(gn), "train/lr": sched.get_last_lr()[0],
@@ -91,12 +104,14 @@ def train_loop(icae: ICAE, cfg: ICAEConfig, run: RunDir, step_loss: Callable[[in
             run.log(last)
             acc = {}
         if cfg.save_steps and (step + 1) % cfg.save_steps == 0 and step + 1 < cfg.max_steps:
-            icae.save(ck)
-            atomic_write_json(Path(run.path) / "checkpoint.json", {"step": step + 1})
+            ot, ometa = optimizer_tensors(opt)
+            save_tensors(ck, {**icae.trainable_state(), **ot, "rng.torch": torch.get_rng_state()},
+                         {**icae.fingerprint(), "step": str(step + 1), "optimizer": ometa})
+            legacy.unlink(missing_ok=True)
     bar.close()
     icae.eval()
     final = icae.save(Path(run.path))
-    for p in (ck, Path(run.path) / "checkpoint.json"):
+    for p in (ck, legacy):
         if p.exists():
             p.unlink()
     return {"weights": final, **last}
