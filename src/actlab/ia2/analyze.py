@@ -104,8 +104,7 @@ def activation_similarity(cfg: EvalConfig, num_samples: int = 100, num_generated
                           site: str = "attn_output", plots_dir: str = "plots", preloaded: dict | None = None,
                           log=print) -> dict:
     """Per run: overall / per-layer / per-token cosine; returns ``{method: mean overall over runs}``."""
-    from peft import PeftModel
-
+    from actlab.core.adapters import load_adapter
     from actlab.core.models import load
     from actlab.data import build_icl_prompt
     from actlab.ia2.evaluate import draw_demos, eval_examples, find_adapter_dir
@@ -133,7 +132,7 @@ def activation_similarity(cfg: EvalConfig, num_samples: int = 100, num_generated
             teacher_cache[tkey] = _acts(base, tok, [build_icl_prompt(demos, ex) for ex in examples],
                                         num_generated_tokens, site)
         teacher = teacher_cache[tkey]
-        peft_model = PeftModel.from_pretrained(base, str(find_adapter_dir(r["run_dir"])), is_trainable=False).eval()
+        peft_model = load_adapter(base, find_adapter_dir(r["run_dir"])).eval()
         try:
             student = _acts(peft_model, tok, [ex["prompt"] for ex in examples], num_generated_tokens, site)
             sims = [cosine_by_layer_token(t, s) for t, s in zip(teacher, student, strict=True)]

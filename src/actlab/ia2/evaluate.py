@@ -537,10 +537,10 @@ class _Models:
         return self.cache[model_id]
 
     def with_adapter(self, model_id: str, run_dir: str):
-        from peft import PeftModel
+        from actlab.core.adapters import load_adapter
 
         model, tok = self.base(model_id)
-        return PeftModel.from_pretrained(model, str(find_adapter_dir(run_dir)), is_trainable=False).eval(), tok
+        return load_adapter(model, find_adapter_dir(run_dir)).eval(), tok
 
     def release(self, model_id: str, peft_model) -> None:
         from actlab.core.models import peft_type

@@ -197,7 +197,9 @@ class ICAE(nn.Module, _Decoding):
     """
 
     def __init__(self, model, tok, cfg: ICAEConfig):
-        from peft import LoraConfig, get_peft_model
+        from peft import LoraConfig
+
+        from actlab.core.adapters import attach
 
         nn.Module.__init__(self)
         if cfg.use_position_identifiers and getattr(model.config, "_attn_implementation", "") == "flash_attention_2":
@@ -211,7 +213,7 @@ class ICAE(nn.Module, _Decoding):
             p.requires_grad_(False)
         lcfg = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
                           target_modules=cfg.lora_target_modules, task_type="CAUSAL_LM")
-        self.model = get_peft_model(model, lcfg)
+        self.model = attach(model, lcfg)
         g = torch.Generator().manual_seed(cfg.seed)
         init = torch.randn((self.m + len(SPECIALS), emb.shape[1]), generator=g) * emb.float().std().item()
         self.memory_token_embed = nn.Embedding(self.m + len(SPECIALS), emb.shape[1]).to(emb.device, emb.dtype)
