@@ -74,6 +74,8 @@ def train_loop(icae: ICAE, cfg: ICAEConfig, run: RunDir, step_loss: Callable[[in
             if "rng.torch" in tensors:
                 torch.set_rng_state(tensors["rng.torch"])
             run.reset_metrics(keep_until_step=start)
+    if start == 0:
+        torch.manual_seed(cfg.seed)  # LoRA dropout; a resumed run restores the checkpoint's RNG state instead
     for g in opt.param_groups:
         g.setdefault("initial_lr", cfg.learning_rate)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg), last_epoch=start - 1)
