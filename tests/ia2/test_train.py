@@ -280,3 +280,19 @@ def test_qwen3_families(method, data_dir, tmp_path, tok, monkeypatch):
     path, pm, init = _train_checked(method, data_dir, tmp_path, tok, monkeypatch, arch="qwen3")
     trained = adapters.adapter_state(pm)
     assert any(not torch.equal(trained[k], init[k]) for k in init)
+
+
+def test_adapter_init_and_training_follow_the_run_seed(data_dir, tmp_path, tok):
+    """The adapter's random init comes from the run's seed, not from the global RNG (which torch does not seed to a
+    fixed value across processes): two runs with the RNG elsewhere save the same adapter."""
+    from actlab.core.io import load_tensors
+
+    got = []
+    for rng in (1, 2):
+        model = micro_model("llama", tok)
+        torch.manual_seed(rng)
+        out = train(_cfg("act", data_dir, tmp_path / str(rng), max_steps=2), model, tok)
+        got.append(load_tensors(out / "adapter_model.safetensors")[0])
+    assert any("lora_A" in k for k in got[0])
+    for k in got[0]:
+        assert torch.equal(got[0][k], got[1][k]), k

@@ -84,6 +84,11 @@ def make_items(encoded: list[targets.Encoded], tgts: list[dict] | None, cfg: IA2
     return items
 
 
+def _seed(cfg) -> int:
+    """The run's seed: ``--seed``, else its ``run_idx``."""
+    return cfg.run_idx if cfg.seed is None else cfg.seed
+
+
 # ----------------------------------------------------------------------------------------------- checkpoints
 def save_checkpoint(path: Path, model, opt, best_state: dict | None, counters: dict) -> None:
     tensors = {f"adapter.{k}": v for k, v in adapters.adapter_state(model).items()}
@@ -170,6 +175,7 @@ def prepare(cfg: IA2TrainConfig, model=None, tok=None):
                                                T=cfg.num_generated_tokens, site=cfg.act_site, layers=cfg.act_layers,
                                                topk=cfg.kl_topk, batch_size=cfg.target_batch_size)
     if parent is None:
+        torch.manual_seed(_seed(cfg))  # the adapter's random init (torch's own global seed differs per process)
         peft_model = adapters.attach(model, pcfg)
     else:
         peft_model = adapters.load_adapter(model, parent, trainable=True)
@@ -193,7 +199,7 @@ def train(cfg: IA2TrainConfig, model=None, tok=None, return_model: bool = False)
     t_targets = time.perf_counter() - t0
     if cfg.force and path.exists():
         shutil.rmtree(path)
-    seed = cfg.run_idx if cfg.seed is None else cfg.seed
+    seed = _seed(cfg)
     torch.manual_seed(seed)
     rd = RunDir(path, wandb_log=cfg.wandb_log, wandb_project=cfg.wandb_project)
     parent = naming.parent_dir(cfg)
