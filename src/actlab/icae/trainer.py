@@ -287,7 +287,7 @@ def _finetune_trajectories(cfg: ICAEConfig, icae: ICAE, run: RunDir) -> dict:
             pre = Prefill(emb, torch.ones_like(pids), pids, labels.to(emb.device))
             loss = icae.loss(pre)
             loss.backward()  # per turn; the history is detached below (earlier memory gets no more gradient)
-            total += float(loss)
+            total += float(loss.detach())
             n_turns += 1
             hist_e = [h.detach() for h in hist_e] + [icae.token_embeds(torch.tensor(ch["ids"])).detach()]
             hist_p.append(torch.arange(pos + 1, pos + 1 + len(ch["ids"])))
