@@ -75,8 +75,8 @@ def _train_checked(method, data_dir, out, tok, monkeypatch, arch="llama", **kw):
     init = {}
     real_attach = adapters.attach
 
-    def spy(m, c):
-        pm = real_attach(m, c)
+    def spy(m, c, seed=None):
+        pm = real_attach(m, c, seed=seed)
         init.update(adapters.adapter_state(pm))
         return pm
 

@@ -85,13 +85,21 @@ def _quiet_peft():
     return ctx
 
 
-def attach(model: nn.Module, config) -> nn.Module:
-    """Wrap ``model`` with a fresh trainable adapter (base weights frozen)."""
+def attach(model: nn.Module, config, seed: int | None = None) -> nn.Module:
+    """Wrap ``model`` with a fresh trainable adapter (base weights frozen).
+
+    ``seed``: draw the adapter's random init from this seed, leaving the global RNG as it was (torch does not seed
+    its global RNG to a fixed value across processes, so an unseeded init differs from run to run).
+    """
     from peft import get_peft_model
 
     ctx = _quiet_peft()
     try:
-        return get_peft_model(model, config)
+        if seed is None:
+            return get_peft_model(model, config)
+        with torch.random.fork_rng(devices=list(range(torch.cuda.device_count()))):
+            torch.manual_seed(seed)
+            return get_peft_model(model, config)
     finally:
         ctx.__exit__(None, None, None)
 

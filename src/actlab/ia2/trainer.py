@@ -175,8 +175,7 @@ def prepare(cfg: IA2TrainConfig, model=None, tok=None):
                                                T=cfg.num_generated_tokens, site=cfg.act_site, layers=cfg.act_layers,
                                                topk=cfg.kl_topk, batch_size=cfg.target_batch_size)
     if parent is None:
-        torch.manual_seed(_seed(cfg))  # the adapter's random init (torch's own global seed differs per process)
-        peft_model = adapters.attach(model, pcfg)
+        peft_model = adapters.attach(model, pcfg, seed=_seed(cfg))
     else:
         peft_model = adapters.load_adapter(model, parent, trainable=True)
     assert prompt_offset(peft_model) == (cfg.num_virtual_tokens if cfg.family == "prompt" else 0)

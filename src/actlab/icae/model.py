@@ -213,9 +213,7 @@ class ICAE(nn.Module, _Decoding):
             p.requires_grad_(False)
         lcfg = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
                           target_modules=cfg.lora_target_modules, task_type="CAUSAL_LM")
-        with torch.random.fork_rng(devices=[]):  # LoRA init from cfg.seed, whatever the global RNG holds
-            torch.manual_seed(cfg.seed)
-            self.model = attach(model, lcfg)
+        self.model = attach(model, lcfg, seed=cfg.seed)
         g = torch.Generator().manual_seed(cfg.seed)
         init = torch.randn((self.m + len(SPECIALS), emb.shape[1]), generator=g) * emb.float().std().item()
         self.memory_token_embed = nn.Embedding(self.m + len(SPECIALS), emb.shape[1]).to(emb.device, emb.dtype)
