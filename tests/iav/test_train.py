@@ -199,19 +199,24 @@ def test_packed_loss_equals_reference_implementation(tmp_path, micro_dir, micro_
         assert batch_loss(iav, data, idx, cfg, **kw)[0].item() == pytest.approx(slow.item(), rel=1e-5)
 
 
-def test_packed_loss_frozen_base_head(micro_dir):
-    """With the base head frozen only the alignment head gets a gradient, equal to the simple path's."""
+def _frozen_base_setup(micro_dir):
+    """An IAV model with the base head frozen and a random alignment head, 8 syn_hh pairs, the first 4 as a batch."""
     from actlab.core.models import load
     from actlab.iav.data import load_rows, tokenize
     from actlab.iav.model import IAVModel
-    from actlab.iav.trainer import batch_loss
 
     lm, tok = load(micro_dir)
-    data = tokenize(load_rows("syn_hh", "train", 8), tok, 48, 24)
-    idx = torch.arange(4)
     iav = IAVModel(lm, freeze_base_head=True)
     with torch.no_grad():
         iav.align_head.weight.normal_(0, 0.1)
+    return iav, tokenize(load_rows("syn_hh", "train", 8), tok, 48, 24), torch.arange(4)
+
+
+def test_packed_loss_frozen_base_head(micro_dir):
+    """With the base head frozen only the alignment head gets a gradient, equal to the simple path's."""
+    from actlab.iav.trainer import batch_loss
+
+    iav, data, idx = _frozen_base_setup(micro_dir)
     cfg = LossConfig(lambda_kl=0.5, lambda_l2=0.1)
     fast, _ = batch_loss(iav, data, idx, cfg)
     fast.backward()
@@ -226,16 +231,10 @@ def test_frozen_base_head_shares_the_reference_logits(micro_dir, monkeypatch):
     """With ``W_b`` frozen at ``W_ref`` the packed loss takes ``z_base = z_ref`` and skips the (zero) KL: the same
     loss, metrics and alignment gradient as computing both; an edited or lower-precision base head is not shared."""
     from actlab.core.models import load
-    from actlab.iav.data import load_rows, tokenize
     from actlab.iav.model import IAVModel
     from actlab.iav.trainer import batch_loss
 
-    lm, tok = load(micro_dir)
-    data = tokenize(load_rows("syn_hh", "train", 8), tok, 48, 24)
-    idx = torch.arange(4)
-    iav = IAVModel(lm, freeze_base_head=True)
-    with torch.no_grad():
-        iav.align_head.weight.normal_(0, 0.1)
+    iav, data, idx = _frozen_base_setup(micro_dir)
     assert iav.base_is_ref()
     cfg = LossConfig(lambda_kl=0.5, lambda_l2=0.1, train_alpha=1.5)
     calls = []

@@ -215,7 +215,7 @@ def corrected_loss_packed(p: Packed, model, cfg: LossConfig):
     *is* ``z_ref``: one matmul fewer, and the KL term (exactly 0) is not computed.
     """
     n_pairs, dev = p.n_pairs, p.h.device
-    share = p.shared_ref and p.h_ref is p.h and hasattr(model, "base_is_ref") and model.base_is_ref()
+    share = p.shared_ref and model.base_is_ref()
     z_ref = None
     with torch.no_grad():
         if p.ref_head is not None:
