@@ -94,7 +94,7 @@ def train_loop(icae: ICAE, cfg: ICAEConfig, run: RunDir, step_loss: Callable[[in
         opt.step()
         sched.step()
         opt.zero_grad(set_to_none=True)
-        loss_v = float(loss.detach()) if torch.is_tensor(loss) else float(loss)
+        loss_v = float(loss.detach())
         for k, v in {"loss": loss_v, **out}.items():
             acc.setdefault(k, []).append(float(v))
         bar.update(1)
