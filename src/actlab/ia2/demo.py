@@ -31,7 +31,7 @@ class DemoConfig:
     lr / ce_loss_weight / num_epochs / patience: training settings for every method (one lr, no sweep).
     """
 
-    work_dir: str = "."
+    work_dir: str = "ia2_demo"
     model_id: str = "tiny"
     dataset: str = "syn_sst2_remap"
     N: int = 8
