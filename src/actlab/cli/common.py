@@ -27,6 +27,7 @@ class Verb:
     verbs: list[Verb] = field(default_factory=list)  # sub-verbs (``ia2 analyze <analysis>``)
     config_path: bool = True  # accept --config_path
     meta: dict = field(default_factory=dict)  # extra field metadata (help, aliases) for configs defined elsewhere
+    check: Callable | str | None = None  # check(cfg) before run: input checks for configs defined elsewhere
 
     def config_class(self) -> type:
         mod, _, name = self.config.partition(":")
@@ -74,6 +75,8 @@ def _handler(verb: Verb, s) -> Callable:
         from actlab.core.config import config_from_namespace
 
         cfg = config_from_namespace(s, args)
+        if verb.check is not None:
+            _resolve(verb.check)(cfg)
         return int(_resolve(verb.run)(cfg) or 0)
 
     func.verb = verb  # type: ignore[attr-defined]

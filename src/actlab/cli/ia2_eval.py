@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from actlab.cli.common import Verb
 from actlab.cli.common import add_verbs as _add_verbs
+from actlab.core.errors import ActlabError
 
 #: help for EvalConfig's fields (the dataclass lives in actlab.ia2.evaluate)
 EVAL_META = {
@@ -25,6 +26,51 @@ EVAL_META = {
                          "help": "share the demos' KV cache (same results, faster)"},
     "force": {"help": "recompute existing results"},
 }
+
+
+def _check_evaluate(cfg) -> None:
+    from actlab.core.config import check_device, check_dtype, check_model, check_out_dir, check_positive
+
+    check_model("model_id", cfg.model_id)
+    check_out_dir("outputs_dir", cfg.outputs_dir)
+    check_out_dir("data_dir", cfg.data_dir)
+    check_positive("num_generated_tokens_eval", cfg.num_generated_tokens_eval, integer=True)
+    check_positive("top_k", cfg.top_k, integer=True)
+    for lr in cfg.lrs or []:
+        check_positive("lrs", lr)
+    check_device("device", cfg.device)
+    check_dtype("dtype", cfg.dtype)
+
+
+def _check_runs(cfg) -> None:
+    from actlab.core.config import check_out_dir
+
+    _check_evaluate(cfg.runs)
+    check_out_dir("plots_dir", cfg.plots_dir)
+
+
+def _check_plots(cfg) -> None:
+    from actlab.core.config import check_out_dir
+
+    check_out_dir("plots_dir", cfg.plots_dir)
+    check_out_dir("outputs_dir", cfg.outputs_dir)
+
+
+def _check_demo(cfg) -> None:
+    from actlab.core.config import check_out_dir, check_positive, check_range
+    from actlab.data.registry import get_dataset
+    from actlab.ia2.config import LABEL_TYPES
+
+    check_out_dir("work_dir", cfg.work_dir)
+    for name in ("N", "num_runs", "num_train_samples", "num_eval_examples", "lora_r", "num_epochs", "patience",
+                 "asim_samples"):
+        check_positive(name, getattr(cfg, name), integer=True)
+    check_positive("icl_max_demos", cfg.icl_max_demos, integer=True, allow_zero=True)
+    check_positive("lr", cfg.lr)
+    check_range("ce_loss_weight", cfg.ce_loss_weight, 0.0, 1.0, hi_open=False)
+    if cfg.label_type not in LABEL_TYPES:
+        raise ActlabError(f"--label_type {cfg.label_type!r} is not valid; valid: {', '.join(LABEL_TYPES)}")
+    get_dataset(cfg.dataset)
 
 
 def _evaluate(cfg) -> int:
@@ -74,23 +120,24 @@ def _demo(cfg) -> int:
 EVAL_VERBS = [
     Verb("evaluate", "evaluate base (with/without ICL) and trained adapters; skips existing results",
          "actlab.ia2.evaluate:EvalConfig", _evaluate, api="actlab.ia2.evaluate:evaluate", meta=EVAL_META,
+         check=_check_evaluate,
          description="The seed's evaluate_batch_optimized.py: finds trained runs by filters, scores them without "
                      "demos (and with, on --eval_with_icl), and the base model with and without ICL demos drawn "
                      "from each run's remaining pool."),
     Verb("plot", "plots + report.html for one experiment (the seed's plot_unified.py)",
-         "actlab.ia2.verbs:PlotConfig", _plot, api="actlab.ia2.verbs:plot"),
+         "actlab.ia2.verbs:PlotConfig", _plot, api="actlab.ia2.verbs:plot", check=_check_plots),
     Verb("plot-all", "plots + report.html for every experiment with results", "actlab.ia2.verbs:PlotAllConfig",
-         _plot_all, api="actlab.ia2.verbs:plot_all"),
+         _plot_all, api="actlab.ia2.verbs:plot_all", check=_check_plots),
     Verb("analyze", "activation-similarity | subspace-overlap", verbs=[
         Verb("activation-similarity", "cosine between base-with-ICL and trained-without-ICL attention outputs",
              "actlab.ia2.verbs:ActivationSimilarityConfig", _asim, api="actlab.ia2.verbs:activation_similarity",
-             meta=EVAL_META),
+             meta=EVAL_META, check=_check_runs),
         Verb("subspace-overlap", "overlap of LoRA update subspaces between methods",
              "actlab.ia2.verbs:SubspaceOverlapConfig", _overlap, api="actlab.ia2.verbs:subspace_overlap",
-             meta=EVAL_META),
+             meta=EVAL_META, check=_check_runs),
     ]),
     Verb("demo", "the whole IA2 pipeline on the embedded tiny model (resumable)", "actlab.ia2.demo:DemoConfig",
-         _demo, api="actlab.ia2.demo:run_demo",
+         _demo, api="actlab.ia2.demo:run_demo", check=_check_demo,
          meta={"work_dir": {"help": "where data/, outputs/ and plots/ go"}, "methods": {"cli": False},
                "quick": {"help": "smaller everything (smoke test)"}}),
 ]

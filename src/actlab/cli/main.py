@@ -37,8 +37,10 @@ __all__ = ["FAMILIES", "OneLineParser", "main", "make_parser"]
 
 def _path(argv: list[str]) -> list[str]:
     """The leading non-flag tokens: ``ia2 analyze subspace-overlap --x`` → ``[ia2, analyze, subspace-overlap]``."""
-    out = []
-    for a in argv:
+    out, i = [], 0
+    while i < len(argv) and not out and argv[i].startswith("--log_level"):  # the one top-level option with a value
+        i += 1 if "=" in argv[i] else 2
+    for a in argv[i:]:
         if a.startswith("-"):
             break
         out.append(a)
@@ -109,6 +111,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         sys.stderr.write("actlab: interrupted\n")
         return 130
+    except BrokenPipeError:  # `actlab ... | head`
+        return 141
     except Exception as e:  # noqa: BLE001 - the one place that turns a crash into one line
         if os.environ.get("ACTLAB_DEBUG", "") not in ("", "0"):
             traceback.print_exc()

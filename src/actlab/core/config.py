@@ -38,7 +38,14 @@ _OWN_META = ("cli", "positional", "sep", "no_aliases", "file_key", "argtype")
 
 
 class OneLineParser(argparse.ArgumentParser):
-    """argparse, but an error is one line (``actlab ia2 train: error: ...``) and exit code 2."""
+    """argparse, but an error is one line (``actlab ia2 train: error: ...``) and exit code 2, and ``-1e-3`` is a
+    negative number (argparse alone reads it as an option)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        import re
+
+        self._negative_number_matcher = re.compile(r"^-(?:\d+|\d*\.\d+)(?:[eE][-+]?\d+)?$|^-(?:inf|nan)$")
 
     def error(self, message: str):  # type: ignore[override]
         sys.stderr.write(f"{self.prog}: error: {' '.join(message.split())}\n")
@@ -564,3 +571,78 @@ def check_safetensors(option: str, path: str | Path) -> list[str]:
         raise ActlabError(f"{opt} {p} is not a readable safetensors file (truncated or corrupt: "
                           f"{' '.join(str(e).split())[:120]})") from None
     return [k for k in header if k != "__metadata__"]
+
+
+def check_records(option: str, path: str | Path, required: tuple[str, ...] = ()) -> int:
+    """A JSON (list of objects, or ``{split: [...]}``) or JSONL input file, read strictly: UTF-8, every line a JSON
+    object (a truncated last line is an error, not a skipped row), ``required`` keys in every record. Returns the
+    number of records."""
+    import json
+
+    p = Path(path)
+    opt = f"--{option.lstrip('-')}"
+    if not p.exists():
+        raise ActlabError(f"{opt} {p} does not exist")
+    if not p.is_file():
+        return -1  # a directory (e.g. datasets.save_to_disk): checked by its reader
+    raw = p.read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ActlabError(f"{opt} {p}: not UTF-8 text (byte {raw[e.start]:#04x} at offset {e.start})") from None
+    records: list = []
+    if p.suffix.lower() == ".jsonl":
+        for i, line in enumerate(text.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise ActlabError(f"{opt} {p}: line {i} is not valid JSON ({e.msg}; a truncated file?)") from None
+            if not isinstance(rec, dict):
+                raise ActlabError(f"{opt} {p}: line {i} is a {type(rec).__name__}, expected a JSON object")
+            records.append(rec)
+    elif p.suffix.lower() == ".json":
+        try:
+            doc = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ActlabError(f"{opt} {p}: not valid JSON ({e.msg} at line {e.lineno} column {e.colno})") from None
+        if isinstance(doc, dict) and all(isinstance(v, list) for v in doc.values()) and doc:
+            records = [r for v in doc.values() for r in v]
+        elif isinstance(doc, list):
+            records = doc
+        else:
+            raise ActlabError(f"{opt} {p}: expected a list of records (or {{split: [records]}}), got "
+                              f"{type(doc).__name__}")
+        bad = next((i for i, r in enumerate(records) if not isinstance(r, dict)), None)
+        if bad is not None:
+            raise ActlabError(f"{opt} {p}: record {bad} is a {type(records[bad]).__name__}, expected an object")
+    else:
+        return -1  # parquet / csv: read by datasets
+    if not records:
+        raise ActlabError(f"{opt} {p} has no records")
+    for i, r in enumerate(records):
+        missing = [k for k in required if k not in r]
+        if missing:
+            raise ActlabError(f"{opt} {p}: record {i} lacks {', '.join(missing)} (has: {', '.join(sorted(r))}); "
+                              f"needed: {', '.join(required)}")
+    return len(records)
+
+
+def check_model(option: str, name: str | None) -> None:
+    """A model given as a local directory: it must hold config.json and readable safetensors weights (a zoo name
+    or a hub id is left to the loader)."""
+    if name is None:
+        return
+    p = Path(str(name)).expanduser()
+    if not p.exists():
+        if str(name).startswith((".", "/", "~")):
+            raise ActlabError(f"--{option} {name}: no such directory")
+        return
+    if not p.is_dir():
+        raise ActlabError(f"--{option} {p} is a file; give a model directory (save_pretrained), a zoo name or a "
+                          f"hub id")
+    if not (p / "config.json").is_file():
+        raise ActlabError(f"--{option} {p} has no config.json: not a model directory (save_pretrained)")
+    for f in sorted(p.glob("*.safetensors")):
+        check_safetensors(option, f)

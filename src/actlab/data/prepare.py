@@ -267,6 +267,9 @@ class DataListConfig:
 
     data_dir: str = field(default="data", metadata={"help": "where prepared datasets live"})
 
+    def __post_init__(self) -> None:
+        check_out_dir("--data_dir", self.data_dir)
+
 
 def list_rows(cfg: DataListConfig | None = None) -> list[tuple[str, ...]]:
     """Rows ``(name, source, task, labels, prepared)`` of every registered dataset."""

@@ -212,6 +212,15 @@ class IA2TrainConfig:
             raise unknown_choice("act_site", self.act_site, ("attn_output", "block_output", "mlp_output"),
                                  hint="or a module path such as model.layers.{layer}.mlp.down_proj")
 
+    def check_inputs(self) -> None:
+        """The directories the run reads and writes, before anything is written."""
+        from actlab.core.config import check_model, check_out_dir
+
+        check_model("model_id", self.model_id)
+        check_out_dir("output_dir", self.output_dir)
+        check_out_dir("data_dir", self.data_dir)
+        check_out_dir("cache_dir", self.cache_dir)
+
     def check_given(self, given) -> None:
         """Options set by the user (CLI flags, file values that differ from the default) that the method ignores."""
         applies = {"lora": ("lora_type", "lora_r", "lora_alpha", "lora_dropout"), "ia3": ("ia3_type",),

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from actlab.core.config import check_device, check_positive
 from actlab.core.errors import ActlabError, unknown_choice
@@ -101,6 +102,15 @@ class CacheConfig:
             raise ActlabError(f"max_prompt_length ({self.max_prompt_length}) must be < seq_length ({self.seq_length})")
         check_device("device", self.device)
 
+    def check_inputs(self) -> None:
+        from actlab.core.config import check_model, check_out_dir
+
+        check_model("ref_model", self.ref_model)
+        check_dataset("dataset", self.dataset)
+        if Path(self.cache_file).is_dir():
+            raise ActlabError(f"--cache_file {self.cache_file} is a directory, expected a .safetensors file path")
+        check_out_dir("cache_file", str(Path(self.cache_file).parent))
+
 
 @dataclass
 class TrainConfig:
@@ -157,6 +167,27 @@ class TrainConfig:
             raise ActlabError(f"max_prompt_length ({self.max_prompt_length}) must be < seq_length ({self.seq_length})")
         check_device("device", self.device)
 
+    def check_inputs(self) -> None:
+        from actlab.core.config import check_model, check_out_dir, check_safetensors
+
+        check_model("model_name_or_path", self.model_name_or_path)
+        check_model("ref_model", self.ref_model)
+        check_dataset("dataset", self.dataset)
+        check_out_dir("output_dir", self.output_dir)
+        if self.cache_file is not None:
+            check_safetensors("cache_file", self.cache_file)
+
+
+def check_dataset(option: str, dataset: str) -> None:
+    """A local preference file (JSON/JSONL) is read strictly here: UTF-8, whole lines, chosen/rejected columns."""
+    from actlab.core.config import check_records
+
+    p = Path(dataset).expanduser()
+    if p.suffix.lower() in (".json", ".jsonl", ".parquet", ".csv") or p.exists():
+        from actlab.iav.data import REQUIRED
+
+        check_records(option, p, REQUIRED)
+
 
 @dataclass
 class GenerateConfig:
@@ -192,11 +223,21 @@ class IAVGenerateConfig:
 
     def __post_init__(self) -> None:
         self.alpha = [check_alpha(a, "--alpha") for a in self.alpha]
+        if not self.alpha:
+            raise ActlabError("--alpha needs at least one value")
         if not self.prompt and not self.prompts_file:
             raise ActlabError("give --prompt TEXT... or --prompts_file FILE")
+
+    def check_inputs(self) -> None:
+        from actlab.core.config import check_out_dir, check_records
+
         check_existing("--heads", self.heads)
         if self.prompts_file:
-            check_existing("--prompts_file", self.prompts_file, kind="file")
+            check_records("prompts_file", self.prompts_file)
+        if self.output_file:
+            if Path(self.output_file).is_dir():
+                raise ActlabError(f"--output_file {self.output_file} is a directory, expected a file path")
+            check_out_dir("output_file", str(Path(self.output_file).parent))
 
 
 @dataclass
@@ -227,8 +268,6 @@ def demo(cfg: IAVDemoConfig) -> dict:
 
 def check_existing(option: str, path: str, kind: str = "any") -> None:
     """A path option that must exist (``kind``: ``file``, ``dir`` or ``any``); one line if not."""
-    from pathlib import Path
-
     p = Path(path)
     if not p.exists():
         raise ActlabError(f"{option} {p} does not exist")

@@ -135,8 +135,9 @@ class ICAEConfig:
 
     def check_inputs(self) -> None:
         """The files and directories the verb reads or writes, checked before anything is written."""
-        from actlab.core.config import check_out_dir, check_safetensors
+        from actlab.core.config import check_model, check_out_dir, check_safetensors
 
+        check_model("model_name", self.model_name)
         check_out_dir("output_dir", self.output_dir)
         if self.data_dir is not None:
             check_out_dir("data_dir", self.data_dir)

@@ -8,7 +8,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from actlab.core.config import check_device, check_dtype, check_out_dir, check_positive, check_range
+from actlab.core.config import check_device, check_dtype, check_model, check_out_dir, check_positive, check_range
 from actlab.core.errors import ActlabError, check_choice
 
 _POOLINGS = ("last", "mean", "tokens")  # the argparse choices; xmodel.extract.POOLINGS is checked too
@@ -118,6 +118,10 @@ class XModelConfig:
         check_device("device", self.device)
         check_dtype("dtype", self.dtype)
 
+    def check_inputs(self) -> None:
+        check_model("model_a", self.model_a)
+        check_model("model_b", self.model_b)
+
 
 @dataclass
 class ExtractConfig:
@@ -143,6 +147,10 @@ class ExtractConfig:
             check_positive(n, getattr(self, n), integer=True)
         check_texts(self.texts)
         check_out_dir("--out", self.out)
+
+    def check_inputs(self) -> None:
+        check_model("model_a", self.model_a)
+        check_model("model_b", self.model_b)
 
 
 @dataclass
@@ -224,6 +232,10 @@ class CommunicateConfig:
                                   f"`actlab xmodel align` or run-all (maps/<method>)")
         check_out_dir("--out", self.out)
 
+    def check_inputs(self) -> None:
+        check_model("model_a", self.model_a)
+        check_model("model_b", self.model_b)
+
 
 @dataclass
 class RunAllConfig:
@@ -234,6 +246,9 @@ class RunAllConfig:
 
     def __post_init__(self) -> None:
         check_out_dir("--out", self.out)
+
+    def check_inputs(self) -> None:
+        self.xmodel.check_inputs()
 
 
 def _demo_defaults() -> XModelConfig:
@@ -251,3 +266,6 @@ class XModelDemoConfig:
 
     def __post_init__(self) -> None:
         check_out_dir("--out", self.out)
+
+    def check_inputs(self) -> None:
+        self.xmodel.check_inputs()
