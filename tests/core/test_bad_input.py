@@ -67,7 +67,7 @@ SPECIFIC = [
     # zoo
     ("zoo build", ["--seed", "-1"], ["--seed", "-1"]),
     ("zoo build", ["--seed", "abc"], ["--seed", "'abc'"]),
-    ("zoo build", ["--force", "maybe"], ["--force", "maybe"]),
+    ("zoo build", ["--force", "maybe"], ["unrecognized arguments: maybe"]),
     ("zoo build", ["--config_path", "{fx}/seed_str.yaml"], ["seed", "'seven'"]),
     ("zoo list", ["extra"], ["extra"]),
     # data

@@ -13,7 +13,7 @@ from actlab.core.errors import ActlabError
 EVAL_META = {
     "model_types": {"help": "base and/or trained methods (tok act tna a2t t2a, ia3-tok, prompt-act, ...)"},
     "trained_datasets": {"help": "datasets the adapters were trained on (default: every one found)"},
-    "eval_datasets": {"help": "default: the trained dataset"},
+    "eval_datasets": {"aliases": ["--eval_dataset_name"], "help": "default: the trained dataset"},
     "icl_source_datasets": {"help": "default: the trained dataset (differs from eval = OOD)"},
     "icl_max_demos": {"help": "at most this many demos (min(icl_max_demos, N - 1))"},
     "lora_types": {"help": "filter on the LoRA type"},

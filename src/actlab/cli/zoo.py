@@ -22,7 +22,8 @@ class ZooBuildConfig:
 
     name: str = field(metadata={"positional": True, "metavar": "NAME",
                                 "help": "zoo model name (see `actlab zoo list`)"})
-    force: bool = field(default=False, metadata={"help": "rebuild even if a (possibly corrupt) build exists"})
+    force: bool = field(default=False, metadata={"help": "rebuild even if a (possibly corrupt) build exists",
+                                                 "flag": True})
     seed: int | None = field(default=None, metadata={"help": "training seed (default: the entry's own seed)",
                                                      "argtype": nonneg_int})
 

@@ -34,7 +34,7 @@ from typing import Any
 
 from actlab.core.errors import ActlabError
 
-_OWN_META = ("cli", "positional", "sep", "no_aliases", "file_key", "argtype")
+_OWN_META = ("cli", "positional", "sep", "no_aliases", "file_key", "argtype", "flag")
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -177,6 +177,10 @@ class Schema:
                 parser.add_argument(leaf.name, type=base if base in (int, float) else str,
                                     nargs=None if leaf.required else "?", default=argparse.SUPPRESS, **kw)
                 continue
+            if own.get("flag"):  # a plain store_true switch (no optional value that could eat a positional)
+                parser.add_argument(f"--{leaf.name}", *meta.get("aliases", []), action="store_true",
+                                    default=argparse.SUPPRESS, help=meta["help"])
+                continue
             f2 = copy.copy(leaf.field)
             f2.metadata = types.MappingProxyType(meta)
             f2.type = leaf.type
@@ -281,6 +285,9 @@ class Schema:
                     raise ActlabError(f"{source}: {key}: expected {_type_name(leaf.type)}, got a list {v!r}")
                 if base is bool and not isinstance(v, bool):
                     raise ActlabError(f"{source}: {key}: expected true or false, got {v!r}")
+                if base is bool and {**leaf.field.metadata, **self.meta.get(key, {})}.get("flag"):
+                    out[key] = v
+                    continue
                 if base in (int, float) and isinstance(v, (bool, str)):
                     raise ActlabError(f"{source}: {key}: expected {_type_name(base)}, got {v!r}"
                                       + (" (a string)" if isinstance(v, str) else ""))
