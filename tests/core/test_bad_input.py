@@ -85,6 +85,9 @@ SPECIFIC = [
     ("data make-train", ["--max_icl_demos", "-1"], ["--max_icl_demos", "-1"]),
     ("data make-train", ["--datasets", "agnews", "--data_dir", "d"], ["agnews", "actlab data prepare"]),
     ("data make-train", ["--data_dir", "{fx}/a_file"], ["--data_dir", "a_file"]),
+    ("data make-train", ["--data_dir", "{fx}/data_latin1"], ["main.json", "not UTF-8"]),
+    ("data make-train", ["--data_dir", "{fx}/data_schema"], ["main.json", "expected a JSON object", "list"]),
+    ("data make-train", ["--data_dir", "{fx}/data_trunc"], ["main.json", "not valid JSON", "truncated"]),
     # ia2 train
     ("ia2 train", ["--training_method", "actt"], ["'actt'", "did you mean 'act'"]),
     ("ia2 train", ["--training_method", "tok"], ["--training_method tok", "--label_type"]),
@@ -114,6 +117,10 @@ SPECIFIC = [
     ("ia2 train", ["--training_method", "ia3-act", "--num_virtual_tokens", "5"], ["--num_virtual_tokens 5"]),
     ("ia2 train", ["--training_method", "act", "--ce_loss_weight", "0.5"], ["--ce_loss_weight", "tna"]),
     ("ia2 train", ["--output_dir", "{fx}/a_file"], ["--output_dir", "a_file", "is a file"]),
+    ("ia2 train", ["--dataset", "syn_sst2", "--data_dir", "{fx}/data_latin1"], ["main.json", "not UTF-8"]),
+    ("ia2 train", ["--dataset", "syn_sst2", "--data_dir", "{fx}/data_keys"], ["main.json", "lacks val_examples"]),
+    ("ia2 train", ["--dataset", "syn_sst2", "--data_dir", "{fx}/data_run", "--num_train_examples", "4"],
+     ["4_0.json", "not valid JSON"]),
     ("ia2 train", ["--model_id", "{fx}/corrupt_model"], ["corrupt_model", "model.safetensors", "not a readable"]),
     ("ia2 train", ["--model_id", "{fx}/a_dir"], ["--model_id", "a_dir", "config.json"]),
     ("ia2 train", ["--model_id", "{fx}/a_file"], ["--model_id", "a_file", "is a file"]),
@@ -348,6 +355,13 @@ def fx(tmp_path_factory) -> Path:
         (d / name).mkdir()
         (d / name / "config.json").write_text("{}")
         (d / name / "model.safetensors").write_bytes(weights)
+    pools = {"data_latin1": "caf\xe9".encode("latin-1"), "data_schema": b"[1, 2]", "data_trunc": b'{"train_exa',
+             "data_keys": b'{"train_examples": []}', "data_run": b'{"train_examples": [], "val_examples": []}'}
+    for name, text in pools.items():
+        (d / name / "syn_sst2").mkdir(parents=True)
+        (d / name / "syn_sst2" / "main.json").write_bytes(text)
+    (d / "data_run" / "syn_sst2" / "train").mkdir()
+    (d / "data_run" / "syn_sst2" / "train" / "4_0.json").write_text('{"train": {"examples": [')
     (d / "ia2_adapter").mkdir()
     (d / "ia2_adapter" / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA"}))
     save_file({"base_model.model.layers.0.q_proj.lora_A.weight": torch.zeros(2, 8)},

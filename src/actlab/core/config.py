@@ -653,3 +653,29 @@ def check_model(option: str, name: str | None) -> None:
         raise ActlabError(f"--{option} {p} has no config.json: not a model directory (save_pretrained)")
     for f in sorted(p.glob("*.safetensors")):
         check_safetensors(option, f)
+
+
+def check_json_doc(what: str, path: str | Path, keys: tuple[str, ...] = ()) -> None:
+    """An existing JSON input document (a prepared pool, a run file): a UTF-8 file holding a JSON object with
+    ``keys``. A missing file is left to the reader (it says how to make it)."""
+    import json
+
+    p = Path(path)
+    if not p.exists():
+        return
+    if not p.is_file():
+        raise ActlabError(f"{what} {p} is a directory, expected a JSON file")
+    raw = p.read_bytes()
+    try:
+        doc = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as e:
+        raise ActlabError(f"{what} {p}: not UTF-8 text (byte {raw[e.start]:#04x} at offset {e.start})") from None
+    except json.JSONDecodeError as e:
+        raise ActlabError(f"{what} {p}: not valid JSON ({e.msg} at line {e.lineno}; a truncated file?); delete it "
+                          f"and recreate it") from None
+    if not isinstance(doc, dict):
+        raise ActlabError(f"{what} {p}: expected a JSON object with {', '.join(keys)}, got {type(doc).__name__}")
+    missing = [k for k in keys if k not in doc]
+    if missing:
+        raise ActlabError(f"{what} {p} lacks {', '.join(missing)} (has: {', '.join(sorted(doc))}); not a file "
+                          f"written by actlab? recreate it")

@@ -195,6 +195,14 @@ class MakeTrainConfig:
         for name in self.datasets:
             get_dataset(name)  # unknown name -> one line before any work
 
+    def check_inputs(self) -> None:
+        from actlab.core.config import check_json_doc
+        from actlab.data.prepare import pool_path
+
+        for name in self.datasets:
+            check_json_doc(f"dataset {name!r} pool", pool_path(name, self.data_dir), ("train_examples",
+                                                                                     "val_examples"))
+
 
 def run_make_train(cfg: MakeTrainConfig) -> list[Path]:
     """:func:`make_train` with a :class:`MakeTrainConfig`; returns the run files' paths."""

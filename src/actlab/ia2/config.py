@@ -220,6 +220,14 @@ class IA2TrainConfig:
         check_out_dir("output_dir", self.output_dir)
         check_out_dir("data_dir", self.data_dir)
         check_out_dir("cache_dir", self.cache_dir)
+        from actlab.core.config import check_json_doc
+        from actlab.data.make_train import train_path
+        from actlab.data.prepare import pool_path
+
+        check_json_doc(f"dataset {self.dataset!r} pool", pool_path(self.dataset, self.data_dir),
+                       ("train_examples", "val_examples"))
+        check_json_doc("run file", train_path(self.dataset, self.num_train_examples, self.run_idx, self.data_dir),
+                       ("train", "dev"))
 
     def check_given(self, given) -> None:
         """Options set by the user (CLI flags, file values that differ from the default) that the method ignores."""

@@ -130,15 +130,15 @@ class ExtractConfig:
     model_a: str = field(metadata={"help": "model A: zoo name, local dir or hub id"})
     model_b: str = field(metadata={"help": "model B"})
     out: str = field(metadata={"help": "output directory"})
-    texts: str = field(default="syn_passages", metadata={"help": "syn_passages or a .txt file, one text per line"})
-    n_texts: int = field(default=512, metadata={"help": "texts"})
-    pooling: str = field(default="last", metadata={"choices": _POOLINGS, "help": "activation pooling"})
+    texts: str = field(default=XModelConfig.texts, metadata={"help": "syn_passages or a .txt file, one text per line"})
+    n_texts: int = field(default=XModelConfig.n_texts, metadata={"help": "texts"})
+    pooling: str = field(default=XModelConfig.pooling, metadata={"choices": _POOLINGS, "help": "activation pooling"})
     layers_a: list[int] | None = field(default=None, metadata={"sep": ",", "help": "A's layers (default all)"})
     layers_b: list[int] | None = field(default=None, metadata={"sep": ",", "help": "B's layers (default all)"})
-    heldout: float = field(default=0.2, metadata={"help": "held-out share, in [0, 1)"})
-    shard_size: int = field(default=256, metadata={"help": "texts per shard"})
-    batch_size: int = field(default=16, metadata={"help": "texts per forward"})
-    seed: int = field(default=0, metadata={"help": "seed (text order, held-out split)"})
+    heldout: float = field(default=XModelConfig.heldout, metadata={"help": "held-out share, in [0, 1)"})
+    shard_size: int = field(default=XModelConfig.shard_size, metadata={"help": "texts per shard"})
+    batch_size: int = field(default=XModelConfig.batch_size, metadata={"help": "texts per forward"})
+    seed: int = field(default=XModelConfig.seed, metadata={"help": "seed (text order, held-out split)"})
 
     def __post_init__(self) -> None:
         check_pair(self.model_a, self.model_b)
@@ -165,13 +165,14 @@ class AlignConfig:
         "choices": ["identity", "procrustes", "ridge", "learned", "linear", "affine", "lora"], "help": "the map"})
     no_scale: bool = field(default=False, metadata={"help": "procrustes without isotropic scale"})
     no_translate: bool = field(default=False, metadata={"help": "procrustes without translation"})
-    ridge_lambda: float = field(default=1e-2, metadata={"help": "ridge penalty (>= 0)"})
-    epochs: int = field(default=10, metadata={"help": "learned maps: epochs"})
-    lr: float = field(default=1e-3, metadata={"help": "learned maps: learning rate (> 0)"})
-    batch_size: int = field(default=32, metadata={"help": "learned maps: batch size"})
-    temperature: float = field(default=0.07, metadata={"help": "learned maps: contrastive temperature (> 0)"})
-    mse_weight: float = field(default=1.0, metadata={"help": "learned maps: MSE weight (>= 0)"})
-    rank: int = field(default=8, metadata={"help": "lora map rank"})
+    ridge_lambda: float = field(default=XModelConfig.ridge_lambda, metadata={"help": "ridge penalty (>= 0)"})
+    epochs: int = field(default=XModelConfig.epochs, metadata={"help": "learned maps: epochs"})
+    lr: float = field(default=XModelConfig.lr, metadata={"help": "learned maps: learning rate (> 0)"})
+    batch_size: int = field(default=XModelConfig.train_batch_size, metadata={"help": "learned maps: batch size"})
+    temperature: float = field(default=XModelConfig.temperature,
+        metadata={"help": "learned maps: contrastive temperature (> 0)"})
+    mse_weight: float = field(default=XModelConfig.mse_weight, metadata={"help": "learned maps: MSE weight (>= 0)"})
+    rank: int = field(default=XModelConfig.rank, metadata={"help": "lora map rank"})
 
     def __post_init__(self) -> None:
         from actlab.xmodel.align import METHODS
@@ -196,22 +197,24 @@ class CommunicateConfig:
 
     model_a: str = field(metadata={"help": "model A (sender)"})
     model_b: str = field(metadata={"help": "model B (receiver)"})
-    task: str = field(default="syn_countries", metadata={
+    task: str = field(default=XModelConfig.task, metadata={
         "choices": ["syn_countries", "syn_tipsheets", "syn_gsm8k", "syn_squad", "gsm8k", "squad"], "help": "task"})
     n: int = field(default=100, metadata={"help": "rows"})
     split: str = field(default="test", metadata={"choices": _SPLITS, "help": "task split"})
     k: int = field(default=-2, metadata={"help": "A's layer (0-based block output)"})
     j: int = field(default=-2, metadata={"help": "B's layer (0-based block output)"})
-    f: str = field(default="replace", metadata={"choices": ["replace", "sum", "mean"], "help": "how A's activation "
+    f: str = field(default=XModelConfig.f,
+        metadata={"choices": ["replace", "sum", "mean"], "help": "how A's activation "
                                                                                                "enters B"})
     map: str | None = field(default=None, metadata={"help": "a map directory (from align / run-all) applied to A's "
                                                             "activation"})
     methods: list[str] | None = field(default=None, metadata={"sep": ",", "help": "subset of b_alone,a_alone,"
                                                                                   "skyline,nl,ac (default all)"})
     grid: bool = field(default=False, metadata={"help": "also search all (k, j) and write grid.png"})
-    max_new_tokens: int = field(default=4, metadata={"help": "answer tokens"})
-    message_tokens: int = field(default=16, metadata={"help": "natural-language message tokens"})
-    batch_size: int = field(default=16, metadata={"help": "batch size"})
+    max_new_tokens: int = field(default=XModelConfig.max_new_tokens, metadata={"help": "answer tokens"})
+    message_tokens: int = field(default=XModelConfig.message_tokens,
+        metadata={"help": "natural-language message tokens"})
+    batch_size: int = field(default=XModelConfig.batch_size, metadata={"help": "batch size"})
     out: str | None = field(default=None, metadata={"help": "directory for communicate.json (and grid.json/png)"})
 
     def __post_init__(self) -> None:
