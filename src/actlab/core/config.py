@@ -56,7 +56,7 @@ class _FileParseError(Exception):
     pass
 
 
-class _RaisingParser(argparse.ArgumentParser):
+class _RaisingParser(OneLineParser):
     """The parser that coerces config-file values: an error raises, so it can name the file."""
 
     def error(self, message: str):  # type: ignore[override]
@@ -128,6 +128,8 @@ class Schema:
         self.nested_default: dict[tuple[str, ...], Any] = {}  # a nested field's default instance (its factory's)
         self.file_keys: dict[str, tuple[str, ...]] = {}  # mapping keys in files (loss_config:) -> nested path
         self.ignored: set[str] = set(getattr(cls, "CONFIG_FILE_IGNORE", ()))
+        self._default_cache: dict[tuple[str, ...], Any] = {}
+        self._file_parser: argparse.ArgumentParser | None = None
         self._walk(cls, ())
 
     def _walk(self, cls, path):
@@ -208,16 +210,20 @@ class Schema:
         """A leaf's default: its field's, or the value in the enclosing field's default instance."""
         for i in range(len(leaf.path), 0, -1):
             if leaf.path[:i] in self.nested_default:
-                obj = self.nested_default[leaf.path[:i]]()
+                if leaf.path[:i] not in self._default_cache:
+                    self._default_cache[leaf.path[:i]] = self.nested_default[leaf.path[:i]]()
+                obj = self._default_cache[leaf.path[:i]]
                 for name in leaf.path[i:]:
                     obj = getattr(obj, name)
                 return getattr(obj, leaf.name)
         return _default(leaf.field)
 
     def parser_for_files(self) -> argparse.ArgumentParser:
-        p = _RaisingParser(prog="config", add_help=False, allow_abbrev=False)
-        self.add_arguments(p, help_defaults=False)
-        return p
+        if self._file_parser is None:
+            p = _RaisingParser(prog="config", add_help=False, allow_abbrev=False)
+            self.add_arguments(p, help_defaults=False)
+            self._file_parser = p
+        return self._file_parser
 
     # -- values -----------------------------------------------------------------------------------------------
     def explicit(self, ns: argparse.Namespace) -> dict[str, Any]:
