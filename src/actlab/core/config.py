@@ -369,18 +369,26 @@ def schema(cls: type | Schema) -> Schema:
 
 
 # ------------------------------------------------------------------------------------------------------ files
+def read_utf8(option: str, path: str | Path, expected: str = "a file") -> str:
+    """The text of an input file: it exists, is a file and is UTF-8, else one line naming ``option`` and the path."""
+    p = Path(path)
+    if not p.exists():
+        raise ActlabError(f"{option} {p} does not exist")
+    if not p.is_file():
+        raise ActlabError(f"{option} {p} is a directory, expected {expected}")
+    raw = p.read_bytes()
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ActlabError(f"{option} {p}: not UTF-8 text (byte {raw[e.start]:#04x} at offset {e.start})") from None
+
+
 def read_config_file(path: str | Path, option: str = "--config_path") -> dict[str, Any]:
     """A YAML or JSON mapping; a missing file, a directory, non-UTF-8 bytes or a bad parse is one line."""
     p = Path(path)
     if not p.exists():
         raise ActlabError(f"{option} {p}: config file not found")
-    if not p.is_file():
-        raise ActlabError(f"{option} {p}: is a directory, expected a YAML or JSON file")
-    raw = p.read_bytes()
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise ActlabError(f"{option} {p}: not UTF-8 text (byte {raw[e.start]:#04x} at offset {e.start})") from None
+    text = read_utf8(option, p, "a YAML or JSON file")
     if p.suffix == ".json":
         import json
 
@@ -468,17 +476,6 @@ def nonneg_int(s: str) -> int:
         raise argparse.ArgumentTypeError(f"must be a non-negative integer, got {s!r}") from None
     if v < 0:
         raise argparse.ArgumentTypeError(f"must be a non-negative integer, got {s!r}")
-    return v
-
-
-def positive_int(s: str) -> int:
-    """An argparse type: an integer > 0, else an argparse error."""
-    try:
-        v = int(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {s!r}") from None
-    if v <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {s!r}")
     return v
 
 
@@ -594,15 +591,9 @@ def check_records(option: str, path: str | Path, required: tuple[str, ...] = ())
 
     p = Path(path)
     opt = f"--{option.lstrip('-')}"
-    if not p.exists():
-        raise ActlabError(f"{opt} {p} does not exist")
-    if not p.is_file():
+    if p.is_dir():
         return -1  # a directory (e.g. datasets.save_to_disk): checked by its reader
-    raw = p.read_bytes()
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise ActlabError(f"{opt} {p}: not UTF-8 text (byte {raw[e.start]:#04x} at offset {e.start})") from None
+    text = read_utf8(opt, p)
     records: list = []
     if p.suffix.lower() == ".jsonl":
         for i, line in enumerate(text.splitlines(), 1):
@@ -669,13 +660,9 @@ def check_json_doc(what: str, path: str | Path, keys: tuple[str, ...] = ()) -> N
     p = Path(path)
     if not p.exists():
         return
-    if not p.is_file():
-        raise ActlabError(f"{what} {p} is a directory, expected a JSON file")
-    raw = p.read_bytes()
+    text = read_utf8(what, p, "a JSON file")
     try:
-        doc = json.loads(raw.decode("utf-8"))
-    except UnicodeDecodeError as e:
-        raise ActlabError(f"{what} {p}: not UTF-8 text (byte {raw[e.start]:#04x} at offset {e.start})") from None
+        doc = json.loads(text)
     except json.JSONDecodeError as e:
         raise ActlabError(f"{what} {p}: not valid JSON ({e.msg} at line {e.lineno}; a truncated file?); delete it "
                           f"and recreate it") from None

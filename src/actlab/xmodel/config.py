@@ -8,7 +8,15 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from actlab.core.config import check_device, check_dtype, check_model, check_out_dir, check_positive, check_range
+from actlab.core.config import (
+    check_device,
+    check_dtype,
+    check_model,
+    check_out_dir,
+    check_positive,
+    check_range,
+    read_utf8,
+)
 from actlab.core.errors import ActlabError, check_choice
 
 _POOLINGS = ("last", "mean", "tokens")  # the argparse choices; xmodel.extract.POOLINGS is checked too
@@ -31,13 +39,7 @@ def check_texts(texts: str) -> None:
     p = Path(texts).expanduser()
     if not p.exists():
         raise ActlabError(f"--texts {texts!r}: no such file; give 'syn_passages' or a .txt file with one text per line")
-    if not p.is_file():
-        raise ActlabError(f"--texts {texts}: is a directory; give 'syn_passages' or a .txt file, one text per line")
-    raw = p.read_bytes()
-    try:
-        raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise ActlabError(f"--texts {texts}: not UTF-8 text (byte {raw[e.start]:#04x} at offset {e.start})") from None
+    read_utf8("--texts", p, "'syn_passages' or a .txt file, one text per line")
 
 
 def _map_checks(c) -> None:
