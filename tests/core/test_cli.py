@@ -205,3 +205,23 @@ def test_xmodel_verbs_called_with_their_config(tmp_path):
     res = communicate(CommunicateConfig(model_a=dirs[0], model_b=dirs[1], k=1, j=0, n=2, methods=["b_alone", "ac"],
                                         map=str(tmp_path / "m"), max_new_tokens=2))
     assert set(res["methods"]) == {"b_alone", "ac"}
+
+
+def test_device_check_knows_what_this_machine_has(monkeypatch):
+    import torch
+
+    from actlab.core.config import check_device
+
+    check_device("device", None)
+    check_device("device", "cpu")
+    with pytest.raises(ActlabError, match="'bogus' is not a device; valid: cpu, cuda"):
+        check_device("device", "bogus")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ActlabError, match="CUDA is not available on this machine; valid here: cpu"):
+        check_device("device", "cuda")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    check_device("device", "cuda")
+    check_device("device", "cuda:1")
+    with pytest.raises(ActlabError, match="cuda:2: only 2 CUDA device"):
+        check_device("device", "cuda:2")
