@@ -8,7 +8,8 @@ zoo step's own GEMM shapes (rows = token slots in the batch; k, n = hidden, MLP 
 interleaved repetitions; the peak is the best of them (on a loaded machine the large squares can come out lower than
 the cache-resident step shapes). Achieved: the FLOPs of one step counted by
 ``torch.utils.flop_counter.FlopCounterMode`` (every matmul and attention kernel, forward and backward) ÷ its median
-wall time. Goal: ≥ 25 % of the peak. With ``--profile`` a ``torch.profiler`` table of one step shows where the
+time (``--clock cpu``, the default: the thread's CPU time, so that on a shared machine the time spent waiting for a
+core counts for neither; ``--clock wall`` for elapsed time). Goal: ≥ 25 % of the peak. With ``--profile`` a ``torch.profiler`` table of one step shows where the
 rest of the time goes.
 
 * **zoo build step** — the zoo trainer's real step (label-weighted next-token loss, gradient clipping, AdamW) on the
@@ -24,6 +25,7 @@ import argparse
 import os
 import sys
 import tempfile
+import time
 
 import torch
 
@@ -39,7 +41,7 @@ def flops_of(fn) -> float:
     return float(fc.get_total_flops())
 
 
-def mm_peak(shapes: list[tuple[int, int, int]], reps: int) -> dict[str, float]:
+def mm_peak(shapes: list[tuple[int, int, int]], reps: int, clock=time.perf_counter) -> dict[str, float]:
     """GFLOP/s of ``torch.mm`` [m, k] × [k, n] for each shape (fp32), median of interleaved repetitions."""
     fns, flops = {}, {}
     for m, k, n in shapes:
@@ -47,7 +49,7 @@ def mm_peak(shapes: list[tuple[int, int, int]], reps: int) -> dict[str, float]:
         key = f"{m}x{k}x{n}"
         fns[key] = (lambda a=a, b=b: torch.mm(a, b))
         flops[key] = 2.0 * m * k * n
-    times = interleave(fns, reps=reps, warmup=2)
+    times = interleave(fns, reps=reps, warmup=2, clock=clock)
     return {k: flops[k] / med(t) / 1e9 for k, t in times.items()}
 
 
@@ -142,17 +144,25 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--profile", action="store_true", help="print a torch.profiler table of one step of each")
     ap.add_argument("--no_ia2", action="store_true")
+    ap.add_argument("--clock", default="cpu", choices=("cpu", "wall"),
+                    help="cpu (default): the thread's CPU time, which leaves out waiting for a core on a shared "
+                         "machine (needs --threads 1); wall: elapsed time")
     ap.add_argument("--json")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.clock == "cpu" and args.threads != 1:
+        print("efficiency: --clock cpu measures one thread's CPU time; use --threads 1 or --clock wall")
+        return 2
+    clock = time.thread_time if args.clock == "cpu" else time.perf_counter
     from actlab.zoo.build import get_spec
     from actlab.zoo.tokenizer import train_tokenizer
 
     zoo_tok = train_tokenizer(get_spec("tiny").tokenizer)
     shapes = [tuple(int(x) for x in s.split("x")) for s in args.shapes.split(",") if s]
     res: dict = {"machine": machine(), "threads": args.threads, "rows": []}
-    print(f"Achieved FLOP/s ÷ measured fp32 matmul peak; {machine()}")
-    squares = mm_peak([(1024, 1024, 1024), (2048, 2048, 2048)], reps=5)
+    print(f"Achieved FLOP/s ÷ measured fp32 matmul peak ({args.clock} clock); {machine()}")
+    res["clock"] = args.clock
+    squares = mm_peak([(1024, 1024, 1024), (2048, 2048, 2048)], reps=5, clock=clock)
     res["peak_square_gflops"] = squares
     print("  matmul peak (torch.mm, fp32): " + ", ".join(f"{k} {v:.1f}" for k, v in squares.items()) + " GFLOP/s")
     tmp = tempfile.mkdtemp(prefix="actlab_eff_")
@@ -163,13 +173,13 @@ def main(argv=None) -> int:
             kinds["IA2 act"] = ia2_step(hidden, layers, tmp)
         fns = {k: v[0] for k, v in kinds.items()}
         flops = {k: flops_of(f) for k, f in fns.items()}
-        times = interleave(fns, reps=args.steps, warmup=1)
+        times = interleave(fns, reps=args.steps, warmup=1, clock=clock)
         zoo_tokens, zoo_rows = kinds["zoo build"][2], kinds["zoo build"][3]
         vocab = len(zoo_tok)
         r = int(zoo_rows)
         padded = -(-vocab // 64) * 64  # what-if: the vocabulary padded to a multiple of 64
         shape_peak = mm_peak([(r, hidden, 2 * hidden), (r, hidden, vocab), (r, hidden, padded), (r, hidden, hidden)],
-                             reps=5)
+                             reps=5, clock=clock)
         print(f"    zoo step's own GEMM shapes (token slots × k × n; n = {padded}: the vocabulary padded to 64): "
               + ", ".join(f"{s} {g:.1f} GFLOP/s" for s, g in shape_peak.items()))
         all_peaks.extend(shape_peak.values())

@@ -22,6 +22,8 @@ same predicted label for every query and max |Δ log-prob| of the label tokens.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import logging
 import sys
@@ -123,8 +125,9 @@ def main(argv=None) -> int:
         tm = TaskManager(include_path=tmp.name, include_defaults=False)
 
         def harness_task():
-            r = simple_evaluate(model=lm, tasks=["actlab_icl_peer"], task_manager=tm, bootstrap_iters=0,
-                                log_samples=True, verbosity="ERROR")
+            with contextlib.redirect_stderr(io.StringIO()):  # the harness's progress bars
+                r = simple_evaluate(model=lm, tasks=["actlab_icl_peer"], task_manager=tm, bootstrap_iters=0,
+                                    log_samples=True, verbosity="ERROR")
             samples = sorted(r["samples"]["actlab_icl_peer"], key=lambda s: s["doc_id"])
             out["lm_eval_task"] = torch.tensor([[float(x[0]) for x in s["filtered_resps"]] for s in samples])
             out["lm_eval_task_acc"] = r["results"]["actlab_icl_peer"]["acc,none"]
