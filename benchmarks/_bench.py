@@ -69,8 +69,8 @@ def interleave(fns: dict[str, Callable[[], object]], reps: int, warmup: int = 1,
                clock: Callable[[], float] = time.perf_counter) -> dict[str, list[float]]:
     """Run every function ``reps`` times, round-robin (so machine load hits all alike); seconds per call.
 
-    ``clock=time.thread_time`` measures the CPU time the (single-threaded) work got instead of wall time: on a shared
-    machine that leaves out the time spent waiting for a core."""
+    ``clock=time.process_time`` measures the CPU time the process got (all its threads) instead of wall time: on a
+    shared machine that leaves out the time spent waiting for a core."""
     for _ in range(warmup):
         for fn in fns.values():
             fn()

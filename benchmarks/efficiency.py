@@ -8,7 +8,7 @@ zoo step's own GEMM shapes (rows = token slots in the batch; k, n = hidden, MLP 
 interleaved repetitions; the peak is the best of them (on a loaded machine the large squares can come out lower than
 the cache-resident step shapes). Achieved: the FLOPs of one step counted by
 ``torch.utils.flop_counter.FlopCounterMode`` (every matmul and attention kernel, forward and backward) ÷ its median
-time (``--clock cpu``, the default: the thread's CPU time, so that on a shared machine the time spent waiting for a
+time (``--clock cpu``, the default: the process's CPU time, so that on a shared machine the time spent waiting for a
 core counts for neither; ``--clock wall`` for elapsed time). Goal: ≥ 25 % of the peak. With ``--profile`` a ``torch.profiler`` table of one step shows where the
 rest of the time goes.
 
@@ -145,15 +145,15 @@ def main(argv=None) -> int:
     ap.add_argument("--profile", action="store_true", help="print a torch.profiler table of one step of each")
     ap.add_argument("--no_ia2", action="store_true")
     ap.add_argument("--clock", default="cpu", choices=("cpu", "wall"),
-                    help="cpu (default): the thread's CPU time, which leaves out waiting for a core on a shared "
+                    help="cpu (default): the process's CPU time, which leaves out waiting for a core on a shared "
                          "machine (needs --threads 1); wall: elapsed time")
     ap.add_argument("--json")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     if args.clock == "cpu" and args.threads != 1:
-        print("efficiency: --clock cpu measures one thread's CPU time; use --threads 1 or --clock wall")
+        print("efficiency: --clock cpu adds up the CPU time of every thread; use --threads 1 or --clock wall")
         return 2
-    clock = time.thread_time if args.clock == "cpu" else time.perf_counter
+    clock = time.process_time if args.clock == "cpu" else time.perf_counter
     from actlab.zoo.build import get_spec
     from actlab.zoo.tokenizer import train_tokenizer
 

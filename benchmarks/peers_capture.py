@@ -17,7 +17,8 @@ every tool's repetitions interleaved with a plain ``model(input_ids)`` forward i
    actlab ``intervene(..., mode="add")``; nnsight in-place ``+=`` on the proxy; pyvene ``AdditionIntervention``;
    TransformerLens ``run_with_hooks``.
 
-Overhead = tool time ÷ plain-forward time, ratio of medians, [min–max] of the paired per-repetition ratios. Goal: the
+Overhead = tool time ÷ plain-forward time (wall time, or with ``--clock cpu`` the process's CPU time, which on a
+shared machine leaves out waiting for a core — use it for small forwards), ratio of medians, [min–max] of the paired per-repetition ratios. Goal: the
 lowest overhead of all, identical activations. Agreement is checked against HF's ``output_hidden_states`` (layer
 outputs; the last layer's is compared before the final norm, via actlab) and against actlab (attention output,
 intervened logits): ``torch.equal`` and max |Δ|. TransformerLens 4's ``TransformerBridge`` wraps a *copy* of the model
@@ -30,6 +31,7 @@ from __future__ import annotations
 import argparse
 import copy
 import sys
+import time
 
 import torch
 
@@ -45,9 +47,13 @@ def main(argv=None) -> int:
     ap.add_argument("--seq", type=int, default=128)
     ap.add_argument("--reps", type=int, default=15)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--clock", default="wall", choices=("wall", "cpu"),
+                    help="wall (default) or cpu: the process's CPU time (all threads), which leaves out waiting for a "
+                         "core on a shared machine; use it with --threads 1")
     ap.add_argument("--json")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
+    clock = time.process_time if args.clock == "cpu" else time.perf_counter
     model, tok, mname = load_model(args.model)
     n_layers, L = arch.num_layers(model), arch.num_layers(model) // 2
     d = model.config.hidden_size
@@ -175,15 +181,15 @@ def main(argv=None) -> int:
              3: f"intervention (add at attn_output, layer {L}, last position), logits"}
     print(f"Capture / intervention on {mname}: batch {B} × {T} tokens, {n_layers} layers, h{d}; "
           f"nnsight {version('nnsight')}, pyvene {version('pyvene')}, transformer-lens {version('transformer-lens')}")
-    print(f"  {machine()}")
+    print(f"  {machine()}; {args.clock} clock")
     for s in skipped:
         print(f"  SKIP: {s} is not installed (pip install -e '.[bench]' -c constraints.txt)")
-    res: dict = {"model": mname, "batch": B, "seq": T, "layers": n_layers, "reps": args.reps, "machine": machine(),
+    res: dict = {"clock": args.clock, "model": mname, "batch": B, "seq": T, "layers": n_layers, "reps": args.reps, "machine": machine(),
                  "versions": {k: version(k) for k in ("nnsight", "pyvene", "transformer-lens")}, "workloads": {}}
     ok = True
     for w, fns in tools.items():
         with torch.no_grad():
-            times = interleave(fns, reps=args.reps, warmup=2)
+            times = interleave(fns, reps=args.reps, warmup=2, clock=clock)
         # the reference each tool is checked against
         if w == 1:
             want = got["actlab", 1]
