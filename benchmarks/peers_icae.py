@@ -14,7 +14,7 @@ position ids, same greedy loop), so the two differ only in how the work is batch
 * **reference-style**: per sample, one encoder forward per segment, then batch-1 prefill + decode.
 
 Reports generated tokens/s, median [min–max] over interleaved repetitions, and checks that all three give the same
-tokens. The model is a random Llama of the zoo ``tiny`` shape (speed depends on shapes, not weights).
+tokens; the compression alone (all segments at once vs one forward per segment) is timed too. The model is a random Llama of the zoo ``tiny`` shape (speed depends on shapes, not weights).
 """
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ from _bench import dump, interleave, machine, med
 from actlab.icae.model import Memory, memory_position_ids, segment_plan
 
 
-def reference_style(icae, context_ids: list[int], prompt_ids: list[int], new: int) -> list[int]:
-    """One sample, one encoder forward per segment, then batch-1 prefill and greedy decode."""
+def reference_compress(icae, context_ids: list[int]) -> Memory:
+    """One sample's memory slots, one encoder forward per segment (the reference's loop)."""
     cfg, dev, bos = icae.cfg, icae.device, icae.tok.bos_token_id
     inner = icae.base().base_model
     slots, spids = [], []
@@ -46,8 +46,12 @@ def reference_style(icae, context_ids: list[int], prompt_ids: list[int], new: in
         c = len(head) + b - a
         slots.append(h[0, c: c + k])
         spids.append(pos[0, c: c + k])
-    mem = Memory([torch.cat(slots)], [torch.cat(spids)], [len(context_ids)])
-    return icae.greedy(icae.decoder_rows(mem, "FT", [prompt_ids]), new)[0]
+    return Memory([torch.cat(slots)], [torch.cat(spids)], [len(context_ids)])
+
+
+def reference_style(icae, context_ids: list[int], prompt_ids: list[int], new: int) -> list[int]:
+    """One sample, one encoder forward per segment, then batch-1 prefill and greedy decode."""
+    return icae.greedy(icae.decoder_rows(reference_compress(icae, context_ids), "FT", [prompt_ids]), new)[0]
 
 
 def main(argv=None) -> int:
@@ -85,8 +89,17 @@ def main(argv=None) -> int:
     def ref():
         out["reference_style"] = [icae.decode_text(reference_style(icae, c, p_ids, args.new)) for c in ctx_ids]
 
+    def comp_ours():
+        icae.compress(ctx_ids)
+
+    def comp_ref():
+        for c in ctx_ids:
+            reference_compress(icae, c)
+
     with torch.no_grad():
-        times = interleave({"actlab": ours, "actlab_batch1": ours_b1, "reference_style": ref}, reps=args.reps)
+        times = interleave({"actlab": ours, "actlab_batch1": ours_b1, "reference_style": ref,
+                            "compress_all_at_once": comp_ours, "compress_per_segment": comp_ref}, reps=args.reps)
+    comp = {k: times.pop(k) for k in ("compress_all_at_once", "compress_per_segment")}
     ntok = args.samples * args.new
     segs = len(segment_plan(len(ctx_ids[0]), icae.m, cfg.mean_compression_rate, cfg.adaptive_mem))
     print(f"ICAE on a random tiny-shaped Llama: {args.samples} samples × {len(ctx_ids[0])} context tokens "
@@ -103,6 +116,10 @@ def main(argv=None) -> int:
         res[f"{k}_tok_s"], res[f"speedup_{k}_over_reference"] = ntok / med(t), r
         print(f"  {k:16s} {ntok / med(t):8.1f} tok/s [{ntok / max(t):.1f}–{ntok / min(t):.1f}]   "
               f"÷ reference-style time: {r:.2f}× [{min(per):.2f}–{max(per):.2f}]")
+    c1, c2 = med(comp["compress_all_at_once"]), med(comp["compress_per_segment"])
+    res["compress_s"] = {"all_at_once": c1, "per_segment": c2}
+    print(f"  where the time goes: compressing all {args.samples * segs} segments in one encoder forward {c1:.3f} s "
+          f"vs one forward per segment {c2:.3f} s ({c2 / c1:.2f}×); the rest of each run is prefill + decode")
     dump(args.json, res)
     return 0 if all(same.values()) else 1
 
