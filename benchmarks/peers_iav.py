@@ -15,8 +15,9 @@ one warm-up step (which allocates the optimizer state) the peak resident set is 
 rise of the peak over the resident set during 3 more steps is reported (activations, gradients, temporaries). Agreement: at the start both losses must equal ln 2 (IAV's alignment head
 starts at zero, DPO's policy equals its reference), and the number of response tokens per step is printed for both.
 
-TRL has no reward-guided decoding path (its ``BestOfNSampler`` samples n completions and ranks them with a separate
-reward model), so IAV's decode is compared with GenARM-style decoding in ``benchmarks/iav.py`` instead.
+TRL 1.16 has no reward-guided decoding path (its generation code serves its trainers' rollouts; the
+``BestOfNSampler`` of older versions is gone), so IAV's decode is compared with GenARM-style decoding in
+``benchmarks/iav.py`` instead.
 """
 
 from __future__ import annotations
