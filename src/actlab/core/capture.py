@@ -2,11 +2,13 @@
 
 A **site** is a kind plus a layer:
 
-* ``attn_output``  — the self-attention block's output, after ``o_proj``, *before* the residual add
-  (``layers[i].self_attn`` output ``[0]``; IA2's alignment site);
+* ``attn_output``  — the self-attention module's output, after its output projection, *before* the residual add
+  (``layers[i].self_attn`` output ``[0]``, or ``attn`` / ``attention`` / ``self_attention`` as the architecture
+  names it; IA2's alignment site);
 * ``block_output`` — the residual stream after decoder layer ``i`` (``layers[i]`` output; equals
   ``output_hidden_states[i + 1]`` for every layer but the last, whose hidden state has the final norm applied);
-* ``mlp_output``   — the MLP's output before its residual add;
+* ``mlp_output``   — the MLP's (or MoE block's) output before its residual add; where the MLP is not a submodule
+  (OPT: ``fc1``/``fc2`` on the layer) it is the output of the layer's second linear (``fc2``);
 * or a raw module path relative to the unwrapped model, e.g. ``"model.layers.{layer}.mlp.down_proj"``
   (``{layer}`` is filled in) or ``"model.norm"``.
 
@@ -42,13 +44,17 @@ def site_path(model: nn.Module, site: str, layer: int | None) -> str:
     if site in SITE_KINDS:
         if layer is None:
             raise ActlabError(f"site {site!r} needs a layer")
-        p = arch.paths(model)
+        lay = arch.layout(model)
+        if site not in lay.sites():
+            raise ActlabError(f"site {site!r} does not exist in {lay.model_type} (no {site.split('_')[0]} module in "
+                              f"its layers); its sites are: {', '.join(lay.sites())}, or a module path")
         layer = arch.check_layer(model, layer)
-        base = f"{p['layers']}.{layer}"
-        return {"block_output": base, "attn_output": f"{base}.{p['attn']}", "mlp_output": f"{base}.{p['mlp']}"}[site]
+        base = f"{lay.layers}.{layer}"
+        return {"block_output": base, "attn_output": f"{base}.{lay.attn}", "mlp_output": f"{base}.{lay.mlp}"}[site]
     if "." not in site and "{" not in site:
-        raise ActlabError(f"unknown site {site!r}; valid: {', '.join(SITE_KINDS)}, or a module path such as "
-                          f"{arch.paths(model)['layers']}.0.mlp")
+        lay = arch.layout(model)
+        raise ActlabError(f"unknown site {site!r}; valid in {lay.model_type}: {', '.join(lay.sites())}, or a module "
+                          f"path such as {lay.layers}.0.{lay.mlp or lay.attn}")
     if "{layer}" in site:
         if layer is None:
             raise ActlabError(f"site {site!r} has a {{layer}} placeholder but no layer was given")
