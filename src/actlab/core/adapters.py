@@ -166,7 +166,7 @@ def _spec_kind(spec) -> str:
         return "list"
     if spec in ("all", "all-linear"):
         return spec
-    if isinstance(spec, str) and spec and all(c in LETTERS for c in spec) and len(set(spec)) == len(spec):
+    if isinstance(spec, str) and spec and all(c in LETTERS for c in spec):
         return "roles"
     return "list"
 
@@ -174,6 +174,8 @@ def _spec_kind(spec) -> str:
 def check_target_spec(option: str, spec) -> str | list[str]:
     """Syntax of a target spec (no model needed): role letters, ``all``, ``all-linear`` or module names."""
     kind = _spec_kind(spec)
+    if kind == "roles" and len(set(spec)) != len(spec):
+        raise ActlabError(f"bad {option} {spec!r}: a role letter is repeated; use each of {ALL_ROLES} at most once")
     if kind == "list":
         names = list(spec) if isinstance(spec, (list, tuple)) else [x.strip() for x in str(spec).split(",")]
         if not names or not all(n and re.fullmatch(r"[A-Za-z_][\w.]*", n) for n in names):

@@ -452,7 +452,8 @@ class ICAE(nn.Module, _Decoding):
         return {"base_model": str(self.base_name), "model_type": str(c.model_type), "vocab_size": str(self.vocab),
                 "hidden_size": str(getattr(c, "hidden_size", getattr(c, "n_embd", ""))),
                 "num_hidden_layers": str(getattr(c, "num_hidden_layers", getattr(c, "n_layer", ""))),
-                "fixed_mem_size": str(self.m), "lora_r": str(self.cfg.lora_r)}
+                "fixed_mem_size": str(self.m), "lora_r": str(self.cfg.lora_r),
+                "lora_targets": ",".join(self.lora_targets)}
 
     def save(self, path) -> str:
         """Save LoRA + memory embeddings only (safetensors, atomic) with the base's fingerprint as metadata."""
