@@ -146,7 +146,7 @@ def _from_file(args) -> dict:
     names = {f.name for f in dataclasses.fields(IA2TrainConfig)} - {"family", "objective"}
     unknown = sorted(k for k in data if k not in names and not k.startswith("_")
                      and k not in ("run_name", "run_dir", "parent_dir", "stage_objective", "target_cache", "family",
-                                                                    "objective"))
+                                                                    "objective", "adapter_modules"))
     if unknown:
         raise ActlabError(f"unknown config field {unknown[0]!r} in {path}; valid: {', '.join(sorted(names))}")
     kw = {k: v for k, v in data.items() if k in names}
