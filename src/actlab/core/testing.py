@@ -49,9 +49,10 @@ MATRIX: dict[str, tuple[str, dict]] = {
     "qwen3": ("qwen3", {}),
     "mistral": ("mistral", {}),
     "gemma": ("gemma", {}),
-    "gemma2": ("gemma2", dict(final_logit_softcapping=5.0, attn_logit_softcapping=20.0, query_pre_attn_scalar=8,
-                              sliding_window=8)),
-    "gemma3_text": ("gemma3_text", dict(query_pre_attn_scalar=8, sliding_window=8)),
+    # the Gemmas' head_dim × heads is not their hidden size (as Gemma-2 2B: 8 × 256 ≠ 2304)
+    "gemma2": ("gemma2", dict(final_logit_softcapping=5.0, attn_logit_softcapping=20.0, query_pre_attn_scalar=16,
+                              sliding_window=8, head_dim=16)),
+    "gemma3_text": ("gemma3_text", dict(query_pre_attn_scalar=16, sliding_window=8, head_dim=16)),
     "phi3": ("phi3", {}),
     "phi": ("phi", {}),
     "granite": ("granite", dict(embedding_multiplier=2.0, logits_scaling=2.0, residual_multiplier=0.5,
@@ -67,7 +68,7 @@ MATRIX: dict[str, tuple[str, dict]] = {
     "cohere": ("cohere", dict(logit_scale=4.0)),
     "mixtral": ("mixtral", dict(num_local_experts=4, num_experts_per_tok=2)),
     "qwen3_moe": ("qwen3_moe", dict(num_experts=4, num_local_experts=4, num_experts_per_tok=2, moe_intermediate_size=16,
-                                    norm_topk_prob=True)),
+                                    norm_topk_prob=True, head_dim=16)),
 }
 # OPT's input embeddings are narrower than its hidden size (``word_embed_proj_dim``), as in opt-350m
 OPT_EMBED = 32
