@@ -318,11 +318,12 @@ def peft_config(family: str, model: nn.Module, *, modules="qko", r: int = 8, alp
         t = resolve_targets(model, modules, "--lora_type", "lora")
         kw = {"target_parameters": t.parameters} if t.parameters else {}
         return LoraConfig(task_type=TaskType.CAUSAL_LM, r=r, lora_alpha=alpha, lora_dropout=dropout,
-                          target_modules=t.modules or None, bias="none", **kw)
+                          target_modules=t.modules or None, bias="none", fan_in_fan_out=conv1d_targets(model, t.modules),
+                          **kw)
     if family == "ia3":
         t = resolve_targets(model, modules, "--ia3_type", "ia3")
         return IA3Config(task_type=TaskType.CAUSAL_LM, target_modules=t.modules, feedforward_modules=t.modules,
-                         fan_in_fan_out=_conv1d(model, t.modules))
+                         fan_in_fan_out=conv1d_targets(model, t.modules))
     if num_virtual_tokens <= 0 and family in ("prompt", "prefix"):
         raise ActlabError(f"--num_virtual_tokens must be a positive integer, got {num_virtual_tokens}")
     if family == "prompt":
@@ -336,7 +337,7 @@ def peft_config(family: str, model: nn.Module, *, modules="qko", r: int = 8, alp
     raise unknown_choice("adapter family", family, FAMILIES)
 
 
-def _conv1d(model: nn.Module, names: list[str]) -> bool:
+def conv1d_targets(model: nn.Module, names: list[str]) -> bool:
     """Whether the targets are HF ``Conv1D`` (GPT-2: weights stored transposed; PEFT needs ``fan_in_fan_out``)."""
     base = arch.unwrap(model)
     return any(type(m).__name__ == "Conv1D" and any(n == x or n.endswith("." + x) for x in names)

@@ -210,7 +210,7 @@ class ICAE(nn.Module, _Decoding):
     def __init__(self, model, tok, cfg: ICAEConfig):
         from peft import LoraConfig
 
-        from actlab.core.adapters import attach, lora_targets
+        from actlab.core.adapters import attach, conv1d_targets, lora_targets
         from actlab.core.arch import learned_positions
 
         nn.Module.__init__(self)
@@ -227,6 +227,7 @@ class ICAE(nn.Module, _Decoding):
         self.lora_targets = t.modules + t.parameters
         lcfg = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
                           target_modules=t.modules or None, task_type="CAUSAL_LM",
+                          fan_in_fan_out=conv1d_targets(model, t.modules),
                           **({"target_parameters": t.parameters} if t.parameters else {}))
         self.model = attach(model, lcfg, seed=cfg.seed)
         self.max_positions = learned_positions(model)  # GPT-2 / OPT: a position table that pids must stay inside
