@@ -1,5 +1,5 @@
-"""The architecture matrix: the fast subset (``matrix.FAST``) runs in ``make test``; the full matrix is marked
-``arch`` and runs only when the marker expression names it (``pytest -m arch``)."""
+"""The architecture matrix is marked ``arch``: ``pytest -m arch`` runs all of it; otherwise (``make test``) only its
+fast subset runs (``matrix.FAST``, marked ``arch(fast=True)``)."""
 
 import pytest
 
@@ -9,7 +9,8 @@ def pytest_collection_modifyitems(config, items):
         return
     keep, drop = [], []
     for item in items:
-        (drop if item.get_closest_marker("arch") else keep).append(item)
+        mark = item.get_closest_marker("arch")
+        (drop if mark is not None and not mark.kwargs.get("fast") else keep).append(item)
     if drop:
         config.hook.pytest_deselected(items=drop)
         items[:] = keep

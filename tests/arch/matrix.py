@@ -21,7 +21,9 @@ FAST = ("llama", "phi3", "gpt_neox", "opt", "falcon", "gemma2", "cohere", "mixtr
 FAMILIES = ("lora", "ia3", "prompt", "prefix")
 # blocks where layer i+1's input is exactly h + attn_output + mlp_output (no norm / multiplier on the branches)
 RESIDUAL_SUM = {"llama", "qwen2", "qwen3", "mistral", "gemma", "phi3", "phi", "gpt2", "gpt_neox", "gptj", "opt",
-                "falcon", "falcon_new", "stablelm", "cohere", "mixtral", "qwen3_moe"}
+                "falcon", "falcon_new", "stablelm", "cohere", "mixtral", "qwen3_moe", "qwen2_moe", "bloom",
+                "gpt_bigcode", "starcoder2"}
+MOE = ("mixtral", "qwen3_moe", "qwen2_moe")
 IA2_DS = "syn_sst2_remap"
 WORDS = ("Friday", "Text", "Label")
 
@@ -71,7 +73,7 @@ def ia2_data(root: Path) -> Path:
 
 def targets_for(name: str, family: str) -> str:
     """The widest role set each family can take here (MoE experts' fused weights are LoRA-only)."""
-    if family == "ia3" and MATRIX[name][0] in ("mixtral", "qwen3_moe"):
+    if family == "ia3" and name in MOE:
         return "qkvo"
     return "all"
 
@@ -201,7 +203,7 @@ def cells(name: str, root: Path, memo: dict, tok=None) -> dict[str, str]:
 
 def _short(path: str) -> str:
     parts = path.split(".")
-    return ".".join(parts[-2:]) if len(parts) > 1 and parts[-2] == "experts" else parts[-1]
+    return ".".join(parts[-2:]) if len(parts) > 1 and parts[-2] in ("experts", "shared_expert") else parts[-1]
 
 
 def table_rows(root: Path, memo: dict | None = None) -> list[str]:
@@ -215,7 +217,7 @@ def table_rows(root: Path, memo: dict | None = None) -> list[str]:
         c = cells(name, root, memo, tok)
         roles = ", ".join(f"{r}={'+'.join(sorted({_short(x) for x in v}))}"
                           for r, v in adapters.role_table(model).items())
-        if name in ("mixtral", "qwen3_moe") and c["ia3"] == "ok":
+        if name in MOE and c["ia3"] == "ok":
             c["ia3"] = "ok (q k v o; MoE experts: LoRA only)"
         rows.append(f"| {name} | {lay.model_type} | {lay.block} | {roles} | " + " | ".join(
             c[k] for k in ("capture", *FAMILIES, "iav", "icae")) + " |")

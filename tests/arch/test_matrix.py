@@ -9,7 +9,7 @@ from tests.arch import matrix as M
 
 
 def _p(names):
-    return [pytest.param(n, id=n, marks=() if n in M.FAST else pytest.mark.arch) for n in names]
+    return [pytest.param(n, id=n, marks=pytest.mark.arch(fast=n in M.FAST)) for n in names]
 
 
 @pytest.fixture(autouse=True)
@@ -40,7 +40,7 @@ def test_icae_defaults_pretrain_and_ae(name, arch_tok, arch_root, arch_memo):
     assert got == "ok", got
 
 
-@pytest.mark.parametrize("a,b,wide_b", [("opt", "falcon", None),
+@pytest.mark.parametrize("a,b,wide_b", [pytest.param("opt", "falcon", None, marks=pytest.mark.arch(fast=True)),
                                          pytest.param("gpt_neox", "gemma2", 64, marks=pytest.mark.arch)])
 def test_xmodel_map_between_widths(a, b, wide_b, arch_tok, tmp_path):
     from actlab.core import arch

@@ -224,9 +224,9 @@ def resolve_targets(model: nn.Module, spec, option: str = "--lora_type", family:
                     params.append(p)
     if params and family != "lora":
         moe = "".join(c for c in ALL_ROLES if rs.params.get(c))
-        raise ActlabError(f"{option} {spec!r}: in {mt} roles {moe} are the MoE "
-                          f"experts' fused weights ({', '.join(params)}), which PEFT's {family} cannot adapt; use "
-                          f"roles of {''.join(c for c in ALL_ROLES if rs.modules.get(c))}")
+        ok = "".join(c for c in ALL_ROLES if rs.modules.get(c) and not rs.params.get(c))
+        raise ActlabError(f"{option} {spec!r}: in {mt} roles {moe} are the MoE experts' fused weights "
+                          f"({', '.join(params)}), which PEFT's {family} cannot adapt; use roles of {ok}")
     return Targets(_suffixes(model, rel) if rel else [], params, str(spec))
 
 

@@ -13,6 +13,7 @@ never leak into site names.
 from __future__ import annotations
 
 import difflib
+import inspect
 from dataclasses import dataclass
 
 import torch
@@ -32,6 +33,9 @@ class Layout:
 
     ``mlp`` is the module whose output is the MLP's output: ``"mlp"`` for most, ``"fc2"`` for OPT (``mlp_module``
     is then False). ``block`` is ``"sequential"``, ``"parallel"`` or ``"moe"`` (an MoE block is sequential).
+    ``attn_site`` / ``mlp_site``: where ``attn_output`` / ``mlp_output`` are read — the branch module itself, or its
+    output projection where the module adds the residual itself (BLOOM: ``self_attention.dense``,
+    ``mlp.dense_4h_to_h``).
     """
 
     model_type: str
@@ -43,6 +47,8 @@ class Layout:
     embed: str
     lm_head: str
     norm: str
+    attn_site: str | None = None  # layer-relative module whose output is the branch output (default: attn / mlp)
+    mlp_site: str | None = None
 
     def sites(self) -> tuple[str, ...]:
         out = ["block_output"]
@@ -113,7 +119,24 @@ def _layout(base: nn.Module) -> Layout:
     norm = next((name for name, _ in base.named_modules() if not name.startswith(f"{layers_name}.")
                  and name.rsplit(".", 1)[-1] in ("norm", "ln_f", "final_layer_norm", "final_layernorm", "norm_f")), "")
     return Layout(model_type=mt, layers=layers_name, attn=attn, mlp=mlp, mlp_module=mlp_module, block=block,
-                  embed=_name_of(base, emb), lm_head=_name_of(base, head), norm=norm)
+                  embed=_name_of(base, emb), lm_head=_name_of(base, head), norm=norm,
+                  attn_site=_branch_site(children, attn), mlp_site=_branch_site(children, mlp))
+
+
+def _branch_site(children: dict[str, nn.Module], name: str | None) -> str | None:
+    """``name``, or ``name.<its last linear>`` when the module takes the residual and adds it itself."""
+    if name is None:
+        return None
+    mod = children[name]
+    try:
+        takes_residual = "residual" in inspect.signature(type(mod).forward).parameters
+    except (TypeError, ValueError):
+        takes_residual = False
+    if takes_residual:
+        last = [c for c, m in mod.named_children() if isinstance(m, nn.Linear)]
+        if last:
+            return f"{name}.{last[-1]}"
+    return name
 
 
 _CACHE: dict[int, tuple[nn.Module, Layout]] = {}

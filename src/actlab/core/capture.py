@@ -50,7 +50,8 @@ def site_path(model: nn.Module, site: str, layer: int | None) -> str:
                               f"its layers); its sites are: {', '.join(lay.sites())}, or a module path")
         layer = arch.check_layer(model, layer)
         base = f"{lay.layers}.{layer}"
-        return {"block_output": base, "attn_output": f"{base}.{lay.attn}", "mlp_output": f"{base}.{lay.mlp}"}[site]
+        return {"block_output": base, "attn_output": f"{base}.{lay.attn_site or lay.attn}",
+                "mlp_output": f"{base}.{lay.mlp_site or lay.mlp}"}[site]
     if "." not in site and "{" not in site:
         lay = arch.layout(model)
         raise ActlabError(f"unknown site {site!r}; valid in {lay.model_type}: {', '.join(lay.sites())}, or a module "

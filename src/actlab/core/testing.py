@@ -69,6 +69,11 @@ MATRIX: dict[str, tuple[str, dict]] = {
     "mixtral": ("mixtral", dict(num_local_experts=4, num_experts_per_tok=2)),
     "qwen3_moe": ("qwen3_moe", dict(num_experts=4, num_local_experts=4, num_experts_per_tok=2, moe_intermediate_size=16,
                                     norm_topk_prob=True, head_dim=16)),
+    "qwen2_moe": ("qwen2_moe", dict(num_experts=4, num_experts_per_tok=2, moe_intermediate_size=16,
+                                    shared_expert_intermediate_size=32)),
+    "bloom": ("bloom", {}),
+    "gpt_bigcode": ("gpt_bigcode", dict(multi_query=True)),
+    "starcoder2": ("starcoder2", {}),
 }
 # OPT's input embeddings are narrower than its hidden size (``word_embed_proj_dim``), as in opt-350m
 OPT_EMBED = 32
@@ -99,6 +104,11 @@ def micro_config(arch: str, tok, *, hidden: int = 32, layers: int = 2, heads: in
         return AutoConfig.for_model("opt", hidden_size=OPT_HIDDEN, word_embed_proj_dim=OPT_EMBED, ffn_dim=ffn,
                                     num_hidden_layers=layers, num_attention_heads=heads, max_position_embeddings=max_pos,
                                     dropout=0.0, attention_dropout=0.0, tie_word_embeddings=True, **common)
+    if mt in ("bloom", "gpt_bigcode"):
+        names = dict(hidden_size=hidden, n_layer=layers, n_head=heads) if mt == "bloom" else dict(
+            n_embd=hidden, n_layer=layers, n_head=heads, n_inner=ffn, n_positions=max_pos, resid_pdrop=0.0,
+            embd_pdrop=0.0, attn_pdrop=0.0)
+        return AutoConfig.for_model(mt, tie_word_embeddings=False, **names, **extra, **common)
     if mt == "falcon":
         return AutoConfig.for_model("falcon", hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
                                     num_kv_heads=kv_heads, ffn_hidden_size=ffn, max_position_embeddings=max_pos,
