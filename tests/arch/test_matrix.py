@@ -19,24 +19,24 @@ def _home(arch_root, monkeypatch):
 
 @pytest.mark.parametrize("name", _p(M.ARCHS))
 def test_capture_equals_hidden_states(name, arch_tok, arch_root, arch_memo):
-    assert M.cells(name, arch_root, arch_memo, arch_tok)["capture"] == "ok"
+    assert M.cell(name, "capture", arch_root, arch_memo, arch_tok) == "ok"
 
 
 @pytest.mark.parametrize("family", M.FAMILIES)
 @pytest.mark.parametrize("name", _p(M.ARCHS))
 def test_ia2_adapter_trains_act_and_tok(name, family, arch_tok, arch_root, arch_memo):
-    got = M.cells(name, arch_root, arch_memo, arch_tok)[family]
+    got = M.cell(name, family, arch_root, arch_memo, arch_tok)
     assert got == "ok", got
 
 
 @pytest.mark.parametrize("name", _p(M.ARCHS))
 def test_iav_alpha0_is_the_model(name, arch_tok, arch_root, arch_memo):
-    assert M.cells(name, arch_root, arch_memo, arch_tok)["iav"] == "ok"
+    assert M.cell(name, "iav", arch_root, arch_memo, arch_tok) == "ok"
 
 
 @pytest.mark.parametrize("name", _p(M.ARCHS))
 def test_icae_defaults_pretrain_and_ae(name, arch_tok, arch_root, arch_memo):
-    got = M.cells(name, arch_root, arch_memo, arch_tok)["icae"]
+    got = M.cell(name, "icae", arch_root, arch_memo, arch_tok)
     assert got == "ok", got
 
 

@@ -129,16 +129,24 @@ def test_prefix_is_sized_from_the_kv_cache(name, geometry, tok):
     assert out.logits.shape[:2] == enc["input_ids"].shape
 
 
-def test_a_prompt_model_peft_cannot_run_is_one_line(tok, monkeypatch):
+@pytest.mark.parametrize("family", ["prompt", "prefix"])
+def test_an_architecture_peft_cannot_serve_is_one_line(family, tok, monkeypatch):
+    """Checked when the config is made (before targets or adapters are built) and again once attached."""
     model = M.build("llama", tok)
+    cfg = adapters.peft_config(family, M.build("llama", tok), num_virtual_tokens=3)
+    real = type(model.model).forward
 
-    def broken(*a, **k):
-        raise RuntimeError("shape '[1, 3, 4, 8]' is invalid for input of size 48\nmore")
+    def broken(self, *a, **k):
+        if k.get("inputs_embeds") is not None or k.get("past_key_values") is not None:
+            raise RuntimeError("shape '[1, 3, 4, 8]' is invalid for input of size 48\nmore")
+        return real(self, *a, **k)
 
     monkeypatch.setattr(type(model.model), "forward", broken)
-    with pytest.raises(ActlabError) as e:
-        adapters.attach(model, adapters.peft_config("prompt", M.build("llama", tok), num_virtual_tokens=3))
-    assert str(e.value).startswith("prompt tuning cannot run on llama: ") and "\n" not in str(e.value)
+    for call in (lambda: adapters.peft_config(family, model, num_virtual_tokens=3), lambda: adapters.attach(model, cfg)):
+        with pytest.raises(ActlabError) as e:
+            call()
+        assert str(e.value).startswith(f"{family} tuning cannot run on llama: PEFT's virtual tokens do not fit")
+        assert "RuntimeError: shape" in str(e.value) and "\n" not in str(e.value)
 
 
 # --------------------------------------------------------------------------------------------------- sites

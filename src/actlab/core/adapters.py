@@ -295,7 +295,8 @@ def _kv_geometry(model: nn.Module) -> tuple[int, int, int]:
     dev = next(base.parameters()).device
     try:
         with torch.no_grad():
-            out = base(input_ids=torch.zeros((1, 1), dtype=torch.long, device=dev), use_cache=True)
+            one = torch.zeros((1, 1), dtype=torch.long, device=dev)
+            out = base(input_ids=one, attention_mask=torch.ones_like(one), use_cache=True)
         cache = out.past_key_values
         keys = [lay.keys for lay in cache.layers] if hasattr(cache, "layers") else [kv[0] for kv in cache]
     except Exception as e:  # noqa: BLE001 - any failure means PEFT's prefix cannot be built for this model
@@ -327,14 +328,43 @@ def peft_config(family: str, model: nn.Module, *, modules="qko", r: int = 8, alp
     if num_virtual_tokens <= 0 and family in ("prompt", "prefix"):
         raise ActlabError(f"--num_virtual_tokens must be a positive integer, got {num_virtual_tokens}")
     if family == "prompt":
+        d = arch.embed_size(model)
+        _dry_run(model, "prompt tuning", inputs_embeds=torch.zeros((1, num_virtual_tokens + 2, d)))
         return PromptTuningConfig(task_type=TaskType.CAUSAL_LM, num_virtual_tokens=num_virtual_tokens,
-                                  prompt_tuning_init="RANDOM", token_dim=arch.embed_size(model),
-                                  num_layers=arch.num_layers(model))
+                                  prompt_tuning_init="RANDOM", token_dim=d, num_layers=arch.num_layers(model))
     if family == "prefix":
         n_layers, kv, hd = _kv_geometry(model)
+        _dry_run(model, "prefix tuning", prefix=(n_layers, kv, num_virtual_tokens, hd))
         return PrefixTuningConfig(task_type=TaskType.CAUSAL_LM, num_virtual_tokens=num_virtual_tokens,
                                   num_layers=n_layers, num_attention_heads=kv, token_dim=kv * hd)
     raise unknown_choice("adapter family", family, FAMILIES)
+
+
+def _dry_run(model: nn.Module, family: str, inputs_embeds: torch.Tensor | None = None,
+             prefix: tuple[int, int, int, int] | None = None) -> None:
+    """Run the base model the way PEFT will (virtual-token embeddings, or a prefix KV cache) on zeros, before any
+    adapter or target is built: an architecture that cannot take it is one line (architecture + reason)."""
+    base = arch.unwrap(model)
+    p = next(base.parameters())
+    try:
+        with torch.no_grad():
+            if inputs_embeds is not None:
+                x = inputs_embeds.to(p.device, p.dtype)
+                base(inputs_embeds=x, attention_mask=torch.ones(x.shape[:2], dtype=torch.long, device=p.device))
+            else:
+                from transformers import DynamicCache
+
+                n_layers, kv, nv, hd = prefix
+                cache = DynamicCache(config=base.config)
+                for i in range(n_layers):
+                    z = torch.zeros((1, kv, nv, hd), device=p.device, dtype=p.dtype)
+                    cache.update(z, z.clone(), i)
+                base(input_ids=torch.zeros((1, 2), dtype=torch.long, device=p.device), past_key_values=cache,
+                     attention_mask=torch.ones((1, nv + 2), dtype=torch.long, device=p.device))
+    except Exception as e:  # noqa: BLE001 - the reason goes into the one-line error
+        msg = str(e).strip().splitlines()[0][:200] if str(e).strip() else ""
+        raise ActlabError(f"{family} cannot run on {arch.model_type(model)}: PEFT's virtual tokens do not fit this "
+                          f"architecture ({type(e).__name__}: {msg})") from None
 
 
 def conv1d_targets(model: nn.Module, names: list[str]) -> bool:
