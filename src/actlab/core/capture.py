@@ -4,7 +4,8 @@ A **site** is a kind plus a layer:
 
 * ``attn_output``  — the self-attention module's output, after its output projection, *before* the residual add
   (``layers[i].self_attn`` output ``[0]``, or ``attn`` / ``attention`` / ``self_attention`` as the architecture
-  names it; IA2's alignment site);
+  names it; where the module adds the residual itself, as BLOOM's does, its output projection; IA2's alignment
+  site);
 * ``block_output`` — the residual stream after decoder layer ``i`` (``layers[i]`` output; equals
   ``output_hidden_states[i + 1]`` for every layer but the last, whose hidden state has the final norm applied);
 * ``mlp_output``   — the MLP's (or MoE block's) output before its residual add; where the MLP is not a submodule
