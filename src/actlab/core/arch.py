@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import difflib
 import inspect
+import weakref
 from dataclasses import dataclass
 
 import torch
@@ -139,19 +140,15 @@ def _branch_site(children: dict[str, nn.Module], name: str | None) -> str | None
     return name
 
 
-_CACHE: dict[int, tuple[nn.Module, Layout]] = {}
+_CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> Layout (never keeps a model alive)
 
 
 def layout(model: nn.Module) -> Layout:
     """The :class:`Layout` of ``model`` (found once per model object)."""
     base = unwrap(model)
-    hit = _CACHE.get(id(base))
-    if hit is not None and hit[0] is base:
-        return hit[1]
-    lay = _layout(base)
-    if len(_CACHE) > 64:
-        _CACHE.clear()
-    _CACHE[id(base)] = (base, lay)
+    lay = _CACHE.get(base)
+    if lay is None:
+        lay = _CACHE[base] = _layout(base)
     return lay
 
 
