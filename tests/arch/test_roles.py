@@ -215,3 +215,18 @@ def test_icae_attention_is_the_models_default():
 
     assert ICAEConfig().attn_implementation is None
     assert ICAEConfig(attn_implementation="eager").attn_implementation == "eager"
+
+
+@pytest.mark.parametrize("name", ["gpt2", "opt", "llama", "falcon"])
+def test_icae_decoder_positions_match_the_models_own(name, tok):
+    """ICAE's decoder loop (left-padded batch, explicit 0-based position ids, KV cache) gives what HF's own
+    generate gives for each row alone: learned absolute tables (GPT-2; OPT, which adds its offset itself) and rotary."""
+    from actlab.core.models import generate
+    from actlab.icae.model import SimpleLLM
+
+    model = M.build(name, tok)
+    ctx = ["the cat is red and the dog is blue . alice has a book", "bob is in rome"]
+    prompts = ["what is red ?", "where ?"]
+    batched = SimpleLLM(model, tok).generate(ctx, prompts, max_new_tokens=5)
+    alone = [generate(model, tok, [f"{c} {p}"], max_new_tokens=5)[0] for c, p in zip(ctx, prompts)]
+    assert batched == alone
