@@ -49,16 +49,10 @@ def join_method(family: str, objective: str) -> str:
 
 
 def check_module_type(kind: str, value: str) -> str:
-    """A LoRA/IA3 type like ``qkv``, ``qko``, ``qkvo`` (letters of q k v o g u d; ``all`` = qkvogud)."""
-    from actlab.core.adapters import LETTERS
+    """A LoRA/IA3 target: role letters (``qkv``, ``qko``; ``all``), ``all-linear`` or module names (``a,b``)."""
+    from actlab.core.adapters import check_target_spec
 
-    if value == "all":
-        return value
-    bad = [c for c in value if c not in LETTERS]
-    if not value or bad or len(set(value)) != len(value):
-        raise ActlabError(f"bad {kind} {value!r}; use letters of {''.join(LETTERS)} "
-                          f"({', '.join(f'{k}={v}' for k, v in LETTERS.items())}), e.g. qkv, qko, qkvo, or all")
-    return value
+    return check_target_spec(kind, value)
 
 
 @dataclass
@@ -160,7 +154,7 @@ class IA2TrainConfig:
 
     #: keys of a run's config.json that are not options (``--config_path run/config.json`` skips them)
     CONFIG_FILE_IGNORE: ClassVar[tuple[str, ...]] = ("run_name", "run_dir", "parent_dir", "stage_objective",
-                                                     "target_cache")
+                                                     "target_cache", "adapter_modules")
 
     def __post_init__(self) -> None:
         self.family, self.objective = split_method(self.training_method)

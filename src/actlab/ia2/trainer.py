@@ -204,7 +204,8 @@ def train(cfg: IA2TrainConfig, model=None, tok=None, return_model: bool = False)
     parent = naming.parent_dir(cfg)
     rd.write_config({**cfg.to_dict(), "run_name": naming.run_name(cfg), "run_dir": str(path),
                      "parent_dir": None if parent is None else str(parent), "stage_objective": cfg.stage_objective,
-                     "target_cache": None if tfile is None else str(tfile)})
+                     "target_cache": None if tfile is None else str(tfile),
+                     "adapter_modules": adapters.adapted_modules(peft_model)})  # what the role letters resolved to
     pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
     params = [p for p in peft_model.parameters() if p.requires_grad]
     opt = torch.optim.Adam(params, lr=cfg.lr)

@@ -58,6 +58,7 @@ def packed_batch(iav, data, idx, length: int, ref_lm=None, cache=None, fwd=None)
     A live ``ref_lm`` runs its body over the same rows and its head at the same positions (inside the loss), so the
     two references differ by exactly one body forward.
     """
+    from actlab.core.arch import output_logits
     from actlab.iav.cache import cache_side
 
     dev = iav.device
@@ -73,8 +74,7 @@ def packed_batch(iav, data, idx, length: int, ref_lm=None, cache=None, fwd=None)
     if ref_lm is not None:
         with torch.no_grad():
             h_ref = ref_lm.base_model(input_ids=ids, attention_mask=attn).last_hidden_state[:, :-1][sel]
-        head = ref_lm.get_output_embeddings()
-        kw = {"h_ref": h_ref, "ref_head": lambda x: head(x.to(head.weight.dtype)).float()}
+        kw = {"h_ref": h_ref, "ref_head": lambda x: output_logits(ref_lm, x).float()}  # the model's own head path
     elif cache is not None:
         c, r = cache_side(cache, "chosen", idx, length), cache_side(cache, "rejected", idx, length)
         kw = {k: pairs(c[k], r[k])[sel] for k in ("ref_token_logps", "ref_topk_idx", "ref_topk_logp")}

@@ -61,7 +61,7 @@ class ICAEConfig:
     checkpoint_path: str | None = field(default=None, metadata={"help": "ICAE weights to load"})
     dtype: str = field(default="auto", metadata={"help": "auto | float32 | bfloat16 (never fp16)"})
     device: str | None = field(default=None, metadata={"help": "cuda | cpu | mps (default: best available)"})
-    attn_implementation: str = field(default="sdpa", metadata={"help": "sdpa | eager (never FA2 with EPL)"})
+    attn_implementation: str | None = field(default=None, metadata={"help": "sdpa | eager | null = the model's default"})
     # data
     task: str = field(default="ae", metadata={"help": "ae | qa | repoqa | trajectories"})
     data_source: str = field(default="synthetic", metadata={"help": "synthetic | hub"})
@@ -97,7 +97,8 @@ class ICAEConfig:
         check_choice("model_type", self.model_type, MODEL_TYPES)
         check_choice("task", self.task, TASKS)
         check_choice("data_source", self.data_source, DATA_SOURCES)
-        check_choice("attn_implementation", self.attn_implementation, ATTN)
+        if self.attn_implementation is not None:
+            check_choice("attn_implementation", self.attn_implementation, ATTN)
         m = self.fixed_mem_size
         if isinstance(m, bool) or not isinstance(m, int) or m <= 0 or m & (m - 1):
             raise ActlabError(f"fixed_mem_size must be a power of 2 (1, 2, 4, ..., 128, ...), got {m!r}")
