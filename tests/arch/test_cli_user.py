@@ -22,7 +22,7 @@ def world(tmp_path_factory):
 def _train(world, out, model, *extra):
     return main(["ia2", "train", "--dataset", M.IA2_DS, "--model_id", str(world / model), "--data_dir",
                  str(world / "data"), "--output_dir", str(out), "--num_train_examples", "4", "--max_steps", "1",
-                 "--num_generated_tokens", "2", "--num_virtual_tokens", "3", *extra])
+                 "--num_generated_tokens", "2", *extra])
 
 
 @pytest.mark.parametrize("model,extra,adapted", [
@@ -31,7 +31,7 @@ def _train(world, out, model, *extra):
      ["gpt_neox.layers.*.attention.query_key_value", "gpt_neox.layers.*.mlp.dense_4h_to_h"]),
     ("mixtral", ["--training_method", "act", "--lora_type", "od"],
      ["model.layers.*.mlp.experts.down_proj", "model.layers.*.self_attn.o_proj"]),
-    ("falcon", ["--training_method", "prefix-act"], []),
+    ("falcon", ["--training_method", "prefix-act", "--num_virtual_tokens", "3"], []),
 ])
 def test_train_records_the_real_modules(world, tmp_path, model, extra, adapted):
     assert _train(world, tmp_path / "out", model, *extra) == 0
