@@ -207,8 +207,8 @@ def lora_B_matrices(adapter_dir: str | Path) -> dict[str, torch.Tensor]:
 def subspace_overlap_matrices(B1: torch.Tensor, B2: torch.Tensor, r: int | None = None) -> float:
     """``||U1ᵀ U2||_F² / r`` with ``U = `` the first ``r`` left singular vectors of each ``B``."""
     r = r or min(B1.shape[1], B2.shape[1])
-    U1 = torch.linalg.svd(B1, full_matrices=False).U[:, :r]
-    U2 = torch.linalg.svd(B2, full_matrices=False).U[:, :r]
+    U1 = torch.linalg.svd(B1.double(), full_matrices=False).U[:, :r]  # float64: 1 stays 1 to ~1e-15
+    U2 = torch.linalg.svd(B2.double(), full_matrices=False).U[:, :r]
     return float((U1.T @ U2).pow(2).sum() / r)
 
 
