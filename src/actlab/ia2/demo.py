@@ -36,10 +36,10 @@ class DemoConfig:
     model_id: str = "tiny"
     dataset: str = "syn_sst2_remap"
     N: int = 8
-    num_runs: int = 3
+    num_runs: int = 30
     icl_max_demos: int = 7
     num_train_samples: int = 300
-    num_eval_examples: int = 200
+    num_eval_examples: int = 500
     lr: float = 1e-3
     ce_loss_weight: float = 0.1
     label_type: str = "ground_truth"

@@ -212,7 +212,7 @@ def paired_rows(exp: Experiment, key: str = "accuracy", references: Sequence[str
     rows = []
     for ref in references:
         for m in exp.methods():
-            if m in (NO_ICL, ref) or ref not in exp.entries:
+            if m in (NO_ICL, ICL, ref) or ref not in exp.entries:
                 continue
             for N in sorted(exp.entries[m]):
                 a, b = _by_run(exp, m, N, key), _by_run(exp, ref, N, key)
