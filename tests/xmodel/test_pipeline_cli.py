@@ -167,5 +167,6 @@ def test_summary_over_seeds_is_a_t_interval_and_pairs_by_seed():
     assert d["mean"] == pytest.approx((lo + hi) / 2) and d["ci95"] == pytest.approx((hi - lo) / 2)
     lo, hi = sps.ttest_rel(acc["ac"], acc["b_alone"]).confidence_interval(0.95)
     assert sm["communicate_diffs"]["ac − b_alone"]["ci95"] == pytest.approx((hi - lo) / 2)
+    assert "b_alone − nl" not in sm["communicate_diffs"] and "ac − nl" in sm["communicate_diffs"]
     text = format_summary(sm)
     assert "| ridge − learned | +0.293 ± " in text and text.count("*") >= 1

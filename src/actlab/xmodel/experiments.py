@@ -267,12 +267,11 @@ def summarize(per_seed: dict[int, dict]) -> dict:
     comm = {m: _ci_dict(mean_ci([per_seed[s]["communicate"]["methods"].get(m, {}).get("accuracy") for s in seeds]))
             for m in comm_methods}
     comm_diffs = {}
-    for ref_m in ("b_alone", "nl"):
-        if ref_m not in comm_methods:
-            continue
+    refs = [r for r in ("b_alone", "nl") if r in comm_methods]
+    for i, ref_m in enumerate(refs):
         base = [per_seed[s]["communicate"]["methods"][ref_m]["accuracy"] for s in seeds]
         for m in comm_methods:
-            if m != ref_m:
+            if m != ref_m and m not in refs[:i]:  # no mirrored pair (b_alone − nl after nl − b_alone)
                 comm_diffs[f"{m} − {ref_m}"] = _ci_dict(paired_diff(
                     [per_seed[s]["communicate"]["methods"].get(m, {}).get("accuracy") for s in seeds], base))
     first = per_seed[seeds[0]]
