@@ -27,6 +27,7 @@ import torch
 from actlab.core.errors import ActlabError
 from actlab.core.io import atomic_path, atomic_write_json, read_json
 from actlab.core.metrics import mean_std
+from actlab.core.stats import mean_ci
 from actlab.ia2.evaluate import EvalConfig, describe_existing, describe_filters, discover_runs, filter_runs
 
 
@@ -174,13 +175,13 @@ def _plot_asim(results: Sequence[dict], plots_dir: Path) -> list[Path]:
         fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 3.8))
         mus, sds = [], []
         for m in methods:
-            mu, sd, _ = mean_std([d["overall"] for d in sub if d["method"] == m])
-            mus.append(mu)
-            sds.append(sd)
+            ci = mean_ci([d["overall"] for d in sub if d["method"] == m])
+            mus.append(ci.mean)
+            sds.append(ci.half if np.isfinite(ci.half) else 0.0)  # 95 % CI over runs
             layers = np.array([d["per_layer"] for d in sub if d["method"] == m])
             a2.plot(range(layers.shape[1]), layers.mean(0), marker="o", label=pretty(m))
         a1.bar([pretty(m) for m in methods], mus, yerr=sds, capsize=3)
-        a1.set_ylabel("cosine(base+ICL, trained w/o ICL)")
+        a1.set_ylabel("cosine(base+ICL, trained w/o ICL)\n(mean, 95 % CI over runs)")
         a1.set_title(f"{ds}: overall activation similarity", fontsize=10)
         a2.set_xlabel("layer")
         a2.set_ylabel("cosine")
