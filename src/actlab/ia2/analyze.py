@@ -1,4 +1,5 @@
-"""``actlab ia2 analyze``: activation similarity and adapter subspace overlap (../shared/research/ia2.md §7).
+"""``actlab ia2 analyze``: activation similarity and adapter subspace overlap (as the official IA2 scripts
+``activation_similarity_analysis.py`` and ``subspace_overlap_analysis.py``).
 
 * **activation-similarity** — for each trained run and eval example: the base model *with* ICL demos and the trained
   model *without* them each greedily generate ``T`` tokens from their own prompt; the attention outputs at the

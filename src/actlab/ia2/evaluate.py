@@ -1,6 +1,6 @@
 """``actlab ia2 evaluate`` (the seed's ``evaluate_batch_optimized.py``): base with/without ICL and trained adapters.
 
-What it does (../shared/research/ia2.md §6):
+What it does (as the official ``evaluate_batch_optimized.py``):
 
 * **eval set**: the first ``num_eval_examples`` (default 500) examples of the eval dataset's ``val_examples`` pool;
 * **ICL**: ``min(icl_max_demos, N - 1)`` demos drawn (``np.random.RandomState(run)``, no replacement) from the

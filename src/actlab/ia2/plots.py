@@ -2,8 +2,8 @@
 
 One *experiment* is (trained dataset, eval dataset, ICL source, ICL demos). Its results are gathered from
 ``outputs/evaluations/`` (:func:`collect`), the learning rate (and other hyperparameters) of each method is chosen per
-N by the highest mean **without-ICL top-1 accuracy** over runs (the official rule, which selects on the eval set;
-../shared/research/ia2.md §4), and the plots go to ``plots/unified/{trained}/{eval}_{source}_{demos}/``:
+N by the highest mean **without-ICL top-1 accuracy** over runs (the official rule, which selects on the eval set),
+and the plots go to ``plots/unified/{trained}/{eval}_{source}_{demos}/``:
 
 * ``{model}_accuracy_without_icl.png`` / ``{model}_accuracy_with_icl.png``: accuracy vs N per method, mean with
   95 % CI error bars over runs (:mod:`actlab.core.stats`);

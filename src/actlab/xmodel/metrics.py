@@ -6,7 +6,7 @@ and compute in float64.
 * :func:`linear_cka` — linear CKA (Kornblith et al. 2019); ``debiased=True`` uses the unbiased HSIC estimator
   (Song et al. 2012; Nguyen et al. 2021), in the feature-space form of Kornblith's ``Demo.ipynb`` when ``n`` is large
   and the Gram form otherwise (identical values). Both are invariant to orthogonal maps, isotropic scaling and
-  translation — so "CKA before vs after Procrustes" can never change (research notes §2.5).
+  translation — so "CKA before vs after Procrustes" can never change.
 * :func:`hsic_unbiased` — Song et al. Eq. 5 on Gram matrices (the O(n²) reference).
 * :func:`align_loss` / :func:`uniform_loss` — Wang & Isola 2020 on L2-normalised rows (uniformity over ``x ≠ y``
   pairs, ``pdist``, as the reference code).
