@@ -149,3 +149,13 @@ def test_num_generated_tokens_eval_sets_the_generation_length(trained, monkeypat
     seen.clear()
     evaluate(_cfg(w, **base), preloaded=pre, log=None)
     assert set(seen) == {get_dataset("syn_gsm8k").max_new_tokens}
+
+
+def test_cli_args_reach_the_generation_length():
+    from argparse import Namespace
+
+    from actlab.ia2.evaluate import config_from_args
+
+    assert config_from_args(Namespace(num_generated_tokens_eval=5)).num_generated_tokens_eval == 5
+    # the CLI's default value (1) means "not given": multi-token tasks keep the registry's length
+    assert config_from_args(Namespace(num_generated_tokens_eval=1)).num_generated_tokens_eval is None
