@@ -152,10 +152,13 @@ def test_num_generated_tokens_eval_sets_the_generation_length(trained, monkeypat
 
 
 def test_cli_args_reach_the_generation_length():
-    from argparse import Namespace
+    from actlab.cli.main import make_parser
+    from actlab.core.config import config_from_namespace
+    from actlab.ia2.evaluate import EvalConfig
 
-    from actlab.ia2.evaluate import config_from_args
-
-    assert config_from_args(Namespace(num_generated_tokens_eval=5)).num_generated_tokens_eval == 5
-    # the CLI's default value (1) means "not given": multi-token tasks keep the registry's length
-    assert config_from_args(Namespace(num_generated_tokens_eval=1)).num_generated_tokens_eval is None
+    parser = make_parser()
+    ns = parser.parse_args(["ia2", "evaluate", "--num_generated_tokens_eval", "5"])
+    assert config_from_namespace(EvalConfig, ns).num_generated_tokens_eval == 5
+    # not given: None, so multi-token tasks keep the registry's length
+    ns = parser.parse_args(["ia2", "evaluate"])
+    assert config_from_namespace(EvalConfig, ns).num_generated_tokens_eval is None

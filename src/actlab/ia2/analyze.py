@@ -32,11 +32,6 @@ from actlab.core.stats import mean_ci
 from actlab.ia2.evaluate import EvalConfig, describe_existing, describe_filters, discover_runs, filter_runs
 
 
-def config_from_args(args) -> EvalConfig:
-    names = {f.name for f in dataclasses.fields(EvalConfig)}
-    return EvalConfig(**{k: v for k, v in vars(args).items() if k in names and v is not None})
-
-
 def _runs(cfg: EvalConfig) -> list[dict]:
     all_runs = discover_runs(cfg.outputs_dir)
     runs = filter_runs(all_runs, cfg)

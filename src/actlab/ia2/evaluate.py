@@ -28,7 +28,6 @@ Generation length (multi-token tasks): ``num_generated_tokens_eval`` when given,
 
 from __future__ import annotations
 
-import dataclasses
 import gc
 import json
 import math
@@ -698,15 +697,3 @@ def evaluate(cfg: EvalConfig, preloaded: dict | None = None, log=print) -> list[
         doc = run_task(t, cfg, models)
         atomic_write_json(t.path, doc)
     return [t.path for t in tasks]
-
-
-#: the CLI's ``--num_generated_tokens_eval`` default: read as "not given" (the registry's length)
-_CLI_T_DEFAULT = 1
-
-
-def config_from_args(args) -> EvalConfig:
-    names = {f.name for f in dataclasses.fields(EvalConfig)}
-    kw = {k: v for k, v in vars(args).items() if k in names and v is not None}
-    if kw.get("num_generated_tokens_eval") == _CLI_T_DEFAULT:
-        kw.pop("num_generated_tokens_eval")  # single-token tasks use 1 anyway; multi-token ones the registry's
-    return EvalConfig(**kw)
