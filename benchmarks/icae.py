@@ -1,4 +1,4 @@
-"""ICAE speed benchmark (issue 7), in one run:
+"""ICAE speed benchmark, in one run:
 
 1. **decode with 4× memory vs full context**: one long context (default 16384 tokens), the same question, a fixed
    number of greedy tokens. ICAE decodes over ``[BOS] slots [FT] prompt`` (≈ L/4 + prompt KV entries);
