@@ -91,7 +91,7 @@ SPECIFIC = [
     # ia2 train
     ("ia2 train", ["--training_method", "actt"], ["'actt'", "did you mean 'act'"]),
     ("ia2 train", ["--training_method", "tok"], ["--training_method tok", "--label_type"]),
-    ("ia2 train", ["--training_method", "tna"], ["--ce_loss_weight"]),
+    ("ia2 train", ["--training_method", "act", "--continue_training", "a2t"], ["--continue_training a2t", "act"]),
     ("ia2 train", ["--training_method", "tna", "--ce_loss_weight", "2"], ["--ce_loss_weight", "2"]),
     ("ia2 train", ["--lr", "0"], ["--lr", "0"]),
     ("ia2 train", ["--lr", "-1e-3"], ["--lr", "-0.001"]),
