@@ -20,7 +20,8 @@ EVAL_META = {
     "model_name_or_path": {"help": "backbone (default: the one the heads name)"},
     "arm_model": {"help": "GenARM autoregressive reward model dir"},
     "dpo_model": {"help": "DPO model dir (e.g. from `actlab iav demo`)"},
-    "prompt_set": {"help": "syn_hh, hh_rlhf, alpaca_eval or arena_hard"},
+    "prompt_set": {"aliases": ["--dataset"],  # generate_iav.py's spelling
+                   "help": "syn_hh, hh_rlhf, alpaca_eval or arena_hard"},
     "prompts_file": {"help": "local prompts (JSON/JSONL)"},
     "alphas": {"help": "α values of the sweep"},
     "reward_model": {"help": "programmatic (syn_hh) or an HF sequence-classification reward model"},
@@ -43,6 +44,9 @@ class IAVEvaluateConfig:
     def __post_init__(self) -> None:
         check_positive("baseline_samples", self.baseline_samples, integer=True)
         check_positive("baseline_steps", self.baseline_steps, integer=True)
+
+    def check_inputs(self) -> None:
+        """The heads and baseline directories (files are checked here, not when the config is made)."""
         p = Path(self.eval.heads)
         if not p.exists():
             raise ActlabError(f"--heads {p} does not exist (an IAV heads dir or train run dir)")
