@@ -153,7 +153,7 @@ def test_every_verb_is_a_function_of_its_config_dataclass():
         if name != "ia2 sweep":  # its schema is made from SweepConfig + IA2TrainConfig at run time
             assert hint is cls or cls in typing.get_args(hint), (name, hint, cls)
         names.append(name)
-    assert len(names) == 29
+    assert len(names) == 30
 
 
 def test_new_entry_points_called_with_their_config(tmp_path):

@@ -33,7 +33,7 @@ def _args(world, out, *extra, model="llama"):
 @pytest.mark.parametrize("extra,msg", [
     (["--training_method", "actt"], "unknown training method 'actt' (did you mean 'act'?)"),
     (["--training_method", "tok"], "needs --label_type"),
-    (["--training_method", "tna"], "needs --ce_loss_weight"),
+    (["--training_method", "tna", "--ce_loss_weight", "2"], "--ce_loss_weight must be in [0, 1]"),
     (["--training_method", "ia3-act", "--ia3_type", "qg"], "gpt2 has no module for role g"),
     (["--training_method", "prompt-act", "--num_virtual_tokens", "0"], "--num_virtual_tokens must be a positive"),
     (["--training_method", "act", "--dataset", "syn_agnews"], "is not prepared"),

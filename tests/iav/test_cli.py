@@ -74,9 +74,25 @@ def test_bad_input_one_line_exit2_nothing_written(tmp_path, micro_dir, micro_dir
     assert not out_dir.exists()
 
 
-def test_cache_bad_output_name(tmp_path, micro_dir, capsys):
-    rc, _, err = _run(["iav", "cache", "--ref_model", micro_dir, "--cache_file", str(tmp_path / "c.pt")], capsys)
-    assert rc == 2 and ".safetensors" in err and not (tmp_path / "c.pt").exists()
+def test_cache_seed_pt_path_and_old_pickle(tmp_path, micro_dir, capsys):
+    """The seed's ``--output_path ...pt`` works (safetensors content); an old torch.save cache is refused in one line
+    with a regenerate command that itself runs, and training then uses it (and says so)."""
+    import shlex
+
+    pt = tmp_path / "cache" / "reference_logits_dual_hh_train_48.pt"
+    pt.parent.mkdir()
+    pt.write_bytes(b"PK\x03\x04 a torch.save zip")
+    rc, _, err = _run(_train_args(micro_dir, tmp_path / "run", "--cache_file", str(pt)), capsys)
+    assert rc == 2 and "old pickle-format cache" in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "run").exists()
+    cmd = shlex.split(err.split("regenerate it: ")[1].strip())
+    assert cmd[:3] == ["actlab", "iav", "cache"] and str(pt) in cmd
+    rc, _, err = _run(cmd[1:], capsys)
+    assert rc == 0, err
+    assert pt.read_bytes()[8:9] == b"{"  # a safetensors header, whatever the suffix
+    rc, out, err = _run(_train_args(micro_dir, tmp_path / "run", "--cache_file", str(pt)), capsys)
+    assert rc == 0, err
+    assert f"using cached reference logits from {pt}" in out
 
 
 def test_evaluate_missing_baseline_dir(tmp_path, micro_dir, capsys):

@@ -11,10 +11,15 @@ from actlab.core.errors import ActlabError
 
 #: help for EvalConfig's fields (the dataclass lives in actlab.ia2.evaluate)
 EVAL_META = {
-    "model_types": {"help": "base and/or trained methods (tok act tna a2t t2a, ia3-tok, prompt-act, ...)"},
-    "trained_datasets": {"help": "datasets the adapters were trained on (default: every one found)"},
-    "eval_datasets": {"aliases": ["--eval_dataset_name"], "help": "default: the trained dataset"},
-    "icl_source_datasets": {"help": "default: the trained dataset (differs from eval = OOD)"},
+    # the singular spellings are the original single-evaluation script's flags (one value each, or several)
+    "model_types": {"aliases": ["--model_type"],
+                    "help": "base and/or trained methods (tok act tna a2t t2a, ia3-tok, prompt-act, ...)"},
+    "trained_datasets": {"aliases": ["--trained_dataset"],
+                         "help": "datasets the adapters were trained on (default: every one found)"},
+    "eval_datasets": {"aliases": ["--eval_dataset_name", "--eval_dataset"], "help": "default: the trained dataset"},
+    "icl_source_datasets": {"aliases": ["--icl_source_dataset"],
+                            "help": "default: the trained dataset (differs from eval = OOD)"},
+    "num_generated_tokens_eval": {"aliases": ["--num_gen_tokens_eval"], "help": "tokens to generate during eval"},
     "icl_max_demos": {"help": "at most this many demos (min(icl_max_demos, N - 1))"},
     "lora_types": {"help": "filter on the LoRA type"},
     "num_examples": {"help": "filter on N (num_train_examples)"},

@@ -2,13 +2,14 @@
 
     actlab iav cache    --ref_model tiny --dataset syn_hh --num_samples 512 --seq_length 128 --cache_file c.safetensors
     actlab iav train    --model_name_or_path tiny --dataset syn_hh --output_dir runs/iav [--cache_file c.safetensors]
+    actlab iav launch   --model_name_or_path tiny --dataset syn_hh --output_dir runs/iav     (train.sh: all GPUs)
     actlab iav generate --heads runs/iav --prompt "Can you tell me how to bake bread?" --alpha 1.5
     actlab iav evaluate --heads runs/iav --arm_model runs/arm --dpo_model runs/dpo --alphas 0 0.5 1 1.5 2
     actlab iav demo     [--model_id tiny]
 
 Flags keep the public IAV code's names (``train_main.py``, ``cache.sh``). ``--config_path x.yaml`` sets any flag
 (the loss weights flat or under ``loss_config:``); explicit flags override it. Multi-GPU:
-``accelerate launch -m actlab.cli.main iav train ...``.
+``actlab iav launch ...`` (the seed's ``train.sh``), or ``accelerate launch -m actlab.cli.main iav train ...``.
 """
 
 from __future__ import annotations
@@ -25,6 +26,12 @@ def _train(cfg) -> int:
     if os.environ.get("RANK", "0") == "0":
         print(f"heads: {out / 'heads'}")
     return 0
+
+
+def _launch(cfg) -> int:
+    from actlab.iav.verbs import launch
+
+    return launch(cfg)
 
 
 def _cache(cfg) -> int:
@@ -74,6 +81,11 @@ FAMILY = Family("iav", "IAV: dual-head alignment vectors (cache, train, generate
          api="actlab.iav.trainer:train",
          description="Train IAV heads on a frozen backbone: L = L_pref + λ_kl L_kl + λ_l2 L_l2. Checkpoints every "
                      "--save_steps; rerunning resumes."),
+    Verb("launch", "train.sh: detect the GPUs, accelerate launch on 2+, one process otherwise",
+         "actlab.iav.verbs:IAVLaunchConfig", _launch, api="actlab.iav.verbs:launch",
+         description="What the seed's train.sh does: count the visible GPUs (CUDA_VISIBLE_DEVICES respected); with "
+                     "two or more, run `accelerate launch --multi_gpu --num_processes N -m actlab.cli.main iav train "
+                     "...`; with one or none, train in this process. Takes every `iav train` flag."),
     Verb("generate", "generate with z_final = z_base + α·a_t", "actlab.iav.config:IAVGenerateConfig", _generate,
          api="actlab.iav.verbs:generate",
          description="Generate from trained IAV heads (KV cache, batching, greedy or sampling)."),

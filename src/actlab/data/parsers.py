@@ -9,6 +9,10 @@ Evaluation parses both the gold answer and the prediction with the same parser a
   decimal part; failing all patterns, the last number that is neither a year nor in (0, 1).
 * :func:`parse_boxed` — hmath: the content of ``\\boxed{...}`` (braces matched), spaces removed, ``\\dfrac`` → ``\\frac``.
 * :func:`parse_hash` — sciqa: the text after the last ``####``, stripped.
+* :func:`parse_cmath` — cmath (camel-ai/math, prose solutions): ``\\boxed{}`` if any, else the conclusion ("the
+  answer / solution / result / value is ..."; the right side of its last ``=``), else the last ``= value``, else the
+  gsm8k cascade; spaces and a final period removed, numbers canonical. :func:`cmath_topic_rows` keeps one topic
+  (``--subset algebra``) of the hub set's ``topic;`` column.
 """
 
 from __future__ import annotations
@@ -137,3 +141,54 @@ def parse_strip(text: str | None) -> str | None:
         return None
     out = text.strip()
     return out or None
+
+
+#: camel-ai/math's topic column (the semicolon is part of the hub's column name)
+CMATH_TOPIC_COLUMN = "topic;"
+_CONCLUSION = re.compile(r"(?:answer|solution|solutions|result|value|values|expression|form)"
+                         r"\s+(?:is|are)\s*:?\s*([^\n]+)", flags=re.IGNORECASE)
+
+
+def _tidy(ans: str) -> str | None:
+    ans = ans.strip().strip("$").strip()
+    ans = re.sub(r"[.;,]+$", "", ans).strip()
+    ans = ans.replace(" ", "")
+    if re.fullmatch(_NUM, ans) and (c := _canon(ans)) is not None:
+        return c
+    return ans or None
+
+
+def parse_cmath(text: str | None) -> str | None:
+    """The final answer of a camel-ai/math solution (free prose); None if the text holds none."""
+    if not text or not text.strip():
+        return None
+    boxed = parse_boxed(text)
+    if boxed:
+        return _tidy(boxed)
+    found = _CONCLUSION.findall(text)
+    if found:
+        ans = re.split(r"(?<=[^\s.])\.\s", found[-1])[0]  # the first sentence of the conclusion
+        return _tidy(ans.rsplit("=", 1)[-1])
+    eqs = re.findall(r"=\s*([^=\n]+)$", text.strip(), flags=re.MULTILINE)
+    if eqs:
+        return _tidy(eqs[-1])
+    return parse_answer_gsm8k(text)
+
+
+def cmath_topic_rows(rows, subset: str | None) -> list[dict]:
+    """The rows of one camel-ai/math topic: ``subset`` ``algebra`` keeps ``topic;`` == ``Algebra`` (case and
+    spaces vs underscores ignored); ``None`` keeps every row. An unknown topic is one line naming the topics."""
+    from actlab.core.errors import unknown_choice
+
+    rows = [dict(r) for r in rows]
+    if subset is None:
+        return rows
+
+    def norm(t) -> str:
+        return re.sub(r"[\s_]+", "_", str(t).strip().rstrip(";").lower())
+
+    keep = [r for r in rows if norm(r.get(CMATH_TOPIC_COLUMN, "")) == norm(subset)]
+    if not keep:
+        topics = sorted({norm(r.get(CMATH_TOPIC_COLUMN, "")) for r in rows})
+        raise unknown_choice("subset", subset, topics, hint="a topic of camel-ai/math")
+    return keep

@@ -148,7 +148,7 @@ def sweep_cli_config() -> type:
     hints = typing.get_type_hints(IA2TrainConfig)
     grid_fields = []
     for f in dataclasses.fields(IA2TrainConfig):
-        if f.name == "training_method" or f.metadata.get("cli", True) is False:
+        if f.name in ("training_method", "continue_training") or f.metadata.get("cli", True) is False:
             continue
         meta = dict(f.metadata)
         if f.name in SWEEP_AXES:

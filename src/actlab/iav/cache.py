@@ -11,10 +11,16 @@ hash checks that). One safetensors file, format ``actlab-iav-cache`` version :da
 Metadata: format, version, ref_model, dataset, split, num_samples, seq_length, max_prompt_length, loss layout, topk,
 vocab_size and ``ids_sha256`` (sha256 of the tokenized pairs). A cache whose hash, length or version does not match
 the training run is rejected with the command that regenerates it. The public code's pickle caches are never read.
+
+The file is safetensors whatever its name, so the seed's ``--output_path ./cache/reference_logits_dual_hh_train_2048.pt``
+works (the content, not the suffix, tells a safetensors cache from a ``torch.save`` pickle, which is refused with the
+regenerate command, the same path included). Training with a cache prints ``using cached reference logits from
+PATH`` once (the main process).
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import torch
@@ -26,6 +32,25 @@ from actlab.iav.data import Tokenized
 FORMAT = "actlab-iav-cache"
 VERSION = "1"
 SIDES = ("chosen", "rejected")
+
+
+#: first bytes of a torch.save file (zip) or a raw pickle (protocol 2-5)
+_PICKLE_MAGIC = (b"PK\x03\x04", b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05")
+
+
+def is_pickle_file(path: str | Path) -> bool:
+    """True when ``path`` holds a ``torch.save`` / pickle file (the public IAV code's cache format)."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(4)
+    except OSError:
+        return False
+    return any(head.startswith(m) for m in _PICKLE_MAGIC)
+
+
+def old_cache_message(path: str | Path, hint: str) -> str:
+    return (f"{path} is an old pickle-format cache (the public IAV code's torch.save single/dual cache), which actlab "
+            f"never unpickles; {hint}")
 
 
 def regenerate_hint(ref_model: str, dataset: str, split: str, n: int, seq_length: int, max_prompt_length: int,
@@ -70,9 +95,7 @@ def build_cache(cfg: CacheConfig) -> Path:
     from actlab.core.models import load
     from actlab.iav.data import load_rows, tokenize
 
-    path = Path(cfg.cache_file)
-    if path.suffix != ".safetensors":
-        raise ActlabError(f"--cache_file must end in .safetensors, got {str(path)!r}")
+    path = Path(cfg.cache_file)  # safetensors whatever the suffix (a seed-style .pt path is fine)
     rows = load_rows(cfg.dataset, cfg.split, cfg.num_samples, cfg.seed)
     ref_lm, tok = load(cfg.ref_model, dtype=cfg.dtype, device=cfg.device)
     data = tokenize(rows, tok, cfg.seq_length, cfg.max_prompt_length, cfg.loss)
@@ -92,8 +115,8 @@ def load_cache(path: str | Path, data: Tokenized, *, vocab_size: int, expect: di
     path = Path(path)
     if not path.exists():
         raise ActlabError(f"cache file {path} not found; {hint}")
-    if path.suffix in (".pt", ".pkl", ".pickle", ".bin"):
-        raise ActlabError(f"{path} is an old pickle-format cache (public IAV code), which actlab never unpickles; {hint}")
+    if is_pickle_file(path):
+        raise ActlabError(old_cache_message(path, hint))
     tensors, meta = load_tensors(path)
     if meta.get("format") != FORMAT:
         raise ActlabError(f"{path} is not an IAV reference cache (format {meta.get('format')!r}); {hint}")
@@ -117,6 +140,9 @@ def load_cache(path: str | Path, data: Tokenized, *, vocab_size: int, expect: di
     if missing:
         raise ActlabError(f"cache {path} lacks {', '.join(missing)}; {hint}")
     tensors["_meta"] = meta
+    if os.environ.get("RANK", "0") == "0":
+        print(f"using cached reference logits from {path} ({meta.get('num_samples')} pairs, ref_model "
+              f"{meta.get('ref_model')}, top-{meta.get('topk')})", flush=True)
     return tensors
 
 

@@ -86,8 +86,8 @@ class CacheConfig:
         "help": "sequence layout: corrected or faithful (duplicates the prompt)"})
     topk: int = field(default=64, metadata={"help": "reference tokens kept per position (0 = full vocabulary)"})
     batch_size: int = field(default=16, metadata={"help": "sequences per forward"})
-    cache_file: str = field(default="iav_cache.safetensors", metadata={"aliases": ["--output_path"],
-                                                                       "help": "output .safetensors file"})
+    cache_file: str = field(default="iav_cache.safetensors", metadata={
+        "aliases": ["--output_path"], "help": "output file (safetensors whatever its suffix; the seed's .pt is fine)"})
     seed: int = field(default=0, metadata={"help": "seed"})
     dtype: str | None = field(default=None, metadata={"cli": False})
     device: str | None = field(default=None, metadata={"help": "cpu | cuda | cuda:N | mps"})
@@ -108,7 +108,8 @@ class CacheConfig:
         check_model("ref_model", self.ref_model)
         check_dataset("dataset", self.dataset)
         if Path(self.cache_file).is_dir():
-            raise ActlabError(f"--cache_file {self.cache_file} is a directory, expected a .safetensors file path")
+            raise ActlabError(f"--cache_file {self.cache_file} is a directory, expected a file path (written as "
+                              f"safetensors whatever its suffix, e.g. .safetensors or the seed's .pt)")
         check_out_dir("cache_file", str(Path(self.cache_file).parent))
 
 
@@ -123,7 +124,7 @@ class TrainConfig:
     num_train_samples: int = field(default=512, metadata={"help": "training pairs"})
     num_val_samples: int = field(default=64, metadata={"help": "validation pairs, 0 = none"})
     cache_file: str | None = field(default=None, metadata={
-        "help": "reference cache from `actlab iav cache` (default: the frozen reference head)"})
+        "help": "reference cache from `actlab iav cache` (any suffix; default: the frozen reference head)"})
     num_epochs: int = field(default=1, metadata={"help": "epochs"})
     batch_size: int = field(default=8, metadata={"help": "pairs per device per micro-step"})
     grad_accum: int = field(default=1, metadata={"help": "gradient accumulation steps"})
@@ -175,6 +176,12 @@ class TrainConfig:
         check_dataset("dataset", self.dataset)
         check_out_dir("output_dir", self.output_dir)
         if self.cache_file is not None:
+            from actlab.iav.cache import is_pickle_file, old_cache_message, regenerate_hint
+
+            if is_pickle_file(self.cache_file):
+                raise ActlabError(old_cache_message(self.cache_file, regenerate_hint(
+                    self.ref_model or self.model_name_or_path, self.dataset, "train", self.num_train_samples,
+                    self.seq_length, self.max_prompt_length, self.loss.loss, self.cache_file)))
             check_safetensors("cache_file", self.cache_file)
 
 

@@ -19,7 +19,8 @@ import torch
 
 from actlab.core.errors import ActlabError
 
-HUB_IDS = {"hh_rlhf": "Dahoas/full-hh-rlhf", "Dahoas/full-hh-rlhf": "Dahoas/full-hh-rlhf"}
+#: hub preference sets by name (``hh-rlhf`` is the spelling of the seed's ``train.sh``)
+HUB_IDS = {"hh_rlhf": "Dahoas/full-hh-rlhf", "hh-rlhf": "Dahoas/full-hh-rlhf", "Dahoas/full-hh-rlhf": "Dahoas/full-hh-rlhf"}
 SYNTHETIC = ("syn_hh",)
 REQUIRED = ("chosen", "rejected")
 

@@ -10,7 +10,7 @@ from typing import ClassVar
 
 from actlab.core.config import check_positive
 from actlab.core.errors import ActlabError
-from actlab.iav.config import IAVGenerateConfig
+from actlab.iav.config import IAVGenerateConfig, TrainConfig
 from actlab.iav.evaluate import EvalConfig
 
 #: help for EvalConfig's fields (the dataclass lives in actlab.iav.evaluate)
@@ -20,7 +20,8 @@ EVAL_META = {
     "model_name_or_path": {"help": "backbone (default: the one the heads name)"},
     "arm_model": {"help": "GenARM autoregressive reward model dir"},
     "dpo_model": {"help": "DPO model dir (e.g. from `actlab iav demo`)"},
-    "prompt_set": {"help": "syn_hh, hh_rlhf, alpaca_eval or arena_hard"},
+    "prompt_set": {"aliases": ["--dataset"],  # generate_iav.py's spelling
+                   "help": "syn_hh, hh_rlhf, alpaca_eval or arena_hard"},
     "prompts_file": {"help": "local prompts (JSON/JSONL)"},
     "alphas": {"help": "α values of the sweep"},
     "reward_model": {"help": "programmatic (syn_hh) or an HF sequence-classification reward model"},
@@ -43,6 +44,9 @@ class IAVEvaluateConfig:
     def __post_init__(self) -> None:
         check_positive("baseline_samples", self.baseline_samples, integer=True)
         check_positive("baseline_steps", self.baseline_steps, integer=True)
+
+    def check_inputs(self) -> None:
+        """The heads and baseline directories (files are checked here, not when the config is made)."""
         p = Path(self.eval.heads)
         if not p.exists():
             raise ActlabError(f"--heads {p} does not exist (an IAV heads dir or train run dir)")
@@ -114,3 +118,84 @@ def generate(cfg: IAVGenerateConfig) -> list[dict]:
     if cfg.output_file:
         atomic_write_json(cfg.output_file, rows)
     return rows
+
+
+# ------------------------------------------------------------------------------------------------------ launch
+@dataclass
+class IAVLaunchConfig:
+    """``actlab iav launch``: what the seed's ``train.sh`` does. It counts the visible GPUs (``CUDA_VISIBLE_DEVICES``
+    respected) and, with two or more, runs ``accelerate launch --multi_gpu --num_processes N -m actlab.cli.main iav
+    train ...``; with one GPU or none it trains in this process. Every ``iav train`` flag is accepted."""
+
+    train: TrainConfig = field(default_factory=TrainConfig)
+    num_processes: int | None = field(default=None, metadata={
+        "help": "processes (default: the number of visible GPUs; 0 or 1 GPU = one process, no launcher)"})
+    print_only: bool = field(default=False, metadata={"help": "print the command it would run and exit"})
+
+    def __post_init__(self) -> None:
+        if self.num_processes is not None:
+            check_positive("num_processes", self.num_processes, integer=True)
+
+    def check_inputs(self) -> None:
+        self.train.check_inputs()
+
+
+def visible_gpus() -> int:
+    try:
+        import torch
+
+        return torch.cuda.device_count() if torch.cuda.is_available() else 0
+    except Exception:  # noqa: BLE001 - no usable CUDA = no GPU
+        return 0
+
+
+def train_argv(cfg: TrainConfig) -> list[str]:
+    """The ``iav train`` flags that give ``cfg`` back (only the values that differ from the defaults)."""
+    from actlab.core.config import schema
+
+    s = schema(TrainConfig)
+    out: list[str] = []
+    for leaf in s.leaves.values():
+        obj = cfg
+        for p in leaf.path:
+            obj = getattr(obj, p)
+        v = getattr(obj, leaf.name)
+        if v == s.default(leaf):
+            continue
+        out += [f"--{leaf.name}", ("true" if v else "false") if isinstance(v, bool) else str(v)]
+    return out
+
+
+def launch_command(cfg: IAVLaunchConfig, n_gpus: int | None = None) -> list[str] | None:
+    """The ``accelerate launch`` command line for ``cfg``, or ``None`` when one process is enough (it then trains
+    in-process). ``n_gpus``: the visible GPUs (default: counted here)."""
+    import sys
+
+    n = cfg.num_processes if cfg.num_processes is not None else (visible_gpus() if n_gpus is None else n_gpus)
+    if n <= 1:
+        return None
+    return [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(n),
+            "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",  # --bf16: the trainer casts the backbone
+            "-m", "actlab.cli.main", "iav", "train", *train_argv(cfg.train)]
+
+
+def launch(cfg: IAVLaunchConfig) -> int:
+    """Run the training as ``train.sh`` would: through ``accelerate launch`` on several GPUs, else in-process."""
+    import shlex
+    import subprocess
+
+    cmd = launch_command(cfg)
+    if cmd is None:
+        line = "actlab iav train " + shlex.join(train_argv(cfg.train))
+        print(f"one process (visible GPUs: {visible_gpus()}): {line}", flush=True)
+        if cfg.print_only:
+            return 0
+        from actlab.iav.trainer import train
+
+        out = train(cfg.train)
+        print(f"heads: {Path(out) / 'heads'}")
+        return 0
+    print(shlex.join(cmd), flush=True)
+    if cfg.print_only:
+        return 0
+    return subprocess.run(cmd, check=False).returncode
