@@ -559,8 +559,11 @@ class RunDir:
                 else:
                     q.unlink(missing_ok=True)
             self.metrics_path.unlink(missing_ok=True)
-        self.write_config({**config_dict(config), **(extra or {}),
-                           "_fingerprint": config_fingerprint(config, exclude)})
+        if hasattr(config, "__dataclass_fields__"):
+            import dataclasses
+
+            config = dataclasses.asdict(config)
+        self.write_config({**config, **(extra or {}), "_fingerprint": config_fingerprint(config, exclude)})
         return state
 
     # files
