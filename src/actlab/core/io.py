@@ -345,19 +345,20 @@ class DirLock:
 
     @classmethod
     def acquire(cls, directory: str | os.PathLike, *, blocking: bool = False, what: str = "run directory",
-                on_wait=None) -> DirLock:
-        """Take the lock of ``directory`` (created if missing); busy → :class:`RunDirBusy` naming the holder, or
-        with ``blocking`` wait for it (``on_wait(holder)`` is called once first)."""
+                on_wait=None, lock_file: str | os.PathLike | None = None) -> DirLock:
+        """Take the lock of ``directory`` (created if missing; the lock file is ``lock_file`` or ``<dir>/.lock``);
+        busy → :class:`RunDirBusy` naming the holder, or with ``blocking`` wait for it (``on_wait(holder)`` is called
+        once first)."""
         import fcntl
 
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)
-        key = str(d.resolve())
+        lf = Path(lock_file) if lock_file is not None else d / LOCK_FILE
+        key = str(lf.resolve())
         held = cls._held.get(key)
         if held is not None and held.fd is not None:
             held.users += 1
             return held
-        lf = d / LOCK_FILE
         while True:
             fd = os.open(lf, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o666)
             try:
@@ -421,7 +422,7 @@ def lock_holder(directory: str | os.PathLike) -> str | None:
     lf = d / LOCK_FILE
     if not lf.exists():
         return None
-    held = DirLock._held.get(str(d.resolve()))
+    held = DirLock._held.get(str(lf.resolve()))
     if held is not None and held.fd is not None:
         return None
     try:
