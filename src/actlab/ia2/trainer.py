@@ -194,17 +194,30 @@ def prepare(cfg: IA2TrainConfig, model=None, tok=None):
     return peft_model, tok, items, tfile, from_cache
 
 
+def _fingerprint_kw(cfg: IA2TrainConfig) -> dict:
+    return {"exclude": EXCLUDE, "defaults": dataclass_defaults(IA2TrainConfig),
+            "overwrite": cfg.force or getattr(cfg, "overwrite", False), "progress": (CKPT_DIR,)}
+
+
+def run_status(cfg: IA2TrainConfig) -> str:
+    """What training ``cfg`` will do, without writing: ``done`` (complete with this config: skipped), ``resume``,
+    ``fresh``, ``redo`` (``--overwrite``/``--force``); a finished or started run of another config raises
+    :class:`actlab.core.io.ConfigMismatch` listing the fields that differ."""
+    if cfg.force:
+        return "redo"
+    return run_state(naming.run_dir(cfg), cfg.to_dict(), **_fingerprint_kw(cfg))
+
+
 def train(cfg: IA2TrainConfig, model=None, tok=None, return_model: bool = False):
-    """Train one run and return its directory (a complete run is skipped unless ``cfg.force``).
+    """Train one run and return its directory (a complete run of the same config is skipped unless ``cfg.force``;
+    one of another config is an error unless ``cfg.overwrite``).
 
     ``model``/``tok`` may be given (e.g. a micro model in tests); the model is wrapped by PEFT in place.
     ``return_model=True`` returns ``(path, peft_model)`` (``peft_model`` is None for a skipped run).
     """
     path = naming.run_dir(cfg)
-    overwrite = cfg.force or getattr(cfg, "overwrite", False)
-    fp = {"exclude": EXCLUDE, "defaults": dataclass_defaults(IA2TrainConfig), "overwrite": overwrite,
-          "progress": (CKPT_DIR,)}
-    if not cfg.force and run_state(path, cfg.to_dict(), **fp) == "done":
+    fp = _fingerprint_kw(cfg)
+    if run_status(cfg) == "done":
         print(f"ia2: {path} is complete; skipped (use --force to retrain)", file=sys.stderr)
         return (path, None) if return_model else path
     t0 = time.perf_counter()
