@@ -143,6 +143,7 @@ class IA2TrainConfig:
     # derived (filled in __post_init__, kept in config.json so evaluation can filter on them)
     family: str = field(default="", init=True)
     objective: str = field(default="", init=True)
+    overwrite: bool = field(default=False, metadata={"help": "redo a finished run whose recorded config differs"})
 
     def __post_init__(self) -> None:
         self.family, self.objective = split_method(self.training_method)

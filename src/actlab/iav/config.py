@@ -126,6 +126,7 @@ class TrainConfig:
     wandb: bool = False
     device: str | None = None
     loss: LossConfig = field(default_factory=LossConfig)
+    overwrite: bool = field(default=False, metadata={"help": "redo a finished run whose recorded config differs"})
 
     def __post_init__(self):
         if isinstance(self.loss, dict):
