@@ -247,6 +247,8 @@ def extract_pairs(model_a, tok_a, model_b, tok_b, texts: Sequence[str], out_dir:
     lock = DirLock.acquire(out, what="pairs directory") if rank == 0 else None
     try:
         if rank == 0:
+            for tmp in out.glob(".*.tmp"):  # writes cut by a kill; the other ranks write only after the barrier
+                tmp.unlink()
             _check_dir(out, want, overwrite, clear=True)
             atomic_write_json(out / RECORD_FILE, {**want, "fingerprint": fingerprint})
         if world > 1:

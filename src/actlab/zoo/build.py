@@ -238,6 +238,8 @@ def _build(spec: ZooSpec, final: Path, force: bool, stop_after: int | None) -> P
         if not same:
             shutil.rmtree(part)
     part.mkdir(parents=True, exist_ok=True)
+    for tmp in part.glob(".*.tmp"):  # a write cut by a kill (we hold the build lock: nobody else writes here)
+        tmp.unlink()
     atomic_write_json(part / "spec.json", want)
     t0 = time.perf_counter()
     say = (lambda *a: None) if quiet() else (lambda msg: print(msg, flush=True))
