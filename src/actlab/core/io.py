@@ -77,6 +77,8 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     tmp = Path(tmp)
     try:
         yield tmp
+        if tmp.exists():
+            os.chmod(tmp, file_mode())  # the writer may have re-created it (safetensors writes 0600)
         os.replace(tmp, path)
     finally:
         if tmp.exists():
@@ -367,8 +369,9 @@ class DirLock:
                 holder = _lock_text(lf)
                 if not blocking:
                     os.close(fd)
-                    raise RunDirBusy(f"{what} {d} is in use by {holder} (lock file {lf}); wait for it to end or stop "
-                                     "it, or use another output directory") from None
+                    target = d if lock_file is None else lf.with_suffix("")
+                    raise RunDirBusy(f"{what} {target} is in use by {holder} (lock file {lf}); wait for it to end or "
+                                     "stop it, or use another output directory") from None
                 if on_wait is not None:
                     on_wait(holder)
                 fcntl.flock(fd, fcntl.LOCK_EX)
