@@ -218,7 +218,7 @@ def train(cfg: IA2TrainConfig, model=None, tok=None, return_model: bool = False)
     path = naming.run_dir(cfg)
     fp = _fingerprint_kw(cfg)
     if run_status(cfg) == "done":
-        print(f"ia2: {path} is complete; skipped (use --force to retrain)", file=sys.stderr)
+        print(f"ia2: {path} is complete; skipped (same config; --force retrains it)", file=sys.stderr)
         return (path, None) if return_model else path
     t0 = time.perf_counter()
     peft_model, tok, items, tfile, from_cache = prepare(cfg, model, tok)
@@ -231,7 +231,7 @@ def train(cfg: IA2TrainConfig, model=None, tok=None, return_model: bool = False)
                  "parent_dir": None if parent is None else str(parent), "stage_objective": cfg.stage_objective,
                  "target_cache": None if tfile is None else str(tfile)}
         if rd.begin(cfg.to_dict(), extra=extra, **fp) == "done":  # another process finished it meanwhile
-            print(f"ia2: {path} is complete; skipped (use --force to retrain)", file=sys.stderr)
+            print(f"ia2: {path} is complete; skipped (same config; --force retrains it)", file=sys.stderr)
             return (path, None) if return_model else path
         out = _train_run(cfg, rd, peft_model, tok, items, tfile, from_cache, t_targets)
     return (out, peft_model) if return_model else out
