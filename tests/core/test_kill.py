@@ -185,7 +185,7 @@ def _alive(pid: int) -> bool:
 def test_killed_sweep_then_rerun(world, tmp_path):
     """kill -9 of a running sweep: its worker dies too (the run's lock is freed), and a rerun of the sweep resumes the
     run to the weights of an uninterrupted one, each step logged once."""
-    cfg = _ia2_cfg(world, tmp_path / "run", max_steps=300, checkpoint_every=20, dev_eval_steps=1000)
+    cfg = _ia2_cfg(world, tmp_path / "run", max_steps=120, num_epochs=120, checkpoint_every=20)
     path = _ia2_path(cfg)
     base = {k: v for k, v in cfg.items() if k != "training_method"}
     code = ("import json, sys; from actlab.ia2.sweep import SweepConfig, sweep; "
@@ -206,7 +206,7 @@ def test_killed_sweep_then_rerun(world, tmp_path):
 
     rows = sweep(SweepConfig(training_methods=["act"], base=base))
     assert rows[0]["status"] == "done", rows
-    assert steps(path) == list(range(1, 301))
+    assert steps(path) == list(range(1, 121))
     from actlab.ia2 import IA2TrainConfig
     from actlab.ia2.trainer import train
 
