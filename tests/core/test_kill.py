@@ -317,3 +317,32 @@ def test_xmodel_extract_kill_inside_a_shard_write_and_other_settings(world, tmp_
     extract(out, pooling="mean", overwrite=True)
     assert json.loads((out / "pairs.json").read_text())["pooling"] == "mean"
     assert len(list(out.glob("shard-*"))) == 3
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("verb", ["iav", "icae-pretrain"])
+def test_two_processes_one_run_directory_iav_icae(world, tmp_path, verb):
+    from actlab.icae import data
+    from actlab.icae.config import ICAEConfig
+
+    if verb == "iav":
+        cfg, path = _iav_cfg(world, tmp_path / "run"), tmp_path / "run"
+    else:
+        cfg, path = _icae_cfg(world, tmp_path / "run", logging_steps=1), tmp_path / "run" / "pretrain"
+        data.prepare_pretrain(ICAEConfig(**cfg))
+    mark = tmp_path / "holding"
+    holder = drive(verb, cfg, "hold@log:2", mark=mark, wait=False)
+    try:
+        t0 = time.time()
+        while not mark.exists():
+            assert holder.poll() is None and time.time() - t0 < 120, holder.communicate()[1][-2000:]
+            time.sleep(0.1)
+        second = drive(verb, cfg)
+        lines = [x for x in second.stderr.splitlines() if x.strip()]
+        assert second.returncode == 2 and len(lines) == 1 and f"pid {mark.read_text()}" in lines[0], second.stderr
+        assert steps(path) == [1, 2]
+    finally:
+        holder.kill()
+        holder.wait()
+    ok(drive(verb, cfg))
+    assert steps(path) == ([1, 2, 3, 4, 5, 6])

@@ -344,6 +344,7 @@ class DirLock:
         self.fd: int | None = fd
         self.path = path
         self.users = 1
+        self.pid = os.getpid()
 
     @classmethod
     def acquire(cls, directory: str | os.PathLike, *, blocking: bool = False, what: str = "run directory",
@@ -400,7 +401,8 @@ class DirLock:
 
             fd, self.fd = self.fd, None
             try:
-                fcntl.flock(fd, fcntl.LOCK_UN)
+                if os.getpid() == self.pid:  # a forked child shares the lock: closing its copy must not drop it
+                    fcntl.flock(fd, fcntl.LOCK_UN)
             finally:
                 os.close(fd)
 
