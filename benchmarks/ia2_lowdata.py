@@ -75,7 +75,11 @@ def collect(work_dir: str, dataset: str, N: int, lr: float, runs: list[int]) -> 
 
 
 def summarize(res: dict, runs: list[int]) -> tuple[list[str], dict]:
+    """Per method mean ± 95 % CI over runs; each method − SFT paired by run with its 95 % CI (actlab.core.stats)."""
+    from actlab.core.stats import fmt, mean_ci, paired_diff
+
     lines, summary = [], {}
+    lines.append("  mean ± 95 % CI over runs (Student t); differences paired by run, * = the CI excludes 0")
     for m in METHODS:
         if m not in res:
             continue
@@ -83,10 +87,12 @@ def summarize(res: dict, runs: list[int]) -> tuple[list[str], dict]:
         acc, ece = [x["acc"] for x in rr], [x["ece"] for x in rr]
         seen = [x["acc_seen"] for x in rr if x["acc_seen"] == x["acc_seen"]]
         unseen = [x["acc_unseen"] for x in rr if x["acc_unseen"] == x["acc_unseen"]]
-        summary[m] = {"n": len(rr), "acc": st.mean(acc), "acc_sd": _sd(acc), "ece": st.mean(ece), "ece_sd": _sd(ece),
+        ca, ce = mean_ci(acc), mean_ci(ece)
+        summary[m] = {"n": len(rr), "acc": st.mean(acc), "acc_sd": _sd(acc), "acc_ci95": ca.half, "ece": st.mean(ece),
+                      "ece_sd": _sd(ece), "ece_ci95": ce.half,
                       "acc_seen_key": st.mean(seen) if seen else None,
                       "acc_unseen_key": st.mean(unseen) if unseen else None}
-        lines.append(f"  {NAMES[m]:17s} acc {st.mean(acc):5.1f} ± {_sd(acc):4.1f}   ECE {st.mean(ece):.3f} ± {_sd(ece):.3f}"
+        lines.append(f"  {NAMES[m]:17s} acc {fmt(ca):>12s}   ECE {fmt(ce, digits=3):>13s}"
                      f"   seen-key acc {st.mean(seen) if seen else float('nan'):5.1f}"
                      f"   unseen-key acc {st.mean(unseen) if unseen else float('nan'):5.1f}   (n={len(rr)})")
     if "tok" in res:
@@ -99,10 +105,13 @@ def summarize(res: dict, runs: list[int]) -> tuple[list[str], dict]:
             if len(d) < 2:
                 continue
             t = st.mean(d) / (_sd(d) / len(d) ** 0.5) if _sd(d) > 0 else float("nan")
-            summary[f"{m}-tok"] = {"acc_diff": st.mean(d), "sd": _sd(d), "t": t, "wins": sum(x > 0 for x in d),
-                                   "n": len(d), "ece_diff": st.mean(de), "ece_lower": sum(x < 0 for x in de)}
-            lines.append(f"  {NAMES[m]} − SFT: acc {st.mean(d):+5.1f} (sd {_sd(d):4.1f}, t {t:+.2f}, higher in "
-                         f"{sum(x > 0 for x in d)}/{len(d)} runs)   ECE {st.mean(de):+.3f} (lower in "
+            dd, dde = paired_diff(d, [0.0] * len(d)), paired_diff(de, [0.0] * len(de))
+            summary[f"{m}-tok"] = {"acc_diff": st.mean(d), "acc_diff_ci95": dd.half, "sd": _sd(d), "t": t,
+                                   "wins": sum(x > 0 for x in d), "n": len(d), "ece_diff": st.mean(de),
+                                   "ece_diff_ci95": dde.half, "ece_lower": sum(x < 0 for x in de)}
+            lines.append(f"  {NAMES[m]} − SFT (paired): acc {fmt(dd, sign=True)}{' *' if dd.excludes_zero() else ''} "
+                         f"(t {t:+.2f}, higher in {sum(x > 0 for x in d)}/{len(d)} runs)   ECE "
+                         f"{fmt(dde, digits=3, sign=True)} (lower in "
                          f"{sum(x < 0 for x in de)}/{len(d)})")
     return lines, summary
 

@@ -30,8 +30,8 @@ def ia2_world(tmp_path_factory):
         for lr in lrs:
             for run in (0, 1):
                 k += 1
+                base = micro_model("llama", tok)  # seeds torch itself: draw the adapter's init after it
                 torch.manual_seed(k)
-                base = micro_model("llama", tok)
                 if method.startswith("ia3"):
                     pc = IA3Config(target_modules=["q_proj", "k_proj", "o_proj"], feedforward_modules=["o_proj"],
                                    init_ia3_weights=False)

@@ -16,7 +16,8 @@ def test_demo_micro_end_to_end_and_resume(tmp_path, micro_tok, capsys):
                      num_runs=2, quick=True, num_train_samples=40)
     out = run_demo(cfg, preloaded=(model, micro_tok))
     printed = capsys.readouterr().out
-    for name in ("Base (no ICL)", "ICL (base + demos)", "SFT", "IA2", "IA2+SFT", "IA2→SFT", "ECE", "±"):
+    for name in ("Base (no ICL)", "ICL (base + demos)", "SFT", "IA2", "IA2+SFT", "IA2→SFT", "ECE", "±",
+                 "paired differences", "95 % CI"):
         assert name in printed
     assert out["report"].name == "report.html" and out["report"].exists()
     pngs = sorted(p.name for p in out["report"].parent.glob("*.png"))

@@ -18,6 +18,15 @@ def _one_by_one(model, tok, prompts):
     return torch.cat([next_token_logits(model, tok, [p], batch_size=1) for p in prompts])
 
 
+def _same_argmax(got, ref, margin=1e-3):
+    """The predicted tokens agree wherever the reference's top-2 gap is above float noise (ties may flip with the
+    CPU's kernels)."""
+    top2 = ref.topk(2, dim=-1).values
+    clear = (top2[:, 0] - top2[:, 1]) > margin
+    assert clear.any()
+    assert torch.equal(got.argmax(-1)[clear], ref.argmax(-1)[clear])
+
+
 @pytest.mark.parametrize("arch", ["llama", "qwen3", "gpt2"])
 def test_prefix_cached_batched_equals_one_by_one(arch, micro_tok, request):
     model = request.getfixturevalue(f"micro_{arch}")
@@ -25,7 +34,7 @@ def test_prefix_cached_batched_equals_one_by_one(arch, micro_tok, request):
     ref = _one_by_one(model, micro_tok, prompts)
     got = shared_prefix_next_token_logits(model, micro_tok, prompts, batch_size=3)
     assert got.shape == ref.shape
-    assert torch.equal(got.argmax(-1), ref.argmax(-1))
+    _same_argmax(got, ref)
     torch.testing.assert_close(got, ref, atol=2e-4, rtol=1e-4)
     assert common_prefix_len([micro_tok(p)["input_ids"] for p in prompts]) > 20  # the cache path was taken
 
@@ -40,7 +49,7 @@ def test_prefix_cache_under_lora_equals_one_by_one(micro_llama, micro_tok):
     prompts = [f"{DEMOS}{q}\nlabel:" for q in QUERIES[:5]]
     ref = _one_by_one(model, micro_tok, prompts)
     got = shared_prefix_next_token_logits(model, micro_tok, prompts, batch_size=4)
-    assert torch.equal(got.argmax(-1), ref.argmax(-1))
+    _same_argmax(got, ref)
     torch.testing.assert_close(got, ref, atol=2e-4, rtol=1e-4)
 
 

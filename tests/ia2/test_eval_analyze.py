@@ -1,5 +1,6 @@
 """analyze subspace-overlap and activation-similarity: hand cases, files and plots on the micro world."""
 
+import numpy as np
 import pytest
 import torch
 
@@ -38,7 +39,21 @@ def test_analyze_cli_on_micro_world(ia2_world, capsys):
     import json
 
     rows = json.loads((w["outputs"] / "analysis" / "subspace_overlap" / "overlap.json").read_text())["rows"]
-    assert {r["pair"] for r in rows} == {"tok vs act"} and all(0 <= r["overlap"] <= 1 for r in rows)
+    assert {r["pair"] for r in rows} == {"tok vs act"}
+    for r in rows:
+        # the definition, independently: U = left singular vectors of each lora_B [out, r] (float64 numpy SVD),
+        # overlap = ||U1ᵀ U2||_F² / r, averaged over the modules both adapters have
+        b1, b2 = (_lora_bs(d) for d in r["run_dirs"])
+        vals = []
+        for k in sorted(set(b1) & set(b2)):
+            u1 = np.linalg.svd(b1[k], full_matrices=False)[0]
+            u2 = np.linalg.svd(b2[k], full_matrices=False)[0]
+            vals.append(float(((u1.T @ u2) ** 2).sum()) / u1.shape[1])
+        assert len(vals) == len(r["per_module"]) > 0
+        assert r["overlap"] == pytest.approx(float(np.mean(vals)), abs=1e-6)
+        assert -1e-9 <= r["overlap"] <= 1 + 1e-9
+        # modules wider than the rank make this a case that can fail (not 1 by construction)
+        assert min(vals) < 0.99
     assert run_cli(["analyze", "activation-similarity", "--model_types", "tok", "act", "--num_samples", "4",
                     "--icl_max_demos", "3", *common]) == 0
     assert (w["root"] / "ap" / "unified" / "syn_sst2" / "analysis" / "activation_similarity.png").exists()
@@ -51,6 +66,16 @@ def test_analyze_cli_on_micro_world(ia2_world, capsys):
     assert run_cli(["analyze", "subspace-overlap", "--methods", "tna", "a2t", *common]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "model_types=tna a2t" in err
+
+
+def _lora_bs(run_dir):
+    """``{module: lora_B [out, r]}`` as float64 numpy, read straight from the saved adapter."""
+    from pathlib import Path
+
+    from safetensors.numpy import load_file
+
+    t = load_file(str(Path(run_dir) / "adapter_model.safetensors"))
+    return {k.split(".lora_B")[0]: v.astype(np.float64) for k, v in t.items() if ".lora_B" in k}
 
 
 def test_last_token_fast_path_equals_per_example(micro_llama, micro_tok):

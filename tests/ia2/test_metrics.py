@@ -15,23 +15,75 @@ def test_ece_equal_count_bins_by_hand():
     # equal-count (not equal-width): 5 examples in 2 bins -> sizes 3 and 2 (numpy.array_split)
     conf = [0.95, 0.91, 0.92, 0.2, 0.1]
     corr = [1, 0, 1, 0, 1]
-    bins = calibration_bins(conf, corr, n_bins=2)
+    bins = calibration_bins(conf, corr, n_bins=2, binning="array_split")
     assert [b["count"] for b in bins] == [3, 2]
     # bin 1: conf (.1+.2+.91)/3 = .40333, acc (1+0+0)/3 ; bin 2: conf .935, acc 1
     exp = 3 / 5 * abs(1 / 3 - 1.21 / 3) + 2 / 5 * abs(1 - 0.935)
+    assert ece(conf, corr, n_bins=2, binning="array_split") == pytest.approx(exp)
+    # the IA2 rule: 5 // 2 = 2 per bin, the remainder in the last -> sizes 2 and 3
+    assert [b["count"] for b in calibration_bins(conf, corr, n_bins=2)] == [2, 3]
+    # bin 1: .1(1) .2(0): conf .15, acc .5 ; bin 2: .91(0) .92(1) .95(1): conf 2.78/3, acc 2/3
+    exp = 2 / 5 * abs(0.5 - 0.15) + 3 / 5 * abs(2 / 3 - 2.78 / 3)
     assert ece(conf, corr, n_bins=2) == pytest.approx(exp)
     # perfectly calibrated in every bin -> 0; one bin -> |mean acc - mean conf|
     assert ece([1.0, 1.0, 0.0, 0.0], [1, 1, 0, 0], n_bins=2) == pytest.approx(0.0)
     assert ece([0.7, 0.9], [1, 0], n_bins=1) == pytest.approx(abs(0.5 - 0.8))
-    # 15 bins with fewer than 15 examples: empty bins are dropped, each example its own bin
-    assert ece([0.5, 0.25], [1, 0], n_bins=15) == pytest.approx(0.5 * 0.5 + 0.5 * 0.25)
+    # array_split with fewer examples than bins: empty bins are dropped, each example its own bin
+    assert ece([0.5, 0.25], [1, 0], n_bins=15, binning="array_split") == pytest.approx(0.5 * 0.5 + 0.5 * 0.25)
+    # the IA2 rule: one bin below 15 examples -> |mean acc - mean conf|
+    assert ece([0.5, 0.25], [1, 0], n_bins=15) == pytest.approx(abs(0.5 - 0.375))
     assert math.isnan(ece([], [], 15))
+    with pytest.raises(ValueError):
+        ece([0.5], [1], binning="width")
+
+
+def _ece_ia2_reference(conf, corr, n_bins=15):
+    """The IA2 reference's ECE from its definition: sort by confidence; bins of n // n_bins examples, the last bin
+    takes the remainder; below n_bins examples everything is one bin."""
+    pairs = sorted(zip(conf, corr), key=lambda t: t[0])
+    n = len(pairs)
+    size = n // n_bins
+    if size == 0:
+        groups = [pairs]
+    else:
+        groups = [pairs[b * size:(b + 1) * size] for b in range(n_bins - 1)] + [pairs[(n_bins - 1) * size:]]
+    total = 0.0
+    for g in groups:
+        acc = sum(c for _, c in g) / len(g)
+        cf = sum(p for p, _ in g) / len(g)
+        total += len(g) / n * abs(acc - cf)
+    return total
+
+
+@pytest.mark.parametrize("n", [7, 20, 500])
+def test_ece_follows_the_ia2_binning(n):
+    rng = np.random.default_rng(n)
+    conf = rng.uniform(0.3, 1.0, n)
+    corr = (rng.uniform(size=n) < conf ** 2).astype(float)  # overconfident, so bins matter
+    exp = _ece_ia2_reference(conf.tolist(), corr.tolist())
+    assert ece(conf, corr) == pytest.approx(exp, abs=1e-12)
+    sizes = [b["count"] for b in calibration_bins(conf, corr)]
+    if n < 15:
+        assert sizes == [n]
+    else:
+        assert sizes == [n // 15] * 14 + [n - 14 * (n // 15)]
+    # the other equal-count rule differs on these sizes (n % 15 != 0)
+    assert abs(ece(conf, corr, binning="array_split") - exp) > 1e-4
 
 
 def test_label_set_accuracy_by_hand():
     probs = [[0.1, 0.3, 0.05], [0.6, 0.2, 0.1], [0.01, 0.02, 0.03], [0.2, 0.2, 0.0]]
-    gold = [1, 1, 2, 0]  # right, wrong, right, tie -> first max (0) -> right
+    gold = [1, 1, 2, 0]  # right, wrong, right, tie -> right
     assert label_set_accuracy(probs, gold) == pytest.approx(3 / 4)
+    # the reference rule: gold is right when its probability is >= every other label's, so a tie counts for the
+    # second tied label too (an argmax would give only the first one)
+    probs_t = [[0.4, 0.4, 0.2], [0.3, 0.3, 0.3], [0.5, 0.25, 0.25], [0.1, 0.45, 0.45]]
+    gold_t = [1, 2, 1, 2]
+    ref = np.mean([all(r[g] >= r[j] for j in range(len(r)) if j != g) for r, g in zip(probs_t, gold_t)])
+    assert ref == pytest.approx(3 / 4)
+    assert label_set_accuracy(probs_t, gold_t) == pytest.approx(ref)
+    with pytest.raises(ValueError):
+        label_set_accuracy(probs, [0, 1, 2, 3])
     with pytest.raises(ValueError):
         label_set_accuracy(probs, [0])
 

@@ -20,7 +20,8 @@ def test_evaluate_plot_chain(ia2_world, capsys):
     assert base_files == ["micro_base_on_syn_sst2_demos3_T1_N4_0.json", "micro_base_on_syn_sst2_demos3_T1_N4_1.json",
                           "micro_base_without_icl_T1.json"]
     tok_files = sorted(p.name for p in (ev / "tok_uncertainty" / "syn_sst2").glob("*.json"))
-    assert tok_files == [f"micro_syn_sst2_on_syn_sst2_demos3_qko_2_2_ground_truth_1_4_0.001_{r}.json" for r in (0, 1)]
+    # trained results are named after their run directory (which holds T, label type, lr, run, ...)
+    assert tok_files == [f"micro_syn_sst2_on_syn_sst2_demos3_T1_micro_tok_0.001_{r}.json" for r in (0, 1)]
     assert len(list((ev / "act_uncertainty" / "syn_sst2").glob("*.json"))) == 4
     assert len(list((ev / "ia3-tok_uncertainty" / "syn_sst2").glob("*.json"))) == 2
     import json

@@ -34,7 +34,7 @@ def _args(world, out, *extra, model="llama"):
     (["--training_method", "actt"], "unknown training method 'actt' (did you mean 'act'?)"),
     (["--training_method", "tok"], "needs --label_type"),
     (["--training_method", "tna"], "needs --ce_loss_weight"),
-    (["--training_method", "ia3-act", "--ia3_type", "qkv"], "which GPT2LMHeadModel does not have"),
+    (["--training_method", "ia3-act", "--ia3_type", "qg"], "gpt2 has no module for role g"),
     (["--training_method", "prompt-act", "--num_virtual_tokens", "0"], "--num_virtual_tokens must be a positive"),
     (["--training_method", "act", "--dataset", "syn_agnews"], "is not prepared"),
     (["--training_method", "act", "--num_train_examples", "8"], "is not made"),

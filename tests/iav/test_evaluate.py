@@ -2,8 +2,10 @@
 
 import json
 
+import numpy as np
 import pytest
 import torch
+from scipy import stats as sps
 
 from actlab.core.errors import ActlabError
 from actlab.iav.evaluate import EvalConfig, distinct_n, evaluate, load_prompts, mean_kl_to_ref, record_prompt, win_rate
@@ -82,6 +84,17 @@ def test_evaluate_end_to_end_and_exports(tmp_path, micro_dir, micro_dir_b, promp
     for m in s["methods"]:
         assert m["ms_per_token"] > 0 and 0 <= m["win_rate_vs_base"] <= 1
     out = tmp_path / "eval"
+    # reward CI over prompts and the difference to base paired by prompt, as their definitions (scipy's t intervals)
+    base_r = [g["reward"] for g in json.loads((out / "generations" / "base.json").read_text())]
+    for name in ("iav@2", "dpo"):
+        r = [g["reward"] for g in json.loads((out / "generations" / f"{name}.json").read_text())]
+        assert by[name]["reward_diff_vs_base"] == pytest.approx(np.mean(np.subtract(r, base_r)), abs=1e-9)
+        if np.std(r) > 0:
+            lo, hi = sps.ttest_1samp(r, 0).confidence_interval(0.95)
+            assert by[name]["reward_ci95"] == pytest.approx((hi - lo) / 2)
+        if np.std(np.subtract(r, base_r)) > 0:
+            lo, hi = sps.ttest_rel(r, base_r).confidence_interval(0.95)
+            assert by[name]["reward_diff_vs_base_ci95"] == pytest.approx((hi - lo) / 2)
     assert (out / "reward_vs_alpha.png").stat().st_size > 1000
     assert "| iav@1 |" in (out / "table.md").read_text()
     if prompt_set == "alpaca_eval":

@@ -125,3 +125,74 @@ def test_trained_maps_fit_a_planted_affine_map(kind, tmp_path):
     assert torch.allclose(A.load_map(tmp_path / kind)(X), m(X))
     if kind == "lora":
         assert m.n_trainable == 12 * 4 + 4 * 8 + 8  # low-rank factors + bias; the Procrustes base is frozen
+
+
+def _clip_infonce_reference(a, b, tau):
+    """Symmetric InfoNCE from its definition: l_ij = cos(a_i, b_j)/tau; ½[CE over rows + CE over columns]."""
+    a = a / a.norm(dim=1, keepdim=True)
+    b = b / b.norm(dim=1, keepdim=True)
+    lg = (a @ b.T / tau).double()
+    row = -(lg.diagonal() - lg.logsumexp(1)).mean()
+    col = -(lg.diagonal() - lg.logsumexp(0)).mean()
+    return 0.5 * (row + col)
+
+
+def test_infonce_training_term_matches_the_definition_and_has_a_gradient():
+    g = torch.Generator().manual_seed(5)
+    a = torch.randn(16, 6, generator=g, requires_grad=True)
+    b = torch.randn(16, 6, generator=g)
+    loss = A.info_nce_loss(a, b, temperature=0.1)
+    assert float(loss.detach()) == pytest.approx(float(_clip_infonce_reference(a.detach(), b, 0.1)), rel=1e-5)
+    assert float(loss.detach()) > 0.1
+    loss.backward()
+    assert a.grad is not None and float(a.grad.abs().sum()) > 1e-3
+    assert float(loss.detach()) == pytest.approx(M.info_nce(a.detach(), b, temperature=0.1), rel=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["linear", "affine", "lora"])
+def test_infonce_alone_moves_the_adapter_weights(kind):
+    g = torch.Generator().manual_seed(3)
+    X = torch.randn(64, 8, generator=g)
+    Y = X @ torch.randn(8, 8, generator=g) + 0.1 * torch.randn(64, 8, generator=g)
+    tc = A.TrainConfig(epochs=3, lr=1e-2, batch_size=16, mse_weight=0.0)
+    m0 = A.fit_map(kind, X, Y, train=A.TrainConfig(epochs=0, mse_weight=0.0), rank=2)
+    m = A.fit_map(kind, X, Y, train=tc, rank=2)
+    assert (m.weight() - m0.weight()).abs().max() > 1e-3
+    assert m.cfg.info["infonce"] > 0
+    # InfoNCE on held-in pairs went down from the initial map's
+    assert M.info_nce(m(X), Y) < M.info_nce(m0(X), Y)
+
+
+def _song_unbiased_hsic(K, L):
+    """Song et al. (2012) Eq. 5 from its definition (zeroed diagonals)."""
+    n = K.shape[0]
+    K, L = K.copy(), L.copy()
+    np.fill_diagonal(K, 0)
+    np.fill_diagonal(L, 0)
+    one = np.ones(n)
+    return (np.trace(K @ L) + K.sum() * L.sum() / ((n - 1) * (n - 2)) - 2 / (n - 2) * one @ K @ L @ one) / (n * (n - 3))
+
+
+def _debiased_cka_reference(X, Y):
+    K, L = X @ X.T, Y @ Y.T
+    return _song_unbiased_hsic(K, L) / np.sqrt(_song_unbiased_hsic(K, K) * _song_unbiased_hsic(L, L))
+
+
+def test_debiased_cka_stable_with_a_large_feature_mean_when_n_is_much_smaller_than_d():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(12, 300))
+    Y = X @ rng.normal(size=(300, 200)) + 5 * rng.normal(size=(12, 200))
+    exp = _debiased_cka_reference(X, Y)  # zero-mean features: the formula is well conditioned
+    for off in (0.0, 1000.0):
+        for f in (M.linear_cka, M.cka_gram, M.cka_features):
+            assert f(X + off, Y - off, debiased=True) == pytest.approx(exp, abs=1e-7)
+    # the formula on the raw offset Gram matrices is what loses precision (the reason for centring first)
+    assert abs(_debiased_cka_reference(X + 1000, Y - 1000) - exp) > 1e-5
+
+
+def test_cka_of_a_constant_input_is_nan():
+    Y = np.random.default_rng(1).normal(size=(10, 4))
+    for debiased in (False, True):
+        for f in (M.linear_cka, M.cka_gram, M.cka_features):
+            assert np.isnan(f(np.full((10, 3), 7.0), Y, debiased=debiased))
+            assert np.isnan(f(Y, np.zeros((10, 2)), debiased=debiased))

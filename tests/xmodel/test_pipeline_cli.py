@@ -137,4 +137,36 @@ def test_cli_demo_on_local_models_token_pooling(capsys, model_dirs, tmp_path):
                "--message_tokens", "2", "--out", str(tmp_path / "demo")])
     out = capsys.readouterr().out
     assert rc == 0 and "Debiased CKA" in out and "| ac[ridge] |" in out and "AC / NL compute" in out
-    assert (tmp_path / "demo" / "COMPLETE").exists() and (tmp_path / "demo" / "maps" / "ridge" / "map.json").exists()
+    for s in (0, 1, 2):  # one run per seed, then the summary over seeds
+        assert (tmp_path / "demo" / f"seed{s}" / "COMPLETE").exists()
+        assert (tmp_path / "demo" / f"seed{s}" / "maps" / "ridge" / "map.json").exists()
+    assert "3 seeds (mean ± 95 % CI over seeds)" in out and "| ridge − " not in out  # no learned W in this run
+    assert "| ac − b_alone |" in out and (tmp_path / "demo" / "summary.json").exists()
+
+
+def test_summary_over_seeds_is_a_t_interval_and_pairs_by_seed():
+    from scipy import stats as sps
+
+    from actlab.xmodel.experiments import format_summary, summarize
+
+    r2 = {"learned": [0.30, 0.36, 0.33], "ridge": [0.60, 0.62, 0.65]}
+    acc = {"b_alone": [0.05, 0.10, 0.07], "nl": [0.08, 0.09, 0.10], "ac": [0.07, 0.12, 0.08]}
+
+    def run(i):
+        maps = {m: {"r2": v[i], "cosine": 0.9, "cka_debiased": 0.5, "infonce": 4.0, "n_trainable": 10}
+                for m, v in r2.items()}
+        return {"config": {"model_a": "a", "model_b": "b"},
+                "maps": {"k": 1, "j": 0, "n_test": 5, "methods": maps},
+                "communicate": {"n": 9, "task": "t", "methods": {m: {"accuracy": v[i]} for m, v in acc.items()}}}
+
+    sm = summarize({s: run(s) for s in range(3)})
+    lo, hi = sps.ttest_1samp(r2["ridge"], 0).confidence_interval(0.95)
+    assert sm["maps"]["ridge"]["r2"]["ci95"] == pytest.approx((hi - lo) / 2)
+    lo, hi = sps.ttest_rel(r2["ridge"], r2["learned"]).confidence_interval(0.95)
+    d = sm["map_r2_diffs"]["ridge − learned"]
+    assert d["mean"] == pytest.approx((lo + hi) / 2) and d["ci95"] == pytest.approx((hi - lo) / 2)
+    lo, hi = sps.ttest_rel(acc["ac"], acc["b_alone"]).confidence_interval(0.95)
+    assert sm["communicate_diffs"]["ac − b_alone"]["ci95"] == pytest.approx((hi - lo) / 2)
+    assert "b_alone − nl" not in sm["communicate_diffs"] and "ac − nl" in sm["communicate_diffs"]
+    text = format_summary(sm)
+    assert "| ridge − learned | +0.293 ± " in text and text.count("*") >= 1

@@ -1,154 +1,148 @@
-"""IA2 evaluation verbs (evaluate, plot, plot-all, analyze, demo), added to ``actlab ia2`` by ``cli/ia2.py``.
+"""IA2 evaluation verbs (evaluate, plot, plot-all, analyze, demo), part of ``actlab ia2`` (``cli/ia2.py``).
 
 Flags keep the seed's names (``evaluate_batch_optimized.py``, ``plot_unified.py``, ``plot_all_unified.py``).
 """
 
 from __future__ import annotations
 
-from actlab.cli.common import positive_int
+from actlab.cli.common import Verb
+from actlab.cli.common import add_verbs as _add_verbs
+from actlab.core.errors import ActlabError
+
+#: help for EvalConfig's fields (the dataclass lives in actlab.ia2.evaluate)
+EVAL_META = {
+    "model_types": {"help": "base and/or trained methods (tok act tna a2t t2a, ia3-tok, prompt-act, ...)"},
+    "trained_datasets": {"help": "datasets the adapters were trained on (default: every one found)"},
+    "eval_datasets": {"aliases": ["--eval_dataset_name"], "help": "default: the trained dataset"},
+    "icl_source_datasets": {"help": "default: the trained dataset (differs from eval = OOD)"},
+    "icl_max_demos": {"help": "at most this many demos (min(icl_max_demos, N - 1))"},
+    "lora_types": {"help": "filter on the LoRA type"},
+    "num_examples": {"help": "filter on N (num_train_examples)"},
+    "lrs": {"help": "filter on the learning rate"},
+    "run_indices": {"help": "filter on the run index"},
+    "model_id": {"help": "base model when no trained run names one"},
+    "eval_with_icl": {"help": "also score trained models with demos"},
+    "use_prefix_cache": {"no_aliases": ["--no_prefix_cache"],
+                         "help": "share the demos' KV cache (same results, faster)"},
+    "force": {"help": "recompute existing results"},
+}
 
 
-def add_verbs(verbs) -> None:
-    """Add the evaluation verbs to the ``actlab ia2`` subparsers."""
-    p = verbs.add_parser("evaluate", help="evaluate base (with/without ICL) and trained adapters; skips existing results",
-                         description="The seed's evaluate_batch_optimized.py: finds trained runs by filters, scores "
-                                     "them without demos (and with, on --eval_with_icl), and the base model with and "
-                                     "without ICL demos drawn from each run's remaining pool.")
-    p.add_argument("--model_types", nargs="+", default=["base", "tok", "act", "tna", "a2t"],
-                   help="base and/or trained methods (tok act tna a2t t2a, ia3-tok, prompt-act, prefix-tna, ...)")
-    p.add_argument("--trained_datasets", nargs="+")
-    p.add_argument("--eval_datasets", nargs="+", help="default: the trained dataset")
-    p.add_argument("--icl_source_datasets", nargs="+", help="default: the trained dataset (differs from eval = OOD)")
-    p.add_argument("--icl_max_demos", type=int, default=5)
-    p.add_argument("--lora_types", nargs="+")
-    p.add_argument("--num_examples", nargs="+", type=int, help="filter on N (num_train_examples)")
-    p.add_argument("--lrs", nargs="+", type=float)
-    p.add_argument("--run_indices", nargs="+", type=int)
-    p.add_argument("--model_id", default="tiny", help="base model when no trained run names one")
-    p.add_argument("--uncertainty_analysis", action="store_true")
-    p.add_argument("--eval_with_icl", action="store_true", help="also score trained models with demos")
-    p.add_argument("--num_eval_examples", type=positive_int, default=500)
-    p.add_argument("--num_generated_tokens_eval", type=positive_int, default=1)
-    p.add_argument("--batch_size", type=positive_int, default=16)
-    p.add_argument("--no_prefix_cache", dest="use_prefix_cache", action="store_false",
-                   help="disable the shared-demo KV cache (same results, slower)")
-    p.add_argument("--outputs_dir", default="outputs")
-    p.add_argument("--data_dir", default="data")
-    p.add_argument("--device")
-    p.add_argument("--dtype")
-    p.add_argument("--force", action="store_true", help="recompute existing results")
-    p.set_defaults(func=_evaluate)
+def _check_evaluate(cfg) -> None:
+    from actlab.core.config import check_device, check_dtype, check_model, check_out_dir, check_positive
 
-    p = verbs.add_parser("plot", help="plots + report.html for one experiment (the seed's plot_unified.py)")
-    p.add_argument("--trained_dataset", required=True)
-    p.add_argument("--eval_dataset")
-    p.add_argument("--icl_source_dataset")
-    p.add_argument("--icl_max_demos", type=int, default=5)
-    p.add_argument("--model_types", nargs="+")
-    p.add_argument("--uncertainty_mode", action="store_true")
-    p.add_argument("--plot_types", nargs="+", default=["all"], choices=["all", "accuracy", "uncertainty"])
-    p.add_argument("--outputs_dir", default="outputs")
-    p.add_argument("--plots_dir", default="plots")
-    p.set_defaults(func=_plot)
-
-    p = verbs.add_parser("plot-all", help="plots + report.html for every experiment with results")
-    p.add_argument("--trained_datasets", nargs="+")
-    p.add_argument("--eval_datasets", nargs="+")
-    p.add_argument("--icl_source_datasets", nargs="+")
-    p.add_argument("--icl_max_demos", nargs="+", type=int)
-    p.add_argument("--include_uncertainty", action="store_true", default=True)
-    p.add_argument("--no_uncertainty", dest="include_uncertainty", action="store_false")
-    p.add_argument("--include_standard", action="store_true", default=True)
-    p.add_argument("--no_standard", dest="include_standard", action="store_false")
-    p.add_argument("--outputs_dir", default="outputs")
-    p.add_argument("--plots_dir", default="plots")
-    p.set_defaults(func=_plot_all)
-
-    p = verbs.add_parser("analyze", help="activation-similarity | subspace-overlap")
-    p.set_defaults(_parser=p)
-    sub = p.add_subparsers(dest="analysis", metavar="<analysis>", parser_class=type(p))
-    a = sub.add_parser("activation-similarity",
-                       help="cosine between base-with-ICL and trained-without-ICL attention outputs")
-    _filters(a)
-    a.add_argument("--num_samples", type=positive_int, default=100)
-    a.add_argument("--num_generated_tokens", type=positive_int, default=1)
-    a.add_argument("--icl_max_demos", type=int, default=5)
-    a.add_argument("--site", default="attn_output")
-    a.set_defaults(func=_asim)
-    s = sub.add_parser("subspace-overlap", help="overlap of LoRA update subspaces between methods")
-    _filters(s)
-    s.add_argument("--methods", nargs="+", default=["tok", "act", "tna", "a2t"])
-    s.set_defaults(func=_overlap)
-
-    p = verbs.add_parser("demo", help="the whole IA2 pipeline on the embedded tiny model (resumable)")
-    p.add_argument("--work_dir", default="ia2_demo", help="where data/, outputs/ and plots/ go")
-    p.add_argument("--model_id", default="tiny")
-    p.add_argument("--dataset", default=None, help="default: syn_sst2_remap")
-    p.add_argument("--num_runs", type=positive_int, default=3)
-    p.add_argument("--N", type=positive_int, default=None)
-    p.add_argument("--quick", action="store_true", help="smaller everything (smoke test)")
-    p.set_defaults(func=_demo)
+    check_model("model_id", cfg.model_id)
+    check_out_dir("outputs_dir", cfg.outputs_dir)
+    check_out_dir("data_dir", cfg.data_dir)
+    check_positive("num_generated_tokens_eval", cfg.num_generated_tokens_eval, integer=True)
+    check_positive("top_k", cfg.top_k, integer=True)
+    for lr in cfg.lrs or []:
+        check_positive("lrs", lr)
+    check_device("device", cfg.device)
+    check_dtype("dtype", cfg.dtype)
 
 
-def _filters(p) -> None:
-    p.add_argument("--trained_datasets", nargs="+")
-    p.add_argument("--num_examples", nargs="+", type=int)
-    p.add_argument("--lrs", nargs="+", type=float)
-    p.add_argument("--run_indices", nargs="+", type=int)
-    p.add_argument("--model_types", nargs="+", default=["tok", "act", "tna", "a2t"])
-    p.add_argument("--model_id", default="tiny")
-    p.add_argument("--outputs_dir", default="outputs")
-    p.add_argument("--data_dir", default="data")
-    p.add_argument("--plots_dir", default="plots")
+def _check_runs(cfg) -> None:
+    from actlab.core.config import check_out_dir
+
+    _check_evaluate(cfg.runs)
+    check_out_dir("plots_dir", cfg.plots_dir)
 
 
-def _evaluate(args) -> int:
-    from actlab.ia2.evaluate import config_from_args, evaluate
+def _check_plots(cfg) -> None:
+    from actlab.core.config import check_out_dir
 
-    paths = evaluate(config_from_args(args))
-    print(f"{len(paths)} results under {args.outputs_dir}/evaluations/")
+    check_out_dir("plots_dir", cfg.plots_dir)
+    check_out_dir("outputs_dir", cfg.outputs_dir)
+
+
+def _check_demo(cfg) -> None:
+    from actlab.core.config import check_out_dir, check_positive, check_range
+    from actlab.data.registry import get_dataset
+    from actlab.ia2.config import LABEL_TYPES
+
+    check_out_dir("work_dir", cfg.work_dir)
+    for name in ("N", "num_runs", "num_train_samples", "num_eval_examples", "lora_r", "num_epochs", "patience",
+                 "asim_samples"):
+        check_positive(name, getattr(cfg, name), integer=True)
+    check_positive("icl_max_demos", cfg.icl_max_demos, integer=True, allow_zero=True)
+    check_positive("lr", cfg.lr)
+    check_range("ce_loss_weight", cfg.ce_loss_weight, 0.0, 1.0, hi_open=False)
+    if cfg.label_type not in LABEL_TYPES:
+        raise ActlabError(f"--label_type {cfg.label_type!r} is not valid; valid: {', '.join(LABEL_TYPES)}")
+    get_dataset(cfg.dataset)
+
+
+def _evaluate(cfg) -> int:
+    from actlab.ia2.evaluate import evaluate
+
+    paths = evaluate(cfg)
+    print(f"{len(paths)} results under {cfg.outputs_dir}/evaluations/")
     return 0
 
 
-def _plot(args) -> int:
-    from actlab.ia2.plots import plot
+def _plot(cfg) -> int:
+    from actlab.ia2.verbs import plot
 
-    paths = plot(args.trained_dataset, args.eval_dataset, args.icl_source_dataset, args.icl_max_demos,
-                 args.model_types, args.outputs_dir, args.plots_dir, args.uncertainty_mode, args.plot_types)
+    paths = plot(cfg)
     print(f"wrote {len(paths)} files to {paths[-1].parent}/ (report: {paths[-1]})")
     return 0
 
 
-def _plot_all(args) -> int:
-    from actlab.ia2.plots import plot_all
+def _plot_all(cfg) -> int:
+    from actlab.ia2.verbs import plot_all
 
-    paths = plot_all(args.outputs_dir, args.plots_dir, args.trained_datasets, args.eval_datasets,
-                     args.icl_source_datasets, args.icl_max_demos, args.include_uncertainty, args.include_standard)
+    paths = plot_all(cfg)
     reports = sorted({str(p) for p in paths if p.name == "report.html"})
     print(f"wrote {len(paths)} files; reports: {' '.join(reports)}")
     return 0
 
 
-def _asim(args) -> int:
-    from actlab.ia2.analyze import activation_similarity, config_from_args
+def _asim(cfg) -> int:
+    from actlab.ia2.verbs import activation_similarity
 
-    out = activation_similarity(config_from_args(args), num_samples=args.num_samples,
-                                num_generated_tokens=args.num_generated_tokens, site=args.site,
-                                plots_dir=args.plots_dir)
-    return 0 if out else 1
+    return 0 if activation_similarity(cfg) else 1
 
 
-def _overlap(args) -> int:
-    from actlab.ia2.analyze import config_from_args, subspace_overlap
+def _overlap(cfg) -> int:
+    from actlab.ia2.verbs import subspace_overlap
 
-    out = subspace_overlap(config_from_args(args), methods=args.methods, plots_dir=args.plots_dir)
-    return 0 if out else 1
+    return 0 if subspace_overlap(cfg) else 1
 
 
-def _demo(args) -> int:
-    from actlab.ia2.demo import DemoConfig, run_demo
+def _demo(cfg) -> int:
+    from actlab.ia2.demo import run_demo
 
-    cfg = DemoConfig(work_dir=args.work_dir, model_id=args.model_id, num_runs=args.num_runs, quick=args.quick,
-                     **({"dataset": args.dataset} if args.dataset else {}), **({"N": args.N} if args.N else {}))
     run_demo(cfg)
     return 0
+
+
+EVAL_VERBS = [
+    Verb("evaluate", "evaluate base (with/without ICL) and trained adapters; skips existing results",
+         "actlab.ia2.evaluate:EvalConfig", _evaluate, api="actlab.ia2.evaluate:evaluate", meta=EVAL_META,
+         check=_check_evaluate,
+         description="The seed's evaluate_batch_optimized.py: finds trained runs by filters, scores them without "
+                     "demos (and with, on --eval_with_icl), and the base model with and without ICL demos drawn "
+                     "from each run's remaining pool."),
+    Verb("plot", "plots + report.html for one experiment (the seed's plot_unified.py)",
+         "actlab.ia2.verbs:PlotConfig", _plot, api="actlab.ia2.verbs:plot", check=_check_plots),
+    Verb("plot-all", "plots + report.html for every experiment with results", "actlab.ia2.verbs:PlotAllConfig",
+         _plot_all, api="actlab.ia2.verbs:plot_all", check=_check_plots),
+    Verb("analyze", "activation-similarity | subspace-overlap", verbs=[
+        Verb("activation-similarity", "cosine between base-with-ICL and trained-without-ICL attention outputs",
+             "actlab.ia2.verbs:ActivationSimilarityConfig", _asim, api="actlab.ia2.verbs:activation_similarity",
+             meta=EVAL_META, check=_check_runs),
+        Verb("subspace-overlap", "overlap of LoRA update subspaces between methods",
+             "actlab.ia2.verbs:SubspaceOverlapConfig", _overlap, api="actlab.ia2.verbs:subspace_overlap",
+             meta=EVAL_META, check=_check_runs),
+    ]),
+    Verb("demo", "the whole IA2 pipeline on the embedded tiny model (resumable)", "actlab.ia2.demo:DemoConfig",
+         _demo, api="actlab.ia2.demo:run_demo", check=_check_demo,
+         meta={"work_dir": {"help": "where data/, outputs/ and plots/ go"}, "methods": {"cli": False},
+               "quick": {"help": "smaller everything (smoke test)"}}),
+]
+
+
+def add_verbs(verbs) -> None:
+    """Add every evaluation verb, with its flags, to the ``actlab ia2`` subparsers ``verbs``."""
+    _add_verbs(verbs, EVAL_VERBS)

@@ -1,87 +1,65 @@
 """``actlab icae`` — in-context autoencoder: prepare-pretrain | pretrain | finetune | infer | demo.
 
-Every verb reads ``--config_path file.yaml`` (see ``configs/icae/``); a few flags override the YAML.
+Every verb takes :class:`~actlab.icae.config.ICAEConfig`: ``--config_path file.yaml`` (see ``configs/icae/``) and
+any field as a flag (flags win over the file). ``actlab icae demo`` starts from the demo's own settings.
 """
 
 from __future__ import annotations
 
 import json
 
-from actlab.cli.common import family_parser
-
-
-def _config(args):
-    from actlab.icae.config import ICAEConfig
-
-    over = {k: getattr(args, k, None) for k in ("model_name", "output_dir", "checkpoint_path", "task", "max_steps",
-                                                   "model_type")}  # fmt: skip
-    if args.config_path is None:  # demo without a file: its built-in defaults
-        from actlab.icae.demo import DEMO_DEFAULTS
-
-        return ICAEConfig.from_dict({**DEMO_DEFAULTS, **{k: v for k, v in over.items() if v is not None}})
-    return ICAEConfig.from_yaml(args.config_path, **over)
+from actlab.cli.common import Family, Verb
 
 
 def _print(obj) -> None:
     print(json.dumps(obj, indent=2, default=str))
 
 
-def cmd_prepare(args) -> int:
+def cmd_prepare(cfg) -> int:
     from actlab.icae.data import prepare_pretrain
 
-    cfg = _config(args)
     _print({k: str(v) for k, v in prepare_pretrain(cfg).items()})
     return 0
 
 
-def cmd_pretrain(args) -> int:
+def cmd_pretrain(cfg) -> int:
     from actlab.icae.trainer import pretrain
 
-    _print(pretrain(_config(args)))
+    _print(pretrain(cfg))
     return 0
 
 
-def cmd_finetune(args) -> int:
+def cmd_finetune(cfg) -> int:
     from actlab.icae.trainer import finetune
 
-    _print(finetune(_config(args)))
+    _print(finetune(cfg))
     return 0
 
 
-def cmd_infer(args) -> int:
+def cmd_infer(cfg) -> int:
     from actlab.icae.infer import run_infer
 
-    _print(run_infer(_config(args)))
+    _print(run_infer(cfg))
     return 0
 
 
-def cmd_demo(args) -> int:
-    from actlab.icae.demo import run_demo
+def cmd_demo(cfg) -> int:
+    from actlab.icae.config import demo
 
-    _print(run_demo(_config(args), quick=args.quick))
+    _print(demo(cfg))
     return 0
 
 
-def register(sub) -> None:
-    verbs = family_parser(sub, "icae", "in-context autoencoder (ICAE + EPL position identifiers)")
-    specs = [
-        ("prepare-pretrain", cmd_prepare, "write the pretraining texts (offline: the zoo's synthetic passages)"),
-        ("pretrain", cmd_pretrain, "AE + LM pretraining of the LoRA encoder and memory embeddings"),
-        ("finetune", cmd_finetune, "fine-tune on task qa (SQuAD) | repoqa | trajectories"),
-        ("infer", cmd_infer, "evaluate task ae | qa | repoqa | trajectories; predictions + metrics JSONL"),
-        ("demo", cmd_demo, "pretrain briefly, autoencode held-out passages (BLEU-1), QA EM/F1 vs SimpleLLM"),
-    ]
-    for name, fn, help_ in specs:
-        p = verbs.add_parser(name, help=help_, description=help_)
-        p.add_argument("--config_path", required=name != "demo", default=None,
-                       help="YAML config (configs/icae/*.yaml)" + ("; default: the demo's built-in settings"
-                                                                  if name == "demo" else ""))
-        p.add_argument("--model_name", default=None, help="override the base model")
-        p.add_argument("--output_dir", default=None, help="override the run directory")
-        p.add_argument("--checkpoint_path", default=None, help="override the ICAE weights to load")
-        p.add_argument("--task", default=None, help="override the task")
-        p.add_argument("--model_type", default=None, help="override: icae | llm")
-        p.add_argument("--max_steps", type=int, default=None, help="override the training steps")
-        if name == "demo":
-            p.add_argument("--quick", action="store_true", help="a very short run (smoke test)")
-        p.set_defaults(func=fn)
+_C = "actlab.icae.config:ICAEConfig"
+FAMILY = Family("icae", "in-context autoencoder (ICAE + EPL position identifiers)", [
+    Verb("prepare-pretrain", "write the pretraining texts (offline: the zoo's synthetic passages)", _C, cmd_prepare,
+         api="actlab.icae.data:prepare_pretrain"),
+    Verb("pretrain", "AE + LM pretraining of the LoRA encoder and memory embeddings", _C, cmd_pretrain,
+         api="actlab.icae.trainer:pretrain"),
+    Verb("finetune", "fine-tune on task qa (SQuAD) | repoqa | trajectories", _C, cmd_finetune,
+         api="actlab.icae.trainer:finetune"),
+    Verb("infer", "evaluate task ae | qa | repoqa | trajectories; predictions + metrics JSONL", _C, cmd_infer,
+         api="actlab.icae.infer:run_infer"),
+    Verb("demo", "pretrain briefly, autoencode held-out passages (BLEU-1), QA EM/F1 vs SimpleLLM",
+         "actlab.icae.config:ICAEDemoConfig", cmd_demo, api="actlab.icae.config:demo"),
+])

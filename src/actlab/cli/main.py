@@ -2,22 +2,26 @@
 
     actlab <family> <verb> [flags]
 
-Each family module in :mod:`actlab.cli` has ``register(subparsers)``, which adds its parser and sets
-``func`` on each verb. Handlers import heavy modules lazily, so ``actlab --help`` stays fast.
-Bad input (:class:`~actlab.core.errors.ActlabError` or an argparse error) prints one line and exits 2.
+Each family module in :mod:`actlab.cli` has a ``FAMILY`` of verbs; each verb's flags come from its config
+dataclass (:mod:`actlab.core.config`). Only the verb on the command line is built, so ``actlab --help`` stays fast.
+Bad input (:class:`~actlab.core.errors.ActlabError` or an argparse error) prints one line and exits 2; any other
+exception escaping a verb prints one line (what failed, where) and exits 1 (``ACTLAB_DEBUG=1``: the traceback).
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import os
 import sys
+import traceback
 
 from actlab import __version__
+from actlab.core.config import OneLineParser
 from actlab.core.errors import ActlabError
 
-# family name -> module that registers it (plain code, no plugin registry)
+# family name -> module with its FAMILY (plain code, no plugin registry)
 FAMILIES = {
     "zoo": "actlab.cli.zoo",
     "data": "actlab.cli.data",
@@ -28,27 +32,68 @@ FAMILIES = {
     "demo": "actlab.cli.demo",
 }
 
-
-class OneLineParser(argparse.ArgumentParser):
-    """argparse, but an error is one line (``actlab ia2 train: error: ...``) and exit code 2."""
-
-    def error(self, message: str):  # type: ignore[override]
-        sys.stderr.write(f"{self.prog}: error: {message}\n")
-        sys.exit(2)
+__all__ = ["FAMILIES", "OneLineParser", "main", "make_parser"]
 
 
-def make_parser() -> argparse.ArgumentParser:
+def _path(argv: list[str]) -> list[str]:
+    """The leading non-flag tokens: ``ia2 analyze subspace-overlap --x`` → ``[ia2, analyze, subspace-overlap]``."""
+    out, i = [], 0
+    while i < len(argv) and not out and argv[i].startswith("--log_level"):  # the one top-level option with a value
+        i += 1 if "=" in argv[i] else 2
+    for a in argv[i:]:
+        if a.startswith("-"):
+            break
+        out.append(a)
+    return out
+
+
+def make_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The parser for ``argv`` (only the verb it names gets its flags; ``None``: every verb, for docs/tests)."""
+    from actlab.cli.common import LOG_LEVELS, Verb, add_verb_arguments, family_parser
+
+    path = None if argv is None else _path(argv)
     parser = OneLineParser(prog="actlab", description=__doc__.split("\n\n")[0],
                            formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"actlab {__version__}")
+    parser.add_argument("--log_level", choices=LOG_LEVELS, default=argparse.SUPPRESS, dest="_log_level",
+                        help="logging level (default: $ACTLAB_LOG_LEVEL or warning)")
     sub = parser.add_subparsers(dest="family", metavar="<family>", parser_class=OneLineParser)
-    for module in FAMILIES.values():
-        importlib.import_module(module).register(sub)
+    for name, module in FAMILIES.items():
+        fam = importlib.import_module(module).FAMILY
+        chosen = path is None or path[:1] == [name]
+        if isinstance(fam, Verb):  # a family that is one verb (`actlab demo`)
+            p = sub.add_parser(name, help=fam.help, description=fam.description or fam.help)
+            p.set_defaults(_parser=p)
+            if chosen:
+                add_verb_arguments(p, fam)
+        else:
+            family_parser(sub, fam, None if path is None else path[1:] if chosen else [])
     return parser
 
 
+def setup_logging(level: str | None = None) -> None:
+    """Root logging config: ``level`` or ``$ACTLAB_LOG_LEVEL`` (default warning), one line per record on stderr."""
+    name = (level or os.environ.get("ACTLAB_LOG_LEVEL") or "warning").upper()
+    if not isinstance(logging.getLevelName(name), int):
+        raise ActlabError(f"ACTLAB_LOG_LEVEL {name.lower()!r} is not a level; valid: debug, info, warning, error, "
+                          f"critical")
+    logging.basicConfig(level=name, format="%(levelname)s %(name)s: %(message)s", force=True)
+
+
+def _where(exc: BaseException) -> str:
+    """``file.py:LINE in func`` of the innermost frame in actlab's code (else the innermost frame)."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    if not frames:
+        return "?"
+    ours = [f for f in frames if f"{os.sep}actlab{os.sep}" in f.filename]
+    f = (ours or frames)[-1]
+    name = f.filename.split(f"{os.sep}actlab{os.sep}", 1)[-1] if ours else os.path.basename(f.filename)
+    return f"{'actlab/' if ours else ''}{name}:{f.lineno} in {f.name}"
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = make_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = make_parser(argv)
     args = parser.parse_args(argv)
     func = getattr(args, "func", None)
     if func is None:
@@ -56,14 +101,25 @@ def main(argv: list[str] | None = None) -> int:
         sub = getattr(args, "_parser", parser)
         sub.print_help()
         return 0 if args.family is None else 2
+    what = " ".join(_path(argv)) or "actlab"
     try:
+        setup_logging(getattr(args, "_log_level", None))
         rc = func(args)
     except ActlabError as e:
-        sys.stderr.write(f"actlab: error: {e}\n")
+        sys.stderr.write(f"actlab: error: {' '.join(str(e).split())}\n")
         return 2
     except KeyboardInterrupt:
         sys.stderr.write("actlab: interrupted\n")
         return 130
+    except BrokenPipeError:  # `actlab ... | head`
+        return 141
+    except Exception as e:  # noqa: BLE001 - the one place that turns a crash into one line
+        if os.environ.get("ACTLAB_DEBUG", "") not in ("", "0"):
+            traceback.print_exc()
+        msg = " ".join(str(e).split())[:300]
+        sys.stderr.write(f"actlab: {what} failed: {type(e).__name__}: {msg} (at {_where(e)}; "
+                         f"ACTLAB_DEBUG=1 shows the traceback)\n")
+        return 1
     return int(rc or 0)
 
 

@@ -3,62 +3,72 @@
     actlab zoo list
     actlab zoo build tiny            # ~6-8 min on 2 CPU cores, then cached under $ACTLAB_HOME/models/tiny
     actlab zoo build tiny --force    # rebuild (e.g. after a corrupt cache)
+
+Python: ``actlab.cli.zoo.build(ZooBuildConfig("tiny"))``, ``actlab.cli.zoo.list_models(ZooListConfig())``.
 """
 
 from __future__ import annotations
 
-from actlab.cli.common import family_parser
+from dataclasses import dataclass, field
+
+from actlab.cli.common import Family, Verb, print_table
+from actlab.core.config import nonneg_int
+from actlab.core.errors import ActlabError
 
 
-def _seed(s: str) -> int:
-    import argparse
+@dataclass
+class ZooBuildConfig:
+    """``actlab zoo build``: train zoo model NAME offline into ``$ACTLAB_HOME/models/NAME``."""
 
-    try:
-        v = int(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a non-negative integer, got {s!r}") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"must be a non-negative integer, got {s!r}")
-    return v
+    name: str = field(metadata={"positional": True, "metavar": "NAME",
+                                "help": "zoo model name (see `actlab zoo list`)"})
+    force: bool = field(default=False, metadata={"help": "rebuild even if a (possibly corrupt) build exists",
+                                                 "flag": True})
+    seed: int | None = field(default=None, metadata={"help": "training seed (default: the entry's own seed)",
+                                                     "argtype": nonneg_int})
 
+    def __post_init__(self) -> None:
+        if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0):
+            raise ActlabError(f"--seed must be a non-negative integer, got {self.seed!r}")
+        from actlab.zoo.build import get_spec
 
-def register(sub) -> None:
-    verbs = family_parser(sub, "zoo", "embedded tiny models, trained offline on a synthetic world: build, list")
-    p = verbs.add_parser("build", help="build (train) a zoo model, or resume an interrupted build",
-                         description="Train zoo model NAME offline into $ACTLAB_HOME/models/NAME (a resumable "
-                                     "NAME.partial checkpoint dir while it runs). Does nothing if already built.")
-    p.add_argument("name", metavar="NAME", help="zoo model name (see `actlab zoo list`)")
-    p.add_argument("--force", action="store_true", help="rebuild even if a (possibly corrupt) build exists")
-    p.add_argument("--seed", type=_seed, default=None, help="training seed (default: the entry's own seed)")
-    p.set_defaults(func=_build)
-    p = verbs.add_parser("list", help="list zoo models: built?, path, params, measured ICL accuracies",
-                         description="List the zoo's models with their build state and manifest numbers.")
-    p.set_defaults(func=_list)
+        get_spec(self.name, self.seed)  # unknown name -> one line
 
 
-def _build(args) -> int:
-    from actlab.core.errors import ActlabError
-    from actlab.zoo.build import ensure_built, get_spec, read_manifest, validate
+@dataclass
+class ZooListConfig:
+    """``actlab zoo list``: the zoo's models with their build state and manifest numbers (no options)."""
 
-    get_spec(args.name, args.seed)  # unknown name -> one line
-    if not args.force:
+
+def build(cfg: ZooBuildConfig) -> dict:
+    """Build (or validate) zoo model ``cfg.name``; returns ``{"dir", "manifest", "built": bool}``."""
+    from actlab.zoo.build import ensure_built, read_manifest, validate
+
+    if not cfg.force:
         try:
-            d = validate(args.name, args.seed)
-            print(f"{args.name}: already built at {d} (use --force to rebuild)")
-            return 0
+            d = validate(cfg.name, cfg.seed)
+            return {"dir": d, "manifest": read_manifest(cfg.name, cfg.seed), "built": False}
         except ActlabError as e:
             if "corrupt" in str(e):
                 raise
-    d = ensure_built(args.name, force=args.force, seed=args.seed)
-    man = read_manifest(args.name, args.seed)
+    d = ensure_built(cfg.name, force=cfg.force, seed=cfg.seed)
+    return {"dir": d, "manifest": read_manifest(cfg.name, cfg.seed), "built": True}
+
+
+def _build(cfg: ZooBuildConfig) -> int:
+    out = build(cfg)
+    if not out["built"]:
+        print(f"{cfg.name}: already built at {out['dir']} (use --force to rebuild)")
+        return 0
+    man = out["manifest"]
     icl = man["icl_accuracy"]["held_out_tasks"]
-    print(f"{args.name}: {d} ({man['n_params']:,} params, built in {man['build_seconds']:.0f} s); "
+    print(f"{cfg.name}: {out['dir']} ({man['n_params']:,} params, built in {man['build_seconds']:.0f} s); "
           f"ICL accuracy by demos: " + ", ".join(f"k={k}: {v:.2f}" for k, v in icl.items()))
     return 0
 
 
-def _list(args) -> int:
-    from actlab.core.errors import ActlabError
+def list_models(cfg: ZooListConfig | None = None) -> list[tuple[str, ...]]:
+    """Rows ``(name, built, params, icl k=0/1/2/4/8, build s, path)`` for every zoo model."""
     from actlab.core.io import read_json
     from actlab.zoo.build import model_dir, read_manifest
     from actlab.zoo.specs import ZOO
@@ -80,9 +90,23 @@ def _list(args) -> int:
                 except Exception:  # noqa: BLE001 - a checkpoint being written right now
                     state = "partial"
             rows.append((name, state, "-", "-", "-", str(d)))
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    for r in rows:
-        print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+    return rows
+
+
+def _list(cfg: ZooListConfig) -> int:
+    from actlab.zoo.specs import ZOO
+
+    print_table(list_models(cfg))
     for name, spec in ZOO.items():
         print(f"  {name}: {spec.description}")
     return 0
+
+
+FAMILY = Family("zoo", "embedded tiny models, trained offline on a synthetic world: build, list", [
+    Verb("build", "build (train) a zoo model, or resume an interrupted build", "actlab.cli.zoo:ZooBuildConfig",
+         _build, api="actlab.cli.zoo:build",
+         description="Train zoo model NAME offline into $ACTLAB_HOME/models/NAME (a resumable NAME.partial "
+                     "checkpoint dir while it runs). Does nothing if already built."),
+    Verb("list", "list zoo models: built?, path, params, measured ICL accuracies", "actlab.cli.zoo:ZooListConfig",
+         _list, api="actlab.cli.zoo:list_models", config_path=False),
+])

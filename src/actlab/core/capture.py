@@ -2,11 +2,14 @@
 
 A **site** is a kind plus a layer:
 
-* ``attn_output``  — the self-attention block's output, after ``o_proj``, *before* the residual add
-  (``layers[i].self_attn`` output ``[0]``; IA2's alignment site);
+* ``attn_output``  — the self-attention module's output, after its output projection, *before* the residual add
+  (``layers[i].self_attn`` output ``[0]``, or ``attn`` / ``attention`` / ``self_attention`` as the architecture
+  names it; where the module adds the residual itself, as BLOOM's does, its output projection; IA2's alignment
+  site);
 * ``block_output`` — the residual stream after decoder layer ``i`` (``layers[i]`` output; equals
   ``output_hidden_states[i + 1]`` for every layer but the last, whose hidden state has the final norm applied);
-* ``mlp_output``   — the MLP's output before its residual add;
+* ``mlp_output``   — the MLP's (or MoE block's) output before its residual add; where the MLP is not a submodule
+  (OPT: ``fc1``/``fc2`` on the layer) it is the output of the layer's second linear (``fc2``);
 * or a raw module path relative to the unwrapped model, e.g. ``"model.layers.{layer}.mlp.down_proj"``
   (``{layer}`` is filled in) or ``"model.norm"``.
 
@@ -42,13 +45,18 @@ def site_path(model: nn.Module, site: str, layer: int | None) -> str:
     if site in SITE_KINDS:
         if layer is None:
             raise ActlabError(f"site {site!r} needs a layer")
-        p = arch.paths(model)
+        lay = arch.layout(model)
+        if site not in lay.sites():
+            raise ActlabError(f"site {site!r} does not exist in {lay.model_type} (no {site.split('_')[0]} module in "
+                              f"its layers); its sites are: {', '.join(lay.sites())}, or a module path")
         layer = arch.check_layer(model, layer)
-        base = f"{p['layers']}.{layer}"
-        return {"block_output": base, "attn_output": f"{base}.{p['attn']}", "mlp_output": f"{base}.{p['mlp']}"}[site]
+        base = f"{lay.layers}.{layer}"
+        return {"block_output": base, "attn_output": f"{base}.{lay.attn_site or lay.attn}",
+                "mlp_output": f"{base}.{lay.mlp_site or lay.mlp}"}[site]
     if "." not in site and "{" not in site:
-        raise ActlabError(f"unknown site {site!r}; valid: {', '.join(SITE_KINDS)}, or a module path such as "
-                          f"{arch.paths(model)['layers']}.0.mlp")
+        lay = arch.layout(model)
+        raise ActlabError(f"unknown site {site!r}; valid in {lay.model_type}: {', '.join(lay.sites())}, or a module "
+                          f"path such as {lay.layers}.0.{lay.mlp or lay.attn}")
     if "{layer}" in site:
         if layer is None:
             raise ActlabError(f"site {site!r} has a {{layer}} placeholder but no layer was given")
@@ -58,6 +66,35 @@ def site_path(model: nn.Module, site: str, layer: int | None) -> str:
 
 def site_module(model: nn.Module, site: str, layer: int | None) -> nn.Module:
     return arch.get_module(model, site_path(model, site, layer))
+
+
+class _TokenShape:
+    """``[B, T]`` of the current call, for sites whose module sees the tokens flattened (OPT runs ``fc1``/``fc2``
+    on ``[B*T, d]``): read by a pre-hook on the layer, so the site gives ``[B, T, d]`` like every other."""
+
+    def __init__(self):
+        self.shape: tuple[int, int] | None = None
+
+    def pre_hook(self, _mod, args, kwargs):
+        h = args[0] if args else kwargs.get("hidden_states")
+        if isinstance(h, torch.Tensor) and h.dim() == 3:
+            self.shape = (h.shape[0], h.shape[1])
+        return None
+
+    def unflat(self, h: torch.Tensor) -> torch.Tensor:
+        if h.dim() == 2 and self.shape is not None and h.shape[0] == self.shape[0] * self.shape[1]:
+            return h.view(*self.shape, h.shape[-1])
+        return h
+
+
+def _flat_site(model: nn.Module, site: str, layer: int | None, handles: list) -> _TokenShape | None:
+    """A :class:`_TokenShape` (its pre-hook added to ``handles``) when ``site`` is a layer-level MLP linear."""
+    if site != "mlp_output" or arch.layout(model).mlp_module:
+        return None
+    keeper = _TokenShape()
+    layer_mod = arch.get_module(model, site_path(model, "block_output", layer))
+    handles.append(layer_mod.register_forward_pre_hook(keeper.pre_hook, with_kwargs=True))
+    return keeper
 
 
 def _main_tensor(output) -> torch.Tensor:
@@ -166,11 +203,13 @@ def capture(model: nn.Module, site: str | Sequence[str] = "block_output", layers
     cap = Capture(site_names=sites, layer_ids=layer_ids)
     handles = []
 
-    def make_hook(key):
+    def make_hook(key, flat: _TokenShape | None):
         def hook(_mod, _inp, output):
             if first_call_only and cap.data[key]:
                 return None
             full = _main_tensor(output)
+            if flat is not None:
+                full = flat.unflat(full)
             h = _index(full, positions, offset)
             if detach:
                 h = h.detach()
@@ -191,7 +230,8 @@ def capture(model: nn.Module, site: str | Sequence[str] = "block_output", layers
                 if key in cap.data:
                     continue
                 cap.data[key] = []
-                handles.append(site_module(model, s, layer).register_forward_hook(make_hook(key)))
+                flat = _flat_site(model, s, layer, handles)
+                handles.append(site_module(model, s, layer).register_forward_hook(make_hook(key, flat)))
         if not any(s in SITE_KINDS or "{layer}" in s for s in sites):
             cap.layer_ids = [None]
         yield cap
@@ -236,12 +276,17 @@ def intervene(model: nn.Module, site: str, layer: int | None, value: torch.Tenso
         raise ActlabError(f"unknown intervention mode {mode!r}; valid: {', '.join(MODES)}")
     offset = _offset(model)
     handle = Intervention()
+    handles: list = []
+    flat = _flat_site(model, site, layer, handles)
 
     def hook(_mod, _inp, output):
         handle.calls += 1
         if prefill_only and handle.calls > 1:
             return None
         h = _main_tensor(output)
+        flat_shape = h.shape
+        if flat is not None:
+            h = flat.unflat(h)
         sel = _index(h, positions, offset)
         v = value(sel) if callable(value) else value.to(device=h.device, dtype=h.dtype)
         new_sel = {"replace": lambda: v.expand_as(sel), "add": lambda: sel + v, "mean": lambda: (sel + v) / 2}[mode]()
@@ -249,14 +294,15 @@ def intervene(model: nn.Module, site: str, layer: int | None, value: torch.Tenso
         view = h[:, offset:] if offset else h
         _assign(view, positions, new_sel.to(h.dtype))
         handle.applied += 1
-        return _replace_main(output, h)
+        return _replace_main(output, h.reshape(flat_shape))
 
     module = site_module(model, site, layer)
-    hnd = module.register_forward_hook(hook)
+    handles.append(module.register_forward_hook(hook))
     try:
         yield handle
     finally:
-        hnd.remove()
+        for hnd in handles:
+            hnd.remove()
 
 
 def _assign(h: torch.Tensor, positions: Positions, new: torch.Tensor) -> None:

@@ -23,6 +23,7 @@ as upstream does.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -155,3 +156,55 @@ def load_run(name: str, N: int, run: int, data_dir: str | Path = "data") -> dict
     rem = doc["remaining_indices"]
     return {"dataset": name, "N": N, "run": run, "train": resolve(doc["train"]), "dev": resolve(doc["dev"]),
             "remaining_indices": rem, "remaining": [train_pool[i] for i in rem], "eval": val}
+
+
+@dataclass
+class MakeTrainConfig:
+    """``actlab data make-train``: cut prepared train pools into runs of N examples with dev examples and ICL demo
+    lists (numpy seed = run index), as upstream's ``create_training_datasets.py``."""
+
+    datasets: list[str] = field(metadata={"aliases": ["--dataset"], "metavar": "NAME",
+                                          "help": "prepared dataset name(s)"})
+    num_train_examples: list[int] = field(default_factory=lambda: list(DEFAULT_N), metadata={
+        "aliases": ["--num_examples"], "metavar": "N", "help": "run sizes"})
+    num_runs: int = field(default=5, metadata={"help": "runs per N"})
+    max_icl_demos: int = field(default=256, metadata={"help": "demos per example, capped at N-1"})
+    num_dev_examples: int = field(default=48, metadata={"help": "dev examples, capped at N//2"})
+    data_dir: str = field(default="data", metadata={"help": "data root"})
+    force: bool = field(default=False, metadata={"help": "rewrite existing files"})
+
+    def __post_init__(self) -> None:
+        from actlab.core.config import check_out_dir
+
+        if isinstance(self.datasets, str):
+            self.datasets = [self.datasets]
+        if isinstance(self.num_train_examples, int):
+            self.num_train_examples = [self.num_train_examples]
+        if not self.datasets:
+            raise ActlabError("--datasets needs at least one dataset name; see `actlab data list`")
+        bad = [n for n in self.num_train_examples if isinstance(n, bool) or not isinstance(n, int) or n < 1]
+        if bad or not self.num_train_examples:
+            raise ActlabError(f"--num_train_examples must be integers >= 1, got {bad[0] if bad else '[]'!r}")
+        if isinstance(self.num_runs, bool) or not isinstance(self.num_runs, int) or self.num_runs < 1:
+            raise ActlabError(f"--num_runs must be an integer >= 1, got {self.num_runs!r}")
+        for name in ("max_icl_demos", "num_dev_examples"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                raise ActlabError(f"--{name} must be an integer >= 0, got {v!r}")
+        check_out_dir("--data_dir", self.data_dir)
+        for name in self.datasets:
+            get_dataset(name)  # unknown name -> one line before any work
+
+    def check_inputs(self) -> None:
+        from actlab.core.config import check_json_doc
+        from actlab.data.prepare import pool_path
+
+        for name in self.datasets:
+            check_json_doc(f"dataset {name!r} pool", pool_path(name, self.data_dir), ("train_examples",
+                                                                                     "val_examples"))
+
+
+def run_make_train(cfg: MakeTrainConfig) -> list[Path]:
+    """:func:`make_train` with a :class:`MakeTrainConfig`; returns the run files' paths."""
+    return make_train(cfg.datasets, cfg.data_dir, cfg.num_train_examples, cfg.num_runs, cfg.max_icl_demos,
+                      cfg.num_dev_examples, force=cfg.force)

@@ -15,9 +15,11 @@ from __future__ import annotations
 import hashlib
 import statistics
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from actlab.core.config import check_out_dir
 from actlab.core.errors import ActlabError
 from actlab.core.io import atomic_write_json, read_json
 from actlab.core.progress import progress
@@ -210,3 +212,77 @@ def load_pool(name: str, data_dir: str | Path = "data", split: str = "train") ->
     if key is None:
         raise ActlabError(f"unknown pool split {split!r}; valid: eval, train, val")
     return read_pool(name, data_dir)[key]
+
+
+# ------------------------------------------------------------------------------------------------ verb configs
+@dataclass
+class PrepareConfig:
+    """``actlab data prepare``: load + format datasets and write ``{data_dir}/{name}/main.json`` (seed-42 shuffle)."""
+
+    dataset: list[str] = field(metadata={"help": "dataset name(s); see `actlab data list`", "metavar": "NAME"})
+    num_train_samples: int = field(default=2000, metadata={"help": "train pool size"})
+    num_val_samples: int = field(default=500, metadata={"help": "eval pool size"})
+    label_template: str = field(default="normal", metadata={
+        "choices": ["normal", "remap"], "help": "remap: write label words (apple, Friday, ...) into {name}_remap"})
+    subset: str | None = field(default=None, metadata={"help": "hendrycks_math subset for --dataset hmath "
+                                                               "(default algebra)"})
+    data_dir: str = field(default="data", metadata={"help": "output root"})
+    force: bool = field(default=False, metadata={"help": "rewrite existing files"})
+
+    def __post_init__(self) -> None:
+        if isinstance(self.dataset, str):
+            self.dataset = [self.dataset]
+        if not self.dataset:
+            raise ActlabError("--dataset needs at least one dataset name; see `actlab data list`")
+        for name in ("num_train_samples", "num_val_samples"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                raise ActlabError(f"--{name} must be an integer >= 0, got {v!r}")
+        if self.label_template not in ("normal", "remap"):
+            raise ActlabError(f"--label_template {self.label_template!r} is not valid; valid: normal, remap")
+        check_out_dir("--data_dir", self.data_dir)
+        template = None if self.label_template == "normal" else self.label_template
+        for n in self.dataset:  # every name checked before any work
+            resolve(n, template, self.subset)
+
+
+def run_prepare(cfg: PrepareConfig) -> list[dict[str, Any]]:
+    """Prepare every dataset of ``cfg``; returns ``[{"name", "path", "skipped", "metadata"}]``."""
+    template = None if cfg.label_template == "normal" else cfg.label_template
+    out = []
+    for name in cfg.dataset:
+        spec = resolve(name, template, cfg.subset)
+        existed = pool_path(spec.name, cfg.data_dir).exists()
+        path = prepare(name, cfg.data_dir, cfg.num_train_samples, cfg.num_val_samples, template, cfg.subset,
+                       force=cfg.force)
+        skipped = existed and not cfg.force
+        out.append({"name": spec.name, "path": path, "skipped": skipped,
+                    "metadata": None if skipped else read_json(path)["metadata"]})
+    return out
+
+
+@dataclass
+class DataListConfig:
+    """``actlab data list``: the registered datasets (source, task type, labels, prepared or not)."""
+
+    data_dir: str = field(default="data", metadata={"help": "where prepared datasets live"})
+
+    def __post_init__(self) -> None:
+        check_out_dir("--data_dir", self.data_dir)
+
+
+def list_rows(cfg: DataListConfig | None = None) -> list[tuple[str, ...]]:
+    """Rows ``(name, source, task, labels, prepared)`` of every registered dataset."""
+    from actlab.data.registry import get_dataset, list_datasets
+
+    cfg = cfg or DataListConfig()
+    rows = [("name", "source", "task", "labels", "prepared")]
+    for name in list_datasets():
+        s = get_dataset(name)
+        src = s.hub_path + (f" [{s.hub_config}]" if s.hub_config else "") if s.hub_path else "synthetic (zoo)"
+        if not s.supported:
+            src += " (not supported yet)"
+        labels = ",".join(s.labels) if s.labels else "-"
+        task = s.task_type + (" eval-only" if s.eval_only else "")
+        rows.append((name, src, task, labels, "yes" if pool_path(name, cfg.data_dir).exists() else "-"))
+    return rows

@@ -1,4 +1,5 @@
-"""``actlab ia2 analyze``: activation similarity and adapter subspace overlap (../shared/research/ia2.md §7).
+"""``actlab ia2 analyze``: activation similarity and adapter subspace overlap (as the official IA2 scripts
+``activation_similarity_analysis.py`` and ``subspace_overlap_analysis.py``).
 
 * **activation-similarity** — for each trained run and eval example: the base model *with* ICL demos and the trained
   model *without* them each greedily generate ``T`` tokens from their own prompt; the attention outputs at the
@@ -27,12 +28,8 @@ import torch
 from actlab.core.errors import ActlabError
 from actlab.core.io import atomic_path, atomic_write_json, read_json
 from actlab.core.metrics import mean_std
+from actlab.core.stats import mean_ci
 from actlab.ia2.evaluate import EvalConfig, describe_existing, describe_filters, discover_runs, filter_runs
-
-
-def config_from_args(args) -> EvalConfig:
-    names = {f.name for f in dataclasses.fields(EvalConfig)}
-    return EvalConfig(**{k: v for k, v in vars(args).items() if k in names and v is not None})
 
 
 def _runs(cfg: EvalConfig) -> list[dict]:
@@ -174,13 +171,13 @@ def _plot_asim(results: Sequence[dict], plots_dir: Path) -> list[Path]:
         fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 3.8))
         mus, sds = [], []
         for m in methods:
-            mu, sd, _ = mean_std([d["overall"] for d in sub if d["method"] == m])
-            mus.append(mu)
-            sds.append(sd)
+            ci = mean_ci([d["overall"] for d in sub if d["method"] == m])
+            mus.append(ci.mean)
+            sds.append(ci.half if np.isfinite(ci.half) else 0.0)  # 95 % CI over runs
             layers = np.array([d["per_layer"] for d in sub if d["method"] == m])
             a2.plot(range(layers.shape[1]), layers.mean(0), marker="o", label=pretty(m))
         a1.bar([pretty(m) for m in methods], mus, yerr=sds, capsize=3)
-        a1.set_ylabel("cosine(base+ICL, trained w/o ICL)")
+        a1.set_ylabel("cosine(base+ICL, trained w/o ICL)\n(mean, 95 % CI over runs)")
         a1.set_title(f"{ds}: overall activation similarity", fontsize=10)
         a2.set_xlabel("layer")
         a2.set_ylabel("cosine")
@@ -207,8 +204,8 @@ def lora_B_matrices(adapter_dir: str | Path) -> dict[str, torch.Tensor]:
 def subspace_overlap_matrices(B1: torch.Tensor, B2: torch.Tensor, r: int | None = None) -> float:
     """``||U1ᵀ U2||_F² / r`` with ``U = `` the first ``r`` left singular vectors of each ``B``."""
     r = r or min(B1.shape[1], B2.shape[1])
-    U1 = torch.linalg.svd(B1, full_matrices=False).U[:, :r]
-    U2 = torch.linalg.svd(B2, full_matrices=False).U[:, :r]
+    U1 = torch.linalg.svd(B1.double(), full_matrices=False).U[:, :r]  # float64: 1 stays 1 to ~1e-15
+    U2 = torch.linalg.svd(B2.double(), full_matrices=False).U[:, :r]
     return float((U1.T @ U2).pow(2).sum() / r)
 
 

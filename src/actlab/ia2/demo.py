@@ -2,7 +2,8 @@
 
 prepare (synthetic sst2, remapped labels) → run files (N, 3 runs) → train tok / act / tna / a2t → evaluate base with
 and without ICL and the trained models (uncertainty mode) → plots + report.html → subspace overlap and activation
-similarity → a results table (accuracy and ECE, mean ± std over runs) printed in the terminal.
+similarity → a results table (accuracy and ECE, mean ± 95 % CI over runs) and the paired differences between
+methods (per-run differences, mean ± 95 % CI) printed in the terminal.
 
 Every step skips what is already done (pools and run files are kept, complete training runs are skipped, existing
 evaluation results are reused), so a rerun only redraws the plots and prints the table.
@@ -31,14 +32,14 @@ class DemoConfig:
     lr / ce_loss_weight / num_epochs / patience: training settings for every method (one lr, no sweep).
     """
 
-    work_dir: str = "."
+    work_dir: str = "ia2_demo"
     model_id: str = "tiny"
     dataset: str = "syn_sst2_remap"
     N: int = 8
-    num_runs: int = 3
+    num_runs: int = 30
     icl_max_demos: int = 7
     num_train_samples: int = 300
-    num_eval_examples: int = 200
+    num_eval_examples: int = 500
     lr: float = 1e-3
     ce_loss_weight: float = 0.1
     label_type: str = "ground_truth"
@@ -107,7 +108,15 @@ def run_demo(cfg: DemoConfig | None = None, preloaded: tuple | None = None) -> d
     from actlab.data.registry import get_dataset
     from actlab.ia2 import trainer
     from actlab.ia2.evaluate import EvalConfig, evaluate
-    from actlab.ia2.plots import collect, format_table, load_results, plot_experiment, summary_rows
+    from actlab.ia2.plots import (
+        collect,
+        format_paired,
+        format_table,
+        load_results,
+        paired_rows,
+        plot_experiment,
+        summary_rows,
+    )
 
     cfg = cfg or DemoConfig()
     t_all = time.perf_counter()
@@ -173,13 +182,20 @@ def run_demo(cfg: DemoConfig | None = None, preloaded: tuple | None = None) -> d
         analyses["error"] = str(e)
     timings["analyses"] = time.perf_counter() - t
 
-    table = format_table(summary_rows(exp))
+    rows = summary_rows(exp)
+    table = format_table(rows)
+    prows = paired_rows(exp)
+    paired = format_paired(prows)
     seconds = time.perf_counter() - t_all
     report = paths[-1]
     print()
     print(f"IA2 demo — {short_name(cfg.model_id)} on {cfg.dataset}, N={cfg.N}, {cfg.num_runs} runs, "
-          f"{cfg.num_eval_examples} eval examples, ≤{cfg.icl_max_demos} ICL demos (mean ± std over runs)")
+          f"{cfg.num_eval_examples} eval examples, ≤{cfg.icl_max_demos} ICL demos (mean ± 95 % CI over runs)")
     print(table)
+    print()
+    print("paired differences, trained method − reference, same runs (mean ± 95 % CI; * = excludes 0)")
+    print(paired)
+    print(width_note(rows))
     if "subspace_overlap" in analyses:
         print(f"subspace overlap of LoRA updates: {_fmt(analyses['subspace_overlap'])}")
     if "activation_similarity" in analyses:
@@ -194,8 +210,20 @@ def run_demo(cfg: DemoConfig | None = None, preloaded: tuple | None = None) -> d
     cpu = ru.ru_utime + ru.ru_stime
     print(f"time: {seconds:.0f} s wall, {cpu:.0f} s CPU (" + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items())
           + ")")
-    return {"table": table, "report": report, "paths": paths, "seconds": seconds, "cpu_seconds": cpu, "timings": timings,
+    return {"table": table, "paired": paired, "paired_rows": prows, "report": report, "paths": paths, "seconds": seconds, "cpu_seconds": cpu, "timings": timings,
             "rows": summary_rows(exp), "analyses": analyses}
+
+
+def width_note(rows, limit: float = 0.05) -> str:
+    """One line on whether the accuracy CIs are within ±``limit`` (5 points), naming the rows that are wider."""
+    import math
+
+    wide = [f"{r['name']} (±{100 * r['accuracy'].half:.1f})" for r in rows
+            if math.isfinite(r["accuracy"].half) and r["accuracy"].half > limit]
+    if not wide:
+        return f"every accuracy CI is within ±{100 * limit:.0f} points"
+    return (f"accuracy CIs wider than ±{100 * limit:.0f} points: {', '.join(wide)} — these rows cannot be told apart "
+            f"at that resolution")
 
 
 def _fmt(d: dict) -> str:

@@ -1,6 +1,6 @@
 """``actlab ia2 evaluate`` (the seed's ``evaluate_batch_optimized.py``): base with/without ICL and trained adapters.
 
-What it does (../shared/research/ia2.md §6):
+What it does (as the official ``evaluate_batch_optimized.py``):
 
 * **eval set**: the first ``num_eval_examples`` (default 500) examples of the eval dataset's ``val_examples`` pool;
 * **ICL**: ``min(icl_max_demos, N - 1)`` demos drawn (``np.random.RandomState(run)``, no replacement) from the
@@ -14,13 +14,22 @@ What it does (../shared/research/ia2.md §6):
   parser on prediction and gold, exact match; ``None`` counts as wrong.
 
 Results land in the seed's layout (``outputs/evaluations/{type}[_uncertainty]/{trained_dataset}/{name}.json``; base
-runs under ``evaluations/base[_uncertainty]/{eval_dataset}/``) and an existing result is skipped.
+runs under ``evaluations/base[_uncertainty]/{eval_dataset}/``). A trained model's file name carries its run
+directory's name (which holds the training T, label type, lr, run, …), so two runs never share a result file.
+
+Every result records its **identity** (:func:`result_identity`): every setting that changes its numbers (the trained
+run's whole config, the eval set size, the generation length, with/without ICL, …). An existing result is skipped
+only when its recorded identity matches the one asked for (a result with ICL also serves a request without);
+otherwise it is recomputed and the log line says which settings differ.
+
+Generation length (multi-token tasks): ``num_generated_tokens_eval`` when given, else the dataset registry's
+``max_new_tokens``. Single-token tasks always score the next token (one forward).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import gc
+import json
 import math
 import time
 from collections.abc import Sequence
@@ -57,6 +66,7 @@ class EvalConfig:
         uncertainty_analysis: write to ``{type}_uncertainty`` (single-token stats are always computed).
         eval_with_icl: also score trained models with demos.
         num_eval_examples: eval-set size (the paper's 500).
+        num_generated_tokens_eval: generation length for multi-token tasks (None: the dataset registry's).
         batch_size / use_prefix_cache: speed knobs; results are the same either way.
     """
 
@@ -73,7 +83,7 @@ class EvalConfig:
     uncertainty_analysis: bool = False
     eval_with_icl: bool = False
     num_eval_examples: int = 500
-    num_generated_tokens_eval: int = 1
+    num_generated_tokens_eval: int | None = None
     top_k: int = TOP_K
     batch_size: int = 16
     use_prefix_cache: bool = True
@@ -88,6 +98,8 @@ class EvalConfig:
             raise ActlabError(f"icl_max_demos must be >= 0, got {self.icl_max_demos}")
         if self.num_eval_examples < 1:
             raise ActlabError(f"num_eval_examples must be >= 1, got {self.num_eval_examples}")
+        if self.num_generated_tokens_eval is not None and self.num_generated_tokens_eval < 1:
+            raise ActlabError(f"num_generated_tokens_eval must be >= 1, got {self.num_generated_tokens_eval}")
         if self.batch_size < 1:
             raise ActlabError(f"batch_size must be >= 1, got {self.batch_size}")
         if not self.model_types:
@@ -183,14 +195,10 @@ def describe_existing(runs: list[dict]) -> str:
 
 
 # ------------------------------------------------------------------------------------------------ result paths
-def _lr(x) -> str:
-    return str(float(x)) if x is not None else "None"
-
-
 def result_path(cfg_or_root: EvalConfig | str | Path, model_type: str, *, model_id: str, eval_dataset: str,
                 icl_source: str, icl_max_demos: int, T: int = 1, uncertainty: bool = False, run: dict | None = None,
                 N: int | None = None, run_idx: int | None = None, with_icl: bool = True) -> Path:
-    """The seed's ``construct_results_path`` layout (``utils.py``), with ``.json`` appended."""
+    """The seed's directory layout; file names carry the eval settings and, for trained models, the run's name."""
     from actlab.core.models import short_name
 
     root = Path(cfg_or_root.outputs_dir if isinstance(cfg_or_root, EvalConfig) else cfg_or_root) / "evaluations"
@@ -201,26 +209,10 @@ def result_path(cfg_or_root: EvalConfig | str | Path, model_type: str, *, model_
         if not with_icl:
             return d / f"{m}_base_without_icl_T{T}.json"
         return d / f"{m}_base_on_{icl_source}_demos{icl_max_demos}_T{T}_N{N}_{run_idx}.json"
-    assert run is not None
-    fam, var = split_method(model_type)
-    base = f"{m}_{eval_dataset}_on_{icl_source}_demos{icl_max_demos}"
-    n, lr, ri = run.get("num_train_examples"), _lr(run.get("lr")), run.get("run_idx")
-    if fam == "lora":
-        lt, r, a = run.get("lora_type"), run.get("lora_r"), run.get("lora_alpha")
-        if var in ("tok", "a2t", "tokl"):
-            name = f"{base}_{lt}_{r}_{a}_{run.get('label_type')}_{T}_{n}_{lr}_{ri}"
-        elif var in ("act", "t2a"):
-            name = f"{base}_{lt}_r{r}_a{a}_{T}_{n}_{lr}_{ri}"
-        else:
-            name = f"{base}_{lt}_r{r}_a{a}_{T}tok_{n}ex_{lr}lr_cew{run.get('ce_loss_weight')}_{ri}"
-    else:
-        kind = f"ia3_{run.get('ia3_type')}" if fam == "ia3" else f"{fam}_{run.get('num_virtual_tokens')}"
-        if var in ("tok", "a2t", "t2a", "tokl"):
-            name = f"{base}_{kind}_{run.get('label_type')}_{T}_{n}_{lr}_{ri}"
-        elif var == "act":
-            name = f"{base}_{kind}_{T}_{n}_{lr}_{ri}"
-        else:
-            name = f"{base}_{kind}_{T}tok_{n}ex_{lr}lr_cew{run.get('ce_loss_weight')}_{ri}"
+    if run is None or not run.get("run_dir"):
+        raise ValueError("a trained result path needs the run's config with its run_dir")
+    # the run directory's name holds every training setting of the seed's run name (T, label type, lr, run, ...)
+    name = f"{m}_{eval_dataset}_on_{icl_source}_demos{icl_max_demos}_T{T}_{Path(run['run_dir']).name}"
     return root / f"{model_type}{suffix}" / run.get("dataset", "unknown") / f"{name}.json"
 
 
@@ -322,7 +314,7 @@ def score_logits(logits: torch.Tensor, tok, golds: Sequence[str], labels: Sequen
         if label_token_ids is not None and gold_labels is not None and gold_labels[i] is not None:
             lp = [float(probs[i, t]) for t in label_token_ids]
             rec["label_probs"] = dict(zip(labels, lp, strict=True))
-            rec["label_correct"] = int(np.argmax(lp)) == int(gold_labels[i])
+            rec["label_correct"] = lp[int(gold_labels[i])] >= max(lp)  # ties count as correct (the reference's rule)
             lab_rows.append(lp)
             lab_gold.append(int(gold_labels[i]))
         records.append(rec)
@@ -368,9 +360,64 @@ def evaluate_prompts(model, tok, spec, prompts: Sequence[str], examples: Sequenc
         labels = spec.labels
         lab_ids = label_first_tokens(tok, examples[0]["prompt"], labels) if labels else None
         return score_logits(logits, tok, golds, labels, lab_ids, [ex.get("label") for ex in examples], cfg.top_k)
-    texts = generate(model, tok, list(prompts), max_new_tokens=spec.max_new_tokens, batch_size=cfg.batch_size,
+    texts = generate(model, tok, list(prompts), max_new_tokens=eval_T(cfg, spec), batch_size=cfg.batch_size,
                      stop_strings=list(spec.stop_strings))
     return score_generations(texts, golds, spec)
+
+
+def eval_T(cfg: EvalConfig, spec) -> int:
+    """Tokens scored per example: 1 for single-token tasks; else ``num_generated_tokens_eval`` or the registry's."""
+    if spec.task_type == "single_token":
+        return 1
+    return int(cfg.num_generated_tokens_eval or spec.max_new_tokens)
+
+
+# ------------------------------------------------------------------------------------------- result identity
+#: keys of a trained run's config that do not change its evaluation (paths, logging, devices)
+_NOT_IDENTITY = frozenset({"run_dir", "output_dir", "data_dir", "cache_dir", "device", "checkpoint_every",
+                           "wandb_log", "wandb_project", "force", "_meta", "method"})
+
+
+def result_identity(task: Task, cfg: EvalConfig) -> dict:
+    """Every setting that changes a result's numbers, as a JSON-normal dict (recorded in the result as ``identity``).
+
+    Kept small and local so that a project-wide config fingerprint can replace it.
+    """
+    from actlab.data import get_dataset
+
+    spec = get_dataset(task.eval_dataset)
+    ident: dict[str, Any] = {"kind": task.kind, "model_type": task.model_type, "model_id": task.model_id,
+                             "eval_dataset": task.eval_dataset, "num_eval_examples": cfg.num_eval_examples,
+                             "num_generated_tokens_eval": eval_T(cfg, spec), "top_k": cfg.top_k, "dtype": cfg.dtype,
+                             "with_icl": task.kind == "base_with" or (task.kind == "trained" and cfg.eval_with_icl)}
+    if task.kind != "base_without":
+        ident.update(icl_source=task.icl_source, icl_max_demos=cfg.icl_max_demos, N=task.N, run_idx=task.run_idx)
+    if task.run is not None:
+        ident["trained"] = {k: v for k, v in sorted(task.run.items()) if k not in _NOT_IDENTITY}
+    return json.loads(json.dumps(ident, sort_keys=True, default=str))
+
+
+def identity_diff(recorded: dict | None, wanted: dict) -> list[str]:
+    """``["key: recorded → wanted", ...]`` for the settings where a recorded result does not serve ``wanted``.
+
+    A result computed with ICL also serves a request without it (its without-ICL numbers are the same).
+    """
+    if not isinstance(recorded, dict):
+        return ["no recorded settings"]
+    out = []
+
+    def walk(r: dict, w: dict, prefix: str) -> None:
+        for k in sorted(set(r) | set(w)):
+            a, b = r.get(k), w.get(k)
+            if k == "with_icl" and not prefix and (a or not b):
+                continue
+            if isinstance(a, dict) and isinstance(b, dict):
+                walk(a, b, f"{prefix}{k}.")
+            elif a != b:
+                out.append(f"{prefix}{k}: {a!r} → {b!r}")
+
+    walk(recorded, wanted, "")
+    return out
 
 
 # ----------------------------------------------------------------------------------------------- data helpers
@@ -456,7 +503,6 @@ def plan(cfg: EvalConfig) -> list[Task]:
         raise ActlabError(f"no trained model in {cfg.outputs_dir}/ matches the filters ({describe_filters(cfg)}); "
                           f"{describe_existing(all_runs)}")
     tasks: list[Task] = []
-    T = cfg.num_generated_tokens_eval
     unc = cfg.uncertainty_analysis
     trained_ds = cfg.trained_datasets or sorted({r["dataset"] for r in runs})
     if not trained_ds and not cfg.eval_datasets:
@@ -465,6 +511,7 @@ def plan(cfg: EvalConfig) -> list[Task]:
         evals = cfg.eval_datasets or [tds]
         sources = cfg.icl_source_datasets or [tds]
         for ev in evals:
+            T = eval_T(cfg, get_dataset(ev))
             for src in sources:
                 for r in (x for x in runs if x["dataset"] == tds):
                     mid = r.get("model_id", cfg.model_id)
@@ -561,9 +608,10 @@ def run_task(task: Task, cfg: EvalConfig, models: _Models) -> dict:
     spec = get_dataset(task.eval_dataset)
     examples = eval_examples(task.eval_dataset, cfg)
     doc: dict[str, Any] = {
+        "identity": result_identity(task, cfg),
         "config": {"model_type": task.model_type, "model_id": task.model_id, "eval_dataset": task.eval_dataset,
                    "icl_source_dataset": task.icl_source, "icl_max_demos": cfg.icl_max_demos,
-                   "num_generated_tokens_eval": cfg.num_generated_tokens_eval, "num_eval_examples": len(examples),
+                   "num_generated_tokens_eval": eval_T(cfg, spec), "num_eval_examples": len(examples),
                    "uncertainty_analysis": cfg.uncertainty_analysis, "task_type": spec.task_type,
                    "num_train_examples": task.N, "run_idx": task.run_idx, "ood": task.icl_source != task.eval_dataset},
     }
@@ -585,7 +633,7 @@ def run_task(task: Task, cfg: EvalConfig, models: _Models) -> dict:
         with_m, preds["with_icl"] = evaluate_prompts(model, tok, spec, prompts, examples, cfg, True)
         wo = result_path(cfg, "base", model_id=task.model_id, eval_dataset=task.eval_dataset,
                          icl_source=task.icl_source, icl_max_demos=cfg.icl_max_demos,
-                         T=cfg.num_generated_tokens_eval, uncertainty=cfg.uncertainty_analysis, with_icl=False)
+                         T=eval_T(cfg, spec), uncertainty=cfg.uncertainty_analysis, with_icl=False)
         if wo.exists():
             without_m = read_json(wo).get("without_icl")
     else:
@@ -609,15 +657,35 @@ def run_task(task: Task, cfg: EvalConfig, models: _Models) -> dict:
     return doc
 
 
-def evaluate(cfg: EvalConfig, preloaded: dict | None = None, log=print) -> list[Path]:
-    """Run every planned task whose result file does not exist yet (all with ``force``); returns the result paths.
+def _recorded_identity(path: Path) -> dict | None:
+    try:
+        doc = read_json(path)
+    except (OSError, ValueError):
+        return None
+    return doc.get("identity") if isinstance(doc, dict) else None
 
-    ``preloaded`` maps a model id to an already loaded ``(model, tokenizer)`` (tests, the demo).
+
+def evaluate(cfg: EvalConfig, preloaded: dict | None = None, log=print) -> list[Path]:
+    """Run every planned task without a result that serves it (all with ``force``); returns the result paths.
+
+    A result serves a task when its recorded identity matches (:func:`identity_diff`); one whose settings differ is
+    recomputed, and the log names the differing settings. ``preloaded`` maps a model id to an already loaded
+    ``(model, tokenizer)`` (tests, the demo).
     """
     from actlab.core.progress import progress
 
     tasks = plan(cfg)
-    todo = [t for t in tasks if cfg.force or not t.path.exists()]
+    todo = []
+    for t in tasks:
+        if cfg.force or not t.path.exists():
+            todo.append(t)
+            continue
+        diff = identity_diff(_recorded_identity(t.path), result_identity(t, cfg))
+        if diff:
+            if log:
+                more = f"; +{len(diff) - 4} more" if len(diff) > 4 else ""
+                log(f"evaluate: recomputing {t.path.name}: recorded settings differ ({'; '.join(diff[:4])}{more})")
+            todo.append(t)
     for t in todo:  # bad demo settings / missing run files fail before anything is written
         if t.kind == "base_with" or (t.kind == "trained" and cfg.eval_with_icl):
             draw_demos(t.icl_source, t.N, t.run_idx, cfg.icl_max_demos, cfg.data_dir)
@@ -629,8 +697,3 @@ def evaluate(cfg: EvalConfig, preloaded: dict | None = None, log=print) -> list[
         doc = run_task(t, cfg, models)
         atomic_write_json(t.path, doc)
     return [t.path for t in tasks]
-
-
-def config_from_args(args) -> EvalConfig:
-    names = {f.name for f in dataclasses.fields(EvalConfig)}
-    return EvalConfig(**{k: v for k, v in vars(args).items() if k in names and v is not None})

@@ -2,10 +2,11 @@
 
 One *experiment* is (trained dataset, eval dataset, ICL source, ICL demos). Its results are gathered from
 ``outputs/evaluations/`` (:func:`collect`), the learning rate (and other hyperparameters) of each method is chosen per
-N by the highest mean **without-ICL top-1 accuracy** over runs (the official rule, which selects on the eval set;
-../shared/research/ia2.md §4), and the plots go to ``plots/unified/{trained}/{eval}_{source}_{demos}/``:
+N by the highest mean **without-ICL top-1 accuracy** over runs (the official rule, which selects on the eval set),
+and the plots go to ``plots/unified/{trained}/{eval}_{source}_{demos}/``:
 
-* ``{model}_accuracy_without_icl.png`` / ``{model}_accuracy_with_icl.png``: accuracy vs N per method, mean ± std;
+* ``{model}_accuracy_without_icl.png`` / ``{model}_accuracy_with_icl.png``: accuracy vs N per method, mean with
+  95 % CI error bars over runs (:mod:`actlab.core.stats`);
 * uncertainty mode: ``{model}_top1_accuracy_with_icl.png``, ``{model}_label_accuracy_with_icl.png``,
   ``{model}_uncertainty_with_icl.png``, ``{model}_ece_with_icl.png`` (base with ICL vs trained models without),
   and ``{model}_reliability.png`` (equal-count reliability diagrams);
@@ -26,6 +27,7 @@ import numpy as np
 from actlab.core.errors import ActlabError
 from actlab.core.io import read_json
 from actlab.core.metrics import calibration_bins, mean_std
+from actlab.core.stats import CI, fmt, mean_ci, paired_diff
 
 ICL, NO_ICL = "icl", "base"
 PRETTY = {"base": "Base (no ICL)", "icl": "ICL (base + demos)", "tok": "SFT", "act": "IA2", "tna": "IA2+SFT",
@@ -173,35 +175,80 @@ METRIC_COLUMNS = (("accuracy", "Accuracy (%)", 100.0), ("ece", "ECE", 1.0), ("la
 
 
 def summary_rows(exp: Experiment) -> list[dict[str, Any]]:
-    """One row per (method, N): mean/std/n of accuracy, ECE, label-set accuracy, entropy over runs."""
+    """One row per (method, N): mean ± 95 % CI (a :class:`~actlab.core.stats.CI`) over runs of accuracy, ECE,
+    label-set accuracy, entropy."""
     rows = []
     for m in exp.methods():
         for N in sorted(exp.entries[m]):
             ms = exp.metrics(m, N)
             row: dict[str, Any] = {"method": m, "name": pretty(m), "N": None if m == NO_ICL else N, "runs": len(ms)}
             for key, _, _ in METRIC_COLUMNS:
-                row[key] = mean_std([x.get(key) for x in ms])
+                row[key] = mean_ci([x.get(key) for x in ms])
             if m in exp.chosen and N in exp.chosen[m]:
                 row["hp"] = exp.chosen[m][N]
             rows.append(row)
     return rows
 
 
-def format_table(rows: Sequence[dict], columns=METRIC_COLUMNS[:2]) -> str:
-    """A plain-text table (mean ± std over runs)."""
-    head = ["Method", "N", "runs", *[c[1] for c in columns]]
-    body = []
-    for r in rows:
-        cells = [r["name"], "—" if r["N"] is None else str(r["N"]), str(r["runs"])]
-        for key, _, scale in columns:
-            m, s, n = r[key]
-            cells.append("—" if n == 0 else (f"{m * scale:.1f} ± {s * scale:.1f}" if scale != 1 else f"{m:.3f} ± {s:.3f}"))
-        body.append(cells)
+def fmt_cell(ci: CI, scale: float, sign: bool = False) -> str:
+    """Percent-scaled metrics with 1 decimal, the others with 3."""
+    return fmt(ci, scale, 1 if scale != 1 else 3, sign=sign)
+
+
+def _by_run(exp: Experiment, method: str, N: int, key: str) -> dict[int, float]:
+    """``{run_idx: metric}`` of ``method`` at ``N`` (ICL with demos; trained models without)."""
+    part = "with_icl" if method == ICL else "without_icl"
+    out = {}
+    for d in exp.entries.get(method, {}).get(N, []):
+        ri = d["config"].get("run_idx")
+        if ri is not None and d.get(part) and d[part].get(key) is not None:
+            out[int(ri)] = float(d[part][key])
+    return out
+
+
+def paired_rows(exp: Experiment, key: str = "accuracy", references: Sequence[str] = ("tok", ICL)) -> list[dict]:
+    """Method vs reference at each N: the paired difference over the runs both have (same run index = same
+    training examples and demo pool), as ``{"name", "N", "vs", "diff": CI}``."""
+    rows = []
+    for ref in references:
+        for m in exp.methods():
+            if m in (NO_ICL, ICL, ref) or ref not in exp.entries:
+                continue
+            for N in sorted(exp.entries[m]):
+                a, b = _by_run(exp, m, N, key), _by_run(exp, ref, N, key)
+                runs = sorted(set(a) & set(b))
+                if not runs:
+                    continue
+                rows.append({"method": m, "name": pretty(m), "N": N, "vs": pretty(ref), "runs": len(runs),
+                             "diff": paired_diff([a[r] for r in runs], [b[r] for r in runs])})
+    return rows
+
+
+def _text_table(head: Sequence[str], body: Sequence[Sequence[str]]) -> str:
     widths = [max(len(x[i]) for x in [head, *body]) for i in range(len(head))]
     line = "  ".join(h.ljust(w) for h, w in zip(head, widths, strict=True))
     out = [line, "-" * len(line)]
     out += ["  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)) for cells in body]
     return "\n".join(out)
+
+
+def format_table(rows: Sequence[dict], columns=METRIC_COLUMNS[:2]) -> str:
+    """A plain-text table (mean ± 95 % CI over runs)."""
+    head = ["Method", "N", "runs", *[c[1] for c in columns]]
+    body = []
+    for r in rows:
+        cells = [r["name"], "—" if r["N"] is None else str(r["N"]), str(r["runs"])]
+        cells += [fmt_cell(r[key], scale) for key, _, scale in columns]
+        body.append(cells)
+    return _text_table(head, body)
+
+
+def format_paired(rows: Sequence[dict], label: str = "Δ accuracy (points)", scale: float = 100.0) -> str:
+    """A plain-text table of paired differences (mean ± 95 % CI over runs; * = the CI excludes 0)."""
+    head = ["Method", "vs", "N", "runs", label]
+    body = [[r["name"], r["vs"], str(r["N"]), str(r["runs"]),
+             fmt_cell(r["diff"], scale, sign=True) + (" *" if r["diff"].excludes_zero() else "")] for r in rows]
+    return _text_table(head, body)
 
 
 # ---------------------------------------------------------------------------------------------------- plotting
@@ -214,15 +261,20 @@ def _plt():
     return plt
 
 
+def _half(ci: CI) -> float:
+    return ci.half if np.isfinite(ci.half) else 0.0
+
+
 def _series(exp: Experiment, method: str, key: str) -> tuple[list[int], list[float], list[float]]:
-    xs, ms, ss = [], [], []
+    """N, mean and 95 % CI half-width (0 with one run) of ``key`` over runs."""
+    xs, ms, hs = [], [], []
     for N in sorted(exp.entries.get(method, {})):
-        m, s, n = mean_std([x.get(key) for x in exp.metrics(method, N)])
-        if n:
+        ci = mean_ci([x.get(key) for x in exp.metrics(method, N)])
+        if ci.n:
             xs.append(N)
-            ms.append(m)
-            ss.append(s)
-    return xs, ms, ss
+            ms.append(ci.mean)
+            hs.append(_half(ci))
+    return xs, ms, hs
 
 
 def _metric_plot(exp: Experiment, key: str, ylabel: str, path: Path, methods: Sequence[str], title: str,
@@ -233,27 +285,25 @@ def _metric_plot(exp: Experiment, key: str, ylabel: str, path: Path, methods: Se
     for m in methods:
         if m == NO_ICL:
             ms = exp.metrics(NO_ICL, 0)
-            mean, std, n = mean_std([x.get(key) for x in ms])
-            if n:
-                ax.axhline(mean, color="gray", ls="--", label=pretty(m))
+            ci = mean_ci([x.get(key) for x in ms])
+            if ci.n:
+                ax.axhline(ci.mean, color="gray", ls="--", label=pretty(m))
                 drawn += 1
             continue
         if with_icl_trained and m != ICL:
-            xs, mu, sd = [], [], []
+            xs, mu, hw = [], [], []
             for N in sorted(exp.entries.get(m, {})):
-                vals = [d["with_icl"].get(key) for d in exp.entries[m][N] if d.get("with_icl")]
-                a, b, n = mean_std(vals)
-                if n:
+                ci = mean_ci([d["with_icl"].get(key) for d in exp.entries[m][N] if d.get("with_icl")])
+                if ci.n:
                     xs.append(N)
-                    mu.append(a)
-                    sd.append(b)
+                    mu.append(ci.mean)
+                    hw.append(_half(ci))
         else:
-            xs, mu, sd = _series(exp, m, key)
+            xs, mu, hw = _series(exp, m, key)
         if not xs:
             continue
-        mu, sd = np.asarray(mu), np.asarray(sd)
-        ax.plot(xs, mu, marker="o", label=pretty(m) + (" + ICL" if with_icl_trained and m != ICL else ""))
-        ax.fill_between(xs, mu - sd, mu + sd, alpha=0.2)
+        ax.errorbar(xs, mu, yerr=hw, marker="o", capsize=3,
+                    label=pretty(m) + (" + ICL" if with_icl_trained and m != ICL else ""))
         drawn += 1
     if not drawn:
         plt.close(fig)
@@ -265,7 +315,7 @@ def _metric_plot(exp: Experiment, key: str, ylabel: str, path: Path, methods: Se
         ax.set_xticks(Ns)
         ax.set_xticklabels([str(n) for n in Ns])
     ax.set_xlabel("N (training examples)")
-    ax.set_ylabel(ylabel)
+    ax.set_ylabel(ylabel + " (mean, 95 % CI over runs)")
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
@@ -349,9 +399,9 @@ def _family_comparison(exp: Experiment, path: Path) -> Path | None:
                 sds.append(0)
                 continue
             N = max(exp.entries[m])
-            mu, sd, _ = mean_std([x.get("accuracy") for x in exp.metrics(m, N)])
-            mus.append(mu)
-            sds.append(sd)
+            ci = mean_ci([x.get("accuracy") for x in exp.metrics(m, N)])
+            mus.append(ci.mean)
+            sds.append(_half(ci))
         ax.bar(np.arange(len(objectives)) + i * width, mus, width, yerr=sds, label=FAMILY_PRETTY[fam], capsize=3)
     if ICL in exp.entries:
         mu, _, n = mean_std([x.get("accuracy") for N in exp.entries[ICL] for x in exp.metrics(ICL, N)])
@@ -359,7 +409,7 @@ def _family_comparison(exp: Experiment, path: Path) -> Path | None:
             ax.axhline(mu, color="gray", ls="--", label="ICL")
     ax.set_xticks(np.arange(len(objectives)) + width * (len(families) - 1) / 2)
     ax.set_xticklabels([PRETTY.get(v, v) for v in objectives])
-    ax.set_ylabel("accuracy without ICL")
+    ax.set_ylabel("accuracy without ICL (95 % CI over runs)")
     ax.set_title(f"adapter families — {exp.trained_dataset} → {exp.eval_dataset}", fontsize=10)
     ax.legend(fontsize=8)
     fig.tight_layout()

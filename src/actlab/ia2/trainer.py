@@ -229,7 +229,8 @@ def train(cfg: IA2TrainConfig, model=None, tok=None, return_model: bool = False)
         parent = naming.parent_dir(cfg)
         extra = {"run_name": naming.run_name(cfg), "run_dir": str(path),
                  "parent_dir": None if parent is None else str(parent), "stage_objective": cfg.stage_objective,
-                 "target_cache": None if tfile is None else str(tfile)}
+                 "target_cache": None if tfile is None else str(tfile),
+                 "adapter_modules": adapters.adapted_modules(peft_model)}  # what the role letters resolved to
         if rd.begin(cfg.to_dict(), extra=extra, **fp) == "done":  # another process finished it meanwhile
             print(f"ia2: {path} is complete; skipped (same config; --force retrains it)", file=sys.stderr)
             return (path, None) if return_model else path

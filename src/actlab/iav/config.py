@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 
+from actlab.core.config import check_device, check_positive
 from actlab.core.errors import ActlabError, unknown_choice
 
 LOSS_MODES = ("corrected", "faithful")
@@ -54,11 +56,11 @@ class LossConfig:
         train_alpha (`float`, defaults to 1.0): α used in ``z_final`` during training.
     """
 
-    loss: str = "corrected"
-    beta: float = 0.1
-    lambda_kl: float = 0.1
-    lambda_l2: float = 0.01
-    train_alpha: float = 1.0
+    loss: str = field(default="corrected", metadata={"help": "corrected or faithful (the public code's loss)"})
+    beta: float = field(default=0.1, metadata={"help": "preference temperature β (> 0)"})
+    lambda_kl: float = field(default=0.1, metadata={"help": "KL weight λ_kl (>= 0)"})
+    lambda_l2: float = field(default=0.01, metadata={"help": "L2 weight λ_l2 on a_t (>= 0)"})
+    train_alpha: float = field(default=1.0, metadata={"help": "α used during training"})
 
     def __post_init__(self):
         check_loss_mode(self.loss)
@@ -73,19 +75,22 @@ class LossConfig:
 class CacheConfig:
     """``actlab iav cache``: reference log-probs of a (possibly different) reference model over a preference set."""
 
-    ref_model: str = "tiny"
-    dataset: str = "syn_hh"
-    split: str = "train"
-    num_samples: int = 512
-    seq_length: int = 128
-    max_prompt_length: int = 64
-    loss: str = "corrected"  # the layout of the sequences (faithful duplicates the prompt, as the public code)
-    topk: int = 64  # reference distribution kept per position: top-k log-probs + the tail mass (0 = full vocabulary)
-    batch_size: int = 16
-    cache_file: str = "iav_cache.safetensors"
-    seed: int = 0
-    dtype: str | None = None
-    device: str | None = None
+    ref_model: str = field(default="tiny", metadata={"aliases": ["--model_name"], "help": "reference model"})
+    dataset: str = field(default="syn_hh", metadata={"aliases": ["--dataset_name"],
+                                                     "help": "syn_hh, hh_rlhf or a local JSON/JSONL file"})
+    split: str = field(default="train", metadata={"help": "dataset split"})
+    num_samples: int = field(default=512, metadata={"help": "pairs (must equal train's num_train_samples)"})
+    seq_length: int = field(default=128, metadata={"aliases": ["--max_seq_length"], "help": "max tokens per sequence"})
+    max_prompt_length: int = field(default=64, metadata={"help": "max prompt tokens"})
+    loss: str = field(default="corrected", metadata={
+        "help": "sequence layout: corrected or faithful (duplicates the prompt)"})
+    topk: int = field(default=64, metadata={"help": "reference tokens kept per position (0 = full vocabulary)"})
+    batch_size: int = field(default=16, metadata={"help": "sequences per forward"})
+    cache_file: str = field(default="iav_cache.safetensors", metadata={"aliases": ["--output_path"],
+                                                                       "help": "output .safetensors file"})
+    seed: int = field(default=0, metadata={"help": "seed"})
+    dtype: str | None = field(default=None, metadata={"cli": False})
+    device: str | None = field(default=None, metadata={"help": "cpu | cuda | cuda:N | mps"})
 
     def __post_init__(self):
         check_loss_mode(self.loss)
@@ -95,37 +100,53 @@ class CacheConfig:
             raise ActlabError(f"topk must be an integer >= 0 (0 = full vocabulary), got {self.topk!r}")
         if self.max_prompt_length >= self.seq_length:
             raise ActlabError(f"max_prompt_length ({self.max_prompt_length}) must be < seq_length ({self.seq_length})")
+        check_device("device", self.device)
+
+    def check_inputs(self) -> None:
+        from actlab.core.config import check_model, check_out_dir
+
+        check_model("ref_model", self.ref_model)
+        check_dataset("dataset", self.dataset)
+        if Path(self.cache_file).is_dir():
+            raise ActlabError(f"--cache_file {self.cache_file} is a directory, expected a .safetensors file path")
+        check_out_dir("cache_file", str(Path(self.cache_file).parent))
 
 
 @dataclass
 class TrainConfig:
     """``actlab iav train`` (flags of the public ``train_main.py``, defaults scaled for a CPU and the zoo)."""
 
-    model_name_or_path: str = "tiny"
-    output_dir: str = "runs/iav"
-    dataset: str = "syn_hh"
-    num_train_samples: int = 512
-    num_val_samples: int = 64
-    cache_file: str | None = None
-    num_epochs: int = 1
-    batch_size: int = 8
-    grad_accum: int = 1
-    learning_rate: float = 5e-3
-    weight_decay: float = 0.01
-    warmup_ratio: float = 0.1
-    max_grad_norm: float = 1.0
-    seq_length: int = 128
-    max_prompt_length: int = 64
-    save_steps: int = 50
-    eval_steps: int = 25
-    max_steps: int = 0  # 0: num_epochs over the data
-    bf16: bool = False
-    gradient_checkpointing: bool = False
-    freeze_base_head: bool = False
-    seed: int = 0
-    wandb: bool = False
-    device: str | None = None
-    loss: LossConfig = field(default_factory=LossConfig)
+    model_name_or_path: str = field(default="tiny", metadata={"help": "backbone: zoo name, local dir or hub id"})
+    output_dir: str = field(default="runs/iav", metadata={"help": "run directory"})
+    dataset: str = field(default="syn_hh", metadata={
+        "help": "syn_hh (offline), hh_rlhf (Dahoas/full-hh-rlhf) or a local JSON/JSONL file"})
+    num_train_samples: int = field(default=512, metadata={"help": "training pairs"})
+    num_val_samples: int = field(default=64, metadata={"help": "validation pairs, 0 = none"})
+    cache_file: str | None = field(default=None, metadata={
+        "help": "reference cache from `actlab iav cache` (default: the frozen reference head)"})
+    num_epochs: int = field(default=1, metadata={"help": "epochs"})
+    batch_size: int = field(default=8, metadata={"help": "pairs per device per micro-step"})
+    grad_accum: int = field(default=1, metadata={"help": "gradient accumulation steps"})
+    learning_rate: float = field(default=5e-3, metadata={"help": "AdamW learning rate (finite, > 0)"})
+    weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay"})
+    warmup_ratio: float = field(default=0.1, metadata={"help": "linear warmup fraction, in [0, 1)"})
+    max_grad_norm: float = field(default=1.0, metadata={"help": "gradient clipping"})
+    seq_length: int = field(default=128, metadata={"help": "max tokens per sequence"})
+    max_prompt_length: int = field(default=64, metadata={"help": "max prompt tokens, kept from the end"})
+    save_steps: int = field(default=50, metadata={"help": "checkpoint every N steps"})
+    eval_steps: int = field(default=25, metadata={"help": "validate every N steps"})
+    max_steps: int = field(default=0, metadata={"help": "stop after this many optimizer steps; 0 = epochs"})
+    bf16: bool = field(default=False, metadata={"help": "backbone in bf16 (heads stay fp32)"})
+    gradient_checkpointing: bool = field(default=False, metadata={
+        "help": "accepted; the frozen backbone runs under no_grad, so nothing is kept to checkpoint"})
+    freeze_base_head: bool = field(default=False, metadata={"help": "train only the alignment head"})
+    seed: int = field(default=0, metadata={"help": "seed"})
+    wandb: bool = field(default=False, metadata={"help": "log to Weights & Biases"})
+    device: str | None = field(default=None, metadata={"help": "cpu | cuda | cuda:N (default: accelerate's "
+                                                                 "choice)"})
+    ref_model: str | None = field(default=None, metadata={
+        "help": "a live reference model instead of the frozen head (slow; train(cfg, ref_model=...))"})
+    loss: LossConfig = field(default_factory=LossConfig, metadata={"file_key": "loss_config"})
     overwrite: bool = field(default=False, metadata={"help": "redo a finished run whose recorded config differs"})
 
     def __post_init__(self):
@@ -138,23 +159,45 @@ class TrainConfig:
             raise ActlabError(f"num_val_samples must be an integer >= 0, got {self.num_val_samples!r}")
         if not isinstance(self.max_steps, int) or self.max_steps < 0:
             raise ActlabError(f"max_steps must be an integer >= 0 (0 = epochs), got {self.max_steps!r}")
-        _nonneg("learning_rate", self.learning_rate)
+        check_positive("learning_rate", self.learning_rate)
         _nonneg("weight_decay", self.weight_decay)
         _nonneg("max_grad_norm", self.max_grad_norm)
         if not 0 <= self.warmup_ratio < 1:
             raise ActlabError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio!r}")
         if self.max_prompt_length >= self.seq_length:
             raise ActlabError(f"max_prompt_length ({self.max_prompt_length}) must be < seq_length ({self.seq_length})")
+        check_device("device", self.device)
+
+    def check_inputs(self) -> None:
+        from actlab.core.config import check_model, check_out_dir, check_safetensors
+
+        check_model("model_name_or_path", self.model_name_or_path)
+        check_model("ref_model", self.ref_model)
+        check_dataset("dataset", self.dataset)
+        check_out_dir("output_dir", self.output_dir)
+        if self.cache_file is not None:
+            check_safetensors("cache_file", self.cache_file)
+
+
+def check_dataset(option: str, dataset: str) -> None:
+    """A local preference file (JSON/JSONL) is read strictly here: UTF-8, whole lines, chosen/rejected columns."""
+    from actlab.core.config import check_records
+
+    p = Path(dataset).expanduser()
+    if p.suffix.lower() in (".json", ".jsonl", ".parquet", ".csv") or p.exists():
+        from actlab.iav.data import REQUIRED
+
+        check_records(option, p, REQUIRED)
 
 
 @dataclass
 class GenerateConfig:
-    max_new_tokens: int = 64
-    do_sample: bool = False
-    temperature: float = 0.7
-    top_p: float = 0.9
-    batch_size: int = 16
-    seed: int = 0
+    max_new_tokens: int = field(default=64, metadata={"help": "generation length cap"})
+    do_sample: bool = field(default=False, metadata={"help": "sample (default: greedy)"})
+    temperature: float = field(default=0.7, metadata={"help": "sampling temperature (> 0)"})
+    top_p: float = field(default=0.9, metadata={"help": "nucleus sampling mass, in (0, 1]"})
+    batch_size: int = field(default=16, metadata={"help": "prompts per batch"})
+    seed: int = field(default=0, metadata={"help": "seed"})
 
     def __post_init__(self):
         _pos_int("max_new_tokens", self.max_new_tokens)
@@ -163,3 +206,73 @@ class GenerateConfig:
             raise ActlabError(f"temperature must be > 0, got {self.temperature!r}")
         if not (0 < self.top_p <= 1):
             raise ActlabError(f"top_p must be in (0, 1], got {self.top_p!r}")
+
+
+@dataclass
+class IAVGenerateConfig:
+    """``actlab iav generate``: generate with ``z_final = z_base + α·a_t`` for each α."""
+
+    heads: str = field(metadata={"help": "heads dir (save_pretrained) or train run dir"})
+    model_name_or_path: str | None = field(default=None, metadata={"help": "backbone (default: the one the heads "
+                                                                            "name)"})
+    prompt: list[str] | None = field(default=None, metadata={"help": "prompt text(s)"})
+    prompts_file: str | None = field(default=None, metadata={
+        "help": "JSON/JSONL prompts (instruction/turns/prompt/question)"})
+    alpha: list[float] = field(default_factory=lambda: [1.0], metadata={"help": "α value(s)"})
+    output_file: str | None = field(default=None, metadata={"help": "write JSON here instead of printing"})
+    generation: GenerateConfig = field(default_factory=GenerateConfig)
+
+    def __post_init__(self) -> None:
+        self.alpha = [check_alpha(a, "--alpha") for a in self.alpha]
+        if not self.alpha:
+            raise ActlabError("--alpha needs at least one value")
+        if not self.prompt and not self.prompts_file:
+            raise ActlabError("give --prompt TEXT... or --prompts_file FILE")
+
+    def check_inputs(self) -> None:
+        from actlab.core.config import check_out_dir, check_records
+
+        check_existing("--heads", self.heads)
+        if self.prompts_file:
+            check_records("prompts_file", self.prompts_file)
+        if self.output_file:
+            if Path(self.output_file).is_dir():
+                raise ActlabError(f"--output_file {self.output_file} is a directory, expected a file path")
+            check_out_dir("output_file", str(Path(self.output_file).parent))
+
+
+@dataclass
+class IAVDemoConfig:
+    """``actlab iav demo``: on a zoo model, train IAV heads, a TRL DPO model and a GenARM ARM on syn_hh, sweep α and
+    print the side-by-side table; writes the plot."""
+
+    model_id: str = field(default="tiny", metadata={
+        "help": "zoo model, a model dir, or 'dialogs' (a dialogs-only stand-in built on first use)"})
+    output_dir: str = field(default="runs/iav_demo", metadata={"help": "run directory"})
+    num_prompts: int = field(default=100, metadata={"help": "evaluation prompts"})
+    max_new_tokens: int = field(default=48, metadata={"help": "generation length cap"})
+    quick: bool = field(default=False, metadata={"help": "fewer steps and prompts (smoke test)"})
+    seed: int = field(default=0, metadata={"help": "seed"})
+
+    def __post_init__(self) -> None:
+        check_positive("num_prompts", self.num_prompts, integer=True)
+        check_positive("max_new_tokens", self.max_new_tokens, integer=True)
+
+
+def demo(cfg: IAVDemoConfig) -> dict:
+    """``actlab iav demo`` as a function of its config."""
+    from actlab.iav.demo import demo as _demo
+
+    return _demo(cfg.model_id, cfg.output_dir, num_prompts=cfg.num_prompts, max_new_tokens=cfg.max_new_tokens,
+                 quick=cfg.quick, seed=cfg.seed)
+
+
+def check_existing(option: str, path: str, kind: str = "any") -> None:
+    """A path option that must exist (``kind``: ``file``, ``dir`` or ``any``); one line if not."""
+    p = Path(path)
+    if not p.exists():
+        raise ActlabError(f"{option} {p} does not exist")
+    if kind == "file" and not p.is_file():
+        raise ActlabError(f"{option} {p} is a directory, expected a file")
+    if kind == "dir" and not p.is_dir():
+        raise ActlabError(f"{option} {p} is a file, expected a directory")

@@ -4,9 +4,13 @@
    twice: with a trainable base head (the IAV design) and with a frozen one (``π ∝ π_ref·exp(α·a_t)``, the ablation);
 2. train the baselines with TRL: a DPO model (``DPOTrainer``) and a GenARM ARM (``CPOTrainer``, sigmoid, no NLL);
 3. sample on held-out ``syn_hh`` prompts: base, both IAVs at α ∈ {0, .5, 1, 1.5, 2}, GenARM (α = 1), DPO;
-4. score with the programmatic preference reward; print the side-by-side table; write ``reward_vs_alpha.png``.
+4. score with the programmatic preference reward; print the side-by-side table; write ``reward_vs_alpha.png``;
+5. all of it once per seed (training data order and init, baselines, sampled prompts and generations), then the table
+   over seeds: each method's mean reward as mean ± 95 % CI over seeds, its difference to the base model and (IAV) to
+   α = 0 of the same heads, paired by seed, with their CIs (``summary.md``, ``summary.json``,
+   ``reward_vs_alpha.png`` with CI error bars).
 
-Everything lands under ``output_dir`` and is skipped on rerun when complete.
+Everything lands under ``output_dir/seed<s>/`` and is skipped on rerun when complete.
 
 ``--model_id dialogs`` uses a stand-in built here on first use (about 4 minutes on one CPU thread): the zoo's ``tiny``
 shape and tokenizer trained with the zoo's own builder on its hh-like dialogs only (70 % polite, 30 % rude replies, as
@@ -41,8 +45,119 @@ def dialogs_model() -> Path:
     return final
 
 
+SEEDS = (0, 1, 2)
+
+
 def demo(model_id: str = "tiny", output_dir: str = "runs/iav_demo", num_prompts: int = 100,
-         max_new_tokens: int = 48, quick: bool = False, seed: int = 0) -> dict:
+         max_new_tokens: int = 48, quick: bool = False, seeds=SEEDS) -> dict:
+    """The demo once per seed into ``output_dir/seed<s>/``, then the summary over seeds (printed and written)."""
+    from actlab.core.io import atomic_write_json, atomic_write_text
+
+    if quick:
+        seeds = tuple(seeds)[:2]
+    per = {}
+    for s in seeds:
+        print(f"=== seed {s} ===")
+        per[int(s)] = demo_seed(model_id, str(Path(output_dir) / f"seed{int(s)}"), num_prompts, max_new_tokens, quick,
+                                int(s))
+    summary = summarize_seeds(per)
+    out = Path(output_dir)
+    atomic_write_json(out / "summary.json", summary)
+    text = seed_table(summary)
+    atomic_write_text(out / "summary.md", text)
+    plot_seeds(summary, out / "reward_vs_alpha.png")
+    print()
+    print(text)
+    print(f"plot over seeds: {out / 'reward_vs_alpha.png'}")
+    return summary
+
+
+def summarize_seeds(per_seed: dict[int, dict]) -> dict:
+    """Per method: mean reward over seeds (mean ± 95 % CI), Δ vs base and, for IAV rows, Δ vs α = 0 of the same
+    heads, each paired by seed (each seed's value is that seed's mean over its prompts)."""
+    from actlab.core.stats import mean_ci, paired_diff
+
+    seeds = sorted(per_seed)
+    by_seed = {s: {r["method"]: r for r in per_seed[s]["methods"]} for s in seeds}
+    names = [r["method"] for r in per_seed[seeds[0]]["methods"]]
+    rows = []
+    for name in names:
+        first = by_seed[seeds[0]][name]
+        vals = [by_seed[s].get(name, {}).get("reward") for s in seeds]
+        row = {"method": name, "kind": first["kind"], "alpha": first["alpha"], "seeds": len(seeds)}
+        ci = mean_ci(vals)
+        row["reward"], row["reward_ci95"] = ci.mean, ci.half
+        refs = [("base", "base")]
+        if first["kind"] in ("iav", "iav-fb") and first["alpha"] != 0:
+            refs.append(("alpha0", f"{first['kind']}@0"))
+        for key, ref in refs:
+            if name == ref or ref not in by_seed[seeds[0]]:
+                continue
+            d = paired_diff(vals, [by_seed[s].get(ref, {}).get("reward") for s in seeds])
+            row[f"diff_vs_{key}"], row[f"diff_vs_{key}_ci95"] = d.mean, d.half
+        row["kl_ref"] = mean_ci([by_seed[s].get(name, {}).get("kl_ref") for s in seeds]).mean
+        row["win_rate_vs_base"] = mean_ci([by_seed[s].get(name, {}).get("win_rate_vs_base") for s in seeds]).mean
+        rows.append(row)
+    return {"seeds": seeds, "num_prompts": per_seed[seeds[0]]["num_prompts"], "methods": rows}
+
+
+def seed_table(summary: dict) -> str:
+    from actlab.core.stats import CI, fmt
+
+    def cell(row, key, sign=False):
+        if key not in row:
+            return "—"
+        c = CI(row[key], row.get(f"{key}_ci95", float("nan")), len(summary["seeds"]))
+        return fmt(c, 1.0, 3, sign=sign) + (" *" if sign and c.excludes_zero() else "")
+
+    n = len(summary["seeds"])
+    lines = [f"Over {n} seeds ({summary['num_prompts']} prompts each): mean ± 95 % CI over seeds; Δ paired by seed "
+             "(* = the CI excludes 0)", "",
+             "| method | α | reward | Δ vs base | Δ vs α = 0 | win vs base | KL to ref |", "|---|---|---|---|---|---|---|"]
+    for r in summary["methods"]:
+        lines.append(f"| {r['method']} | {r['alpha']:g} | {cell(r, 'reward')} | {cell(r, 'diff_vs_base', True)} | "
+                     f"{cell(r, 'diff_vs_alpha0', True)} | {r['win_rate_vs_base']:.3f} | {r['kl_ref']:.4f} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_seeds(summary: dict, path) -> Path:
+    import math
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from actlab.core.io import atomic_path
+
+    def h(r):
+        return r["reward_ci95"] if math.isfinite(r["reward_ci95"]) else 0.0
+
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    for kind, label in (("iav", "IAV"), ("iav-fb", "IAV, frozen base head")):
+        rows = sorted((r for r in summary["methods"] if r["kind"] == kind), key=lambda r: r["alpha"])
+        if rows:
+            ax.errorbar([r["alpha"] for r in rows], [r["reward"] for r in rows], yerr=[h(r) for r in rows],
+                        marker="o", capsize=3, label=label)
+    colors = {"base": "gray", "genarm": "tab:green", "dpo": "tab:red"}
+    for r in summary["methods"]:
+        if r["kind"] in colors:
+            ax.axhline(r["reward"], ls="--", color=colors[r["kind"]], label=r["method"])
+            ax.axhspan(r["reward"] - h(r), r["reward"] + h(r), color=colors[r["kind"]], alpha=0.1)
+    ax.set_xlabel("α")
+    ax.set_ylabel("reward (mean, 95 % CI over seeds)")
+    ax.set_title(f"reward vs α ({len(summary['seeds'])} seeds)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=120)
+    plt.close(fig)
+    return Path(path)
+
+
+def demo_seed(model_id: str = "tiny", output_dir: str = "runs/iav_demo", num_prompts: int = 100,
+              max_new_tokens: int = 48, quick: bool = False, seed: int = 0) -> dict:
+    """One seed of the demo (training, baselines, α sweep) into ``output_dir``; returns the evaluation summary."""
     from actlab import zoo
     from actlab.core.io import read_json
     from actlab.iav.baselines import train_arm, train_dpo

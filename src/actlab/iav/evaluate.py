@@ -1,6 +1,7 @@
 """``actlab iav evaluate``: IAV α sweep vs the base model, GenARM-style decoding and a TRL DPO model, side by side.
 
-Per method: reward (mean ± s.e.; the programmatic syn_hh reward, or any HF sequence-classification reward model),
+Per method: reward (mean ± 95 % CI over prompts, Student t; the programmatic syn_hh reward, or any HF
+sequence-classification reward model), the reward difference to the base model paired by prompt (mean ± 95 % CI),
 reward win rate against the base model ``P(r_m > r_base) + ½P(=)`` on the same prompts, KL to the reference (mean over
 generated tokens of ``KL(π_method ‖ π_ref)``, π_ref = the original model), distinct-1/2, ms/token and memory.
 Writes ``results.json``, ``table.md``, ``reward_vs_alpha.png``, ``generations/{method}.json`` and exports in the
@@ -24,6 +25,7 @@ from pathlib import Path
 import torch
 
 from actlab.core.errors import ActlabError, unknown_choice
+from actlab.core.stats import CI, fmt, mean_ci, paired_diff
 from actlab.iav.config import ALPHAS, check_alpha
 
 PROMPT_SETS = ("syn_hh", "hh_rlhf", "alpaca_eval", "arena_hard")
@@ -329,7 +331,9 @@ def evaluate(cfg: EvalConfig, iav=None) -> dict:
         ntok = sum(len(g) + (1 if len(g) < cfg.max_new_tokens else 0) for g in ids)
         kl = mean_kl_to_ref(score, ref_lm, tok, P, ids, cfg.batch_size)
         m, se = mean_se(rewards)
-        row = {"method": name, "kind": kind, "alpha": alpha, "reward": m, "reward_se": se, "kl_ref": kl,
+        ci = mean_ci(rewards)
+        row = {"method": name, "kind": kind, "alpha": alpha, "reward": m, "reward_se": se, "reward_ci95": ci.half,
+               "kl_ref": kl,
                "distinct_1": distinct_n(texts, 1), "distinct_2": distinct_n(texts, 2),
                "ms_per_token": 1000 * dt / max(ntok, 1), "mean_len": sum(map(len, ids)) / len(ids),
                "mem_params_mb": _param_mb(*models)}
@@ -346,6 +350,8 @@ def evaluate(cfg: EvalConfig, iav=None) -> dict:
     base_r = gens_by["base"][1]
     for name, row in results.items():
         row["win_rate_vs_base"] = win_rate(gens_by[name][1], base_r)
+        d = paired_diff(gens_by[name][1], base_r)
+        row["reward_diff_vs_base"], row["reward_diff_vs_base_ci95"] = d.mean, d.half
     summary = {"prompt_set": cfg.prompt_set, "num_prompts": len(P), "reward_model": cfg.reward_model,
                "methods": list(results.values()), "reward_rises_with_alpha": reward_trend(results)}
     if cfg.heads_frozen_base:
@@ -374,12 +380,22 @@ def reward_trend(results: dict, kind: str = "iav") -> dict:
             "monotone": all(r[i + 1] >= r[i] for i in range(len(r) - 1)), "max_alpha_beats_zero": r[-1] > r[0]}
 
 
+def _ci_cell(mean: float, half: float | None, n: int = 2, sign: bool = False) -> str:
+    c = CI(mean, float("nan") if half is None else half, n)
+    cell = fmt(c, 1.0, 3, sign=sign)
+    return cell + (" *" if sign and c.excludes_zero() else "")
+
+
 def table(results: dict) -> str:
-    head = ("| method | α | reward (± s.e.) | win vs base | KL to ref | distinct-1 | distinct-2 | ms/token | "
-            "params MB |\n|---|---|---|---|---|---|---|---|---|\n")
+    """Markdown table: reward mean ± 95 % CI over prompts; Δ vs base paired by prompt (* = the CI excludes 0)."""
+    head = ("| method | α | reward (± 95 % CI) | Δ vs base (paired) | win vs base | KL to ref | distinct-1 | "
+            "distinct-2 | ms/token | params MB |\n|---|---|---|---|---|---|---|---|---|---|\n")
     lines = []
     for r in results.values():
-        lines.append(f"| {r['method']} | {r['alpha']:g} | {r['reward']:.3f} ± {r['reward_se']:.3f} | "
+        half = r.get("reward_ci95", 1.96 * r["reward_se"])
+        diff = ("—" if r["method"] == "base" or "reward_diff_vs_base" not in r else
+                _ci_cell(r["reward_diff_vs_base"], r["reward_diff_vs_base_ci95"], sign=True))
+        lines.append(f"| {r['method']} | {r['alpha']:g} | {_ci_cell(r['reward'], half)} | {diff} | "
                      f"{r.get('win_rate_vs_base', float('nan')):.3f} | {r['kl_ref']:.4f} | {r['distinct_1']:.3f} | "
                      f"{r['distinct_2']:.3f} | {r['ms_per_token']:.2f} | {r['mem_params_mb']:.1f} |")
     return head + "\n".join(lines) + "\n"
@@ -397,14 +413,15 @@ def plot(results: dict, path: Path) -> Path:
     for kind, label in (("iav", "IAV"), ("iav-fb", "IAV, frozen base head")):
         rows = sorted((r for r in results.values() if r["kind"] == kind), key=lambda r: r["alpha"])
         if rows:
-            ax.errorbar([r["alpha"] for r in rows], [r["reward"] for r in rows], yerr=[r["reward_se"] for r in rows],
-                        marker="o", capsize=3, label=label)
+            ax.errorbar([r["alpha"] for r in rows], [r["reward"] for r in rows],
+                        yerr=[r.get("reward_ci95", 1.96 * r["reward_se"]) for r in rows], marker="o", capsize=3,
+                        label=label)
     colors = {"base": "gray", "genarm": "tab:green", "dpo": "tab:red"}
     for r in results.values():
         if r["kind"] in colors:
             ax.axhline(r["reward"], ls="--", color=colors[r["kind"]], label=r["method"])
     ax.set_xlabel("α")
-    ax.set_ylabel("reward")
+    ax.set_ylabel("reward (mean, 95 % CI)")
     ax.set_title("reward vs α")
     ax.legend(fontsize=8)
     fig.tight_layout()

@@ -1,10 +1,16 @@
 """IAV dual-head model: one frozen backbone pass feeding three heads.
 
     h_t      = backbone(x)_t                      (frozen; last hidden state after the final norm)
-    z_base   = W_b h_t                            (initialised from lm_head; trainable or frozen)
+    z_base   = post(W_b h_t)                      (W_b initialised from lm_head; trainable or frozen)
     a_t      = W_a h_t                            (zero-initialised copy of lm_head; trainable)
-    z_ref    = W_ref h_t                          (frozen copy of the original lm_head: the exact reference logits)
+    z_ref    = post(W_ref h_t)                    (frozen copy of the original lm_head: the exact reference logits)
     z_final  = z_base + alpha * a_t
+
+``post`` is whatever the model does after its LM head — Cohere's ``logit_scale``, Gemma-2's final soft-capping,
+Granite's ``logits_scaling`` — run by the model's own forward (:func:`actlab.core.arch.output_logits`), so
+``z_ref`` and ``z_final`` at alpha = 0 are the model's logits bit for bit on every architecture. For most models
+``post`` is the identity (checked once, :func:`actlab.core.arch.head_is_linear`); only then is decoding's fused
+``(W_b + alpha W_a) h`` used.
 
 Trainable heads are fp32 parameters (the public code trains pure-bf16 heads, where most updates at lr 2e-6 fall
 below bf16 resolution). The backbone is never trained, so it runs under ``torch.no_grad()``.
@@ -23,6 +29,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from actlab.core import arch
 from actlab.core.errors import ActlabError
 from actlab.iav.config import check_alpha
 
@@ -89,6 +96,7 @@ class IAVModel(nn.Module):
         for p in self.base_head.parameters():
             p.requires_grad_(not self.freeze_base_head)
         self.ref_sha = weight_sha(head.weight)
+        self.head_is_linear = arch.head_is_linear(lm)
         self._fused: tuple[tuple, torch.Tensor, torch.Tensor | None] | None = None
         self._base_is_ref: tuple[tuple, bool] | None = None
 
@@ -112,7 +120,7 @@ class IAVModel(nn.Module):
         base head's matmul.
         """
         hf = h.float()
-        z_base = self.base_head(hf) if z_base is None else z_base
+        z_base = self.post(self.base_head(hf)) if z_base is None else z_base
         a = self.align_head(hf)
         out = {"z_base": z_base, "a": a, "z_final": torch.add(z_base, a, alpha=alpha) if alpha != 0 else z_base}
         if ref:
@@ -138,8 +146,12 @@ class IAVModel(nn.Module):
 
     @torch.no_grad()
     def ref_logits(self, h: torch.Tensor) -> torch.Tensor:
-        """``z_ref = W_ref h`` (fp32): the original model's logits, exactly (the backbone is frozen)."""
-        return self.ref_head(h.to(self.ref_head.weight.dtype)).float()
+        """``z_ref = post(W_ref h)`` (fp32): the original model's logits, exactly (the backbone is frozen)."""
+        return self.post(self.ref_head(h.to(self.ref_head.weight.dtype))).float()
+
+    def post(self, logits: torch.Tensor) -> torch.Tensor:
+        """The model's own computation after its LM head (identity for most architectures)."""
+        return logits if self.head_is_linear else arch.postprocess_logits(self.lm, logits)
 
     def forward(self, input_ids, attention_mask=None, position_ids=None, alpha: float = 1.0, ref: bool = True,
                 select: torch.Tensor | None = None, heads: bool = True):
@@ -178,7 +190,7 @@ class IAVModel(nn.Module):
         self._base_is_ref = None
 
     def final_logits(self, h: torch.Tensor, alpha: float, fused: bool = True) -> torch.Tensor:
-        if not fused:
+        if not fused or not self.head_is_linear:
             return self.heads(h, alpha=alpha, ref=False)["z_final"]
         w, b = self.fused_head(alpha)
         return nn.functional.linear(h.float(), w, b)

@@ -64,6 +64,7 @@ def packed_batch(iav, data, idx, length: int, ref_lm=None, cache=None, fwd=None)
     A live ``ref_lm`` runs its body over the same rows and its head at the same positions (inside the loss), so the
     two references differ by exactly one body forward.
     """
+    from actlab.core.arch import output_logits
     from actlab.iav.cache import cache_side
 
     dev = iav.device
@@ -79,8 +80,7 @@ def packed_batch(iav, data, idx, length: int, ref_lm=None, cache=None, fwd=None)
     if ref_lm is not None:
         with torch.no_grad():
             h_ref = ref_lm.base_model(input_ids=ids, attention_mask=attn).last_hidden_state[:, :-1][sel]
-        head = ref_lm.get_output_embeddings()
-        kw = {"h_ref": h_ref, "ref_head": lambda x: head(x.to(head.weight.dtype)).float()}
+        kw = {"h_ref": h_ref, "ref_head": lambda x: output_logits(ref_lm, x).float()}  # the model's own head path
     elif cache is not None:
         c, r = cache_side(cache, "chosen", idx, length), cache_side(cache, "rejected", idx, length)
         kw = {k: pairs(c[k], r[k])[sel] for k in ("ref_token_logps", "ref_topk_idx", "ref_topk_logp")}
@@ -205,6 +205,11 @@ def train(cfg: TrainConfig, ref_model: str | None = None, kill_after_steps: int 
     from actlab.iav.data import load_rows, tokenize
     from actlab.iav.model import IAVModel
 
+    if hasattr(cfg, "ref_model"):  # the live reference is part of the config (and of its fingerprint)
+        if ref_model is None:
+            ref_model = cfg.ref_model
+        elif cfg.ref_model != ref_model:
+            cfg = dataclasses.replace(cfg, ref_model=ref_model)
     acc = Accelerator(cpu=cfg.device == "cpu", gradient_accumulation_steps=cfg.grad_accum)
     if acc.device.type == "cpu":
         keep_freed_memory()
@@ -248,8 +253,10 @@ def train(cfg: TrainConfig, ref_model: str | None = None, kill_after_steps: int 
     run = None
     if acc.is_main_process:
         run = RunDir(out, wandb_log=cfg.wandb)
-        if run.begin(cfg, extra={"ref_model": ref_model, "world_size": world,
-                                 "trainable_params": iav.num_trainable()}, **fp) == "done":
+        extra = {"world_size": world, "trainable_params": iav.num_trainable()}
+        if not hasattr(cfg, "ref_model"):
+            extra["ref_model"] = ref_model
+        if run.begin(cfg, extra=extra, **fp) == "done":
             run.close()  # another process finished it meanwhile
             return out
     acc.wait_for_everyone()

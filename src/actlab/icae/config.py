@@ -11,11 +11,11 @@ type or outside its choices, is an :class:`~actlab.core.errors.ActlabError` (one
 from __future__ import annotations
 
 import dataclasses
-import difflib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from actlab.core.config import check_device, check_dtype, check_positive, check_range
 from actlab.core.errors import ActlabError, check_choice
 
 MODEL_TYPES = ("icae", "llm")
@@ -56,12 +56,12 @@ class ICAEConfig:
     lora_r: int = field(default=32, metadata={"help": "encoder LoRA rank"})
     lora_alpha: int = field(default=32, metadata={"help": "encoder LoRA alpha"})
     lora_dropout: float = field(default=0.05, metadata={"help": "encoder LoRA dropout"})
-    lora_target_modules: list[str] | str | None = field(
-        default=None, metadata={"help": "LoRA targets: a list of module names, 'all-linear', or None (PEFT default)"})
+    lora_target_modules: list[str] | None = field(
+        default=None, metadata={"help": "LoRA targets: module names or all-linear (default: PEFT's)"})
     checkpoint_path: str | None = field(default=None, metadata={"help": "ICAE weights to load"})
     dtype: str = field(default="auto", metadata={"help": "auto | float32 | bfloat16 (never fp16)"})
     device: str | None = field(default=None, metadata={"help": "cuda | cpu | mps (default: best available)"})
-    attn_implementation: str = field(default="sdpa", metadata={"help": "sdpa | eager (never FA2 with EPL)"})
+    attn_implementation: str | None = field(default=None, metadata={"help": "sdpa | eager | null = the model's default"})
     # data
     task: str = field(default="ae", metadata={"help": "ae | qa | repoqa | trajectories"})
     data_source: str = field(default="synthetic", metadata={"help": "synthetic | hub"})
@@ -98,7 +98,8 @@ class ICAEConfig:
         check_choice("model_type", self.model_type, MODEL_TYPES)
         check_choice("task", self.task, TASKS)
         check_choice("data_source", self.data_source, DATA_SOURCES)
-        check_choice("attn_implementation", self.attn_implementation, ATTN)
+        if self.attn_implementation is not None:
+            check_choice("attn_implementation", self.attn_implementation, ATTN)
         m = self.fixed_mem_size
         if isinstance(m, bool) or not isinstance(m, int) or m <= 0 or m & (m - 1):
             raise ActlabError(f"fixed_mem_size must be a power of 2 (1, 2, 4, ..., 128, ...), got {m!r}")
@@ -108,16 +109,56 @@ class ICAEConfig:
             if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
                 raise ActlabError(f"{name} must be a positive integer, got {v!r}")
         t = self.lora_target_modules
+        if isinstance(t, list) and t == ["all-linear"]:
+            self.lora_target_modules = t = "all-linear"
         if not (t is None or t == "all-linear" or (isinstance(t, list) and t and all(isinstance(x, str) for x in t))):
             raise ActlabError(f"lora_target_modules must be a list of module names, 'all-linear' or null, got {t!r}")
         if not 0.0 <= float(self.lm_ratio) <= 1.0:
             raise ActlabError(f"lm_ratio must lie in [0, 1], got {self.lm_ratio!r}")
+        for name in ("logging_steps", "save_steps", "lora_alpha", "demo_finetune_steps"):
+            check_positive(name, getattr(self, name), integer=True)
+        for name in ("warmup_steps", "min_tokens_for_lm", "leave_tokens_for_lm", "threads", "seed"):
+            check_positive(name, getattr(self, name), integer=True, allow_zero=True)
+        check_positive("learning_rate", self.learning_rate)
+        check_positive("max_grad_norm", self.max_grad_norm)
+        check_positive("weight_decay", self.weight_decay, allow_zero=True)
+        check_range("lora_dropout", self.lora_dropout, 0.0, 1.0)
+        if m > self.max_seq_len:
+            raise ActlabError(f"fixed_mem_size {m} memory slots exceed max_seq_len {self.max_seq_len} context tokens "
+                              f"(nothing to compress); valid: fixed_mem_size <= max_seq_len")
+        check_dtype("dtype", self.dtype, ("auto", "float32", "fp32", "bfloat16", "bf16", "float16", "fp16"))
+        check_device("device", self.device)
         if self.dtype in ("float16", "fp16"):
             raise ActlabError("dtype float16 is not supported for ICAE (the reference code insists on bf16); "
                               "valid: auto, float32, bfloat16")
         if self.use_position_identifiers and self.attn_implementation == "flash_attention_2":
             raise ActlabError("use_position_identifiers needs attn_implementation sdpa or eager (flash_attention_2 "
                               "reads non-monotonic position ids as packed sequences)")
+
+    def check_inputs(self) -> None:
+        """The files and directories the verb reads or writes, checked before anything is written."""
+        from actlab.core.config import check_model, check_out_dir, check_safetensors
+
+        check_model("model_name", self.model_name)
+        check_out_dir("output_dir", self.output_dir)
+        if self.data_dir is not None:
+            check_out_dir("data_dir", self.data_dir)
+        if self.predictions_dir is not None:
+            check_out_dir("predictions_dir", self.predictions_dir)
+        if self.checkpoint_path:
+            p = Path(self.checkpoint_path)
+            if p.is_dir():
+                if not (p / "icae.safetensors").exists():
+                    what = ("a PEFT/IA2 adapter directory (adapter_config.json)" if (p / "adapter_config.json")
+                            .exists() else "a directory without icae.safetensors")
+                    raise ActlabError(f"checkpoint_path {p} is {what}, not an ICAE checkpoint; give icae.safetensors "
+                                      f"or the run directory that holds it")
+                p = p / "icae.safetensors"
+            keys = check_safetensors("checkpoint_path", p)
+            if "memory_token_embed.weight" not in keys:
+                hint = " (it looks like a PEFT/IA2 adapter)" if any("lora_" in k for k in keys) else ""
+                raise ActlabError(f"checkpoint_path {p} is not an ICAE checkpoint: no memory_token_embed.weight"
+                                  f"{hint}; give the icae.safetensors written by `actlab icae pretrain`")
 
     # ------------------------------------------------------------------------------------------------------ io
     @property
@@ -129,42 +170,17 @@ class ICAEConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], source: str = "config") -> ICAEConfig:
-        fields = {f.name: f for f in dataclasses.fields(cls)}
-        for k in d:
-            if k not in fields:
-                close = difflib.get_close_matches(str(k), fields, n=1)
-                did = f" (did you mean {close[0]!r}?)" if close else ""
-                raise ActlabError(f"unknown key {k!r} in {source}{did}; valid keys: {', '.join(sorted(fields))}")
-        out = {}
-        for k, v in d.items():
-            typ = str(fields[k].type)
-            if v is not None:
-                if typ.startswith("bool") and not isinstance(v, bool):
-                    raise ActlabError(f"{k} must be true or false in {source}, got {v!r}")
-                if typ.startswith("int") and (isinstance(v, bool) or not isinstance(v, int)):
-                    raise ActlabError(f"{k} must be an integer in {source}, got {v!r}")
-                if typ.startswith("float") and (isinstance(v, bool) or not isinstance(v, (int, float))):
-                    raise ActlabError(f"{k} must be a number in {source}, got {v!r}")
-                if typ.startswith("str") and not isinstance(v, str):
-                    raise ActlabError(f"{k} must be a string in {source}, got {v!r}")
-            out[k] = v
-        return cls(**out)
+        """From a mapping, with the ``--config_path`` rules (:func:`actlab.core.config.config_from_dict`)."""
+        from actlab.core.config import config_from_dict
+
+        return config_from_dict(cls, d, source)
 
     @classmethod
     def from_yaml(cls, path: str | Path, **overrides: Any) -> ICAEConfig:
-        import yaml
+        """From a YAML/JSON file, then ``overrides`` (``None`` = not given)."""
+        from actlab.core.config import load_config
 
-        path = Path(path)
-        if not path.exists():
-            raise ActlabError(f"config file not found: {path}")
-        try:
-            d = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as e:
-            raise ActlabError(f"config {path} is not valid YAML ({str(e).splitlines()[0]})") from None
-        if not isinstance(d, dict):
-            raise ActlabError(f"config {path} must be a mapping of keys to values, got {type(d).__name__}")
-        d.update({k: v for k, v in overrides.items() if v is not None})
-        return cls.from_dict(d, source=str(path))
+        return load_config(cls, path, **overrides)
 
     def to_yaml(self, path: str | Path) -> Path:
         import yaml
@@ -172,3 +188,28 @@ class ICAEConfig:
         from actlab.core.io import atomic_write_text
 
         return atomic_write_text(path, yaml.safe_dump(self.to_dict(), sort_keys=False))
+
+
+def _demo_defaults() -> ICAEConfig:
+    from actlab.icae.demo import DEMO_DEFAULTS
+
+    return ICAEConfig.from_dict(DEMO_DEFAULTS)
+
+
+@dataclass
+class ICAEDemoConfig:
+    """``actlab icae demo``: pretrain briefly, autoencode held-out passages (BLEU-1), QA EM/F1 vs SimpleLLM.
+    ``icae`` starts from the demo's settings (``actlab.icae.demo.DEMO_DEFAULTS``)."""
+
+    icae: ICAEConfig = field(default_factory=_demo_defaults)
+    quick: bool = field(default=False, metadata={"help": "a very short run (smoke test)"})
+
+    def check_inputs(self) -> None:
+        self.icae.check_inputs()
+
+
+def demo(cfg: ICAEDemoConfig) -> dict:
+    """``actlab icae demo`` as a function of its config."""
+    from actlab.icae.demo import run_demo
+
+    return run_demo(cfg.icae, quick=cfg.quick)

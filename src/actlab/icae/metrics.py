@@ -1,18 +1,22 @@
-"""ICAE metrics, exactly as their reference implementations define them (no NLTK: its tokenizer needs a download).
+"""ICAE metrics, as their reference implementations define them.
 
 * SQuAD v1.1 official EM / F1: normalise (lower, strip punctuation, drop a/an/the, collapse spaces); F1 on the
-  *multiset* of tokens; each the max over the gold answers; means ×100.
-* BLEU-1 = BP · clipped unigram precision (``sentence_bleu(..., weights=(1,0,0,0))``, no smoothing).
-  Tokenisation: :func:`word_tokenize` splits words and punctuation by a regex (NLTK's ``word_tokenize`` needs the
-  punkt download; the two agree on plain prose, differ on contractions like "don't" → ``don ' t`` vs ``do n't``).
-* RepoQA similarity = sentence BLEU-4 on whitespace tokens with Chen & Cherry smoothing method 4 (NLTK's current
-  code, k=5); pass@τ = the best-matching needle is the gold one **and** similarity ≥ τ (official benchmark).
+  *multiset* of tokens; each the max over the gold answers (an empty gold list scores 0); means ×100.
+* BLEU-1 = BP · clipped unigram precision: NLTK's ``sentence_bleu(..., weights=(1,))`` on NLTK ``word_tokenize``
+  tokens (``preserve_line=True``: the Treebank word tokenizer without the punkt sentence splitter, so no download is
+  needed; ``3.14``, ``1,000`` and ``well-known`` stay whole, as in the ICAE reference).
+* RepoQA similarity = NLTK ``sentence_bleu`` (BLEU-4) on whitespace tokens with Chen & Cherry smoothing method 4;
+  pass@τ = the best-matching needle (strict ``>`` from 0, so ties go to the earlier needle and an all-zero row
+  matches none) is the gold one **and** its similarity ≥ τ. Comments are kept by default, as in the official
+  scorer's default; ``strip=True`` drops ``#`` / ``//`` line comments first (a language-agnostic approximation of its
+  tree-sitter option).
 * token accuracy (teacher forced or autoregressive with −1 padding), exact match per turn and per trajectory.
+
+See docs/metrics.md for every definition, its reference and each deviation.
 """
 
 from __future__ import annotations
 
-import math
 import re
 import string
 from collections import Counter
@@ -47,68 +51,43 @@ def f1(prediction: str, gold: str) -> float:
 
 def squad_scores(prediction: str, golds: Sequence[str]) -> dict[str, float]:
     """``{"em", "f1"}`` in [0, 1], each the max over the gold answers (an empty gold list scores 0)."""
-    golds = list(golds) or [""]
+    golds = list(golds)
+    if not golds:
+        return {"em": 0.0, "f1": 0.0}
     return {"em": max(exact_match(prediction, g) for g in golds), "f1": max(f1(prediction, g) for g in golds)}
 
 
 # ------------------------------------------------------------------------------------------------------ BLEU
-_WORD = re.compile(r"\w+|[^\w\s]", re.UNICODE)
-
-
 def word_tokenize(text: str) -> list[str]:
-    """Words and single punctuation marks (a download-free stand-in for NLTK's ``word_tokenize``)."""
-    return _WORD.findall(text)
+    """NLTK's ``word_tokenize(text, preserve_line=True)`` (Treebank rules; needs no punkt download)."""
+    from nltk.tokenize import word_tokenize as _wt
 
-
-def _ngrams(tokens: Sequence[str], n: int) -> Counter:
-    return Counter(tuple(tokens[i: i + n]) for i in range(len(tokens) - n + 1))
-
-
-def _modified_precision(refs: Sequence[Sequence[str]], hyp: Sequence[str], n: int) -> tuple[int, int]:
-    counts = _ngrams(hyp, n)
-    max_ref: Counter = Counter()
-    for r in refs:
-        for g, c in _ngrams(r, n).items():
-            max_ref[g] = max(max_ref[g], c)
-    clipped = sum(min(c, max_ref[g]) for g, c in counts.items())
-    return clipped, max(1, sum(counts.values()))
-
-
-def _brevity_penalty(refs: Sequence[Sequence[str]], hyp_len: int) -> float:
-    if hyp_len == 0:
-        return 0.0
-    r = min((len(x) for x in refs), key=lambda ln: (abs(ln - hyp_len), ln))
-    return 1.0 if hyp_len > r else math.exp(1 - r / hyp_len)
+    return _wt(text, preserve_line=True)
 
 
 def sentence_bleu(refs: Sequence[Sequence[str]], hyp: Sequence[str], weights=(0.25, 0.25, 0.25, 0.25),
-                  smoothing: str | None = None, k: int = 5) -> float:
-    """NLTK's ``sentence_bleu`` on token lists (``smoothing``: None or ``"method4"``)."""
-    pn = [_modified_precision(refs, hyp, i + 1) for i in range(len(weights))]
-    if pn[0][0] == 0:
-        return 0.0
-    hyp_len = len(hyp)
-    vals = []
-    inc = 1
-    for num, den in pn:
-        if num == 0 and smoothing == "method4" and hyp_len > 1:
-            vals.append((1 / (2**inc * k / math.log(hyp_len))) / den)
-            inc += 1
-        else:
-            vals.append(num / den)
-    s = 0.0
-    for w, p in zip(weights, vals):
-        if w == 0:
-            continue
-        if p <= 0:
-            return 0.0
-        s += w * math.log(p)
-    return _brevity_penalty(refs, hyp_len) * math.exp(s)
+                  smoothing: str | None = None) -> float:
+    """NLTK's ``sentence_bleu`` on token lists (``smoothing``: None or ``"method4"``); NLTK's zero-count warnings
+    are silenced (the score is what NLTK returns)."""
+    import warnings
+
+    from nltk.translate.bleu_score import SmoothingFunction
+    from nltk.translate.bleu_score import sentence_bleu as _bleu
+
+    fn = SmoothingFunction().method4 if smoothing == "method4" else None
+    if smoothing not in (None, "method4"):
+        raise ValueError(f"smoothing must be None or 'method4'; got {smoothing!r}")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return float(_bleu([list(r) for r in refs], list(hyp), weights=tuple(weights), smoothing_function=fn))
 
 
 def bleu1(prediction: str, reference: str) -> float:
-    """BLEU-1 (BP · clipped unigram precision) on :func:`word_tokenize` tokens."""
-    return sentence_bleu([word_tokenize(reference)], word_tokenize(prediction), weights=(1.0,))
+    """BLEU-1 (BP · clipped unigram precision) on :func:`word_tokenize` tokens; 0 for an empty prediction."""
+    hyp = word_tokenize(prediction)
+    if not hyp:
+        return 0.0
+    return sentence_bleu([word_tokenize(reference)], hyp, weights=(1.0,))
 
 
 # ---------------------------------------------------------------------------------------------------- RepoQA
@@ -124,24 +103,39 @@ def strip_comments(code: str) -> str:
 
 def sanitize(text: str) -> str:
     """The first fenced code block if there is one, else the text (RepoQA's first step)."""
-    m = re.search(r"```[^\n]*\n(.*?)```", text, re.S)
+    m = re.search(r"^```[^\n]*\n(.*?)^```", text, re.S | re.M)
     return m.group(1) if m else text
 
 
-def repoqa_similarity(prediction: str, reference: str) -> float:
-    """BLEU-4 on whitespace tokens with smoothing method 4, after sanitising and comment stripping."""
-    cand = strip_comments(sanitize(prediction)).split()
-    ref = strip_comments(reference).split()
+def repoqa_similarity(prediction: str, reference: str, strip: bool = False) -> float:
+    """BLEU-4 on whitespace tokens with smoothing method 4 after sanitising (``strip``: drop comments first)."""
+    pred = sanitize(prediction)
+    if strip:
+        pred, reference = strip_comments(pred), strip_comments(reference)
+    cand, ref = pred.split(), reference.split()
+    if not cand:
+        return 0.0
     return sentence_bleu([ref], cand, smoothing="method4")
 
 
-def repoqa_pass(prediction: str, gold: str, needles: Sequence[str], threshold: float = 0.8) -> tuple[bool, float]:
-    """Official pass: the needle most similar to the prediction is ``gold`` and the similarity ≥ ``threshold``."""
-    sims = [repoqa_similarity(prediction, n) for n in needles] if needles else []
-    sim = repoqa_similarity(prediction, gold)
-    best = max(range(len(sims)), key=lambda i: sims[i]) if sims else None
-    best_is_gold = best is None or needles[best] == gold or sims[best] <= sim
-    return bool(best_is_gold and sim >= threshold), sim
+def repoqa_pass(prediction: str, gold: str, needles: Sequence[str], threshold: float = 0.8,
+                strip: bool = False) -> tuple[bool, float]:
+    """Official pass: the needle most similar to the prediction is ``gold`` and that similarity ≥ ``threshold``.
+
+    The best needle is chosen as the official scorer does: scan in order, keep one only if strictly more similar
+    than the best so far (starting at 0), so a tie goes to the earlier needle. Returns ``(pass, similarity to gold)``.
+    ``needles`` empty: the gold alone is scored.
+    """
+    sim = repoqa_similarity(prediction, gold, strip)
+    if not needles:
+        return bool(sim > 0 and sim >= threshold), sim
+    best, best_sim = None, 0.0
+    for i, needle in enumerate(needles):
+        s_i = repoqa_similarity(prediction, needle, strip)
+        if s_i > best_sim:
+            best, best_sim = i, s_i
+    ok = best is not None and needles[best] == gold and best_sim >= threshold
+    return bool(ok), sim
 
 
 # ------------------------------------------------------------------------------------------------ token level

@@ -103,6 +103,16 @@ class _Decoding:
     tok = None
     vocab: int = 0
     ignore_eos: bool = False  # benchmarks: decode a fixed number of tokens
+    max_positions: int | None = None  # learned absolute positions (GPT-2, OPT); None = rotary / any
+
+    def check_positions(self, last: int) -> None:
+        """A learned absolute position table (GPT-2, OPT) has no row past its size: one line instead of an index
+        error (rotary models take any position id)."""
+        if self.max_positions is not None and last >= self.max_positions:
+            from actlab.core.arch import model_type
+
+            raise ActlabError(f"position id {last} is past the {self.max_positions} learned positions of "
+                              f"{model_type(self._decoder())}; lower max_seq_len or max_new_tokens")
 
     def _decoder(self):
         raise NotImplementedError
@@ -131,6 +141,7 @@ class _Decoding:
         New tokens take position ``last pid + 1``; logits are restricted to the base vocabulary.
         Returns the new ids per row, cut before EOS.
         """
+        self.check_positions(int(pre.pids.max()) + max_new_tokens - 1)
         dec = self._decoder()
         stops = self._stop_ids()
         b = pre.embeds.shape[0]
@@ -199,7 +210,8 @@ class ICAE(nn.Module, _Decoding):
     def __init__(self, model, tok, cfg: ICAEConfig):
         from peft import LoraConfig
 
-        from actlab.core.adapters import attach
+        from actlab.core.adapters import attach, conv1d_targets, lora_targets
+        from actlab.core.arch import learned_positions
 
         nn.Module.__init__(self)
         if cfg.use_position_identifiers and getattr(model.config, "_attn_implementation", "") == "flash_attention_2":
@@ -211,9 +223,14 @@ class ICAE(nn.Module, _Decoding):
         self.base_name = getattr(model, "actlab_name", None) or getattr(model.config, "_name_or_path", "") or ""
         for p in model.parameters():
             p.requires_grad_(False)
+        t = lora_targets(model, cfg.lora_target_modules)
+        self.lora_targets = t.modules + t.parameters
         lcfg = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
-                          target_modules=cfg.lora_target_modules, task_type="CAUSAL_LM")
+                          target_modules=t.modules or None, task_type="CAUSAL_LM",
+                          fan_in_fan_out=conv1d_targets(model, t.modules),
+                          **({"target_parameters": t.parameters} if t.parameters else {}))
         self.model = attach(model, lcfg, seed=cfg.seed)
+        self.max_positions = learned_positions(model)  # GPT-2 / OPT: a position table that pids must stay inside
         g = torch.Generator().manual_seed(cfg.seed)
         init = torch.randn((self.m + len(SPECIALS), emb.shape[1]), generator=g) * emb.float().std().item()
         self.memory_token_embed = nn.Embedding(self.m + len(SPECIALS), emb.shape[1]).to(emb.device, emb.dtype)
@@ -291,6 +308,7 @@ class ICAE(nn.Module, _Decoding):
             ids_t[r, : len(row)] = torch.tensor(row)
             mask[r, : len(row)] = 1
             pos[r, : len(row)] = torch.tensor(p)
+        self.check_positions(int(pos.max()))
         sync = _sync_fn(dev)
         t0 = time.perf_counter()
         inner = self.base().base_model  # the transformer body (LoRA active): last_hidden_state is post final norm
@@ -345,6 +363,7 @@ class ICAE(nn.Module, _Decoding):
                     lab[len(p) - len(tgt) + skip:] = torch.tensor(tgt[skip:], dtype=torch.long)
                 labels.append(lab)
         emb, mask, pos = _left_pad_embeds(rows, pids)
+        self.check_positions(int(pos.max()))
         lab_t = None
         if targets is not None:
             n = emb.shape[1]
@@ -434,7 +453,8 @@ class ICAE(nn.Module, _Decoding):
         return {"base_model": str(self.base_name), "model_type": str(c.model_type), "vocab_size": str(self.vocab),
                 "hidden_size": str(getattr(c, "hidden_size", getattr(c, "n_embd", ""))),
                 "num_hidden_layers": str(getattr(c, "num_hidden_layers", getattr(c, "n_layer", ""))),
-                "fixed_mem_size": str(self.m), "lora_r": str(self.cfg.lora_r)}
+                "fixed_mem_size": str(self.m), "lora_r": str(self.cfg.lora_r),
+                "lora_targets": ",".join(self.lora_targets)}
 
     def save(self, path) -> str:
         """Save LoRA + memory embeddings only (safetensors, atomic) with the base's fingerprint as metadata."""
@@ -485,6 +505,9 @@ class SimpleLLM(_Decoding):
         self.cfg = cfg or ICAEConfig(model_type="llm")
         self.vocab = int(model.get_input_embeddings().weight.shape[0])
         self._ctx = decoder_ctx
+        from actlab.core.arch import learned_positions
+
+        self.max_positions = learned_positions(model)
 
     @classmethod
     def from_icae(cls, icae: ICAE) -> SimpleLLM:

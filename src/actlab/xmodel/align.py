@@ -199,6 +199,21 @@ def learned_projection(X, Y, tc: TrainConfig | None = None) -> LinearMap:
     return LinearMap(cfg, lin.weight.detach().T.contiguous()).eval()
 
 
+def info_nce_loss(za: torch.Tensor, zb: torch.Tensor, nce=None, temperature: float = 0.07) -> torch.Tensor:
+    """Symmetric InfoNCE between paired rows, ½[NTXent(a → b) + NTXent(b → a)], row ``i`` of each the positive.
+
+    ``NTXentLoss`` treats ``ref_labels`` that *are* the ``labels`` tensor as a self-comparison and drops the diagonal
+    pairs (here: every positive pair), which makes the loss identically 0; the reference side therefore gets its own
+    label tensor.
+    """
+    from pytorch_metric_learning.losses import NTXentLoss
+
+    nce = nce if nce is not None else NTXentLoss(temperature=temperature)
+    lab = torch.arange(len(za))
+    ref = lab.clone()
+    return 0.5 * (nce(za, lab, ref_emb=zb, ref_labels=ref) + nce(zb, lab, ref_emb=za, ref_labels=ref))
+
+
 def train_adapter(kind: str, X, Y, tc: TrainConfig | None = None, rank: int = 8) -> LinearMap:
     """A ``linear`` / ``affine`` / ``lora`` adapter trained with symmetric InfoNCE (+ ``mse_weight`` × MSE).
 
@@ -234,8 +249,7 @@ def train_adapter(kind: str, X, Y, tc: TrainConfig | None = None, rank: int = 8)
             if len(idx) < 2:
                 continue
             za, zb = m(X[idx]), Y[idx]
-            lab = torch.arange(len(idx))
-            l_nce = 0.5 * (nce(za, lab, ref_emb=zb, ref_labels=lab) + nce(zb, lab, ref_emb=za, ref_labels=lab))
+            l_nce = info_nce_loss(za, zb, nce)
             l_mse = (((za - zb) / sy) ** 2).mean()
             loss = l_nce + tc.mse_weight * l_mse
             opt.zero_grad()

@@ -12,6 +12,10 @@ Run directory::
     maps.json                                          held-out R² / MSE / cosine / CKA / align / uniform / InfoNCE
     communicate.json                                   B alone, A alone, skyline, NL, AC (+ AC through maps)
     results.md  COMPLETE
+
+:func:`run_seeds` repeats ``run_all`` for several seeds (texts, held-out split, eval rows and adapter init all change
+with the seed) into ``seed<s>/`` and writes ``summary.json`` + ``summary.md``: every map score and communication
+accuracy as mean ± 95 % CI over seeds, and method-vs-method paired differences (same seed) with their CI.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from actlab.core import arch
 from actlab.core.errors import ActlabError
 from actlab.core.io import RunDir, read_json
 from actlab.core.models import short_name
+from actlab.core.stats import fmt, mean_ci, paired_diff
 from actlab.xmodel import align as A
 from actlab.xmodel import metrics as M
 from actlab.xmodel.communicate import evaluate, grid_search, task_rows
@@ -209,4 +214,109 @@ def format_results(r: dict) -> str:
     if "ac_over_nl_flops" in comm:
         lines += ["", f"AC / NL compute: {comm['ac_over_nl_flops']:.3f} (FLOPs), "
                   f"{comm['ac_over_nl_seconds']:.3f} (measured time)"]
+    return "\n".join(lines) + "\n"
+
+
+# ------------------------------------------------------------------------------------------ several seeds
+MAP_SCORES = (("r2", "R²", 1.0, 3), ("cosine", "cosine", 1.0, 3), ("cka_debiased", "debiased CKA", 1.0, 3),
+              ("infonce", "InfoNCE", 1.0, 2))
+
+
+def run_seeds(cfg: XModelConfig, out_dir: str | Path, seeds=(0, 1, 2), models=None) -> dict:
+    """``run_all`` once per seed into ``out_dir/seed<s>/`` (each resumable), then :func:`summarize` over seeds."""
+    if models is None:
+        from actlab.core.models import load
+
+        models = (load(cfg.model_a, dtype=cfg.dtype, device=cfg.device),
+                  load(cfg.model_b, dtype=cfg.dtype, device=cfg.device))
+    per = {int(s): run_all(dataclasses.replace(cfg, seed=int(s)), Path(out_dir) / f"seed{int(s)}", models)
+           for s in seeds}
+    summary = summarize(per)
+    rd = RunDir(out_dir)
+    rd.write_json("summary.json", summary)
+    (rd / "summary.md").write_text(format_summary(summary), encoding="utf-8")
+    return summary
+
+
+def _ci_dict(ci) -> dict:
+    return {"mean": ci.mean, "ci95": ci.half, "n": ci.n}
+
+
+def summarize(per_seed: dict[int, dict]) -> dict:
+    """Mean ± 95 % CI over seeds of each map score and each communication accuracy, plus paired differences:
+    every map's R² vs the paper's ``learned`` W, every communication method vs ``b_alone`` and vs ``nl``."""
+    seeds = sorted(per_seed)
+    maps: dict[str, dict] = {}
+    methods = [m for m in per_seed[seeds[0]]["maps"]["methods"]]
+    for m in methods:
+        rows = [per_seed[s]["maps"]["methods"].get(m, {}) for s in seeds]
+        if any("skipped" in r or not r for r in rows):
+            maps[m] = {"skipped": next((r.get("skipped") for r in rows if "skipped" in r), "missing")}
+            continue
+        maps[m] = {key: _ci_dict(mean_ci([r[key] for r in rows])) for key, *_ in MAP_SCORES}
+        maps[m]["n_trainable"] = rows[0]["n_trainable"]
+    ref = "learned" if "learned" in maps and "skipped" not in maps["learned"] else None
+    map_diffs = {}
+    if ref:
+        base = [per_seed[s]["maps"]["methods"][ref]["r2"] for s in seeds]
+        for m in methods:
+            if m != ref and "skipped" not in maps[m]:
+                map_diffs[f"{m} − {ref}"] = _ci_dict(paired_diff(
+                    [per_seed[s]["maps"]["methods"][m]["r2"] for s in seeds], base))
+    comm_methods = list(per_seed[seeds[0]]["communicate"]["methods"])
+    comm = {m: _ci_dict(mean_ci([per_seed[s]["communicate"]["methods"].get(m, {}).get("accuracy") for s in seeds]))
+            for m in comm_methods}
+    comm_diffs = {}
+    refs = [r for r in ("b_alone", "nl") if r in comm_methods]
+    for i, ref_m in enumerate(refs):
+        base = [per_seed[s]["communicate"]["methods"][ref_m]["accuracy"] for s in seeds]
+        for m in comm_methods:
+            if m != ref_m and m not in refs[:i]:  # no mirrored pair (b_alone − nl after nl − b_alone)
+                comm_diffs[f"{m} − {ref_m}"] = _ci_dict(paired_diff(
+                    [per_seed[s]["communicate"]["methods"].get(m, {}).get("accuracy") for s in seeds], base))
+    first = per_seed[seeds[0]]
+    return {"seeds": seeds, "model_a": first["config"]["model_a"], "model_b": first["config"]["model_b"],
+            "k_j": {s: [per_seed[s]["maps"]["k"], per_seed[s]["maps"]["j"]] for s in seeds},
+            "n_test_maps": first["maps"]["n_test"], "n_eval": first["communicate"]["n"],
+            "task": first["communicate"]["task"], "maps": maps, "map_r2_diffs": map_diffs,
+            "communicate": comm, "communicate_diffs": comm_diffs}
+
+
+def _f(d: dict, scale: float = 1.0, digits: int = 3, sign: bool = False) -> str:
+    from actlab.core.stats import CI
+
+    return fmt(CI(d["mean"], d["ci95"], d["n"]), scale, digits, sign=sign)
+
+
+def format_summary(sm: dict) -> str:
+    """Markdown tables of :func:`summarize` (mean ± 95 % CI over seeds; * = a paired CI that excludes 0)."""
+    from actlab.core.stats import CI
+
+    n = len(sm["seeds"])
+    kj = ", ".join(f"seed {s}: ({k}, {j})" for s, (k, j) in sm["k_j"].items())
+    lines = [f"## {sm['model_a']} (A) → {sm['model_b']} (B), {n} seeds (mean ± 95 % CI over seeds)", "",
+             f"Layers (k, j) per seed: {kj}. Maps scored on {sm['n_test_maps']} held-out texts per seed.", "",
+             "| map | " + " | ".join(h for _, h, _, _ in MAP_SCORES) + " | trainable params |",
+             "|---" * (len(MAP_SCORES) + 2) + "|"]
+    for m, r in sm["maps"].items():
+        if "skipped" in r:
+            lines.append(f"| {m} | skipped: {r['skipped']} |" + " |" * len(MAP_SCORES))
+            continue
+        lines.append(f"| {m} | " + " | ".join(_f(r[key], sc, dg) for key, _, sc, dg in MAP_SCORES)
+                     + f" | {r['n_trainable']} |")
+
+    def star(d):
+        return " *" if CI(d["mean"], d["ci95"], d["n"]).excludes_zero() else ""
+
+    if sm["map_r2_diffs"]:
+        lines += ["", "Held-out R², paired by seed (* = the 95 % CI excludes 0):", "", "| difference | ΔR² |",
+                  "|---|---|"]
+        lines += [f"| {k} | {_f(d, 1.0, 3, True)}{star(d)} |" for k, d in sm["map_r2_diffs"].items()]
+    lines += ["", f"Communication on {sm['task']} ({sm['n_eval']} held-out rows per seed):", "",
+              "| method | accuracy (%) |", "|---|---|"]
+    lines += [f"| {m} | {_f(d, 100.0, 1)} |" for m, d in sm["communicate"].items()]
+    if sm["communicate_diffs"]:
+        lines += ["", "Accuracy differences, paired by seed (points; * = the 95 % CI excludes 0):", "",
+                  "| difference | Δ accuracy |", "|---|---|"]
+        lines += [f"| {k} | {_f(d, 100.0, 1, True)}{star(d)} |" for k, d in sm["communicate_diffs"].items()]
     return "\n".join(lines) + "\n"

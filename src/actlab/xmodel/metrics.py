@@ -6,7 +6,7 @@ and compute in float64.
 * :func:`linear_cka` — linear CKA (Kornblith et al. 2019); ``debiased=True`` uses the unbiased HSIC estimator
   (Song et al. 2012; Nguyen et al. 2021), in the feature-space form of Kornblith's ``Demo.ipynb`` when ``n`` is large
   and the Gram form otherwise (identical values). Both are invariant to orthogonal maps, isotropic scaling and
-  translation — so "CKA before vs after Procrustes" can never change (research notes §2.5).
+  translation — so "CKA before vs after Procrustes" can never change.
 * :func:`hsic_unbiased` — Song et al. Eq. 5 on Gram matrices (the O(n²) reference).
 * :func:`align_loss` / :func:`uniform_loss` — Wang & Isola 2020 on L2-normalised rows (uniformity over ``x ≠ y``
   pairs, ``pdist``, as the reference code).
@@ -64,14 +64,40 @@ def hsic_biased(K: torch.Tensor, L: torch.Tensor) -> torch.Tensor:
     return torch.trace(K @ H @ L @ H) / (n - 1) ** 2
 
 
+def _centre(X: torch.Tensor) -> torch.Tensor | None:
+    """Column-centred ``X``, or None when ``X`` is constant over the samples (no variance: CKA undefined).
+
+    Both HSIC estimators are invariant to a shift of the features, so centring first changes no value; it avoids
+    the cancellation of ``n·μ²``-sized Gram entries when activations carry a large shared mean.
+    """
+    Xc = X - X.mean(0, keepdim=True)
+    scale = float(X.abs().max()) if X.numel() else 0.0
+    if X.numel() == 0 or float(Xc.abs().max()) <= 1e-12 * max(scale, 1e-300):
+        return None
+    return Xc
+
+
+def _ratio(xy: torch.Tensor, xx: torch.Tensor, yy: torch.Tensor) -> float:
+    """``xy / sqrt(xx · yy)``; NaN when a self-similarity is not positive (tiny n for the debiased estimator)."""
+    if not (float(xx) > 0 and float(yy) > 0):
+        return float("nan")
+    return float(xy / torch.sqrt(xx * yy))
+
+
 def cka_gram(X, Y, debiased: bool = False) -> float:
-    """CKA from linear Gram matrices (O(n²(p + q))): the straightforward reference."""
+    """CKA from linear Gram matrices of the centred features (O(n²(p + q))): the straightforward reference.
+
+    NaN when ``X`` or ``Y`` is constant over the samples.
+    """
     X, Y = _pair(X, Y)
     if debiased and X.shape[0] < 4:
         raise ActlabError(f"debiased CKA needs at least 4 samples, got {X.shape[0]}")
+    X, Y = _centre(X), _centre(Y)
+    if X is None or Y is None:
+        return float("nan")
     K, L = X @ X.T, Y @ Y.T
     h = hsic_unbiased if debiased else hsic_biased
-    return float(h(K, L) / torch.sqrt(h(K, K) * h(L, L)))
+    return _ratio(h(K, L), h(K, K), h(L, L))
 
 
 def _debiased_dot(xty, rx, ry, nx, ny, n):
@@ -84,18 +110,19 @@ def cka_features(X, Y, debiased: bool = False) -> float:
     n = X.shape[0]
     if debiased and n < 4:
         raise ActlabError(f"debiased CKA needs at least 4 samples, got {n}")
-    X = X - X.mean(0, keepdim=True)
-    Y = Y - Y.mean(0, keepdim=True)
+    X, Y = _centre(X), _centre(Y)
+    if X is None or Y is None:
+        return float("nan")
     xy = torch.linalg.matrix_norm(X.T @ Y) ** 2
-    xx = torch.linalg.matrix_norm(X.T @ X)
-    yy = torch.linalg.matrix_norm(Y.T @ Y)
+    xx = torch.linalg.matrix_norm(X.T @ X) ** 2
+    yy = torch.linalg.matrix_norm(Y.T @ Y) ** 2
     if debiased:
         rx, ry = (X * X).sum(1), (Y * Y).sum(1)
         nx, ny = rx.sum(), ry.sum()
         xy = _debiased_dot(xy, rx, ry, nx, ny, n)
-        xx = torch.sqrt(_debiased_dot(xx**2, rx, rx, nx, nx, n))
-        yy = torch.sqrt(_debiased_dot(yy**2, ry, ry, ny, ny, n))
-    return float(xy / (xx * yy))
+        xx = _debiased_dot(xx, rx, rx, nx, nx, n)
+        yy = _debiased_dot(yy, ry, ry, ny, ny, n)
+    return _ratio(xy, xx, yy)
 
 
 def linear_cka(X, Y, debiased: bool = False) -> float:
@@ -103,7 +130,8 @@ def linear_cka(X, Y, debiased: bool = False) -> float:
 
     Oracle (Kornblith's Demo: ``np.random.seed(1337); X = randn(100, 10); Y = randn(100, 10) + X``):
     0.55761 (linear), 0.51346 (debiased). Debiased CKA needs n ≥ 4 and can be slightly negative; NaN if a
-    debiased self-similarity is negative (tiny n).
+    debiased self-similarity is not positive (tiny n) or if ``X`` or ``Y`` is constant over the samples. The
+    features are centred before either form is computed (exact, and stable with large feature means).
     """
     X, Y = _pair(X, Y)
     n, p, q = X.shape[0], X.shape[1], Y.shape[1]

@@ -1,0 +1,107 @@
+"""The cross-model verbs as Python functions of their config dataclass (:mod:`actlab.xmodel.config`).
+
+    from actlab.xmodel.config import AlignConfig
+    from actlab.xmodel.verbs import align
+    scores = align(AlignConfig(pairs="runs/xm/pairs", layer_a=2, layer_b=1, out="runs/xm/maps/procrustes"))
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from actlab.xmodel.config import AlignConfig, CommunicateConfig, ExtractConfig, RunAllConfig, XModelDemoConfig
+
+
+def extract(cfg: ExtractConfig) -> Path:
+    """Write paired activations of A and B; returns the pairs directory."""
+    from actlab.core.models import load
+    from actlab.xmodel.experiments import load_texts
+    from actlab.xmodel.extract import extract_pairs
+
+    texts = load_texts(cfg.texts, cfg.n_texts, cfg.seed)
+    ma, ta = load(cfg.model_a)
+    mb, tb = load(cfg.model_b)
+    return extract_pairs(ma, ta, mb, tb, texts, cfg.out, layers_a=cfg.layers_a, layers_b=cfg.layers_b,
+                         pooling=cfg.pooling, shard_size=cfg.shard_size, batch_size=cfg.batch_size,
+                         heldout=cfg.heldout, seed=cfg.seed, names=(cfg.model_a, cfg.model_b),
+                         overwrite=cfg.overwrite)
+
+
+def align(cfg: AlignConfig) -> dict:
+    """Fit and save the map; returns its held-out scores (also in ``{out}/scores.json``)."""
+    from actlab.core.errors import ActlabError
+    from actlab.core.io import atomic_write_json
+    from actlab.xmodel.align import TrainConfig, fit_map
+    from actlab.xmodel.experiments import _map_eval
+    from actlab.xmodel.extract import load_pairs
+
+    pairs = load_pairs(cfg.pairs)
+    idx = {}
+    for side, layer, layers in (("a", cfg.layer_a, pairs.layers_a), ("b", cfg.layer_b, pairs.layers_b)):
+        # negative indices count from the last extracted layer
+        resolved = layers[layer] if -len(layers) <= layer < 0 else layer
+        if resolved not in layers:
+            raise ActlabError(f"--layer_{side} {layer} was not extracted in {cfg.pairs}; valid: "
+                              f"{', '.join(map(str, layers))} (or -1..-{len(layers)})")
+        idx[side] = resolved
+    la, lb = idx["a"], idx["b"]
+    xa, yb = pairs.split("train", "a", la), pairs.split("train", "b", lb)
+    from actlab.core.io import DirLock
+
+    lock = DirLock.acquire(cfg.out, what="map directory")  # one process writes a map directory
+    tc = TrainConfig(epochs=cfg.epochs, lr=cfg.lr, batch_size=cfg.batch_size, temperature=cfg.temperature,
+                     mse_weight=cfg.mse_weight)
+    m = fit_map(cfg.method, xa, yb, scale=not cfg.no_scale, translate=not cfg.no_translate, lam=cfg.ridge_lambda,
+                train=tc, rank=cfg.rank)
+    m.save(cfg.out)
+    scores = {"layer_a": la, "layer_b": lb, **_map_eval(m, pairs.split("test", "a", la),
+                                                        pairs.split("test", "b", lb), cfg.temperature)}
+    atomic_write_json(f"{cfg.out}/scores.json", scores)
+    lock.release()
+    return scores
+
+
+def communicate(cfg: CommunicateConfig) -> dict:
+    """Activation communication A→B vs B alone / A alone / skyline / NL; returns the results (and writes
+    ``{out}/communicate.json`` when ``out`` is set)."""
+    from actlab.core.io import atomic_write_json
+    from actlab.core.models import load
+    from actlab.xmodel.align import load_map
+    from actlab.xmodel.communicate import METHODS, evaluate, grid_search, task_rows
+    from actlab.xmodel.metrics import plot_heatmap
+
+    methods = cfg.methods or list(METHODS)
+    W = load_map(cfg.map) if cfg.map else None
+    rows = task_rows(cfg.task, cfg.n, cfg.split)
+    ma, ta = load(cfg.model_a)
+    mb, tb = (ma, ta) if cfg.model_b == cfg.model_a else load(cfg.model_b)
+    res = evaluate(ma, ta, mb, tb, rows, cfg.task, k=cfg.k, j=cfg.j, f=cfg.f, W=W, methods=methods,
+                   max_new_tokens=cfg.max_new_tokens, message_tokens=cfg.message_tokens, batch_size=cfg.batch_size)
+    if cfg.grid:
+        from actlab.core import arch
+
+        g = grid_search(ma, ta, mb, tb, rows, cfg.task, range(arch.num_layers(ma)), range(arch.num_layers(mb)),
+                        cfg.f, W=W, max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size)
+        res["grid"] = g
+        if cfg.out:
+            plot_heatmap(g["accuracy"], f"{cfg.out}/grid.png", f"AC accuracy, {cfg.task}", "j (B)", "k (A)")
+    if cfg.out:
+        atomic_write_json(f"{cfg.out}/communicate.json", res)
+    return res
+
+
+def run_all(cfg: RunAllConfig) -> dict:
+    from actlab.xmodel.experiments import run_all as _run_all
+
+    return _run_all(cfg.xmodel, cfg.out)
+
+
+def demo(cfg: XModelDemoConfig) -> str:
+    """The demo's markdown tables (its run directory: ``cfg.out`` or ``$ACTLAB_HOME/runs/xmodel-demo``)."""
+    from actlab.core.io import actlab_home
+    from actlab.xmodel.experiments import format_results
+    from actlab.xmodel.experiments import run_all as _run_all
+
+    out = cfg.out or str(actlab_home() / "runs" / "xmodel-demo")
+    return format_results(_run_all(dataclasses.replace(cfg.xmodel), out))
