@@ -34,7 +34,8 @@ def _check_evaluate(cfg) -> None:
     check_model("model_id", cfg.model_id)
     check_out_dir("outputs_dir", cfg.outputs_dir)
     check_out_dir("data_dir", cfg.data_dir)
-    check_positive("num_generated_tokens_eval", cfg.num_generated_tokens_eval, integer=True)
+    if cfg.num_generated_tokens_eval is not None:  # None: the dataset registry's length
+        check_positive("num_generated_tokens_eval", cfg.num_generated_tokens_eval, integer=True)
     check_positive("top_k", cfg.top_k, integer=True)
     for lr in cfg.lrs or []:
         check_positive("lrs", lr)

@@ -268,10 +268,15 @@ class XModelDemoConfig:
     """``actlab xmodel demo``: run-all on the zoo pair tiny (A) → tiny-b (B) with demo sizes."""
 
     out: str | None = field(default=None, metadata={"help": "run directory (default $ACTLAB_HOME/runs/xmodel-demo)"})
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2],
+                             metadata={"help": "one run per seed (texts, split, eval rows, adapter init), then mean "
+                                               "± 95 % CI over seeds; --seed alone is ignored here"})
     xmodel: XModelConfig = field(default_factory=_demo_defaults)
 
     def __post_init__(self) -> None:
         check_out_dir("--out", self.out)
+        if not self.seeds or len(set(self.seeds)) != len(self.seeds):
+            raise ActlabError(f"--seeds {self.seeds!r}: give one or more distinct seeds, e.g. --seeds 0 1 2")
 
     def check_inputs(self) -> None:
         self.xmodel.check_inputs()

@@ -23,7 +23,12 @@ def demo(out_dir: str | Path, seeds=SEEDS, models=None, **overrides) -> str:
     if "seed" in overrides:
         seeds = (overrides.pop("seed"),)
     cfg = XModelConfig(**{"model_a": "tiny", "model_b": "tiny-b", **DEMO, **overrides})
-    summary = run_seeds(cfg, out_dir, seeds, models=models)
+    return run_demo(cfg, out_dir, seeds, models=models)
+
+
+def run_demo(cfg: XModelConfig, out_dir: str | Path, seeds=SEEDS, models=None) -> str:
+    """``run_all`` of ``cfg`` once per seed in ``out_dir/seed<s>/``, then the first seed's tables and the summary."""
+    summary = run_seeds(cfg, out_dir, tuple(seeds), models=models)
     first = Path(out_dir) / f"seed{summary['seeds'][0]}"
     from actlab.core.io import read_json
 

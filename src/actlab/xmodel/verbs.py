@@ -100,8 +100,7 @@ def run_all(cfg: RunAllConfig) -> dict:
 def demo(cfg: XModelDemoConfig) -> str:
     """The demo's markdown tables (its run directory: ``cfg.out`` or ``$ACTLAB_HOME/runs/xmodel-demo``)."""
     from actlab.core.io import actlab_home
-    from actlab.xmodel.experiments import format_results
-    from actlab.xmodel.experiments import run_all as _run_all
+    from actlab.xmodel.demo import run_demo
 
     out = cfg.out or str(actlab_home() / "runs" / "xmodel-demo")
-    return format_results(_run_all(dataclasses.replace(cfg.xmodel), out))
+    return run_demo(dataclasses.replace(cfg.xmodel), out, cfg.seeds)
