@@ -89,3 +89,26 @@ def test_iav_finished_run_of_another_config(world, tmp_path):
         train(cfg(loss=LossConfig(beta=0.5)))
     train(cfg(loss=LossConfig(beta=0.5), overwrite=True))
     assert json.loads((out / "config.json").read_text())["loss"]["beta"] == 0.5
+
+
+def test_trained_runs_are_readable_under_the_umask(world, tmp_path):
+    """Every file of a trained IA2 run and of a zoo build is 0644 under umask 022 (safetensors alone writes 0600)."""
+    import os
+    import stat
+
+    from actlab.ia2 import IA2TrainConfig
+    from actlab.ia2.trainer import train
+    from actlab.zoo.build import build
+    from tests.core.kill_driver import zoo_spec
+
+    old = os.umask(0o022)
+    try:
+        run = train(IA2TrainConfig("act", dataset=DS, model_id=str(world / "llama"), data_dir=str(world / "data"),
+                                   output_dir=str(tmp_path), num_train_examples=4, max_steps=1))
+        zoo = build(zoo_spec(), tmp_path / "models" / "micro")
+    finally:
+        os.umask(old)
+    files = [p for d in (run, zoo) for p in d.iterdir() if p.is_file()]
+    assert any(p.name == "adapter_model.safetensors" for p in files) and any(p.name == "model.safetensors"
+                                                                             for p in files)
+    assert {p.name: oct(stat.S_IMODE(p.stat().st_mode)) for p in files} == {p.name: "0o644" for p in files}

@@ -61,6 +61,14 @@ def file_mode() -> int:
     return 0o666 & ~_umask()
 
 
+def umask_modes(paths: Iterable[str | os.PathLike]) -> None:
+    """Give files written by another library (``save_pretrained``: safetensors creates them 0600) the umask mode."""
+    mode = file_mode()
+    for p in paths:
+        if Path(p).is_file() and not Path(p).is_symlink():
+            os.chmod(p, mode)
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temp path next to ``path``; on success rename it onto ``path``, on error delete it.

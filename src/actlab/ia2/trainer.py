@@ -40,7 +40,7 @@ import torch
 from actlab.core import adapters
 from actlab.core import checkpoint as ckpt_io
 from actlab.core.errors import ActlabError
-from actlab.core.io import RunDir, dataclass_defaults, is_complete, load_optimizer_tensors, run_state
+from actlab.core.io import RunDir, dataclass_defaults, is_complete, load_optimizer_tensors, run_state, umask_modes
 from actlab.core.progress import progress
 from actlab.ia2 import losses, naming, targets
 from actlab.ia2.config import IA2TrainConfig
@@ -326,6 +326,7 @@ def _save_adapter(model, path: Path) -> None:
     tmp = path / ".adapter.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(str(tmp), safe_serialization=True)
+    umask_modes(tmp.iterdir())
     for f in tmp.iterdir():
         os.replace(f, path / f.name)
     shutil.rmtree(tmp, ignore_errors=True)

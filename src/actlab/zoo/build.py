@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 
 from actlab.core.errors import ActlabError, unknown_choice
-from actlab.core.io import DirLock, actlab_home, atomic_write_json, env_info, read_json
+from actlab.core.io import DirLock, actlab_home, atomic_write_json, env_info, read_json, umask_modes
 from actlab.zoo.specs import ZOO, ZOO_NAMES, ZooSpec
 
 MANIFEST = "manifest.json"
@@ -260,6 +260,7 @@ def _build(spec: ZooSpec, final: Path, force: bool, stop_after: int | None) -> P
         icl = evaluate_icl(model, tok, n_tasks=spec.train.eval_tasks)
     model.save_pretrained(part)
     tok.save_pretrained(part)
+    umask_modes(part.iterdir())  # safetensors writes 0600
     n_params = sum(p.numel() for p in model.parameters())
     manifest = {
         "format": FORMAT,
