@@ -59,7 +59,7 @@ def test_sigkill_then_resume(tmp_path, micro_dir):
                 "--device", "cpu"]
 
     p = subprocess.Popen(cmd(tmp_path / "killed", 120), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    state = tmp_path / "killed" / "checkpoint" / "state.json"
+    state = tmp_path / "killed" / "checkpoint.safetensors"
     t0 = time.time()
     while not state.exists() and time.time() - t0 < 120:
         time.sleep(0.2)
@@ -67,7 +67,10 @@ def test_sigkill_then_resume(tmp_path, micro_dir):
     os.kill(p.pid, signal.SIGKILL)
     p.wait()
     assert state.exists() and not (tmp_path / "killed" / "COMPLETE").exists()
-    done = json.loads(state.read_text())["global_step"]
+    from safetensors import safe_open
+
+    with safe_open(str(state), "pt") as f:
+        done = int(f.metadata()["step"])
     assert 2 <= done < 120
     # resume with the same settings: must finish; compare with an uninterrupted run of the same length
     r = subprocess.run(cmd(tmp_path / "killed", 120), env=env, capture_output=True, text=True, timeout=600)

@@ -1,3 +1,4 @@
+import dataclasses
 import json
 
 import pytest
@@ -73,6 +74,7 @@ def test_resume_from_checkpoint(make_icae, tmp_path):
     run = tmp_path / "run" / "pretrain"
     # simulate a kill after step 2 of a 4-step run: checkpoint present, not complete
     (run / "COMPLETE").unlink()
+    (run / "config.json").write_text(json.dumps(dataclasses.asdict(_cfg(tmp_path, max_steps=4))))  # same config
     icae.save(run / "checkpoint.safetensors")
     (run / "checkpoint.json").write_text('{"step": 2}')
     info = trainer.pretrain(_cfg(tmp_path, max_steps=4), icae)

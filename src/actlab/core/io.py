@@ -6,10 +6,11 @@ Every command that writes results writes them into a *run directory*::
       config.json      the run's config + ``_meta`` (package versions, git sha, time, command line)
       metrics.jsonl    one JSON object per logged step (slash-named keys, e.g. ``loss/act``)
       *.safetensors    weights and tensors (never pickles)
-      COMPLETE         written last; a run with it is skipped on rerun
+      COMPLETE         written last; a run with it is skipped on rerun (if its recorded config is the same)
+      .lock            held (``flock``) by the one process writing the run; holds its pid and host
 
 Files are written to a temp file in the same directory and renamed into place, so a kill never leaves a
-half-written result behind.
+half-written result behind; they get the mode a plain ``open`` would give (``0666 & ~umask``, 0644 by default).
 """
 
 from __future__ import annotations
@@ -17,14 +18,18 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import functools
+import hashlib
 import json
 import math
 import os
 import platform
+import shutil
+import socket
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator, Mapping
+import weakref
+from collections.abc import Iterable, Iterator, Mapping
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -32,20 +37,56 @@ from typing import Any
 from actlab.core.errors import ActlabError
 
 COMPLETE = "COMPLETE"
+LOCK_FILE = ".lock"
 PACKAGES = ("actlab", "torch", "transformers", "peft", "trl", "accelerate", "datasets", "tokenizers", "safetensors")
 
 
+class RunDirBusy(ActlabError):
+    """Another live process holds the run directory's lock."""
+
+
+class ConfigMismatch(ActlabError):
+    """A run directory holds a (finished or started) run of another config."""
+
+
 # ----------------------------------------------------------------------------------------------------- atomic writes
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def file_mode() -> int:
+    """The mode a plain ``open(path, "w")`` gives a new file: ``0o666 & ~umask`` (0644 under the usual umask 022)."""
+    return 0o666 & ~_umask()
+
+
+def umask_modes(paths: Iterable[str | os.PathLike]) -> None:
+    """Give files written by another library (``save_pretrained``: safetensors creates them 0600) the umask mode."""
+    mode = file_mode()
+    for p in paths:
+        if Path(p).is_file() and not Path(p).is_symlink():
+            os.chmod(p, mode)
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temp path next to ``path``; on success rename it onto ``path``, on error delete it."""
+    """Yield a temp path next to ``path``; on success rename it onto ``path``, on error delete it.
+
+    The temp file gets the user's umask mode (``mkstemp`` alone would give 0600).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    try:
+        os.fchmod(fd, file_mode())
+    finally:
+        os.close(fd)
     tmp = Path(tmp)
     try:
         yield tmp
+        if tmp.exists():
+            os.chmod(tmp, file_mode())  # the writer may have re-created it (safetensors writes 0600)
         os.replace(tmp, path)
     finally:
         if tmp.exists():
@@ -226,20 +267,318 @@ def env_info() -> dict[str, Any]:
     }
 
 
-# ----------------------------------------------------------------------------------------------------- run dirs
-class RunDir:
-    """A directory holding one run's config, metrics, weights and results.
+# ------------------------------------------------------------------------------------------------ config fingerprints
+def config_dict(config: Any) -> dict:
+    """A config (dataclass, mapping) as a flat JSON-able dict: nested mappings/dataclasses become dotted keys
+    (``loss.beta``), tuples lists, paths strings; keys starting with ``_`` (``_meta``) are dropped."""
+    if hasattr(config, "__dataclass_fields__"):
+        import dataclasses
 
-    >>> rd = RunDir(tmp_path / "run")                 # doctest: +SKIP
-    >>> rd.write_config({"lr": 1e-4}); rd.log({"step": 1, "loss/train": 0.5}); rd.mark_complete()
+        config = dataclasses.asdict(config)
+    plain = json.loads(dumps(dict(config), indent=None))
+    out: dict[str, Any] = {}
+
+    def walk(prefix: str, obj: Mapping) -> None:
+        for k, v in obj.items():
+            if str(k).startswith("_"):
+                continue
+            key = f"{prefix}{k}"
+            if isinstance(v, Mapping):
+                walk(key + ".", v)
+            else:
+                out[key] = v
+
+    walk("", plain)
+    return out
+
+
+def _kept(d: Mapping, exclude: Iterable[str]) -> dict:
+    ex = set(exclude)
+    return {k: v for k, v in d.items() if k not in ex and k.split(".", 1)[0] not in ex}
+
+
+def config_fingerprint(config: Any, exclude: Iterable[str] = ()) -> str:
+    """sha256 (16 hex digits) of a config's fields that change results: ``exclude`` names the others (output paths,
+    logging cadence, ...; a name also excludes its dotted sub-fields). Equal configs give equal fingerprints."""
+    kept = _kept(config_dict(config), exclude)
+    return hashlib.sha256(json.dumps(kept, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def diff_configs(old: Any, new: Any, exclude: Iterable[str] = (), defaults: Mapping | None = None) -> list[str]:
+    """The fields of ``new`` whose value differs in ``old``, as ``"lr: 0.001 -> 0.01"`` lines (empty: same config).
+
+    Fields in ``exclude`` are ignored. A field ``old`` does not record (a run written before the field existed)
+    counts as its value in ``defaults`` (e.g. the dataclass defaults), so adding an option does not make every older
+    run differ. Fields only ``old`` has are ignored.
+    """
+    a, b = config_dict(old), _kept(config_dict(new), exclude)
+    dflt = config_dict(defaults) if defaults is not None else {}
+    out = []
+    for k, v in b.items():
+        if k in a:
+            if a[k] != v:
+                out.append(f"{k}: {a[k]!r} -> {v!r}")
+        elif not (k in dflt and dflt[k] == v):
+            out.append(f"{k}: (not recorded) -> {v!r}")
+    return out
+
+
+def dataclass_defaults(cls) -> dict:
+    """``{field: default}`` of a dataclass (fields without a default left out)."""
+    import dataclasses
+
+    out = {}
+    for f in dataclasses.fields(cls):
+        if f.default is not dataclasses.MISSING:
+            out[f.name] = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            out[f.name] = f.default_factory()
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------- locks
+class DirLock:
+    """An exclusive ``fcntl.flock`` on ``<dir>/.lock``, held while the object lives (or until :meth:`release`).
+
+    The kernel drops a ``flock`` when its holder dies (also on SIGKILL), so a lock left by a dead process is simply
+    taken over; the file itself only records who holds it (pid, host, time) for the error message. One process
+    taking the same directory twice shares one lock. Works on local Linux/macOS filesystems (on NFS, Linux emulates
+    ``flock`` with POSIX locks on the server).
     """
 
-    def __init__(self, path: str | os.PathLike, wandb_log: bool = False, wandb_project: str = "actlab"):
+    _held: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
+
+    def __init__(self, fd: int, path: Path):
+        self.fd: int | None = fd
+        self.path = path
+        self.users = 1
+        self.pid = os.getpid()
+
+    @classmethod
+    def acquire(cls, directory: str | os.PathLike, *, blocking: bool = False, what: str = "run directory",
+                on_wait=None, lock_file: str | os.PathLike | None = None) -> DirLock:
+        """Take the lock of ``directory`` (created if missing; the lock file is ``lock_file`` or ``<dir>/.lock``);
+        busy → :class:`RunDirBusy` naming the holder, or with ``blocking`` wait for it (``on_wait(holder)`` is called
+        once first)."""
+        import fcntl
+
+        d = Path(directory)
+        d.mkdir(parents=True, exist_ok=True)
+        lf = Path(lock_file) if lock_file is not None else d / LOCK_FILE
+        key = str(lf.resolve())
+        held = cls._held.get(key)
+        if held is not None and held.fd is not None:
+            held.users += 1
+            return held
+        while True:
+            fd = os.open(lf, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o666)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = _lock_text(lf)
+                if not blocking:
+                    os.close(fd)
+                    target = d if lock_file is None else lf.with_suffix("")
+                    raise RunDirBusy(f"{what} {target} is in use by {holder} (lock file {lf}); wait for it to end or "
+                                     "stop it, or use another output directory") from None
+                if on_wait is not None:
+                    on_wait(holder)
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            try:  # the file may have been deleted and re-created while we waited: lock the one at the path
+                same = os.fstat(fd).st_ino == os.stat(lf).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            os.close(fd)
+        os.ftruncate(fd, 0)
+        os.write(fd, f"pid {os.getpid()} on host {socket.gethostname()} since {env_info()['time']}\n".encode())
+        lock = cls(fd, lf)
+        cls._held[key] = lock
+        return lock
+
+    def release(self) -> None:
+        """One user lets go; the lock is dropped when the last one does."""
+        self.users -= 1
+        if self.users <= 0:
+            self._unlock()
+
+    def _unlock(self) -> None:
+        if self.fd is not None:
+            import fcntl
+
+            fd, self.fd = self.fd, None
+            try:
+                if os.getpid() == self.pid:  # a forked child shares the lock: closing its copy must not drop it
+                    fcntl.flock(fd, fcntl.LOCK_UN)
+            finally:
+                os.close(fd)
+
+    def __del__(self):  # the lock goes with its last user
+        with contextlib.suppress(Exception):
+            self._unlock()
+
+
+def _lock_text(lf: Path) -> str:
+    try:
+        text = lf.read_text(encoding="utf-8", errors="replace").strip()
+    except OSError:
+        text = ""
+    return text or "another process"
+
+
+def lock_holder(directory: str | os.PathLike) -> str | None:
+    """Who holds ``directory``'s lock (``"pid N on host H since T"``), or None if nobody does (or this process)."""
+    import fcntl
+
+    d = Path(directory)
+    lf = d / LOCK_FILE
+    if not lf.exists():
+        return None
+    held = DirLock._held.get(str(lf.resolve()))
+    if held is not None and held.fd is not None:
+        return None
+    try:
+        fd = os.open(lf, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        return None
+    except BlockingIOError:
+        return _lock_text(lf)
+    finally:
+        os.close(fd)  # closing drops our shared lock, if we got it
+
+
+# ----------------------------------------------------------------------------------------------------- run dirs
+def run_state(path: str | os.PathLike, config: Any = None, *, exclude: Iterable[str] = (),
+              defaults: Mapping | None = None, overwrite: bool = False, progress: Iterable[str] = ()) -> str:
+    """What opening run directory ``path`` for ``config`` will do, without writing anything:
+
+    * ``"done"`` — complete, and its recorded config has the same fingerprint: skip it;
+    * ``"resume"`` — started with the same config (a file named in ``progress``, e.g. a checkpoint, exists);
+    * ``"fresh"`` — nothing there yet (or only the config/metrics of a run that saved no progress);
+    * ``"redo"`` — complete or started with another config, and ``overwrite``: it is cleared and run again.
+
+    A complete or started run with another config and no ``overwrite`` raises :class:`ConfigMismatch` listing the
+    fields that differ. ``config=None`` skips the comparison (complete → done).
+    """
+    p = Path(path)
+    complete = (p / COMPLETE).exists()
+    started = complete or any((p / x).exists() for x in progress)
+    if config is None:
+        return "done" if complete else "resume" if started else "fresh"
+    cp = p / "config.json"
+    if not cp.exists():
+        diff = ["config.json: missing"] if started else []
+    else:
+        try:
+            diff = diff_configs(read_json(cp), config, exclude, defaults)
+        except ActlabError:
+            diff = ["config.json: unreadable"]
+    if not diff:
+        return "done" if complete else "resume" if started else "fresh"
+    if not started:
+        return "fresh"
+    if overwrite:
+        return "redo"
+    shown = "; ".join(diff[:8]) + (f"; and {len(diff) - 8} more" if len(diff) > 8 else "")
+    raise ConfigMismatch(f"{p} holds a {'finished' if complete else 'started'} run with another config ({shown}); "
+                         "use --overwrite to redo it, or another output directory")
+
+
+class RunDir:
+    """A directory holding one run's config, metrics, weights and results, owned by one process.
+
+    Opening it takes its lock (:class:`DirLock`; a directory another live process holds is a one-line
+    :class:`RunDirBusy`) and removes temp files a killed writer left behind. The lock is released by :meth:`close`
+    (or ``with RunDir(...)``) or when the object is garbage collected. ``lock=False`` opens it without (read-only use).
+
+    >>> with RunDir(tmp_path / "run") as rd:                # doctest: +SKIP
+    ...     if rd.begin(cfg, exclude=("output_dir",)) == "done": ...
+    ...     rd.log({"step": 1, "loss/train": 0.5}); rd.mark_complete()
+    """
+
+    def __init__(self, path: str | os.PathLike, wandb_log: bool = False, wandb_project: str = "actlab",
+                 lock: bool = True):
         self.path = Path(path)
+        if self.path.exists() and not self.path.is_dir():
+            raise ActlabError(f"output directory {self.path} is a file; give a directory")
         self.path.mkdir(parents=True, exist_ok=True)
+        self._lock = DirLock.acquire(self.path) if lock else None
+        if self._lock is not None:
+            self._remove_temp_files()
         self._wandb = None
         if wandb_log:
             self._wandb = _start_wandb(wandb_project, self.path)
+
+    # ownership
+    def close(self) -> None:
+        """Release the lock (and finish a W&B run left open)."""
+        if self._wandb is not None:
+            self._wandb.finish()
+            self._wandb = None
+        if self._lock is not None:
+            lock, self._lock = self._lock, None
+            lock.release()
+
+    def __del__(self):
+        lock, self._lock = getattr(self, "_lock", None), None
+        if lock is not None:
+            lock.release()
+
+    def __enter__(self) -> RunDir:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _remove_temp_files(self) -> None:
+        """Temp files of atomic writes (``.name.XXXX.tmp``) that a killed process left, here and one level down."""
+        for pat in (".*.tmp", "*/.*.tmp"):
+            for t in self.path.glob(pat):
+                if t.is_dir():
+                    shutil.rmtree(t, ignore_errors=True)
+                else:
+                    t.unlink(missing_ok=True)
+
+    def clear(self) -> None:
+        """Delete everything in the directory except its lock (to redo the run)."""
+        for p in self.path.iterdir():
+            if p.name == LOCK_FILE:
+                continue
+            if p.is_dir() and not p.is_symlink():
+                shutil.rmtree(p)
+            else:
+                p.unlink()
+
+    def begin(self, config: Any, *, exclude: Iterable[str] = (), defaults: Mapping | None = None,
+              overwrite: bool = False, progress: Iterable[str] = (), extra: Mapping | None = None) -> str:
+        """Start (or resume) the run of ``config``: :func:`run_state` under the lock, then act on it — ``"done"``:
+        nothing written; ``"redo"``: the directory is cleared first; else ``config.json`` is (re)written with
+        ``extra`` keys and the config's fingerprint. Returns the state. ``config.json`` records every field;
+        ``exclude`` names those that do not change results (they never make a run differ)."""
+        state = run_state(self.path, config, exclude=exclude, defaults=defaults, overwrite=overwrite,
+                          progress=progress)
+        if state == "done":
+            return state
+        if state == "redo":
+            self.clear()
+        elif state == "fresh":
+            for p in progress:  # e.g. a checkpoint of a config that no longer applies
+                q = self.path / p
+                if q.is_dir():
+                    shutil.rmtree(q)
+                else:
+                    q.unlink(missing_ok=True)
+            self.metrics_path.unlink(missing_ok=True)
+        if hasattr(config, "__dataclass_fields__"):
+            import dataclasses
+
+            config = dataclasses.asdict(config)
+        self.write_config({**config, **(extra or {}), "_fingerprint": config_fingerprint(config, exclude)})
+        return state
 
     # files
     def __truediv__(self, name: str) -> Path:
@@ -270,10 +609,13 @@ class RunDir:
 
     def log(self, row: Mapping[str, Any]) -> None:
         """Append one row to ``metrics.jsonl`` (flushed and fsynced; a line cut by a kill is skipped on read)."""
+        new = not self.metrics_path.exists()
         with open(self.metrics_path, "a", encoding="utf-8") as f:
             f.write(dumps(dict(row), indent=None) + "\n")
             f.flush()
             os.fsync(f.fileno())
+        if new:
+            os.chmod(self.metrics_path, file_mode())
         if self._wandb is not None:
             step = row.get("step")
             self._wandb.log({k: v for k, v in row.items() if k != "step"}, step=step)
@@ -282,9 +624,12 @@ class RunDir:
         return read_jsonl(self.metrics_path)
 
     def reset_metrics(self, keep_until_step: int | None = None) -> None:
-        """Drop logged rows (all, or those with ``step > keep_until_step``) — used when resuming from a checkpoint."""
-        rows = [] if keep_until_step is None else [r for r in self.metrics() if r.get("step", 0) <= keep_until_step]
-        atomic_write_jsonl(self.metrics_path, rows)
+        """Drop logged rows (all, or those with ``step > keep_until_step``) — called when a run starts or resumes
+        from a checkpoint of step ``keep_until_step``, so each step is in ``metrics.jsonl`` exactly once."""
+        if keep_until_step is None or keep_until_step <= 0:
+            self.metrics_path.unlink(missing_ok=True)
+            return
+        atomic_write_jsonl(self.metrics_path, [r for r in self.metrics() if r.get("step", 0) <= keep_until_step])
 
     def write_json(self, name: str, obj: Any) -> Path:
         return atomic_write_json(self.path / name, obj)

@@ -165,6 +165,7 @@ class IA2TrainConfig:
     # derived (filled in __post_init__, kept in config.json so evaluation can filter on them)
     family: str = field(default="", init=True, metadata={"cli": False})
     objective: str = field(default="", init=True, metadata={"cli": False})
+    overwrite: bool = field(default=False, metadata={"help": "redo a finished run whose recorded config differs"})
 
     #: keys of a run's config.json that are not options (``--config_path run/config.json`` skips them)
     CONFIG_FILE_IGNORE: ClassVar[tuple[str, ...]] = ("run_name", "run_dir", "parent_dir", "stage_objective",

@@ -6,7 +6,12 @@ label types (tok/a2t/t2a), LoRA types/ranks/alphas (LoRA), IA3 types (IA3), virt
 * Each run is ``python -m actlab.ia2.sweep '<config json>'`` in its own process; ``max_parallel`` at a time, worker
   slot i gets GPU ``i % n_gpus`` (``CUDA_VISIBLE_DEVICES``) when GPUs exist, else ``cpu_count // max_parallel``
   threads. Its output goes to ``{output_dir}/sweep_logs/{method}/{dataset}/{name}.log``.
-* Complete runs are skipped; a failing run is reported and the others go on.
+* Complete runs of the same config are skipped; a complete or started run whose recorded config differs is reported
+  (status ``differs``, with the fields) unless ``overwrite``; a run another process holds is reported (status
+  ``busy``, with its pid) and never gets a second worker; a failing run is reported and the others go on.
+* Workers die with the sweep: on Linux each one asks the kernel for SIGKILL when its parent dies
+  (``prctl(PR_SET_PDEATHSIG)``, also after a ``kill -9`` of the sweep); on any exit of the sweep (error, Ctrl-C,
+  SIGTERM) the running workers are terminated.
 * ``include_sequential`` adds ``a2t``/``t2a`` for each adapter family of the methods (and their parents ``act`` and
   ``tok`` if missing). Every a2t/t2a run waits for its parent when the parent is in the grid; a parent neither in the
   grid nor trained on disk is reported before anything starts (status ``blocked``). ``sequential_first`` puts every
@@ -19,6 +24,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -26,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from actlab.core.errors import ActlabError
-from actlab.core.io import atomic_write_json, is_complete, read_json
+from actlab.core.io import ConfigMismatch, atomic_write_json, is_complete, lock_holder, read_json
 from actlab.core.progress import progress
 from actlab.ia2 import naming
 from actlab.ia2.config import SEQUENTIAL, IA2TrainConfig, join_method, split_method
@@ -151,10 +157,20 @@ def sweep(cfg: SweepConfig) -> list[dict]:
         for c in grid:
             print(f"{rows[key[id(c)]]['status']:8s} {key[id(c)]}")
         return list(rows.values())
+    from actlab.ia2.trainer import run_status
+
     for c in jobs:
-        if is_complete(naming.run_dir(c)) and not c.force:
-            rows[key[id(c)]]["status"] = "skipped"
-            _fill_summary(rows[key[id(c)]])
+        row = rows[key[id(c)]]
+        holder = lock_holder(naming.run_dir(c))
+        if holder is not None:
+            row.update(status="busy", error=f"in use by {holder}")
+            continue
+        try:
+            if run_status(c) == "done":
+                row["status"] = "skipped"
+                _fill_summary(row)
+        except ConfigMismatch as e:
+            row.update(status="differs", error=str(e))
     pending = [c for c in jobs if rows[key[id(c)]]["status"] == "pending"]
     n_gpu = _gpu_count()
     threads = max(1, (os.cpu_count() or 1) // cfg.max_parallel)
@@ -164,6 +180,50 @@ def sweep(cfg: SweepConfig) -> list[dict]:
           f"{sum(r['status'] == 'blocked' for r in rows.values())} blocked), {cfg.max_parallel} worker(s)"
           + (f" on {n_gpu} GPU(s)" if n_gpu else ""), file=sys.stderr)
     bar = progress(total=len(pending), desc="ia2 sweep")
+    old_term = _terminate_on_sigterm()
+    try:
+        _run_jobs(cfg, pending, running, rows, key, parent_of, n_gpu, threads, bar)
+    finally:
+        _stop_workers(running)
+        if old_term is not None:
+            signal.signal(signal.SIGTERM, old_term)
+    bar.close()
+    result = list(rows.values())
+    print_summary(result)
+    out = Path(grid[0].output_dir) / "sweep_summary.json" if grid else None
+    if out is not None:
+        atomic_write_json(out, result)
+    return result
+
+
+def _terminate_on_sigterm():
+    """SIGTERM → SystemExit in the sweep (main thread only), so its ``finally`` stops the workers."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def handler(signum, frame):
+        raise SystemExit(128 + signum)
+
+    return signal.signal(signal.SIGTERM, handler)
+
+
+def _stop_workers(running: dict) -> None:
+    for _job, proc, _t0, _fh in running.values():
+        if proc.poll() is None:
+            proc.terminate()
+    for _job, proc, _t0, fh in running.values():
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        fh.close()
+    running.clear()
+
+
+def _run_jobs(cfg, pending, running, rows, key, parent_of, n_gpu, threads, bar) -> None:
     while pending or running:
         for slot in range(cfg.max_parallel):
             if slot in running:
@@ -193,17 +253,10 @@ def sweep(cfg: SweepConfig) -> list[dict]:
         # jobs whose parent failed/blocked can never run
         for c in list(pending):
             par = parent_of[key[id(c)]]
-            if par in rows and rows[par]["status"] in ("failed", "blocked"):
+            if par in rows and rows[par]["status"] in ("failed", "blocked", "busy", "differs"):
                 pending.remove(c)
                 rows[key[id(c)]].update(status="blocked", error=f"parent {rows[par]['status']}: {par}")
                 bar.update(1)
-    bar.close()
-    result = list(rows.values())
-    print_summary(result)
-    out = Path(grid[0].output_dir) / "sweep_summary.json" if grid else None
-    if out is not None:
-        atomic_write_json(out, result)
-    return result
 
 
 def _next_ready(pending, rows, key, parent_of):
@@ -227,8 +280,26 @@ def _launch(c: IA2TrainConfig, slot: int, n_gpu: int, threads: int):
     fh = open(log, "w", encoding="utf-8")  # noqa: SIM115 (closed when the process ends)
     kw = {k: v for k, v in c.to_dict().items() if k not in ("family", "objective")}
     proc = subprocess.Popen([sys.executable, "-m", "actlab.ia2.sweep", json.dumps(kw)], stdout=fh,
-                            stderr=subprocess.STDOUT, env=env)
+                            stderr=subprocess.STDOUT, env=env, preexec_fn=_die_with_parent(os.getpid()))
     return proc, time.perf_counter(), fh
+
+
+def _die_with_parent(parent: int):
+    """A ``preexec_fn`` (Linux): the worker gets SIGKILL when the sweep process dies, however it dies."""
+    if not sys.platform.startswith("linux"):
+        return None
+
+    def preexec() -> None:
+        import ctypes
+
+        try:
+            ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG = 1
+        except (OSError, AttributeError):
+            return
+        if os.getppid() != parent:  # the sweep died before prctl took effect
+            os._exit(1)
+
+    return preexec
 
 
 def _fill_summary(row: dict) -> None:
@@ -252,7 +323,8 @@ def print_summary(rows: list[dict]) -> None:
     widths = [max(len(t[i]) for t in table) for i in range(len(cols))]
     for t in table:
         print("  ".join(x.ljust(w) for x, w in zip(t, widths, strict=True)).rstrip())
-    counts = {s: sum(r["status"] == s for r in rows) for s in ("done", "skipped", "failed", "blocked")}
+    counts = {s: sum(r["status"] == s for r in rows) for s in ("done", "skipped", "failed", "blocked", "busy", "differs")}
+    counts = {k: v for k, v in counts.items() if v or k in ("done", "skipped", "failed", "blocked")}
     print(", ".join(f"{v} {k}" for k, v in counts.items()))
 
 

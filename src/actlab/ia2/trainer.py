@@ -10,15 +10,20 @@ epoch's end, early stop after ``patience`` evaluations without improvement → t
 (right padding, ``micro_batch_size`` per forward) instead of one by one; the loss is the batch mean, which is
 upstream's accumulated ``loss / 4``.
 
-A checkpoint (adapter, Adam state, best state, counters; safetensors) is written every ``checkpoint_every`` steps
-under ``{run}/checkpoint/``; rerunning the same command resumes from it. The finished run holds::
+A checkpoint (adapter, Adam state, best state, RNG state, counters: one safetensors file written atomically,
+:mod:`actlab.core.checkpoint`) is written every ``checkpoint_every`` steps under ``{run}/checkpoint/``; rerunning the
+same command resumes from it, with ``metrics.jsonl`` cut back to the checkpoint's step. One process owns a run
+directory (:class:`actlab.core.io.RunDir`): a second one on the same run exits with an error naming the first.
+A complete run is skipped on rerun if its recorded config has the same fingerprint (:data:`EXCLUDE` lists the fields
+that do not count); with another config it is an error listing the fields that differ, unless ``--overwrite``
+(redo it) or ``--force`` (always retrain). The finished run holds::
 
     {run}/adapter_model.safetensors  adapter_config.json    (PEFT save_pretrained)
     {run}/config.json                the full IA2TrainConfig + run_name/run_dir/parent_dir + _meta (versions, git sha)
     {run}/metrics.jsonl              per step: step, epoch, train/loss (+ train/act, train/ce, train/kl);
                                      per dev evaluation: dev/loss (+ dev/act, dev/ce, dev/kl), dev/best, dev/patience
     {run}/train_summary.json         best dev loss, steps, epochs, early_stopped, timings, target cache path
-    {run}/COMPLETE                   written last (a complete run is skipped on rerun unless --force)
+    {run}/COMPLETE                   written last (a complete run of the same config is skipped on rerun)
 """
 
 from __future__ import annotations
@@ -33,14 +38,19 @@ from pathlib import Path
 import torch
 
 from actlab.core import adapters
+from actlab.core import checkpoint as ckpt_io
 from actlab.core.errors import ActlabError
-from actlab.core.io import RunDir, is_complete, load_optimizer_tensors, load_tensors, optimizer_tensors, save_tensors
+from actlab.core.io import RunDir, dataclass_defaults, is_complete, load_optimizer_tensors, run_state, umask_modes
 from actlab.core.progress import progress
 from actlab.ia2 import losses, naming, targets
 from actlab.ia2.config import IA2TrainConfig
 
 CKPT_DIR = "checkpoint"
 CKPT_FILE = "state.safetensors"
+#: config fields that do not change a run's result (paths of outputs and caches, checkpoint cadence, batching of the
+#: same computation, logging); every other field is part of the run's fingerprint
+EXCLUDE = ("output_dir", "cache_dir", "device", "checkpoint_every", "micro_batch_size", "target_batch_size",
+           "wandb_log", "wandb_project", "force", "overwrite")
 
 
 # ------------------------------------------------------------------------------------------------------ data
@@ -94,25 +104,26 @@ def save_checkpoint(path: Path, model, opt, best_state: dict | None, counters: d
     tensors = {f"adapter.{k}": v for k, v in adapters.adapter_state(model).items()}
     if best_state is not None:
         tensors.update({f"best.{k}": v for k, v in best_state.items()})
-    ot, ometa = optimizer_tensors(opt)
-    tensors.update(ot)
-    save_tensors(path, tensors, {"counters": json.dumps(counters), "optimizer": ometa})
+    ckpt_io.save(path, tensors, step=counters["step"], optimizer=opt, extra={"counters": counters})
 
 
 def load_checkpoint(path: Path, model, opt) -> tuple[dict | None, dict] | None:
-    """Restore adapter + optimizer; returns ``(best_state, counters)``, or None if there is no usable checkpoint."""
-    if not path.exists():
+    """Restore adapter + optimizer (+ RNG); returns ``(best_state, counters)``, or None if there is no checkpoint."""
+    ck = ckpt_io.load(path, optimizer=opt)
+    if ck is None:
         return None
-    try:
-        tensors, meta = load_tensors(path)
-    except ActlabError:
-        print(f"ia2: checkpoint {path} is corrupt; starting the run over", file=sys.stderr)
-        return None
+    if ck.legacy:  # before actlab.core.checkpoint: the counters and optimizer state in the metadata, no RNG state
+        if "counters" not in ck.meta:
+            raise ActlabError(f"{path} is not an IA2 checkpoint; delete it to start the run over")
+        load_optimizer_tensors(opt, ck.tensors, ck.meta.get("optimizer") or ck.meta.get("param_groups"))
+        counters = json.loads(ck.meta["counters"])
+    else:
+        counters = ck.extra["counters"]
     dev = next(model.parameters()).device
-    adapters.load_adapter_state(model, {k[8:]: v.to(dev) for k, v in tensors.items() if k.startswith("adapter.")})
-    best = {k[5:]: v.to(dev) for k, v in tensors.items() if k.startswith("best.")} or None
-    load_optimizer_tensors(opt, tensors, meta.get("optimizer") or meta.get("param_groups"))
-    return best, json.loads(meta["counters"])
+    t = ck.tensors
+    adapters.load_adapter_state(model, {k[8:]: v.to(dev) for k, v in t.items() if k.startswith("adapter.")})
+    best = {k[5:]: v.to(dev) for k, v in t.items() if k.startswith("best.")} or None
+    return best, counters
 
 
 # ------------------------------------------------------------------------------------------------------ train
@@ -183,29 +194,54 @@ def prepare(cfg: IA2TrainConfig, model=None, tok=None):
     return peft_model, tok, items, tfile, from_cache
 
 
+def _fingerprint_kw(cfg: IA2TrainConfig) -> dict:
+    return {"exclude": EXCLUDE, "defaults": dataclass_defaults(IA2TrainConfig),
+            "overwrite": cfg.force or getattr(cfg, "overwrite", False), "progress": (CKPT_DIR,)}
+
+
+def run_status(cfg: IA2TrainConfig) -> str:
+    """What training ``cfg`` will do, without writing: ``done`` (complete with this config: skipped), ``resume``,
+    ``fresh``, ``redo`` (``--overwrite``/``--force``); a finished or started run of another config raises
+    :class:`actlab.core.io.ConfigMismatch` listing the fields that differ."""
+    if cfg.force:
+        return "redo"
+    return run_state(naming.run_dir(cfg), cfg.to_dict(), **_fingerprint_kw(cfg))
+
+
 def train(cfg: IA2TrainConfig, model=None, tok=None, return_model: bool = False):
-    """Train one run and return its directory (a complete run is skipped unless ``cfg.force``).
+    """Train one run and return its directory (a complete run of the same config is skipped unless ``cfg.force``;
+    one of another config is an error unless ``cfg.overwrite``).
 
     ``model``/``tok`` may be given (e.g. a micro model in tests); the model is wrapped by PEFT in place.
     ``return_model=True`` returns ``(path, peft_model)`` (``peft_model`` is None for a skipped run).
     """
     path = naming.run_dir(cfg)
-    if is_complete(path) and not cfg.force:
-        print(f"ia2: {path} is complete; skipped (use --force to retrain)", file=sys.stderr)
+    fp = _fingerprint_kw(cfg)
+    if run_status(cfg) == "done":
+        print(f"ia2: {path} is complete; skipped (same config; --force retrains it)", file=sys.stderr)
         return (path, None) if return_model else path
     t0 = time.perf_counter()
     peft_model, tok, items, tfile, from_cache = prepare(cfg, model, tok)
     t_targets = time.perf_counter() - t0
-    if cfg.force and path.exists():
-        shutil.rmtree(path)
+    with RunDir(path, wandb_log=cfg.wandb_log, wandb_project=cfg.wandb_project) as rd:
+        if cfg.force:
+            rd.clear()
+        parent = naming.parent_dir(cfg)
+        extra = {"run_name": naming.run_name(cfg), "run_dir": str(path),
+                 "parent_dir": None if parent is None else str(parent), "stage_objective": cfg.stage_objective,
+                 "target_cache": None if tfile is None else str(tfile),
+                 "adapter_modules": adapters.adapted_modules(peft_model)}  # what the role letters resolved to
+        if rd.begin(cfg.to_dict(), extra=extra, **fp) == "done":  # another process finished it meanwhile
+            print(f"ia2: {path} is complete; skipped (same config; --force retrains it)", file=sys.stderr)
+            return (path, None) if return_model else path
+        out = _train_run(cfg, rd, peft_model, tok, items, tfile, from_cache, t_targets)
+    return (out, peft_model) if return_model else out
+
+
+def _train_run(cfg: IA2TrainConfig, rd: RunDir, peft_model, tok, items, tfile, from_cache, t_targets) -> Path:
+    path = rd.path
     seed = _seed(cfg)
     torch.manual_seed(seed)
-    rd = RunDir(path, wandb_log=cfg.wandb_log, wandb_project=cfg.wandb_project)
-    parent = naming.parent_dir(cfg)
-    rd.write_config({**cfg.to_dict(), "run_name": naming.run_name(cfg), "run_dir": str(path),
-                     "parent_dir": None if parent is None else str(parent), "stage_objective": cfg.stage_objective,
-                     "target_cache": None if tfile is None else str(tfile),
-                     "adapter_modules": adapters.adapted_modules(peft_model)})  # what the role letters resolved to
     pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
     params = [p for p in peft_model.parameters() if p.requires_grad]
     opt = torch.optim.Adam(params, lr=cfg.lr)
@@ -221,10 +257,8 @@ def train(cfg: IA2TrainConfig, model=None, tok=None, return_model: bool = False)
     resumed = load_checkpoint(ckpt, peft_model, opt)
     if resumed is not None:
         best_state, counters = resumed
-        rd.reset_metrics(keep_until_step=counters["step"])
         print(f"ia2: resuming {path.name} from step {counters['step']}", file=sys.stderr)
-    else:
-        rd.reset_metrics()
+    rd.reset_metrics(keep_until_step=counters["step"])  # each step exactly once in metrics.jsonl
     peft_model.train()
     bar = progress(total=total, desc=f"{cfg.training_method} {path.name}", initial=counters["step"])
     step = counters["step"]
@@ -280,9 +314,9 @@ def train(cfg: IA2TrainConfig, model=None, tok=None, return_model: bool = False)
                "n_train": n, "n_dev": len(dev_items),
                "trainable_params": sum(p.numel() for p in params)}
     rd.write_json("train_summary.json", summary)
-    shutil.rmtree(rd.path / CKPT_DIR, ignore_errors=True)
     rd.mark_complete(summary)
-    return (rd.path, peft_model) if return_model else rd.path
+    shutil.rmtree(rd.path / CKPT_DIR, ignore_errors=True)
+    return rd.path
 
 
 def _save_adapter(model, path: Path) -> None:
@@ -292,6 +326,7 @@ def _save_adapter(model, path: Path) -> None:
     tmp = path / ".adapter.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(str(tmp), safe_serialization=True)
+    umask_modes(tmp.iterdir())
     for f in tmp.iterdir():
         os.replace(f, path / f.name)
     shutil.rmtree(tmp, ignore_errors=True)

@@ -99,12 +99,16 @@ def build_cache(cfg: CacheConfig) -> Path:
     rows = load_rows(cfg.dataset, cfg.split, cfg.num_samples, cfg.seed)
     ref_lm, tok = load(cfg.ref_model, dtype=cfg.dtype, device=cfg.device)
     data = tokenize(rows, tok, cfg.seq_length, cfg.max_prompt_length, cfg.loss)
+    from actlab.core.io import DirLock  # one process writes a cache file (a second one exits naming the first)
+
+    lock = DirLock.acquire(path.parent, lock_file=path.with_name(path.name + ".lock"), what="cache file")
     tensors, vocab = reference_outputs(ref_lm, data, cfg.topk, cfg.batch_size)
     meta = {"format": FORMAT, "version": VERSION, "ref_model": cfg.ref_model, "dataset": cfg.dataset,
             "split": cfg.split, "num_samples": len(data), "seq_length": cfg.seq_length,
             "max_prompt_length": cfg.max_prompt_length, "loss": cfg.loss, "topk": cfg.topk, "vocab_size": vocab,
             "seed": cfg.seed, "ids_sha256": data.ids_hash()}
     save_tensors(path, tensors, metadata=meta)
+    lock.release()
     return path
 
 

@@ -148,6 +148,7 @@ class TrainConfig:
     ref_model: str | None = field(default=None, metadata={
         "help": "a live reference model instead of the frozen head (slow; train(cfg, ref_model=...))"})
     loss: LossConfig = field(default_factory=LossConfig, metadata={"file_key": "loss_config"})
+    overwrite: bool = field(default=False, metadata={"help": "redo a finished run whose recorded config differs"})
 
     def __post_init__(self):
         if isinstance(self.loss, dict):

@@ -3,9 +3,12 @@
     actlab iav train --model_name_or_path tiny --dataset syn_hh --num_epochs 1 --batch_size 8 --learning_rate 5e-3
     accelerate launch --num_processes 2 -m actlab.cli.main iav train ...     # data-parallel (also on CPU)
 
-Run directory ``output_dir``: ``config.json``, ``metrics.jsonl`` (slash names), ``checkpoint/`` (heads, optimizer and
-scheduler state as safetensors + ``state.json``, written every ``save_steps``; a killed run resumes from it),
-``heads/`` (the final heads: :meth:`IAVModel.save_pretrained`), ``COMPLETE``.
+Run directory ``output_dir``: ``config.json``, ``metrics.jsonl`` (slash names), ``checkpoint.safetensors`` (heads,
+optimizer, scheduler and RNG state and the step in one atomically written file, :mod:`actlab.core.checkpoint`,
+every ``save_steps``; a killed run resumes from it, with ``metrics.jsonl`` cut back to its step), ``heads/`` (the
+final heads: :meth:`IAVModel.save_pretrained`), ``COMPLETE``. One process owns the directory (the main one under
+``accelerate launch``); a complete run is skipped on rerun only if its recorded config has the same fingerprint
+(:data:`EXCLUDE` lists the fields that do not count), else it is an error listing the fields, or ``--overwrite``.
 
 The reference is, in order: ``--cache_file`` (cached reference outputs), ``--ref_model`` (a live second model — slow,
 kept for comparison), or the frozen copy of ``lm_head`` (exact, since the backbone is frozen; the default).
@@ -26,7 +29,10 @@ from actlab.core.errors import ActlabError
 from actlab.iav.config import TrainConfig
 from actlab.iav.loss import Packed, Side, corrected_loss_packed, iav_loss
 
-CKPT = "checkpoint"
+CKPT = "checkpoint"  # the checkpoint directory of older actlab versions (still resumed)
+CKPT_FILE = "checkpoint.safetensors"
+#: config fields that do not change the trained heads
+EXCLUDE = ("output_dir", "save_steps", "eval_steps", "wandb", "device", "overwrite")
 
 
 # -------------------------------------------------------------------------------------------- batch → loss
@@ -130,30 +136,29 @@ def adamw(params, lr: float, weight_decay: float = 0.01) -> torch.optim.AdamW:
 
 
 def save_checkpoint(path: Path, iav, opt, sched, state: dict) -> None:
-    """Write ``checkpoint/`` atomically: a temp dir renamed into place (a kill leaves the previous one intact)."""
-    from actlab.core.io import atomic_write_json, optimizer_tensors, save_tensors
+    """Write ``checkpoint.safetensors`` (heads, optimizer, scheduler, RNG, step) as one atomic file."""
+    from actlab.core import checkpoint as ckpt_io
 
-    path = Path(path)
-    tmp = path / f".{CKPT}.tmp"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir()
-    save_tensors(tmp / "heads.safetensors", iav.head_state())
-    ot, ometa = optimizer_tensors(opt)
-    save_tensors(tmp / "optimizer.safetensors", ot, {"optimizer": ometa})
-    atomic_write_json(tmp / "state.json", {**state, "scheduler": sched.state_dict()})
-    final = path / CKPT
-    old = path / f".{CKPT}.old"
-    if old.exists():
-        shutil.rmtree(old)
-    if final.exists():
-        os.replace(final, old)
-    os.replace(tmp, final)
-    if old.exists():
-        shutil.rmtree(old)
+    ckpt_io.save(Path(path) / CKPT_FILE, iav.head_state(), step=state["global_step"], optimizer=opt, scheduler=sched,
+                 extra=state)
 
 
 def load_checkpoint(path: Path, iav, opt, sched) -> dict | None:
+    """Restore heads, optimizer, scheduler and RNG from ``path``'s checkpoint; the saved state (``global_step``,
+    ``epoch``), or None if there is none."""
+    from actlab.core import checkpoint as ckpt_io
+
+    ck = ckpt_io.load(Path(path) / CKPT_FILE, optimizer=opt, scheduler=sched)
+    if ck is None:
+        return _load_legacy_checkpoint(path, iav, opt, sched)
+    if ck.legacy:
+        raise ActlabError(f"{ck.path} is not an IAV checkpoint; delete it to start the run over")
+    iav.load_head_state(ck.tensors, source=str(ck.path))
+    return ck.extra
+
+
+def _load_legacy_checkpoint(path: Path, iav, opt, sched) -> dict | None:
+    """``checkpoint/`` of older actlab versions: heads, optimizer (safetensors) and ``state.json``."""
     from actlab.core.io import load_optimizer_tensors, load_tensors, read_json
 
     d = Path(path) / CKPT
@@ -174,13 +179,6 @@ def load_checkpoint(path: Path, iav, opt, sched) -> dict | None:
 
 
 # ----------------------------------------------------------------------------------------------------- train
-def _config_key(cfg: TrainConfig) -> dict:
-    d = dataclasses.asdict(cfg)
-    for k in ("output_dir", "save_steps", "eval_steps", "wandb", "device"):
-        d.pop(k, None)
-    return d
-
-
 def _mean_metrics(rows: list[dict]) -> dict:
     keys = rows[0].keys()
     return {k: float(sum(float(r[k]) for r in rows) / len(rows)) for k in keys}
@@ -201,20 +199,26 @@ def train(cfg: TrainConfig, ref_model: str | None = None, kill_after_steps: int 
     from accelerate import Accelerator
     from transformers import get_linear_schedule_with_warmup
 
-    from actlab.core.io import COMPLETE, RunDir
+    from actlab.core.io import RunDir, dataclass_defaults, run_state
     from actlab.core.models import load
-    from actlab.core.progress import progress
     from actlab.iav.cache import load_cache, regenerate_hint
     from actlab.iav.data import load_rows, tokenize
     from actlab.iav.model import IAVModel
 
+    if hasattr(cfg, "ref_model"):  # the live reference is part of the config (and of its fingerprint)
+        if ref_model is None:
+            ref_model = cfg.ref_model
+        elif cfg.ref_model != ref_model:
+            cfg = dataclasses.replace(cfg, ref_model=ref_model)
     acc = Accelerator(cpu=cfg.device == "cpu", gradient_accumulation_steps=cfg.grad_accum)
     if acc.device.type == "cpu":
         keep_freed_memory()
     out = Path(cfg.output_dir)
-    if (out / COMPLETE).exists():
+    fp = {"exclude": EXCLUDE, "defaults": dataclass_defaults(TrainConfig), "overwrite": getattr(cfg, "overwrite", False),
+          "progress": (CKPT_FILE, CKPT)}
+    if run_state(out, cfg, **fp) == "done":
         if acc.is_main_process:
-            print(f"{out} is complete; nothing to do (delete it to retrain)")
+            print(f"{out} is complete with this config; nothing to do")
         return out
     # data first: bad input fails before anything is written
     rows = load_rows(cfg.dataset, "train", cfg.num_train_samples, cfg.seed)
@@ -246,22 +250,35 @@ def train(cfg: TrainConfig, ref_model: str | None = None, kill_after_steps: int 
     raw_opt = opt
     wrapped, opt = acc.prepare(iav, opt)  # DDP over the trainable heads when launched with several processes
 
-    run = RunDir(out, wandb_log=cfg.wandb and acc.is_main_process) if acc.is_main_process else None
-    state = {"global_step": 0, "epoch": 0}
-    if (out / CKPT / "state.json").exists():
-        from actlab.core.io import read_json
-
-        old = read_json(out / "config.json") if (out / "config.json").exists() else {}
-        if {k: v for k, v in old.items() if k in _config_key(cfg)} != _config_key(cfg):
-            raise ActlabError(f"{out} holds a checkpoint of a run with other settings; use another --output_dir "
-                              "or delete it")
-        state = load_checkpoint(out, iav, raw_opt, sched) or state
+    run = None
+    if acc.is_main_process:
+        run = RunDir(out, wandb_log=cfg.wandb)
+        extra = {"world_size": world, "trainable_params": iav.num_trainable()}
+        if not hasattr(cfg, "ref_model"):
+            extra["ref_model"] = ref_model
+        if run.begin(cfg, extra=extra, **fp) == "done":
+            run.close()  # another process finished it meanwhile
+            return out
+    acc.wait_for_everyone()
+    try:
+        _loop(cfg, acc, run, out, iav, wrapped, opt, raw_opt, sched, params, data, val, cache, ref_lm, total,
+              steps_per_epoch, kill_after_steps)
+    finally:
         if run is not None:
-            run.reset_metrics(keep_until_step=state["global_step"])
+            run.close()
+    return out
+
+
+def _loop(cfg, acc, run, out, iav, wrapped, opt, raw_opt, sched, params, data, val, cache, ref_lm, total,
+          steps_per_epoch, kill_after_steps) -> None:
+    from actlab.core.progress import progress
+
+    world = acc.num_processes
+    state = load_checkpoint(out, iav, raw_opt, sched) or {"global_step": 0, "epoch": 0}
+    if run is not None:
+        run.reset_metrics(keep_until_step=state["global_step"])  # each step exactly once in metrics.jsonl
+        if state["global_step"]:
             print(f"resuming {out} from step {state['global_step']}")
-    elif run is not None:
-        run.write_config({**dataclasses.asdict(cfg), "ref_model": ref_model, "world_size": world,
-                          "trainable_params": iav.num_trainable()})
     acc.wait_for_everyone()
 
     step = state["global_step"]
@@ -309,7 +326,7 @@ def train(cfg: TrainConfig, ref_model: str | None = None, kill_after_steps: int 
         bar.close()
     if run is not None:
         iav.save_pretrained(out / "heads", extra={"train_config": dataclasses.asdict(cfg)})
-        shutil.rmtree(out / CKPT, ignore_errors=True)
         run.mark_complete()
+        (out / CKPT_FILE).unlink(missing_ok=True)
+        shutil.rmtree(out / CKPT, ignore_errors=True)
     acc.wait_for_everyone()
-    return out

@@ -92,6 +92,7 @@ class ICAEConfig:
     predictions_dir: str | None = field(default=None, metadata={"help": "default: <output_dir>/predictions"})
     threads: int = field(default=0, metadata={"help": "torch CPU threads (0: leave as is)"})
     wandb: bool = field(default=False, metadata={"help": "log to Weights & Biases"})
+    overwrite: bool = field(default=False, metadata={"help": "redo a finished run whose recorded config differs"})
 
     def __post_init__(self) -> None:
         check_choice("model_type", self.model_type, MODEL_TYPES)

@@ -1,9 +1,11 @@
 """ICAE training: pretraining (AE + LM mixed by ``lm_ratio``) and fine-tuning (QA, RepoQA, trajectories).
 
 Only the encoder's LoRA and the memory-token embeddings train; the decoder (the base with the adapter disabled)
-stays frozen. Runs are resumable: ``checkpoint.safetensors`` every ``save_steps`` (weights, AdamW moments, RNG state
-and step; a resumed run ends as an uninterrupted one would), the final weights are ``icae.safetensors`` and
-``COMPLETE`` marks the end.
+stays frozen. Runs are resumable: ``checkpoint.safetensors`` every ``save_steps`` (weights, AdamW moments, scheduler,
+RNG state and step in one atomically written file, :mod:`actlab.core.checkpoint`; a resumed run ends as an
+uninterrupted one would and ``metrics.jsonl`` is cut back to the checkpoint's step), the final weights are
+``icae.safetensors`` and ``COMPLETE`` marks the end. One process owns a run directory; a complete run is skipped on
+rerun only if its recorded config has the same fingerprint (else an error listing the fields, or ``--overwrite``).
 """
 
 from __future__ import annotations
@@ -16,13 +18,17 @@ from pathlib import Path
 
 import torch
 
+from actlab.core import checkpoint as ckpt_io
 from actlab.core.errors import ActlabError
-from actlab.core.io import RunDir, load_optimizer_tensors, load_tensors, optimizer_tensors, read_json, save_tensors
+from actlab.core.io import RunDir, dataclass_defaults, load_optimizer_tensors, read_json, run_state
 from actlab.core.progress import progress
 from actlab.icae.config import ICAEConfig
 from actlab.icae.model import ICAE, Memory, Prefill, SimpleLLM
 
 CKPT = "checkpoint.safetensors"
+#: config fields that do not change a training run's result (outputs, logging, inference/demo-only options)
+EXCLUDE = ("output_dir", "device", "threads", "wandb", "logging_steps", "save_steps", "batch_size",
+           "max_new_tokens", "predictions_dir", "demo_finetune_steps", "num_eval_samples", "overwrite")
 
 
 def build_model(cfg: ICAEConfig, base=None, tok=None):
@@ -61,28 +67,29 @@ def train_loop(icae: ICAE, cfg: ICAEConfig, run: RunDir, step_loss: Callable[[in
     """
     params = icae.trainable_parameters()
     opt = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
-    start = 0
-    ck = Path(run.path) / CKPT
-    legacy = Path(run.path) / "checkpoint.json"  # before session 3: the step in a side file, no optimizer state
-    if ck.exists():
-        tensors, meta = load_tensors(ck)
-        if "step" in meta or legacy.exists():
-            icae.load(ck)
-            start = int(meta["step"]) if "step" in meta else int(read_json(legacy)["step"])
-            if meta.get("optimizer"):
-                load_optimizer_tensors(opt, tensors, meta["optimizer"])
-            if "rng.torch" in tensors:
-                torch.set_rng_state(tensors["rng.torch"])
-            run.reset_metrics(keep_until_step=start)
-    if start == 0:
-        torch.manual_seed(cfg.seed)  # LoRA dropout; a resumed run restores the checkpoint's RNG state instead
     for g in opt.param_groups:
         g.setdefault("initial_lr", cfg.learning_rate)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg), last_epoch=start - 1)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg))
+    torch.manual_seed(cfg.seed)  # LoRA dropout; a resumed run restores the checkpoint's RNG state instead
+    start, acc = 0, {}
+    ck = Path(run.path) / CKPT
+    legacy = Path(run.path) / "checkpoint.json"  # older actlab: the step in a side file, no optimizer state
+    loaded = ckpt_io.load(ck, optimizer=opt, scheduler=sched)
+    if loaded is not None and not loaded.legacy:
+        icae.load(ck)
+        start, acc = loaded.step, loaded.extra.get("acc", {})
+    elif loaded is not None and ("step" in loaded.meta or legacy.exists()):  # before actlab.core.checkpoint
+        icae.load(ck)
+        start = int(loaded.meta["step"]) if "step" in loaded.meta else int(read_json(legacy)["step"])
+        if loaded.meta.get("optimizer"):
+            load_optimizer_tensors(opt, loaded.tensors, loaded.meta["optimizer"])
+        if "rng.torch" in loaded.tensors:
+            torch.set_rng_state(loaded.tensors["rng.torch"])
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg), last_epoch=start - 1)
+    run.reset_metrics(keep_until_step=start)  # each step exactly once in metrics.jsonl
     icae.train()
     t0 = time.perf_counter()
     last: dict = {}
-    acc: dict[str, list[float]] = {}
     bar = progress(total=cfg.max_steps, desc=desc, initial=start)
     for step in range(start, cfg.max_steps):
         rng = random.Random(cfg.seed * 1_000_003 + step)
@@ -106,24 +113,44 @@ def train_loop(icae: ICAE, cfg: ICAEConfig, run: RunDir, step_loss: Callable[[in
             run.log(last)
             acc = {}
         if cfg.save_steps and (step + 1) % cfg.save_steps == 0 and step + 1 < cfg.max_steps:
-            ot, ometa = optimizer_tensors(opt)
-            save_tensors(ck, {**icae.trainable_state(), **ot, "rng.torch": torch.get_rng_state()},
-                         {**icae.fingerprint(), "step": str(step + 1), "optimizer": ometa})
+            ckpt_io.save(ck, icae.trainable_state(), step=step + 1, optimizer=opt, scheduler=sched,
+                         extra={"acc": acc, "fingerprint": icae.fingerprint()})
             legacy.unlink(missing_ok=True)
     bar.close()
     icae.eval()
     final = icae.save(Path(run.path))
-    for p in (ck, legacy):
-        if p.exists():
-            p.unlink()
     return {"weights": final, **last}
 
 
-def _open_run(cfg: ICAEConfig, sub: str) -> RunDir:
-    run = RunDir(Path(cfg.output_dir) / sub, wandb_log=cfg.wandb and not (Path(cfg.output_dir) / sub / "COMPLETE").exists())
-    if not run.is_complete():
-        run.write_config(cfg)
+def _finish(run: RunDir, info: dict) -> dict:
+    run.mark_complete(info)
+    for p in (CKPT, "checkpoint.json"):
+        (Path(run.path) / p).unlink(missing_ok=True)
+    return info
+
+
+def _run_kw(cfg: ICAEConfig, sub: str) -> dict:
+    exclude = EXCLUDE + (("task",) if sub == "pretrain" else ())  # pretraining is AE + LM whatever the task
+    return {"exclude": exclude, "defaults": dataclass_defaults(ICAEConfig),
+            "overwrite": getattr(cfg, "overwrite", False), "progress": (CKPT, "checkpoint.json")}
+
+
+def _done(cfg: ICAEConfig, sub: str) -> bool:
+    """A complete run of this config (checked before anything is loaded; another config raises)."""
+    return run_state(Path(cfg.output_dir) / sub, cfg, **_run_kw(cfg, sub)) == "done"
+
+
+def _open_run(cfg: ICAEConfig, sub: str) -> RunDir | None:
+    """Take the run directory (lock) and record the config; None if it is complete with this config."""
+    run = RunDir(Path(cfg.output_dir) / sub, wandb_log=cfg.wandb)
+    if run.begin(cfg, **_run_kw(cfg, sub)) == "done":
+        run.close()
+        return None
     return run
+
+
+def _skipped(cfg: ICAEConfig, sub: str) -> dict:
+    return {"weights": str(Path(cfg.output_dir) / sub / "icae.safetensors"), "skipped": True}
 
 
 # -------------------------------------------------------------------------------------------------- pretrain
@@ -133,10 +160,9 @@ def pretrain(cfg: ICAEConfig, icae: ICAE | None = None) -> dict:
 
     if cfg.model_type != "icae":
         raise ActlabError("pretrain needs model_type: icae (SimpleLLM has nothing to pretrain)")
+    if _done(cfg, "pretrain"):
+        return _skipped(cfg, "pretrain")
     texts = load_pretrain(cfg, "train")
-    run = _open_run(cfg, "pretrain")
-    if run.is_complete():
-        return {"weights": str(Path(run.path) / "icae.safetensors"), "skipped": True}
     icae = icae or build_model(cfg)
     ids = [icae.tok(t, add_special_tokens=False)["input_ids"] for t in texts]
     ids = [x for x in ids if x]
@@ -165,9 +191,11 @@ def pretrain(cfg: ICAEConfig, icae: ICAE | None = None) -> dict:
             out[f"{kind.lower()}_loss"] = float(part.detach())
         return {"loss": loss, **out}
 
-    info = train_loop(icae, cfg, run, step_loss, "icae pretrain")
-    run.mark_complete(info)
-    return info
+    run = _open_run(cfg, "pretrain")
+    if run is None:
+        return _skipped(cfg, "pretrain")
+    with run:
+        return _finish(run, train_loop(icae, cfg, run, step_loss, "icae pretrain"))
 
 
 # -------------------------------------------------------------------------------------------------- finetune
@@ -191,12 +219,12 @@ def finetune(cfg: ICAEConfig, icae: ICAE | None = None) -> dict:
     """Fine-tune ICAE (from ``checkpoint_path``) on ``task``: qa (SQuAD), repoqa, trajectories (turn by turn)."""
     if cfg.model_type != "icae":
         raise ActlabError("finetune needs model_type: icae (SimpleLLM is the frozen full-context baseline)")
-    run = _open_run(cfg, f"finetune_{cfg.task}")
-    if run.is_complete():
-        return {"weights": str(Path(run.path) / "icae.safetensors"), "skipped": True}
+    sub = f"finetune_{cfg.task}"
+    if _done(cfg, sub):
+        return _skipped(cfg, sub)
     icae = icae or build_model(cfg)
     if cfg.task == "trajectories":
-        return _finetune_trajectories(cfg, icae, run)
+        return _finetune_trajectories(cfg, icae, sub)
     samples = _ft_samples(cfg, icae.tok)
     if not samples:
         raise ActlabError(f"no training samples for task {cfg.task!r}")
@@ -208,9 +236,11 @@ def finetune(cfg: ICAEConfig, icae: ICAE | None = None) -> dict:
         pre = icae.decoder_rows(mem, "FT", [samples[i]["prompt"] for i in idx], [samples[i]["target"] for i in idx])
         return {"loss": icae.loss(pre)}
 
-    info = train_loop(icae, cfg, run, step_loss, f"icae finetune {cfg.task}")
-    run.mark_complete(info)
-    return info
+    run = _open_run(cfg, sub)
+    if run is None:
+        return _skipped(cfg, sub)
+    with run:
+        return _finish(run, train_loop(icae, cfg, run, step_loss, f"icae finetune {cfg.task}"))
 
 
 # ------------------------------------------------------------------------------------------------ trajectories
@@ -256,7 +286,7 @@ def chunk_embeds(icae: ICAE, chunk: dict, pos: int, detach_memory: bool = False)
     return emb, pids, pos + len(chunk["ids"])
 
 
-def _finetune_trajectories(cfg: ICAEConfig, icae: ICAE, run: RunDir) -> dict:
+def _finetune_trajectories(cfg: ICAEConfig, icae: ICAE, sub: str) -> dict:
     """Turn by turn with accumulated compressed memory; earlier memory is detached (1-turn truncated BPTT)."""
     from actlab.icae.data import trajectories
 
@@ -294,6 +324,8 @@ def _finetune_trajectories(cfg: ICAEConfig, icae: ICAE, run: RunDir) -> dict:
             pos += len(ch["ids"])
         return {"loss": torch.tensor(total / max(1, n_turns)), "turns": n_turns}
 
-    info = train_loop(icae, cfg, run, step_loss, "icae finetune trajectories")
-    run.mark_complete(info)
-    return info
+    run = _open_run(cfg, sub)
+    if run is None:
+        return _skipped(cfg, sub)
+    with run:
+        return _finish(run, train_loop(icae, cfg, run, step_loss, "icae finetune trajectories"))

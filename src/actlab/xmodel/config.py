@@ -141,6 +141,7 @@ class ExtractConfig:
     shard_size: int = field(default=XModelConfig.shard_size, metadata={"help": "texts per shard"})
     batch_size: int = field(default=XModelConfig.batch_size, metadata={"help": "texts per forward"})
     seed: int = field(default=XModelConfig.seed, metadata={"help": "seed (text order, held-out split)"})
+    overwrite: bool = field(default=False, metadata={"help": "replace shards of another extraction in --out"})
 
     def __post_init__(self) -> None:
         check_pair(self.model_a, self.model_b)

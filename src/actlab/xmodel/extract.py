@@ -13,11 +13,18 @@ Activations are read with :func:`actlab.core.capture.capture` at ``block_output`
 :func:`extract_pairs` writes safetensors shards (``shard-00000.safetensors`` holding ``a``: ``[La, n, da]`` and
 ``b``: ``[Lb, n, db]``) plus ``pairs.json``; finished shards are skipped on rerun (resumable), and shards are split
 over processes when launched by ``torchrun`` / ``accelerate launch`` (``RANK``/``WORLD_SIZE``).
+``extract.json`` records what the shards are (models, widths, pooling, layers, texts' sha256, sizes, split, seed)
+before the first shard is written, and every shard carries its fingerprint: a directory holding shards of another
+extraction is an error listing what differs (``overwrite=True`` deletes them and starts over), and
+:func:`load_pairs` refuses a directory whose shards do not all belong to its ``pairs.json``. One process owns the
+directory while it extracts (rank 0 under ``torchrun``; :class:`actlab.core.io.DirLock`).
 A held-out split is fixed by the text index (a seeded permutation), so every run sees the same test rows.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import time
 from collections.abc import Sequence
@@ -30,12 +37,22 @@ import torch
 from actlab.core import arch
 from actlab.core.capture import capture
 from actlab.core.errors import ActlabError, check_choice
-from actlab.core.io import atomic_write_json, load_tensors, read_json, save_tensors
+from actlab.core.io import (
+    ConfigMismatch,
+    DirLock,
+    atomic_write_json,
+    config_fingerprint,
+    diff_configs,
+    load_tensors,
+    read_json,
+    save_tensors,
+)
 from actlab.core.models import encode, model_inputs
 from actlab.core.progress import progress
 
 POOLINGS = ("last", "mean", "tokens")
 PAIRS_FILE = "pairs.json"
+RECORD_FILE = "extract.json"
 
 
 def _layers(model, layers: Sequence[int] | None) -> list[int]:
@@ -175,20 +192,88 @@ def _dist():
     return rank, world
 
 
+def _texts_sha(texts: Sequence[str]) -> str:
+    return hashlib.sha256(json.dumps(list(texts), ensure_ascii=False).encode()).hexdigest()
+
+
+def _recorded(out: Path) -> dict | None:
+    """What the directory's shards were extracted with: ``extract.json``, or (older actlab) ``pairs.json``."""
+    if (out / RECORD_FILE).exists():
+        return read_json(out / RECORD_FILE)
+    if (out / PAIRS_FILE).exists():
+        return read_json(out / PAIRS_FILE)
+    return None
+
+
+def _check_dir(out: Path, want: dict, overwrite: bool, clear: bool) -> None:
+    """Shards already in ``out`` must come from the same extraction; else error, or with ``overwrite`` delete them."""
+    old = _recorded(out)
+    shards = sorted(out.glob("shard-*.safetensors"))
+    if old is None:
+        diff = ["extract.json: missing, shards of unknown origin"] if shards else []
+    else:  # fields an older record lacks (texts_sha256, ...) are not held against it
+        diff = diff_configs(old, want, defaults={k: v for k, v in want.items() if k not in old})
+    if not diff:
+        return
+    if not overwrite:
+        raise ConfigMismatch(f"{out} holds activations of another extraction ({'; '.join(diff[:8])}); use "
+                             "--overwrite to replace them, or another output directory")
+    if clear:
+        for p in [*shards, out / PAIRS_FILE, out / RECORD_FILE]:
+            p.unlink(missing_ok=True)
+
+
 def extract_pairs(model_a, tok_a, model_b, tok_b, texts: Sequence[str], out_dir: str | Path, *,
                   layers_a: Sequence[int] | None = None, layers_b: Sequence[int] | None = None,
                   pooling: str = "last", shard_size: int = 256, batch_size: int = 16, heldout: float = 0.2,
-                  seed: int = 0, names: tuple[str, str] = ("A", "B")) -> Path:
-    """Write paired activations of ``texts`` as shards under ``out_dir``; resumable and shardable over processes."""
+                  seed: int = 0, names: tuple[str, str] = ("A", "B"), overwrite: bool = False) -> Path:
+    """Write paired activations of ``texts`` as shards under ``out_dir``; resumable and shardable over processes.
+
+    Shards of another extraction in ``out_dir`` are an error listing what differs, unless ``overwrite``."""
     check_choice("pooling", pooling, POOLINGS)
     if len(texts) == 0:
         raise ActlabError("no texts to extract activations from")
     la, lb = _layers(model_a, layers_a), _layers(model_b, layers_b)
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    if out.exists() and not out.is_dir():
+        raise ActlabError(f"output directory {out} is a file; give a directory")
+    want = {"models": list(names), "d_a": arch.hidden_size(model_a), "d_b": arch.hidden_size(model_b),
+            "pooling": pooling, "layers_a": la, "layers_b": lb, "n_texts": len(texts), "texts_sha256": _texts_sha(texts),
+            "shard_size": shard_size, "heldout": heldout, "seed": seed}
+    fingerprint = config_fingerprint(want)
     rank, world = _dist()
+    if out.exists():
+        _check_dir(out, want, overwrite, clear=False)  # every rank: the same error everywhere, before any write
+    lock = DirLock.acquire(out, what="pairs directory") if rank == 0 else None
+    try:
+        if rank == 0:
+            for tmp in out.glob(".*.tmp"):  # writes cut by a kill; the other ranks write only after the barrier
+                tmp.unlink()
+            _check_dir(out, want, overwrite, clear=True)
+            atomic_write_json(out / RECORD_FILE, {**want, "fingerprint": fingerprint})
+        if world > 1:
+            import torch.distributed as dist
+
+            dist.barrier()
+        t0 = time.perf_counter()
+        _extract_shards(model_a, tok_a, model_b, tok_b, texts, out, la, lb, pooling, shard_size, batch_size, rank,
+                        world, fingerprint)
+        if rank == 0:
+            atomic_write_json(out / PAIRS_FILE, {
+                "models": list(names), "pooling": pooling, "layers_a": la, "layers_b": lb, "n_texts": len(texts),
+                "n_shards": (len(texts) + shard_size - 1) // shard_size, "shard_size": shard_size,
+                "heldout": heldout, "seed": seed, "d_a": want["d_a"], "d_b": want["d_b"], "world_size": world,
+                "texts_sha256": want["texts_sha256"], "fingerprint": fingerprint,
+                "seconds_rank0": round(time.perf_counter() - t0, 3)})
+    finally:
+        if lock is not None:
+            lock.release()
+    return out
+
+
+def _extract_shards(model_a, tok_a, model_b, tok_b, texts, out: Path, la, lb, pooling, shard_size, batch_size, rank,
+                    world, fingerprint: str) -> None:
     n_shards = (len(texts) + shard_size - 1) // shard_size
-    t0 = time.perf_counter()
     mine = [s for s in range(n_shards) if s % world == rank]
     for s in progress(mine, total=len(mine), desc=f"extract (rank {rank}/{world})"):
         path = out / f"shard-{s:05d}.safetensors"
@@ -202,18 +287,11 @@ def extract_pairs(model_a, tok_a, model_b, tok_b, texts: Sequence[str], out_dir:
             a = pooled_activations(model_a, tok_a, chunk, la, pooling, batch_size)
             b = pooled_activations(model_b, tok_b, chunk, lb, pooling, batch_size)
             idx = torch.arange(s * shard_size, s * shard_size + len(chunk))
-        save_tensors(path, {"a": a, "b": b, "text_index": idx}, {"rank": str(rank)})
+        save_tensors(path, {"a": a, "b": b, "text_index": idx}, {"rank": str(rank), "fingerprint": fingerprint})
     if world > 1:
         import torch.distributed as dist
 
         dist.barrier()
-    if rank == 0:
-        atomic_write_json(out / PAIRS_FILE, {
-            "models": list(names), "pooling": pooling, "layers_a": la, "layers_b": lb, "n_texts": len(texts),
-            "n_shards": n_shards, "shard_size": shard_size, "heldout": heldout, "seed": seed,
-            "d_a": arch.hidden_size(model_a), "d_b": arch.hidden_size(model_b), "world_size": world,
-            "seconds_rank0": round(time.perf_counter() - t0, 3)})
-    return out
 
 
 def load_pairs(out_dir: str | Path) -> Paired:
@@ -222,7 +300,11 @@ def load_pairs(out_dir: str | Path) -> Paired:
     meta = read_json(out / PAIRS_FILE)
     a, b, idx = [], [], []
     for s in range(meta["n_shards"]):
-        t, _ = load_tensors(out / f"shard-{s:05d}.safetensors")
+        path = out / f"shard-{s:05d}.safetensors"
+        t, smeta = load_tensors(path)
+        if "fingerprint" in meta and smeta.get("fingerprint") != meta["fingerprint"]:
+            raise ActlabError(f"{path} comes from another extraction than {out / PAIRS_FILE}; rerun `actlab xmodel "
+                              "extract` with --overwrite into this directory, or use another one")
         a.append(t["a"])
         b.append(t["b"])
         idx.append(t["text_index"])

@@ -24,7 +24,8 @@ def extract(cfg: ExtractConfig) -> Path:
     mb, tb = load(cfg.model_b)
     return extract_pairs(ma, ta, mb, tb, texts, cfg.out, layers_a=cfg.layers_a, layers_b=cfg.layers_b,
                          pooling=cfg.pooling, shard_size=cfg.shard_size, batch_size=cfg.batch_size,
-                         heldout=cfg.heldout, seed=cfg.seed, names=(cfg.model_a, cfg.model_b))
+                         heldout=cfg.heldout, seed=cfg.seed, names=(cfg.model_a, cfg.model_b),
+                         overwrite=cfg.overwrite)
 
 
 def align(cfg: AlignConfig) -> dict:
@@ -46,6 +47,9 @@ def align(cfg: AlignConfig) -> dict:
         idx[side] = resolved
     la, lb = idx["a"], idx["b"]
     xa, yb = pairs.split("train", "a", la), pairs.split("train", "b", lb)
+    from actlab.core.io import DirLock
+
+    lock = DirLock.acquire(cfg.out, what="map directory")  # one process writes a map directory
     tc = TrainConfig(epochs=cfg.epochs, lr=cfg.lr, batch_size=cfg.batch_size, temperature=cfg.temperature,
                      mse_weight=cfg.mse_weight)
     m = fit_map(cfg.method, xa, yb, scale=not cfg.no_scale, translate=not cfg.no_translate, lam=cfg.ridge_lambda,
@@ -54,6 +58,7 @@ def align(cfg: AlignConfig) -> dict:
     scores = {"layer_a": la, "layer_b": lb, **_map_eval(m, pairs.split("test", "a", la),
                                                         pairs.split("test", "b", lb), cfg.temperature)}
     atomic_write_json(f"{cfg.out}/scores.json", scores)
+    lock.release()
     return scores
 
 

@@ -7,8 +7,10 @@ Layout under ``$ACTLAB_HOME/models/``::
       tokenizer.json  tokenizer_config.json  chat_template.jinja  (tokenizer.save_pretrained)
       manifest.json          spec (corpus, model, training, tokenizer), seed, versions, timings, ICL accuracies,
                              sha256 of the weights (checked on every load)
-    tiny.partial/            an unfinished build: spec.json + checkpoint.safetensors + checkpoint.json;
-                             rerunning the build resumes from it
+    tiny.partial/            an unfinished build: spec.json + checkpoint.safetensors (weights, optimizer,
+                             scheduler, RNG, step: one atomic file); rerunning the build resumes from it
+    tiny.lock                held (flock) by the process building ``tiny``, with its pid; another process that
+                             needs the model waits for it, then uses its result
 
 A build with a non-default ``seed`` lives in ``<name>-seed<S>/``.
 """
@@ -26,7 +28,7 @@ from pathlib import Path
 import torch
 
 from actlab.core.errors import ActlabError, unknown_choice
-from actlab.core.io import actlab_home, atomic_write_json, env_info, read_json
+from actlab.core.io import DirLock, actlab_home, atomic_write_json, env_info, read_json, umask_modes
 from actlab.zoo.specs import ZOO, ZOO_NAMES, ZooSpec
 
 MANIFEST = "manifest.json"
@@ -153,15 +155,20 @@ def ensure_built(name: str, force: bool = False, seed: int | None = None) -> Pat
 
 @contextlib.contextmanager
 def _build_lock(final: Path):
-    import fcntl
+    """Hold ``<name>.lock`` next to the model directory (the build renames its ``.partial`` dir into place, so the
+    lock cannot live inside it); a second process waits for the first, saying whom it waits for."""
+    from actlab.core.progress import quiet
 
-    final.parent.mkdir(parents=True, exist_ok=True)
-    with open(final.with_name(final.name + ".lock"), "w") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+    def waiting(holder: str) -> None:
+        if not quiet():
+            print(f"zoo model {final.name!r} is being built by {holder}: waiting for it", flush=True)
+
+    lock = DirLock.acquire(final.parent, lock_file=final.with_name(final.name + ".lock"), blocking=True,
+                           what="zoo model", on_wait=waiting)
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def build_threads(spec: ZooSpec) -> int:
@@ -211,6 +218,11 @@ def evaluate_icl(model, tok, ks=EVAL_KS, n_tasks: int = EVAL_TASKS, seed: int = 
 
 def build(spec: ZooSpec, final: Path, force: bool = False, stop_after: int | None = None) -> Path | None:
     """Build ``spec`` into ``final`` (resuming ``final.partial`` if it holds a checkpoint of the same spec)."""
+    with _build_lock(final):  # also when called directly (ensure_built holds it already: shared)
+        return _build(spec, final, force, stop_after)
+
+
+def _build(spec: ZooSpec, final: Path, force: bool, stop_after: int | None) -> Path | None:
     from actlab.core.progress import quiet
     from actlab.zoo.tokenizer import train_tokenizer
     from actlab.zoo.train import train
@@ -226,6 +238,8 @@ def build(spec: ZooSpec, final: Path, force: bool = False, stop_after: int | Non
         if not same:
             shutil.rmtree(part)
     part.mkdir(parents=True, exist_ok=True)
+    for tmp in part.glob(".*.tmp"):  # a write cut by a kill (we hold the build lock: nobody else writes here)
+        tmp.unlink()
     atomic_write_json(part / "spec.json", want)
     t0 = time.perf_counter()
     say = (lambda *a: None) if quiet() else (lambda msg: print(msg, flush=True))
@@ -246,6 +260,7 @@ def build(spec: ZooSpec, final: Path, force: bool = False, stop_after: int | Non
         icl = evaluate_icl(model, tok, n_tasks=spec.train.eval_tasks)
     model.save_pretrained(part)
     tok.save_pretrained(part)
+    umask_modes(part.iterdir())  # safetensors writes 0600
     n_params = sum(p.numel() for p in model.parameters())
     manifest = {
         "format": FORMAT,
@@ -269,7 +284,7 @@ def build(spec: ZooSpec, final: Path, force: bool = False, stop_after: int | Non
         **{k: v for k, v in env_info().items() if k in ("versions", "python", "platform", "time", "git_sha")},
     }
     atomic_write_json(part / MANIFEST, manifest)
-    for f in ("checkpoint.safetensors", "checkpoint.json", "spec.json"):
+    for f in ("checkpoint.safetensors", "checkpoint.json", "spec.json", ".lock"):
         (part / f).unlink(missing_ok=True)
     if final.exists():  # --force: swap the new build in, then drop the old one
         old = final.with_name(final.name + f".old-{os.getpid()}")

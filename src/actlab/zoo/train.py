@@ -8,26 +8,21 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
-from actlab.core.io import (
-    atomic_write_json,
-    load_optimizer_tensors,
-    load_tensors,
-    optimizer_tensors,
-    read_json,
-    save_tensors,
-)
+from actlab.core import checkpoint as ckpt_io
+from actlab.core.io import load_optimizer_tensors, read_json
 from actlab.core.progress import progress
 from actlab.zoo.corpus import batch
 from actlab.zoo.specs import ZooSpec
 from actlab.zoo.tokenizer import label_scaffold_ids
 
 CKPT = "checkpoint.safetensors"
-CKPT_STATE = "checkpoint.json"
+CKPT_STATE = "checkpoint.json"  # older actlab: the step in this second file (two writes: not atomic); still read
 
 
 def make_model(spec: ZooSpec, tok):
@@ -60,25 +55,36 @@ def _lr_lambda(spec: ZooSpec) -> Callable[[int], float]:
     return f
 
 
-def _save_ckpt(path: Path, model, opt, step: int, log: list[dict], elapsed: float) -> None:
-    tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
-    ot, ometa = optimizer_tensors(opt)
-    tensors.update(ot)
-    # tied embeddings share storage; safetensors refuses shared tensors, so store clones
-    tensors = {k: v.detach().clone().contiguous() for k, v in tensors.items()}
-    save_tensors(path / CKPT, tensors, {"optimizer": ometa})
-    atomic_write_json(path / CKPT_STATE, {"step": step, "log": log, "elapsed_s": elapsed})
+def _save_ckpt(path: Path, model, opt, sched, step: int, log: list[dict], elapsed: float) -> None:
+    """Weights, AdamW state, scheduler, RNG, step and the eval log: one file, one atomic write."""
+    ckpt_io.save(path / CKPT, {f"model.{k}": v for k, v in model.state_dict().items()}, step=step, optimizer=opt,
+                 scheduler=sched, extra={"log": log, "elapsed_s": elapsed})
+    (path / CKPT_STATE).unlink(missing_ok=True)
 
 
-def _load_ckpt(path: Path, model, opt) -> tuple[int, list[dict], float]:
-    state = read_json(path / CKPT_STATE)
-    tensors, meta = load_tensors(path / CKPT)
-    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")}, strict=False)
-    if meta.get("optimizer"):
-        load_optimizer_tensors(opt, tensors, meta["optimizer"])
-    else:  # a checkpoint from before session 3: AdamW moments with the step as a 1-element tensor
-        load_optimizer_tensors(opt, {k: v.reshape(()) if k.endswith(".step") else v for k, v in tensors.items()})
-    return int(state["step"]), list(state["log"]), float(state.get("elapsed_s", 0.0))
+def _load_ckpt(path: Path, model, opt, sched) -> tuple[int, list[dict], float] | None:
+    ck = ckpt_io.load(path / CKPT, optimizer=opt, scheduler=sched)
+    if ck is None:
+        return None
+    if ck.legacy:  # an older build: tensors here, the step in checkpoint.json
+        if not (path / CKPT_STATE).exists():
+            return None
+        state = read_json(path / CKPT_STATE)
+        if ck.meta.get("optimizer"):
+            load_optimizer_tensors(opt, ck.tensors, ck.meta["optimizer"])
+        else:  # the oldest format: AdamW moments with the step as a 1-element tensor
+            load_optimizer_tensors(opt, {k: v.reshape(()) if k.endswith(".step") else v for k, v in ck.tensors.items()})
+        step, log, elapsed = int(state["step"]), list(state["log"]), float(state.get("elapsed_s", 0.0))
+        for g in opt.param_groups:
+            g["initial_lr"] = g.get("initial_lr", g["lr"])
+        sched.last_epoch = step - 1
+        with warnings.catch_warnings():  # "scheduler.step() before optimizer.step()": intended here
+            warnings.simplefilter("ignore")
+            sched.step()  # the lr of step `step`, as an uninterrupted run has it
+    else:
+        step, log, elapsed = ck.step, list(ck.extra["log"]), float(ck.extra.get("elapsed_s", 0.0))
+    model.load_state_dict({k[6:]: v for k, v in ck.tensors.items() if k.startswith("model.")}, strict=False)
+    return step, log, elapsed
 
 
 def _loss(model, b: dict, scaffold: torch.Tensor, label_weight: float) -> torch.Tensor:
@@ -111,12 +117,7 @@ def train(spec: ZooSpec, tok, work_dir: Path, eval_fn: Callable[[object, int], d
         betas=(0.9, 0.95),
     )
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(spec))
-    start, log, elapsed = 0, [], 0.0
-    if (work_dir / CKPT_STATE).exists() and (work_dir / CKPT).exists():
-        start, log, elapsed = _load_ckpt(work_dir, model, opt)
-        for g in opt.param_groups:
-            g["initial_lr"] = t.lr
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(spec), last_epoch=start - 1)
+    start, log, elapsed = _load_ckpt(work_dir, model, opt, sched) or (0, [], 0.0)
     n_tok = 0
     t0 = time.perf_counter()
     scaffold = torch.tensor(label_scaffold_ids(tok))  # once per build, not per step
@@ -140,7 +141,7 @@ def train(spec: ZooSpec, tok, work_dir: Path, eval_fn: Callable[[object, int], d
             bar.write(str(row))
             model.train()
         if done % t.ckpt_every == 0 or done == t.steps or (stop_after is not None and done >= stop_after):
-            _save_ckpt(work_dir, model, opt, done, log, elapsed + time.perf_counter() - t0)
+            _save_ckpt(work_dir, model, opt, sched, done, log, elapsed + time.perf_counter() - t0)
             if stop_after is not None and done >= stop_after and done < t.steps:
                 bar.close()
                 return None, {"stopped_at": done}
