@@ -378,6 +378,12 @@ def _squad_maker(rng: random.Random):
     return f"person:{person}", ex
 
 
+def _passages_maker(rng: random.Random):
+    """A passage keyed by its person: test passages are about people no train passage (nor zoo corpus) mentions."""
+    person = rng.choice(PERSONS)
+    return f"person:{person}", {"text": passage(rng, person)}
+
+
 def _keyed(fn: Callable[[random.Random], dict], key_col: str):
     def make(rng: random.Random):
         row = fn(rng)
@@ -397,7 +403,7 @@ SYNTHETIC: dict[str, tuple[str, Callable[[random.Random], tuple[str, dict]]]] = 
     "syn_squad": ("rajpurkar/squad schema {id, title, context, question, answers{text, answer_start}}", _squad_maker),
     "syn_hh": ("Dahoas/full-hh-rlhf schema {prompt, response, chosen, rejected}",
                _keyed(lambda r: {k: v for k, v in hh_example(r).items() if k != "task"}, "prompt")),
-    "syn_passages": ("{text}", lambda r: (lambda p: (p, {"text": p}))(passage(r))),
+    "syn_passages": ("{text}, split by person", _passages_maker),
     "syn_countries": ("{person, landmark, prompt_a, prompt_b, skyline, answer}", _countries_maker),
     "syn_tipsheets": ("{companies, prompt_a, prompt_b, skyline, answer}", _keyed(tipsheet_example, "prompt_a")),
 }  # fmt: skip
@@ -419,7 +425,8 @@ def synthetic_rows(name: str, split: str, n: int, seed: int = 0) -> list[dict]:
       ``context[i:i+len(a)] == a``.
     - ``syn_hh``: ``{"prompt": "\\n\\nHuman: ...\\n\\nAssistant:", "response", "chosen", "rejected"}``; ``response ==
       chosen`` (polite, helpful), ``rejected`` is rude; :func:`preference_reward` scores the property.
-    - ``syn_passages``: ``{"text": str}`` plain passages (3–7 sentences) for compression.
+    - ``syn_passages``: ``{"text": str}`` plain passages (4–7 sentences) for compression; split by person, so a test
+      passage is about a person that no train passage (and no zoo corpus document) is about.
     - ``syn_countries`` (Lewis game): ``{"person", "landmark", "prompt_a": "Alice is at the Louvre.",
       "prompt_b": "Which country is Alice in? Answer:", "skyline": prompt_a + " " + prompt_b, "answer": "France"}``.
       A sees the fact; B must name the country; the skyline model sees both.
