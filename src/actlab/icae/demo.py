@@ -1,5 +1,6 @@
 """``actlab icae demo``: pretrain ICAE briefly on the zoo model, autoencode held-out passages at 4× compression
-(BLEU-1), fine-tune on synthetic SQuAD and compare QA EM/F1 and speed with the full-context ``SimpleLLM``.
+(BLEU-1 with the gauge of :mod:`actlab.icae.gauge`, printed as a table), fine-tune on synthetic SQuAD and compare
+QA EM/F1 and speed with the full-context ``SimpleLLM``.
 
 Everything is offline: the zoo's ``syn_passages`` and ``syn_squad`` (test people never appear in training).
 """
@@ -39,7 +40,11 @@ def run_demo(cfg: ICAEConfig | None = None, quick: bool = False) -> dict:
     if pre.get("skipped"):
         icae.load(pre["weights"])
     t_pre = time.perf_counter() - t0
-    _, ae = eval_ae(icae, dataclasses.replace(cfg, task="ae"))
+    ae_rows, ae = eval_ae(icae, dataclasses.replace(cfg, task="ae"))
+    from actlab.icae.gauge import format_gauge
+
+    print(format_gauge(ae, f"AE on {cfg.model_name} at {cfg.mean_compression_rate}x "
+                           f"(measured {ae.get('compression/rate', float('nan')):.2f}x)"), flush=True)
     ft_cfg = dataclasses.replace(cfg, task="qa", max_steps=cfg.demo_finetune_steps,
                                  warmup_steps=min(cfg.warmup_steps, cfg.demo_finetune_steps // 5))
     ft = finetune(ft_cfg, icae)
@@ -52,6 +57,8 @@ def run_demo(cfg: ICAEConfig | None = None, quick: bool = False) -> dict:
         "model": cfg.model_name, "compression": f"{cfg.mean_compression_rate}x (m={cfg.fixed_mem_size}, adaptive)",
         "epl": cfg.use_position_identifiers, "pretrain_steps": cfg.max_steps, "finetune_steps": cfg.demo_finetune_steps,
         "ae/bleu1": ae["ae/bleu1"], "ae/exact": ae["ae/exact"], "ae/compression_rate": ae.get("compression/rate"),
+        **{k: v for k, v in ae.items() if k.startswith("gauge/")},
+        "examples_ae": [{"reference": r["reference"], "prediction": r["prediction"]} for r in ae_rows[:2]],
         "qa/icae_em": qa["qa/em"], "qa/icae_f1": qa["qa/f1"], "qa/llm_em": llm["qa/em"], "qa/llm_f1": llm["qa/f1"],
         "qa/icae_compression_rate": qa.get("compression/rate"),
         "time/icae_ttft_s": qa["time/ttft_s"], "time/icae_compress_s": qa["time/compress_s"],

@@ -216,6 +216,43 @@ def passage(rng: random.Random, person: str | None = None) -> str:
     return " ".join([first, *rest[: rng.randint(3, len(rest))]])
 
 
+#: The facts a passage states, as regexes over :func:`passage`'s sentence templates: kind → (pattern, value group).
+PASSAGE_FACTS: dict[str, tuple[re.Pattern, int]] = {
+    "job": (re.compile(r"\b(\w+) is a (\w+) who lives in (\w+)\."), 2),
+    "city": (re.compile(r"\b(\w+) is a (\w+) who lives in (\w+)\."), 3),
+    "age": (re.compile(r"\b(\w+) is (\d+) years old\."), 2),
+    "color": (re.compile(r"The favourite colour of (\w+) is (\w+)\."), 2),
+    "pet": (re.compile(r"\b(\w+) has a (\w+) at home\."), 2),
+    "landmark": (re.compile(r"went to see the ([\w ]+?) in (\w+)\."), 1),
+    "country": (re.compile(r"went to see the ([\w ]+?) in (\w+)\."), 2),
+}
+ATTRIBUTE_KINDS = tuple(PASSAGE_FACTS)
+
+
+def passage_facts(text: str) -> dict[str, tuple[str, int, int]]:
+    """What a (reconstructed) passage states: ``{"name": (person, start, end), "job": ("baker", start, end), ...}``.
+
+    The name is the first word of a ``"<X> is a <job> who lives in <city>."`` sentence (every passage opens with one),
+    else the text's first word; attributes are read with :data:`PASSAGE_FACTS` (first match; a kind whose sentence is
+    missing or garbled is absent). Spans are character offsets of the value in ``text``.
+    """
+    out: dict[str, tuple[str, int, int]] = {}
+    m = PASSAGE_FACTS["job"][0].search(text)
+    if m:
+        out["name"] = (m.group(1), m.start(1), m.end(1))
+    elif (w := re.search(r"\w+", text)) is not None:
+        out["name"] = (w.group(0), w.start(), w.end())
+    for kind, (pat, g) in PASSAGE_FACTS.items():
+        if (m := pat.search(text)) is not None:
+            out[kind] = (m.group(g), m.start(g), m.end(g))
+    return out
+
+
+def name_spans(text: str, name: str) -> list[tuple[int, int]]:
+    """Character spans of every whole-word occurrence of ``name`` in ``text``."""
+    return [(m.start(), m.end()) for m in re.finditer(rf"\b{re.escape(name)}\b", text)]
+
+
 def countries_example(rng: random.Random, person: str) -> dict:
     lm = rng.choice(sorted(LANDMARK_COUNTRY))
     a = f"{person} is at the {lm}."
