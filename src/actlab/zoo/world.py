@@ -197,10 +197,20 @@ def fact_doc(rng: random.Random) -> str:
     return " ".join(rng.choice(tmpl).format(l=lm, c=LANDMARK_COUNTRY[lm]) for lm in lms)
 
 
-def passage(rng: random.Random, person: str | None = None) -> str:
-    """A plain passage about one person (the material for ICAE autoencoding and squad-like QA)."""
+def fresh_profile(rng: random.Random) -> dict:
+    """Attributes drawn afresh from ``rng`` (not the person's fixed profile): only the text can tell them."""
+    return {"job": rng.choice(JOBS), "city": rng.choice(CITIES), "color": rng.choice(COLORS), "pet": rng.choice(PETS),
+            "age": rng.randint(20, 70)}  # fmt: skip
+
+
+def passage(rng: random.Random, person: str | None = None, profile: dict | None = None) -> str:
+    """A plain passage about one person (the material for ICAE autoencoding and squad-like QA).
+
+    The attributes are the person's fixed profile unless ``profile`` is given (:func:`fresh_profile`); the landmark
+    is always drawn from ``rng``.
+    """
     person = person or rng.choice(PERSONS)
-    p = _person_profile(person)
+    p = profile or _person_profile(person)
     lm = rng.choice(sorted(LANDMARK_COUNTRY))
     sents = [
         f"{person} is a {p['job']} who lives in {p['city']}.",
@@ -292,9 +302,9 @@ def arithmetic_example(rng: random.Random) -> dict:
     return {"question": q, "answer": ans}
 
 
-def squad_example(rng: random.Random, person: str) -> dict:
-    ctx = passage(rng, person)
-    p = _person_profile(person)
+def squad_example(rng: random.Random, person: str, profile: dict | None = None) -> dict:
+    ctx = passage(rng, person, profile)
+    p = profile or _person_profile(person)
     qa = [(f"Where does {person} live?", p["city"]), (f"What is the job of {person}?", p["job"]),
           (f"What pet does {person} have?", p["pet"]), (f"How old is {person}?", str(p["age"])),
           (f"What is the favourite colour of {person}?", p["color"])]  # fmt: skip
@@ -355,6 +365,43 @@ DOC_GENERATORS: dict[str, Callable[[random.Random], str]] = {
     ),
     "dialogs": dialog_doc,
 }
+
+
+#: What ``<s>`` separates in a repeat document: the corpus restarts position ids there (see :func:`passage_repeat`).
+RESTART = "<s>"
+
+
+def passage_repeat(rng: random.Random, restart: bool = False, person: str | None = None) -> str:
+    """A passage with fresh attributes, then the same passage again: ``p\np``, or with ``restart`` ``p<s>p``.
+
+    With ``restart`` the zoo corpus gives the second copy the first one's position ids (``<s>`` at 0, the copy at
+    ``1, 2, …``), how ICAE's EPL lays out its decoder (``[BOS] slots [AE] text`` with the text at ``1, 2, …``). The
+    attributes and the landmark are drawn afresh, so the second copy is predictable only by copying the first.
+    """
+    person = person or _train_person(rng)
+    p = passage(rng, person, fresh_profile(rng))
+    return p + (RESTART if restart else "\n") + p
+
+
+#: Corpus generators of the copy-capable decoder (``tiny-copy``); kept apart from :data:`DOC_GENERATORS`, whose
+#: documents also train the zoo's tokenizer (adding one there would change every zoo model's tokenizer).
+#: Fresh attributes throughout: none of these documents states a person's fixed profile.
+COPY_GENERATORS: dict[str, Callable[[random.Random], str]] = {
+    "passage_repeat": lambda r: passage_repeat(r, restart=False),
+    "passage_repeat_restart": lambda r: passage_repeat(r, restart=True),
+    "fresh_passages": lambda r: passage(r, _train_person(r), fresh_profile(r)),
+    "fresh_squad": lambda r: (lambda e: f"Context:{e['context']}\nQuestion:{e['question']}\nAnswer:"
+                                        f"{e['answers']['text'][0]}")(squad_example(r, _train_person(r), fresh_profile(r))),
+}
+
+
+def generator(name: str) -> Callable[[random.Random], str]:
+    """A corpus generator by name (:data:`DOC_GENERATORS` or :data:`COPY_GENERATORS`)."""
+    if name in DOC_GENERATORS:
+        return DOC_GENERATORS[name]
+    if name in COPY_GENERATORS:
+        return COPY_GENERATORS[name]
+    raise unknown_choice("corpus generator", name, {**DOC_GENERATORS, **COPY_GENERATORS})
 
 
 # ---------------------------------------------------------------------------------------------------- dataset rows
