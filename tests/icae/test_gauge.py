@@ -112,3 +112,28 @@ def test_teacher_forced_nll_with_and_without_slots(make_icae):
     assert g["gauge/floor_random"] == pytest.approx(gauge.random_floor(["the cat is red", "bob is in rome"], texts))
     table = gauge.format_gauge(g)
     assert "random passage" in table and g["gauge/verdict"] in table
+
+
+def test_compression_figure_runs_each_rate_and_seed(make_icae, tmp_path, monkeypatch):
+    from actlab.icae import demo, trainer
+    from actlab.icae.config import ICAEConfig
+
+    built = []
+
+    def fake_build(cfg):
+        built.append((cfg.mean_compression_rate, cfg.seed))
+        return make_icae(perturb=False, fixed_mem_size=8, mean_compression_rate=cfg.mean_compression_rate,
+                         seed=cfg.seed)
+
+    monkeypatch.setattr(trainer, "build_model", fake_build)
+    cfg = ICAEConfig(fixed_mem_size=8, lora_r=4, output_dir=str(tmp_path), num_train_samples=20, num_eval_samples=3,
+                     batch_size=3, max_new_tokens=4, max_steps=2, logging_steps=1, save_steps=0,
+                     per_device_train_batch_size=2, warmup_steps=1)
+    res = demo.compression_figure(cfg, rates=(1, 4), seeds=(0, 1))
+    assert built == [(1, 0), (1, 1), (4, 0), (4, 1)]
+    assert set(res["per_rate"]) == {"1", "4"} and len(res["runs"]) == 4
+    r1 = [r for r in res["runs"] if r["rate"] == 1]
+    m, h = res["per_rate"]["1"]["ae/bleu1"]
+    assert m == pytest.approx(sum(r["ae/bleu1"] for r in r1) / 2) and h >= 0
+    assert res["runs"][0]["compression/rate"] < res["runs"][2]["compression/rate"]  # 1x vs 4x, measured
+    assert (tmp_path / "figure.json").exists()

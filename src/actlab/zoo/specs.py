@@ -132,7 +132,7 @@ COPY_MIX = {
     "passage_repeat": 0.25, "passage_repeat_restart": 0.35, "fresh_passages": 0.1, "fresh_squad": 0.15,
     "facts": 0.05, "dialogs": 0.05, "countries": 0.05,
 }  # fmt: skip
-COPY_STEPS = 300 + 900
+COPY_STEPS = 300 + 700
 
 ZOO: dict[str, ZooSpec] = {
     "tiny": ZooSpec(
