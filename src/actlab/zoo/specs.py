@@ -129,8 +129,8 @@ ICL_TRAIN = TrainSpec(steps=700 + 1800)
 #: landmarks, fresh-attribute passages and SQuAD-like questions (answerable only from the context), and some world
 #: text. No fixed per-person profile is ever stated, so nothing about a person can be recalled instead of read.
 COPY_MIX = {
-    "passage_repeat": 0.25, "passage_repeat_restart": 0.35, "fresh_passages": 0.1, "fresh_squad": 0.15,
-    "facts": 0.05, "dialogs": 0.05, "countries": 0.05,
+    "passage_repeat": 0.2, "passage_repeat_restart": 0.3, "fresh_passages": 0.1, "fresh_squad": 0.15,
+    "facts": 0.05, "dialogs": 0.05, "countries": 0.05, "word_repeat_restart": 0.05, "word_repeat": 0.05,
 }  # fmt: skip
 COPY_STEPS = 300 + 700
 
@@ -167,7 +167,8 @@ ZOO: dict[str, ZooSpec] = {
         "attributes (also at the original's position ids); gated by a copy probe on unseen people",
         # a short copy warm-up (the induction circuit), then the repeat mix; label weight 1 (no ICL labels here;
         # it also keeps the corpus's restarted position ids in the loss call); ICL is not checked
-        corpus=CorpusSpec(COPY_MIX, max_len=256, warmup_mix={"icl_copy": 1.0}, warmup_steps=300, warmup_batch=128),
+        corpus=CorpusSpec(COPY_MIX, max_len=256, warmup_mix={"word_repeat": 0.5, "word_repeat_restart": 0.5},
+                          warmup_steps=300, warmup_batch=64),
         train=TrainSpec(steps=COPY_STEPS, eval_every=0, eval_tasks=40, label_loss_weight=1.0, threads=1),
         seed=3,
     ),

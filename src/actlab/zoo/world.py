@@ -383,10 +383,28 @@ def passage_repeat(rng: random.Random, restart: bool = False, person: str | None
     return p + (RESTART if restart else "\n") + p
 
 
+#: The words of :func:`word_repeat`: every name and attribute value of the world's passages.
+COPY_WORDS = tuple(sorted({*PERSONS, *JOBS, *CITIES, *COLORS, *PETS, *COUNTRIES,
+                           *(w for lm in LANDMARK_COUNTRY for w in lm.split())}))
+
+
+def word_repeat(rng: random.Random, restart: bool = False) -> str:
+    """8–20 random world words, then the same words again (``\n`` or, with ``restart``, ``<s>`` between them).
+
+    The dense copy task of the copy-capable decoder's warm-up: every token of the second half is predictable only
+    by copying (an induction head), none from the first half's statistics. On passage repeats alone (where only the
+    names and attributes need copying) no induction formed in 1000 steps (docs/zoo.md, "tiny-copy").
+    """
+    text = " ".join(rng.choice(COPY_WORDS) for _ in range(rng.randint(8, 20)))
+    return text + (RESTART if restart else "\n") + text
+
+
 #: Corpus generators of the copy-capable decoder (``tiny-copy``); kept apart from :data:`DOC_GENERATORS`, whose
 #: documents also train the zoo's tokenizer (adding one there would change every zoo model's tokenizer).
 #: Fresh attributes throughout: none of these documents states a person's fixed profile.
 COPY_GENERATORS: dict[str, Callable[[random.Random], str]] = {
+    "word_repeat": lambda r: word_repeat(r, restart=False),
+    "word_repeat_restart": lambda r: word_repeat(r, restart=True),
     "passage_repeat": lambda r: passage_repeat(r, restart=False),
     "passage_repeat_restart": lambda r: passage_repeat(r, restart=True),
     "fresh_passages": lambda r: passage(r, _train_person(r), fresh_profile(r)),
