@@ -137,3 +137,26 @@ def test_compression_figure_runs_each_rate_and_seed(make_icae, tmp_path, monkeyp
     assert m == pytest.approx(sum(r["ae/bleu1"] for r in r1) / 2) and h >= 0
     assert res["runs"][0]["compression/rate"] < res["runs"][2]["compression/rate"]  # 1x vs 4x, measured
     assert (tmp_path / "figure.json").exists()
+
+
+def test_hub_sets_get_floors_and_nll_but_no_facts(make_icae, monkeypatch):
+    import datasets
+
+    from actlab.icae import data, infer
+    from actlab.icae.config import ICAEConfig
+
+    texts = [f"text number {i} is about the {'cat' if i % 2 else 'dog'}" for i in range(200)]
+    monkeypatch.setattr(data, "_hub", lambda path, split, config=None: datasets.Dataset.from_list(
+        [{"text": t} for t in texts]))
+    icae = make_icae(fixed_mem_size=4, mean_compression_rate=2)
+    cfg = ICAEConfig(data_source="hub", pretrain_dataset="some/texts", num_eval_samples=2, batch_size=2)
+    refs = data.pretrain_texts(cfg, "test", 2)
+    assert refs == texts[:2]
+    g = infer.ae_gauge_for(icae, cfg, refs, ["text number", "the dog"])
+    train = texts[2: 2 + gauge.FLOOR_CANDIDATES]  # hub training texts start after the held-out ones
+    assert g["gauge/floor_random"] == pytest.approx(gauge.random_floor(train, refs))
+    assert g["gauge/floor_constant_selected_on"] == "a separate slice"
+    assert g["gauge/floor_constant"] == pytest.approx(
+        gauge.constant_floor(train, refs, texts[2 + gauge.FLOOR_CANDIDATES: 2 + gauge.FLOOR_CANDIDATES
+                                                 + gauge.SELECT_REFS])[0])
+    assert "gauge/name_tf" not in g and g["gauge/nll_no_slots"] > 0

@@ -65,6 +65,8 @@ def test_repeat_documents_and_restarted_position_ids():
     pos = restart_position_ids(ids, torch.ones_like(ids), tok.bos_token_id)[0].tolist()
     n = len(tok(first, add_special_tokens=False)["input_ids"])
     assert pos == list(range(n + 1)) * 2  # the copy sits at the original's position ids (BOS at 0)
+    w = world.word_repeat(random.Random(2), restart=True).split(world.RESTART)
+    assert w[0] == w[1] and 8 <= len(w[0].split()) <= 20 and set(w[0].split()) <= set(world.COPY_WORDS)
     # fresh attributes: the same person gets other attributes in other documents
     docs = [world.passage_repeat(random.Random(s), person="Ben") for s in range(30)]
     assert len({world.passage_facts(d)["job"][0] for d in docs}) > 3
