@@ -54,3 +54,26 @@ def test_offline_stand_ins():
     assert s["kind"] == "LM" and s["context"] + s["target"] == list(range(40)) and len(s["target"]) >= 8
     s = data.ae_lm_sample(list(range(10)), ICAEConfig(lm_ratio=1.0, min_tokens_for_lm=8), random.Random(0))
     assert s["kind"] == "AE"  # too short for LM: falls back to AE
+
+
+def test_pretrain_split_by_person():
+    """No held-out passage is about a person of an ICAE training passage, nor of a zoo corpus passage."""
+    import random
+
+    from actlab.zoo import world
+
+    cfg = ICAEConfig(seed=3)
+    train = data.pretrain_texts(cfg, "train", 400)
+    test = data.pretrain_texts(cfg, "test", 64)
+    person = lambda t: t.split(" ", 1)[0]  # noqa: E731 - every passage starts "<person> is a <job> who lives ..."
+    tr_people, te_people = {person(t) for t in train}, {person(t) for t in test}
+    assert len(test) == 64 and len(te_people) >= 3 and not tr_people & te_people
+    assert te_people <= set(world.PERSONS) and tr_people <= set(world.PERSONS)
+    for t in test:  # the person is the only one the passage mentions
+        assert not any(f" {p} " in f" {t} " for p in tr_people), t
+    rng = random.Random(0)
+    corpus = [world.DOC_GENERATORS[k](rng) for k in ("passages", "squad") for _ in range(300)]
+    assert not any(f"{p} is a" in doc for doc in corpus for p in te_people)
+    # RepoQA stand-in needles come from the same split
+    needles = {person(n) for task in data.repoqa_tasks(cfg, "test", 4) for n in task["needles"]}
+    assert needles and not needles & tr_people

@@ -404,7 +404,7 @@ _multi("syn_hh", None, None, ("train", "test"), ("prompt", "chosen", "rejected")
        keep_row=True, notes="synthetic hh-rlhf")
 _multi("syn_passages", None, None, ("train", "test"), ("text",), _field("text"), lambda r, s: "", None,
        pipeline=pipe_synthetic, source="synthetic", max_new_tokens=128, keep_row=True,
-       notes="synthetic passages {text} for compression (prompt = the passage, empty answer)")
+       notes="synthetic passages {text} for compression, split by person (prompt = the passage, empty answer)")
 for _name in ("syn_countries", "syn_tipsheets"):
     _multi(_name, None, None, ("train", "test"), ("prompt_a", "prompt_b", "skyline", "answer"), _field("skyline"),
            _field("answer"), None, pipeline=pipe_synthetic, source="synthetic", max_new_tokens=8, keep_row=True,

@@ -78,7 +78,32 @@ def eval_ae(model, cfg: ICAEConfig, texts: list[str] | None = None) -> tuple[lis
                          "exact": float(p.strip() == ref.strip())})
     summary = {"ae/bleu1": M.mean([r["bleu1"] for r in rows]), "ae/exact": M.mean([r["exact"] for r in rows]),
                **timing_summary(t)}
+    summary.update(ae_gauge_for(model, cfg, [r["reference"] for r in rows], [r["prediction"] for r in rows]))
     return rows, summary
+
+
+def ae_gauge_for(model, cfg: ICAEConfig, refs: list[str], preds: list[str]) -> dict:
+    """The honest gauge (:mod:`actlab.icae.gauge`) of an AE evaluation: floors from ``cfg``'s training texts.
+
+    Candidates: the first training texts; the best constant is selected on ``syn_passages`` test rows of another
+    seed (never the evaluation references), or for a hub set on training texts outside the candidate pool.
+    """
+    from actlab.icae import gauge
+    from actlab.icae.data import pretrain_texts
+
+    nc, ns = gauge.FLOOR_CANDIDATES, gauge.SELECT_REFS
+    synthetic = cfg.pretrain_dataset == "syn_passages"
+    train = pretrain_texts(cfg, "train", nc if synthetic else nc + ns)
+    if synthetic:
+        from actlab.zoo.world import synthetic_rows
+
+        ref_set = set(refs)
+        select = [r["text"] for r in synthetic_rows("syn_passages", "test", ns, cfg.seed + 1)
+                  if r["text"] not in ref_set]
+    else:
+        select = train[nc:] or None
+        train = train[:nc]
+    return gauge.ae_gauge(model, refs, preds, train, select, synthetic, cfg.batch_size)
 
 
 def eval_qa(model, cfg: ICAEConfig, rows: list[dict] | None = None) -> tuple[list[dict], dict]:

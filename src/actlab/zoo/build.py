@@ -258,6 +258,9 @@ def _build(spec: ZooSpec, final: Path, force: bool, stop_after: int | None) -> P
             return None
         t_train = time.perf_counter() - t0
         icl = evaluate_icl(model, tok, n_tasks=spec.train.eval_tasks)
+        from actlab.zoo.evaluate import run_gates
+
+        gates = run_gates(spec.name, model, tok)  # e.g. tiny-copy's copy probe; raises if the model fails it
     model.save_pretrained(part)
     tok.save_pretrained(part)
     umask_modes(part.iterdir())  # safetensors writes 0600
@@ -279,6 +282,7 @@ def _build(spec: ZooSpec, final: Path, force: bool, stop_after: int | None) -> P
         "icl_accuracy": icl,
         "icl_eval": {"n_tasks": spec.train.eval_tasks, "seed": EVAL_SEED,
                      "labels": "IA2 remap words, fresh mapping per task"},  # fmt: skip
+        **gates,
         "determinism": "same seed + same thread count + same torch build -> same corpus, tokenizer and weights",
         "weights_sha256": _sha256(part / "model.safetensors"),
         **{k: v for k, v in env_info().items() if k in ("versions", "python", "platform", "time", "git_sha")},

@@ -10,15 +10,13 @@ import random
 
 import torch
 
-from actlab.core.errors import unknown_choice
 from actlab.zoo.specs import CorpusSpec
-from actlab.zoo.world import DOC_GENERATORS
+from actlab.zoo.world import generator
 
 
 def check_mix(spec: CorpusSpec) -> None:
     for name in [*spec.mix, *(spec.warmup_mix or {})]:
-        if name not in DOC_GENERATORS:
-            raise unknown_choice("corpus generator", name, DOC_GENERATORS)
+        generator(name)
 
 
 def documents(spec: CorpusSpec, seed: int, step: int, n: int, mix: dict[str, float] | None = None,
@@ -29,7 +27,7 @@ def documents(spec: CorpusSpec, seed: int, step: int, n: int, mix: dict[str, flo
     rng = random.Random(f"{tag}:{seed}:{step}")
     names = sorted(mix)
     kinds = rng.choices(names, weights=[mix[k] for k in names], k=n)
-    return [DOC_GENERATORS[k](rng) for k in kinds]
+    return [generator(k)(rng) for k in kinds]
 
 
 GROUP = 8  # batches per length-bucketing group
@@ -64,7 +62,24 @@ def batch(tok, spec: CorpusSpec, seed: int, step: int, n: int) -> dict[str, torc
         ids[i, : len(e)] = torch.tensor(e)
         mask[i, : len(e)] = 1
     labels = ids.masked_fill(mask == 0, -100)
-    return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+    out = {"input_ids": ids, "attention_mask": mask, "labels": labels}
+    pids = restart_position_ids(ids, mask, tok.bos_token_id)
+    if pids is not None:  # only rows with a restart (``<s>`` inside a document) get explicit position ids
+        out["position_ids"] = pids
+    return out
+
+
+def restart_position_ids(ids: torch.Tensor, mask: torch.Tensor, bos: int | None) -> torch.Tensor | None:
+    """Position ids that restart at 0 at every ``<s>`` after a row's first token (:func:`actlab.zoo.world.
+    passage_repeat`); ``None`` when no row has one (then the model's default ``0, 1, …`` applies unchanged)."""
+    if bos is None:
+        return None
+    restart = (ids == bos) & (mask == 1)
+    restart[:, 0] = False
+    if not bool(restart.any()):
+        return None
+    col = torch.arange(ids.shape[1]).expand_as(ids)
+    return col - torch.cummax(torch.where(restart, col, 0), dim=1).values
 
 
 def corpus_sample(spec: CorpusSpec, seed: int, n: int = 5) -> list[str]:

@@ -124,6 +124,16 @@ PARTNER_MIX = {
 INDUCTION_WARMUP = {"warmup_mix": {"icl_copy": 1.0}, "warmup_steps": 700, "warmup_batch": 128}
 ICL_TRAIN = TrainSpec(steps=700 + 1800)
 
+#: Corpus of ``tiny-copy``, the decoder that copies what it cannot recall: passage repeats (``p\np``, and ``p<s>p``
+#: with the second copy at the first one's position ids, ICAE's EPL layout) with freshly drawn attributes and
+#: landmarks, fresh-attribute passages and SQuAD-like questions (answerable only from the context), and some world
+#: text. No fixed per-person profile is ever stated, so nothing about a person can be recalled instead of read.
+COPY_MIX = {
+    "passage_repeat": 0.2, "passage_repeat_restart": 0.3, "fresh_passages": 0.1, "fresh_squad": 0.15,
+    "facts": 0.05, "dialogs": 0.05, "countries": 0.05, "word_repeat_restart": 0.05, "word_repeat": 0.05,
+}  # fmt: skip
+COPY_STEPS = 300 + 700
+
 ZOO: dict[str, ZooSpec] = {
     "tiny": ZooSpec(
         name="tiny",
@@ -150,6 +160,17 @@ ZOO: dict[str, ZooSpec] = {
         description="text families (gsm8k-, squad-, hh-like, passages, Lewis games) for IAV/ICAE/xmodel; same tokenizer",
         corpus=CorpusSpec(WORLD_MIX),
         seed=2,
+    ),
+    "tiny-copy": ZooSpec(
+        name="tiny-copy",
+        description="copy-capable decoder for ICAE (4L, h128): copy warm-up, then passage repeats with fresh "
+        "attributes (also at the original's position ids); gated by a copy probe on unseen people",
+        # a short copy warm-up (the induction circuit), then the repeat mix; label weight 1 (no ICL labels here;
+        # it also keeps the corpus's restarted position ids in the loss call); ICL is not checked
+        corpus=CorpusSpec(COPY_MIX, max_len=256, warmup_mix={"word_repeat": 0.5, "word_repeat_restart": 0.5},
+                          warmup_steps=300, warmup_batch=64),
+        train=TrainSpec(steps=COPY_STEPS, eval_every=0, eval_tasks=40, label_loss_weight=1.0, threads=1),
+        seed=3,
     ),
 }
 ZOO_NAMES: tuple[str, ...] = tuple(ZOO)

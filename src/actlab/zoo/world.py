@@ -197,10 +197,20 @@ def fact_doc(rng: random.Random) -> str:
     return " ".join(rng.choice(tmpl).format(l=lm, c=LANDMARK_COUNTRY[lm]) for lm in lms)
 
 
-def passage(rng: random.Random, person: str | None = None) -> str:
-    """A plain passage about one person (the material for ICAE autoencoding and squad-like QA)."""
+def fresh_profile(rng: random.Random) -> dict:
+    """Attributes drawn afresh from ``rng`` (not the person's fixed profile): only the text can tell them."""
+    return {"job": rng.choice(JOBS), "city": rng.choice(CITIES), "color": rng.choice(COLORS), "pet": rng.choice(PETS),
+            "age": rng.randint(20, 70)}  # fmt: skip
+
+
+def passage(rng: random.Random, person: str | None = None, profile: dict | None = None) -> str:
+    """A plain passage about one person (the material for ICAE autoencoding and squad-like QA).
+
+    The attributes are the person's fixed profile unless ``profile`` is given (:func:`fresh_profile`); the landmark
+    is always drawn from ``rng``.
+    """
     person = person or rng.choice(PERSONS)
-    p = _person_profile(person)
+    p = profile or _person_profile(person)
     lm = rng.choice(sorted(LANDMARK_COUNTRY))
     sents = [
         f"{person} is a {p['job']} who lives in {p['city']}.",
@@ -214,6 +224,43 @@ def passage(rng: random.Random, person: str | None = None) -> str:
     first, rest = sents[0], sents[1:]
     rng.shuffle(rest)
     return " ".join([first, *rest[: rng.randint(3, len(rest))]])
+
+
+#: The facts a passage states, as regexes over :func:`passage`'s sentence templates: kind → (pattern, value group).
+PASSAGE_FACTS: dict[str, tuple[re.Pattern, int]] = {
+    "job": (re.compile(r"\b(\w+) is a (\w+) who lives in (\w+)\."), 2),
+    "city": (re.compile(r"\b(\w+) is a (\w+) who lives in (\w+)\."), 3),
+    "age": (re.compile(r"\b(\w+) is (\d+) years old\."), 2),
+    "color": (re.compile(r"The favourite colour of (\w+) is (\w+)\."), 2),
+    "pet": (re.compile(r"\b(\w+) has a (\w+) at home\."), 2),
+    "landmark": (re.compile(r"went to see the ([\w ]+?) in (\w+)\."), 1),
+    "country": (re.compile(r"went to see the ([\w ]+?) in (\w+)\."), 2),
+}
+ATTRIBUTE_KINDS = tuple(PASSAGE_FACTS)
+
+
+def passage_facts(text: str) -> dict[str, tuple[str, int, int]]:
+    """What a (reconstructed) passage states: ``{"name": (person, start, end), "job": ("baker", start, end), ...}``.
+
+    The name is the first word of a ``"<X> is a <job> who lives in <city>."`` sentence (every passage opens with one),
+    else the text's first word; attributes are read with :data:`PASSAGE_FACTS` (first match; a kind whose sentence is
+    missing or garbled is absent). Spans are character offsets of the value in ``text``.
+    """
+    out: dict[str, tuple[str, int, int]] = {}
+    m = PASSAGE_FACTS["job"][0].search(text)
+    if m:
+        out["name"] = (m.group(1), m.start(1), m.end(1))
+    elif (w := re.search(r"\w+", text)) is not None:
+        out["name"] = (w.group(0), w.start(), w.end())
+    for kind, (pat, g) in PASSAGE_FACTS.items():
+        if (m := pat.search(text)) is not None:
+            out[kind] = (m.group(g), m.start(g), m.end(g))
+    return out
+
+
+def name_spans(text: str, name: str) -> list[tuple[int, int]]:
+    """Character spans of every whole-word occurrence of ``name`` in ``text``."""
+    return [(m.start(), m.end()) for m in re.finditer(rf"\b{re.escape(name)}\b", text)]
 
 
 def countries_example(rng: random.Random, person: str) -> dict:
@@ -255,9 +302,9 @@ def arithmetic_example(rng: random.Random) -> dict:
     return {"question": q, "answer": ans}
 
 
-def squad_example(rng: random.Random, person: str) -> dict:
-    ctx = passage(rng, person)
-    p = _person_profile(person)
+def squad_example(rng: random.Random, person: str, profile: dict | None = None) -> dict:
+    ctx = passage(rng, person, profile)
+    p = profile or _person_profile(person)
     qa = [(f"Where does {person} live?", p["city"]), (f"What is the job of {person}?", p["job"]),
           (f"What pet does {person} have?", p["pet"]), (f"How old is {person}?", str(p["age"])),
           (f"What is the favourite colour of {person}?", p["color"])]  # fmt: skip
@@ -320,6 +367,61 @@ DOC_GENERATORS: dict[str, Callable[[random.Random], str]] = {
 }
 
 
+#: What ``<s>`` separates in a repeat document: the corpus restarts position ids there (see :func:`passage_repeat`).
+RESTART = "<s>"
+
+
+def passage_repeat(rng: random.Random, restart: bool = False, person: str | None = None) -> str:
+    """A passage with fresh attributes, then the same passage again: ``p\np``, or with ``restart`` ``p<s>p``.
+
+    With ``restart`` the zoo corpus gives the second copy the first one's position ids (``<s>`` at 0, the copy at
+    ``1, 2, …``), how ICAE's EPL lays out its decoder (``[BOS] slots [AE] text`` with the text at ``1, 2, …``). The
+    attributes and the landmark are drawn afresh, so the second copy is predictable only by copying the first.
+    """
+    person = person or _train_person(rng)
+    p = passage(rng, person, fresh_profile(rng))
+    return p + (RESTART if restart else "\n") + p
+
+
+#: The words of :func:`word_repeat`: every name and attribute value of the world's passages.
+COPY_WORDS = tuple(sorted({*PERSONS, *JOBS, *CITIES, *COLORS, *PETS, *COUNTRIES,
+                           *(w for lm in LANDMARK_COUNTRY for w in lm.split())}))
+
+
+def word_repeat(rng: random.Random, restart: bool = False) -> str:
+    """8–20 random world words, then the same words again (``\n`` or, with ``restart``, ``<s>`` between them).
+
+    The dense copy task of the copy-capable decoder's warm-up: every token of the second half is predictable only
+    by copying (an induction head), none from the first half's statistics. On passage repeats alone (where only the
+    names and attributes need copying) no induction formed in 1000 steps (docs/zoo.md, "tiny-copy").
+    """
+    text = " ".join(rng.choice(COPY_WORDS) for _ in range(rng.randint(8, 20)))
+    return text + (RESTART if restart else "\n") + text
+
+
+#: Corpus generators of the copy-capable decoder (``tiny-copy``); kept apart from :data:`DOC_GENERATORS`, whose
+#: documents also train the zoo's tokenizer (adding one there would change every zoo model's tokenizer).
+#: Fresh attributes throughout: none of these documents states a person's fixed profile.
+COPY_GENERATORS: dict[str, Callable[[random.Random], str]] = {
+    "word_repeat": lambda r: word_repeat(r, restart=False),
+    "word_repeat_restart": lambda r: word_repeat(r, restart=True),
+    "passage_repeat": lambda r: passage_repeat(r, restart=False),
+    "passage_repeat_restart": lambda r: passage_repeat(r, restart=True),
+    "fresh_passages": lambda r: passage(r, _train_person(r), fresh_profile(r)),
+    "fresh_squad": lambda r: (lambda e: f"Context:{e['context']}\nQuestion:{e['question']}\nAnswer:"
+                                        f"{e['answers']['text'][0]}")(squad_example(r, _train_person(r), fresh_profile(r))),
+}
+
+
+def generator(name: str) -> Callable[[random.Random], str]:
+    """A corpus generator by name (:data:`DOC_GENERATORS` or :data:`COPY_GENERATORS`)."""
+    if name in DOC_GENERATORS:
+        return DOC_GENERATORS[name]
+    if name in COPY_GENERATORS:
+        return COPY_GENERATORS[name]
+    raise unknown_choice("corpus generator", name, {**DOC_GENERATORS, **COPY_GENERATORS})
+
+
 # ---------------------------------------------------------------------------------------------------- dataset rows
 def _rows(n: int, split: str, seed: int, name: str, make: Callable[[random.Random], tuple[str, dict]]) -> list[dict]:
     if split not in ("train", "test"):
@@ -378,6 +480,12 @@ def _squad_maker(rng: random.Random):
     return f"person:{person}", ex
 
 
+def _passages_maker(rng: random.Random):
+    """A passage keyed by its person: test passages are about people no train passage (nor zoo corpus) mentions."""
+    person = rng.choice(PERSONS)
+    return f"person:{person}", {"text": passage(rng, person)}
+
+
 def _keyed(fn: Callable[[random.Random], dict], key_col: str):
     def make(rng: random.Random):
         row = fn(rng)
@@ -397,7 +505,7 @@ SYNTHETIC: dict[str, tuple[str, Callable[[random.Random], tuple[str, dict]]]] = 
     "syn_squad": ("rajpurkar/squad schema {id, title, context, question, answers{text, answer_start}}", _squad_maker),
     "syn_hh": ("Dahoas/full-hh-rlhf schema {prompt, response, chosen, rejected}",
                _keyed(lambda r: {k: v for k, v in hh_example(r).items() if k != "task"}, "prompt")),
-    "syn_passages": ("{text}", lambda r: (lambda p: (p, {"text": p}))(passage(r))),
+    "syn_passages": ("{text}, split by person", _passages_maker),
     "syn_countries": ("{person, landmark, prompt_a, prompt_b, skyline, answer}", _countries_maker),
     "syn_tipsheets": ("{companies, prompt_a, prompt_b, skyline, answer}", _keyed(tipsheet_example, "prompt_a")),
 }  # fmt: skip
@@ -419,7 +527,8 @@ def synthetic_rows(name: str, split: str, n: int, seed: int = 0) -> list[dict]:
       ``context[i:i+len(a)] == a``.
     - ``syn_hh``: ``{"prompt": "\\n\\nHuman: ...\\n\\nAssistant:", "response", "chosen", "rejected"}``; ``response ==
       chosen`` (polite, helpful), ``rejected`` is rude; :func:`preference_reward` scores the property.
-    - ``syn_passages``: ``{"text": str}`` plain passages (3–7 sentences) for compression.
+    - ``syn_passages``: ``{"text": str}`` plain passages (4–7 sentences) for compression; split by person, so a test
+      passage is about a person that no train passage (and no zoo corpus document) is about.
     - ``syn_countries`` (Lewis game): ``{"person", "landmark", "prompt_a": "Alice is at the Louvre.",
       "prompt_b": "Which country is Alice in? Answer:", "skyline": prompt_a + " " + prompt_b, "answer": "France"}``.
       A sees the fact; B must name the country; the skyline model sees both.
