@@ -33,7 +33,9 @@ def test_constant_floor_is_chosen_on_the_selection_slice():
 def test_mean_ci_and_verdict():
     m, h = gauge.mean_ci([1.0, 2.0, 3.0])
     assert m == 2.0 and h == pytest.approx(4.302653 / math.sqrt(3), rel=1e-5)
-    assert gauge.mean_ci([0.5]) == (0.5, 0.0)
+    m1, h1 = gauge.mean_ci([0.5])
+    assert m1 == 0.5 and math.isnan(h1)  # one value: no interval
+    assert gauge.verdict(0.9, float("nan"), 0.55).startswith("not distinguishable")
     assert gauge.verdict(0.3, 0.02, 0.55).startswith("no reconstruction")
     assert gauge.verdict(0.56, 0.02, 0.55).startswith("not distinguishable")
     assert gauge.verdict(0.9, 0.02, 0.55) == "above the floor"
@@ -127,7 +129,7 @@ def test_compression_figure_runs_each_rate_and_seed(make_icae, tmp_path, monkeyp
 
     monkeypatch.setattr(trainer, "build_model", fake_build)
     cfg = ICAEConfig(fixed_mem_size=8, lora_r=4, output_dir=str(tmp_path), num_train_samples=20, num_eval_samples=3,
-                     batch_size=3, max_new_tokens=4, max_steps=2, logging_steps=1, save_steps=0,
+                     batch_size=3, max_new_tokens=4, max_steps=2, logging_steps=1, save_steps=100,
                      per_device_train_batch_size=2, warmup_steps=1)
     res = demo.compression_figure(cfg, rates=(1, 4), seeds=(0, 1))
     assert built == [(1, 0), (1, 1), (4, 0), (4, 1)]

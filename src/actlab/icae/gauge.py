@@ -37,17 +37,12 @@ SELECT_REFS = 64  # texts of the best-constant floor's selection slice
 
 # ------------------------------------------------------------------------------------------------------- stats
 def mean_ci(xs: Sequence[float], level: float = 0.95) -> tuple[float, float]:
-    """Mean and the half-width of its ``level`` confidence interval (Student t; 0 for fewer than two values)."""
-    xs = [float(x) for x in xs]
-    if not xs:
-        return float("nan"), float("nan")
-    m = sum(xs) / len(xs)
-    if len(xs) < 2:
-        return m, 0.0
-    from scipy import stats
+    """``(mean, half-width)`` of the ``level`` Student-t interval (:func:`actlab.core.stats.mean_ci`; the half-width
+    is NaN for fewer than two values: no interval, not a zero-width one)."""
+    from actlab.core.stats import mean_ci as _mean_ci
 
-    sd = math.sqrt(sum((x - m) ** 2 for x in xs) / (len(xs) - 1))
-    return m, float(stats.t.ppf(0.5 + level / 2, len(xs) - 1)) * sd / math.sqrt(len(xs))
+    ci = _mean_ci(xs, level)
+    return ci.mean, ci.half
 
 
 # ------------------------------------------------------------------------------------------------------ floors
@@ -191,7 +186,7 @@ def majority_fact_floor(train_texts: Sequence[str], refs: Sequence[str]) -> dict
 def verdict(bleu: float, half_ci: float, floor: float) -> str:
     if bleu < floor:
         return "no reconstruction (BLEU-1 below its floor)"
-    if bleu - half_ci <= floor:
+    if not math.isfinite(half_ci) or bleu - half_ci <= floor:  # no CI (one example): not shown to be above
         return "not distinguishable from the floor (BLEU-1 within its 95 % CI of the floor)"
     return "above the floor"
 
