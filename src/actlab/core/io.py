@@ -216,7 +216,7 @@ def load_optimizer_tensors(opt, tensors: Mapping[str, Any], meta: str | None = N
     param groups (its hyperparameters as constructed). ``load_state_dict`` moves the state to each parameter's device.
     """
     info = json.loads(meta) if meta else {}
-    if isinstance(info, list):  # the format before session 3 (IA2): just the param groups
+    if isinstance(info, list):  # the format before 2026-11-22 (IA2): just the param groups
         info = {"param_groups": info}
     state: dict[int, dict] = {}
     for k, v in tensors.items():

@@ -15,7 +15,7 @@ Any single-token dataset ``X`` also exists as ``X_remap`` (``--label_template re
 ``i``-th word of :data:`REMAP_WORDS` (0 apple, 1 Friday, 2 banana, 3 Saturday, 4 Thursday, 5 Sunday, 6 Wednesday,
 7 Monday), drawn as the official code draws them (``np.random.seed(42)``, rejection sampling).
 
-Sources: ``aamixsh/ia2`` ``scripts/prepare_data.py`` and ``utils.py`` (read, not copied); ../shared/research/ia2.md §5-6.
+Sources: ``aamixsh/ia2`` ``scripts/prepare_data.py`` and ``utils.py`` (read, not copied).
 """
 
 from __future__ import annotations
