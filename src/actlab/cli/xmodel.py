@@ -28,6 +28,12 @@ def _align(cfg) -> int:
     from actlab.xmodel.verbs import align
 
     s = align(cfg)
+    if "results" in s:
+        for key, r in s["results"].items():
+            print(f"{cfg.method} A[{r['layer_a']}] → B[{r['layer_b']}]: held-out R² {r['r2']:.4f}, MSE {r['mse']:.4g}, "
+                  f"cosine {r['cosine']:.4f}, raw debiased CKA {r['raw_cka_debiased']:.4f}; saved to "
+                  f"{cfg.out}/layer{key}")
+        return 0
     print(f"{cfg.method} A[{s['layer_a']}] → B[{s['layer_b']}]: held-out R² {s['r2']:.4f}, MSE {s['mse']:.4g}, "
           f"cosine {s['cosine']:.4f}; saved to {cfg.out}")
     return 0

@@ -73,7 +73,10 @@ class XModelConfig:
     train_batch_size: int = field(default=32, metadata={"help": "learned maps: batch size"})
     temperature: float = field(default=0.07, metadata={"help": "learned maps: contrastive temperature (> 0)"})
     mse_weight: float = field(default=1.0, metadata={"help": "learned maps: MSE weight (>= 0)"})
-    rank: int = field(default=8, metadata={"help": "lora map rank"})
+    rank: int = field(default=32, metadata={"help": "lora map rank (the seed's LoRAAdapter: 32)"})
+    procrustes_layers: list[int] | None = field(default=None, metadata={
+        "sep": ",", "help": "also fit Procrustes at each of these layers, same index on A and B (the seed's "
+                            "0,8,16,24); results in procrustes_layers.json"})
     # communication
     task: str = field(default="syn_countries", metadata={"help": "communication task"})
     n_eval: int = field(default=100, metadata={"help": "evaluation rows"})
@@ -160,9 +163,12 @@ class AlignConfig:
     """``actlab xmodel align``: fit a map A→B on the train rows of a pairs directory; score it on the held-out rows."""
 
     pairs: str = field(metadata={"help": "a directory written by `actlab xmodel extract`"})
-    layer_a: int = field(metadata={"help": "A's layer (negative: from the last extracted)"})
-    layer_b: int = field(metadata={"help": "B's layer (negative: from the last extracted)"})
     out: str = field(metadata={"help": "directory for map.safetensors + map.json + scores.json"})
+    layer_a: int | None = field(default=None, metadata={"help": "A's layer (negative: from the last extracted)"})
+    layer_b: int | None = field(default=None, metadata={"help": "B's layer (negative: from the last extracted)"})
+    layers: list[int] | None = field(default=None, metadata={
+        "sep": ",", "help": "instead of --layer_a/--layer_b: one map per layer, same index on A and B (the seed's "
+                            "0,8,16,24); maps in OUT/layer<a>-<b>/, scores per layer in OUT/scores.json"})
     method: str = field(default="procrustes", metadata={
         "choices": ["identity", "procrustes", "ridge", "learned", "linear", "affine", "lora"], "help": "the map"})
     no_scale: bool = field(default=False, metadata={"help": "procrustes without isotropic scale"})
@@ -180,6 +186,13 @@ class AlignConfig:
         from actlab.xmodel.align import METHODS
 
         check_choice("method", self.method, METHODS)
+        if self.layers is not None:
+            if self.layer_a is not None or self.layer_b is not None:
+                raise ActlabError("--layers replaces --layer_a/--layer_b; give one or the other")
+            if not self.layers:
+                raise ActlabError("--layers: give one or more layers, e.g. --layers 0 8 16 24")
+        elif self.layer_a is None or self.layer_b is None:
+            raise ActlabError("give --layer_a and --layer_b (one map), or --layers L1 L2 ... (one map per layer)")
         _map_checks(self)
         check_positive("batch_size", self.batch_size, integer=True)
         p = Path(self.pairs)

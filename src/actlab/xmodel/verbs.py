@@ -27,32 +27,45 @@ def extract(cfg: ExtractConfig) -> Path:
                          heldout=cfg.heldout, seed=cfg.seed, names=(cfg.model_a, cfg.model_b))
 
 
-def align(cfg: AlignConfig) -> dict:
-    """Fit and save the map; returns its held-out scores (also in ``{out}/scores.json``)."""
+def _resolve_layer(flag: str, layer: int, layers: list[int], where) -> int:
+    """A layer of the pairs directory (negative indices count from the last extracted layer)."""
     from actlab.core.errors import ActlabError
+
+    resolved = layers[layer] if -len(layers) <= layer < 0 else layer
+    if resolved not in layers:
+        raise ActlabError(f"{flag} {layer} was not extracted in {where}; valid: "
+                          f"{', '.join(map(str, layers))} (or -1..-{len(layers)})")
+    return resolved
+
+
+def align(cfg: AlignConfig) -> dict:
+    """Fit and save the map; returns its held-out scores (also in ``{out}/scores.json``). With ``layers``: one map
+    per layer in ``{out}/layer<a>-<b>/`` and ``{"layers_a", "layers_b", "results": {"<a>-<b>": scores}}``."""
     from actlab.core.io import atomic_write_json
     from actlab.xmodel.align import TrainConfig, fit_map
-    from actlab.xmodel.experiments import _map_eval
+    from actlab.xmodel.experiments import _map_eval, procrustes_layers
     from actlab.xmodel.extract import load_pairs
 
     pairs = load_pairs(cfg.pairs)
-    idx = {}
-    for side, layer, layers in (("a", cfg.layer_a, pairs.layers_a), ("b", cfg.layer_b, pairs.layers_b)):
-        # negative indices count from the last extracted layer
-        resolved = layers[layer] if -len(layers) <= layer < 0 else layer
-        if resolved not in layers:
-            raise ActlabError(f"--layer_{side} {layer} was not extracted in {cfg.pairs}; valid: "
-                              f"{', '.join(map(str, layers))} (or -1..-{len(layers)})")
-        idx[side] = resolved
-    la, lb = idx["a"], idx["b"]
-    xa, yb = pairs.split("train", "a", la), pairs.split("train", "b", lb)
     tc = TrainConfig(epochs=cfg.epochs, lr=cfg.lr, batch_size=cfg.batch_size, temperature=cfg.temperature,
                      mse_weight=cfg.mse_weight)
-    m = fit_map(cfg.method, xa, yb, scale=not cfg.no_scale, translate=not cfg.no_translate, lam=cfg.ridge_lambda,
-                train=tc, rank=cfg.rank)
-    m.save(cfg.out)
-    scores = {"layer_a": la, "layer_b": lb, **_map_eval(m, pairs.split("test", "a", la),
-                                                        pairs.split("test", "b", lb), cfg.temperature)}
+
+    def fit(xa, yb):
+        return fit_map(cfg.method, xa, yb, scale=not cfg.no_scale, translate=not cfg.no_translate,
+                       lam=cfg.ridge_lambda, train=tc, rank=cfg.rank)
+
+    if cfg.layers is not None:
+        la = [_resolve_layer("--layers", x, pairs.layers_a, cfg.pairs) for x in cfg.layers]
+        lb = [_resolve_layer("--layers", x, pairs.layers_b, cfg.pairs) for x in cfg.layers]
+        scores = procrustes_layers(pairs, la, cfg.out, layers_b=lb, temperature=cfg.temperature, fit=fit)
+        scores["method"] = cfg.method
+    else:
+        la = _resolve_layer("--layer_a", cfg.layer_a, pairs.layers_a, cfg.pairs)
+        lb = _resolve_layer("--layer_b", cfg.layer_b, pairs.layers_b, cfg.pairs)
+        m = fit(pairs.split("train", "a", la), pairs.split("train", "b", lb))
+        m.save(cfg.out)
+        scores = {"layer_a": la, "layer_b": lb, **_map_eval(m, pairs.split("test", "a", la),
+                                                            pairs.split("test", "b", lb), cfg.temperature)}
     atomic_write_json(f"{cfg.out}/scores.json", scores)
     return scores
 
