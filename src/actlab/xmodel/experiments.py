@@ -106,7 +106,9 @@ def run_all(cfg: XModelConfig, out_dir: str | Path, models=None) -> dict:
     rd = RunDir(out_dir)
     if rd.config_path.exists():
         old = {k: v for k, v in rd.read_config().items() if k != "_meta"}
-        if old != dataclasses.asdict(cfg):
+        new = dataclasses.asdict(cfg)
+        old = {**{k: None for k, v in new.items() if k not in old and v is None}, **old}  # a field added since: unset
+        if old != new:
             raise ActlabError(f"{rd.path} holds a run with another config; use a new --out directory or delete it")
     else:
         rd.write_config(cfg)
