@@ -271,3 +271,42 @@ def test_procrustes_layer_list_align_and_run_all(model_dirs, micro_pair, tmp_pat
     with pytest.raises(ActlabError, match="out of range"):
         run_all(XModelConfig(model_a="a", model_b="b", n_texts=24, procrustes_layers=[0, 8, 16, 24]),
                 tmp_path / "run2", models=micro_pair)
+
+
+@pytest.mark.slow
+def test_torchrun_run_all_gives_the_single_process_result(model_dirs, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    a, b = model_dirs
+    txt = tmp_path / "t.txt"
+    txt.write_text("\n".join(f"alice has {n} red books and {n + 1} blue pens" for n in range(24)))
+    flags = ["xmodel", "run-all", "--model_a", a, "--model_b", b, "--texts", str(txt), "--n_texts", "24",
+             "--heldout", "0.25", "--shard_size", "5", "--n_eval", "3", "--n_dev", "2", "--epochs", "1",
+             "--methods", "procrustes,ridge,learned", "--ac_maps", "ridge", "--max_new_tokens", "2",
+             "--message_tokens", "2", "--procrustes_layers", "0,1"]
+    env = {**os.environ, "ACTLAB_QUIET": "1", "OMP_NUM_THREADS": "1"}
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
+                        "29523", "-m", "actlab.cli.main", *flags, "--out", str(tmp_path / "dist")], env=env,
+                       capture_output=True, text=True, timeout=400)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert r.stdout.count("Debiased CKA") == 1  # rank 0 prints the tables once
+    assert main([*flags, "--out", str(tmp_path / "single")]) == 0
+    d, s = tmp_path / "dist", tmp_path / "single"
+    assert json.loads((d / "pairs" / "pairs.json").read_text())["world_size"] == 2 and (d / "COMPLETE").exists()
+    for name in ("cka.json", "maps.json", "procrustes_layers.json"):
+        jd, js = json.loads((d / name).read_text()), json.loads((s / name).read_text())
+        assert _close(jd, js), name
+    cd, cs = (json.loads((x / "communicate.json").read_text())["methods"] for x in (d, s))
+    assert {m: v["accuracy"] for m, v in cd.items()} == {m: v["accuracy"] for m, v in cs.items()}
+
+
+def _close(x, y, tol=1e-4) -> bool:
+    if isinstance(x, dict):
+        return x.keys() == y.keys() and all(_close(x[k], y[k], tol) for k in x if k not in ("seconds", "info"))
+    if isinstance(x, list):
+        return len(x) == len(y) and all(_close(u, v, tol) for u, v in zip(x, y))
+    if isinstance(x, float):
+        return abs(x - y) <= tol * max(1.0, abs(y))
+    return x == y

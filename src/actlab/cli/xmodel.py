@@ -8,7 +8,8 @@ communication (Ramesh & Li, ICML 2025).
     actlab xmodel demo                                                          (tiny → tiny-b)
 
 Flags come from :mod:`actlab.xmodel.config`; list flags take space- or comma-separated values.
-Multi-process extraction: ``torchrun --nproc_per_node 2 -m actlab.cli.main xmodel extract ...``.
+Multi-process extraction: ``torchrun --nproc_per_node 2 -m actlab.cli.main xmodel extract|run-all ...`` (run-all
+shares the extraction over the processes, then rank 0 runs the rest).
 """
 
 from __future__ import annotations
@@ -55,7 +56,9 @@ def _run_all(cfg) -> int:
     from actlab.xmodel.experiments import format_results
     from actlab.xmodel.verbs import run_all
 
-    print(format_results(run_all(cfg)))
+    res = run_all(cfg)
+    if "cka" in res:  # under torchrun, ranks > 0 only share the extraction
+        print(format_results(res))
     return 0
 
 
