@@ -65,6 +65,8 @@ def test_procrustes_alignment_seed_call_shape(tmp_path):
     Q, _ = torch.linalg.qr(torch.randn(8, 8, generator=g, dtype=torch.float64))
     Yb = 2.5 * Xa @ Q + 3.0
     p = X.ProcrustesAlignment(use_affine=True)
+    with pytest.raises(ActlabError, match="not fitted"):
+        p.transform(Xa)
     assert p.fit(Xa, Yb) is p and p.use_affine
     torch.testing.assert_close(p.transform(Xa), Yb, atol=1e-4, rtol=1e-4)  # scale + rotation + translation
     torch.testing.assert_close(p(Xa[:5]), A.fit_map("procrustes", Xa, Yb)(Xa[:5]))
@@ -129,7 +131,7 @@ def test_info_nce_cka_align_uniform_mean_pooling():
     a.requires_grad_(True)
     loss = nce(a, b)
     loss.backward()
-    assert a.grad is not None and float(loss) == pytest.approx(M.info_nce(a.detach(), b), rel=1e-4)
+    assert a.grad is not None and float(loss.detach()) == pytest.approx(M.info_nce(a.detach(), b), rel=1e-4)
     # explicit negatives: CE with the positive at index 0
     neg = torch.randn(16, 5, 8, generator=g)
     an, bn, nn_ = F.normalize(a.detach(), dim=-1), F.normalize(b, dim=-1), F.normalize(neg, dim=-1)

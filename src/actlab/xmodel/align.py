@@ -166,6 +166,11 @@ class ProcrustesAlignment(LinearMap):
     def use_affine(self) -> bool:
         return self.cfg.translate
 
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.cfg.d_in == 0:
+            raise ActlabError("ProcrustesAlignment is not fitted: call .fit(source, target) first")
+        return super().forward(x)
+
     def fit(self, source, target) -> ProcrustesAlignment:
         m = procrustes(source, target, scale=self.cfg.scale, translate=self.cfg.translate)
         self.cfg, self.W, self.b, self.s, self.mu_x = m.cfg, m.W, m.b, m.s, m.mu_x
