@@ -410,15 +410,23 @@ def _load_pair(model_a_id, model_b_id, models, device=None, dtype=None):
 
 def _extract(models, texts, n_texts, out, seed, heldout=0.2, layers_a=None, layers_b=None, pooling="last",
              batch_size=16, names=("A", "B")):
+    """Paired activations in ``out/pairs`` (reused when there), or in a temporary directory removed after loading
+    (``load_pairs`` concatenates the shards into memory)."""
     import tempfile
 
     (ma, ta), (mb, tb) = models
-    target = Path(out) / "pairs" if out is not None else Path(tempfile.mkdtemp(prefix="actlab-xmodel-pairs-"))
-    rows = texts if isinstance(texts, list) else load_texts(texts, n_texts, seed)
-    if not (target / "pairs.json").exists():
-        extract_pairs(ma, ta, mb, tb, rows[:n_texts], target, layers_a=layers_a, layers_b=layers_b, pooling=pooling,
-                      batch_size=batch_size, heldout=heldout, seed=seed, names=names)
-    return load_pairs(target)
+    rows = list(texts) if isinstance(texts, (list, tuple)) else load_texts(texts, n_texts, seed)
+
+    def get(target: Path):
+        if not (target / "pairs.json").exists():
+            extract_pairs(ma, ta, mb, tb, rows[:n_texts], target, layers_a=layers_a, layers_b=layers_b,
+                          pooling=pooling, batch_size=batch_size, heldout=heldout, seed=seed, names=names)
+        return load_pairs(target)
+
+    if out is not None:
+        return get(Path(out) / "pairs")
+    with tempfile.TemporaryDirectory(prefix="actlab-xmodel-pairs-") as tmp:
+        return get(Path(tmp))
 
 
 def _save(out, name: str, res: dict) -> dict:
