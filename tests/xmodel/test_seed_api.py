@@ -312,3 +312,17 @@ def _close(x, y, tol=1e-4) -> bool:
     if isinstance(x, float):
         return abs(x - y) <= tol * max(1.0, abs(y))
     return x == y
+
+
+def test_cli_communicate_text_similarity(model_dirs, tmp_path, capsys):
+    a, b = model_dirs
+    assert main(["xmodel", "communicate", "--model_a", b, "--model_b", b, "--k", "1", "--j", "1", "--n", "2",
+                 "--methods", "b_alone", "--similarity_layers", "0,1", "--n_similarity", "4",
+                 "--similarity_tokens", "3", "--out", str(tmp_path / "c")]) == 0
+    out = capsys.readouterr().out
+    assert "text similarity A[0] → B[0]: word F1 1.000" in out and "A[1] → B[1]" in out  # A = B: its own state
+    doc = json.loads((tmp_path / "c" / "communicate.json").read_text())
+    assert set(doc["text_similarity"]["layers"]) == {"0-0", "1-1"} and doc["text_similarity"]["n"] == 4
+    rc = main(["xmodel", "communicate", "--model_a", a, "--model_b", b, "--similarity_layers", "0,5", "--n", "2"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "layer 5 out of range" in err and "Traceback" not in err

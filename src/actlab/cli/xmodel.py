@@ -46,6 +46,9 @@ def _communicate(cfg) -> int:
     res = communicate(cfg)
     for name, s in res["methods"].items():
         print(f"{name:8s} accuracy {100 * s['accuracy']:5.1f}%   FLOPs {s['flops']:.3g}   {s['seconds']:.2f} s")
+    for r in res.get("text_similarity", {}).get("layers", {}).values():
+        print(f"text similarity A[{r['layer_a']}] → B[{r['layer_b']}]: word F1 {r['f1']:.3f} ± {r['f1_ci95']:.3f} "
+              f"(shuffled sender {r['f1_shuffled']:.3f} ± {r['f1_shuffled_ci95']:.3f}), exact {r['exact']:.2f}")
     if "grid" in res:
         print("grid (rows k, columns j):\n" + "\n".join(" ".join(f"{v:.2f}" for v in r)
                                                       for r in res["grid"]["accuracy"]))

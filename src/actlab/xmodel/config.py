@@ -226,6 +226,11 @@ class CommunicateConfig:
     methods: list[str] | None = field(default=None, metadata={"sep": ",", "help": "subset of b_alone,a_alone,"
                                                                                   "skyline,nl,ac (default all)"})
     grid: bool = field(default=False, metadata={"help": "also search all (k, j) and write grid.png"})
+    similarity_layers: list[int] | None = field(default=None, metadata={
+        "sep": ",", "help": "also run the text-similarity experiment at these layers (same index on A and B; "
+                            "docs/xmodel.md); --map is used at the layer pair (k, j) only"})
+    n_similarity: int = field(default=32, metadata={"help": "text-similarity texts (syn_passages, test split)"})
+    similarity_tokens: int = field(default=8, metadata={"help": "text-similarity continuation tokens"})
     max_new_tokens: int = field(default=XModelConfig.max_new_tokens, metadata={"help": "answer tokens"})
     message_tokens: int = field(default=XModelConfig.message_tokens,
         metadata={"help": "natural-language message tokens"})
@@ -240,8 +245,10 @@ class CommunicateConfig:
         check_choice("split", self.split, _SPLITS)
         for m in self.methods or []:
             check_choice("method", m, METHODS)
-        for n in ("n", "max_new_tokens", "batch_size"):
+        for n in ("n", "max_new_tokens", "batch_size", "similarity_tokens"):
             check_positive(n, getattr(self, n), integer=True)
+        if self.n_similarity < 2 or isinstance(self.n_similarity, bool):
+            raise ActlabError(f"--n_similarity must be an integer >= 2 (the shuffled control), got {self.n_similarity}")
         check_positive("message_tokens", self.message_tokens, integer=True, allow_zero=True)
         if self.map is not None:
             p = Path(self.map)

@@ -84,6 +84,11 @@ def communicate(cfg: CommunicateConfig) -> dict:
     rows = task_rows(cfg.task, cfg.n, cfg.split)
     ma, ta = load(cfg.model_a)
     mb, tb = (ma, ta) if cfg.model_b == cfg.model_a else load(cfg.model_b)
+    if cfg.similarity_layers:  # checked before anything runs
+        from actlab.core import arch
+
+        sim_a = [arch.check_layer(ma, x) for x in cfg.similarity_layers]
+        sim_b = [arch.check_layer(mb, x) for x in cfg.similarity_layers]
     res = evaluate(ma, ta, mb, tb, rows, cfg.task, k=cfg.k, j=cfg.j, f=cfg.f, W=W, methods=methods,
                    max_new_tokens=cfg.max_new_tokens, message_tokens=cfg.message_tokens, batch_size=cfg.batch_size)
     if cfg.grid:
@@ -94,6 +99,14 @@ def communicate(cfg: CommunicateConfig) -> dict:
         res["grid"] = g
         if cfg.out:
             plot_heatmap(g["accuracy"], f"{cfg.out}/grid.png", f"AC accuracy, {cfg.task}", "j (B)", "k (A)")
+    if cfg.similarity_layers:
+        from actlab.xmodel.communicate import text_similarity
+        from actlab.zoo.world import synthetic_rows
+
+        maps = {(arch.check_layer(ma, cfg.k), arch.check_layer(mb, cfg.j)): W} if W is not None else None
+        texts = [r["text"] for r in synthetic_rows("syn_passages", "test", cfg.n_similarity, 0)]
+        res["text_similarity"] = text_similarity(ma, ta, mb, tb, texts, sim_a, sim_b, maps=maps, f=cfg.f,
+                                                 max_new_tokens=cfg.similarity_tokens, batch_size=cfg.batch_size)
     if cfg.out:
         atomic_write_json(f"{cfg.out}/communicate.json", res)
     return res
