@@ -326,3 +326,34 @@ def test_cli_communicate_text_similarity(model_dirs, tmp_path, capsys):
     rc = main(["xmodel", "communicate", "--model_a", a, "--model_b", b, "--similarity_layers", "0,5", "--n", "2"])
     err = capsys.readouterr().err
     assert rc == 2 and "layer 5 out of range" in err and "Traceback" not in err
+
+
+def test_c4_text_source_streams_hub_schema_rows(monkeypatch):
+    import datasets
+
+    from actlab.xmodel.config import ExtractConfig
+    from actlab.xmodel.experiments import load_texts
+
+    docs = [{"text": f"  Document {i} " + "words " * (3 if i % 3 == 0 else 120), "timestamp": "2019-04-25T12:57:54Z",
+             "url": f"https://example.com/{i}"} for i in range(40)]  # allenai/c4 en: text, timestamp, url
+    calls = []
+
+    def load_dataset(path, name=None, split=None, streaming=False, **kw):
+        calls.append((path, name, split, streaming))
+        return datasets.IterableDataset.from_generator(lambda: iter(docs))
+
+    monkeypatch.setattr(datasets, "load_dataset", load_dataset)
+    texts = load_texts("c4", 10, seed=0)
+    assert calls == [("allenai/c4", "en", "validation", True)]
+    assert len(texts) == 10 and all(50 < len(t) <= 512 and t.startswith("Document") for t in texts)
+    kept = {int(t.split()[1]) for t in texts}
+    assert not any(i % 3 == 0 for i in kept)  # short documents are dropped
+    assert load_texts("c4", 10, seed=0) == texts and load_texts("c4", 10, seed=1) != texts  # seeded order
+    assert XModelConfig(texts="c4").texts == "c4" and ExtractConfig("a", "b", "/tmp/x", texts="c4").texts == "c4"
+
+    def offline(*a, **k):
+        raise ConnectionError("Couldn't reach 'allenai/c4' on the Hub")
+
+    monkeypatch.setattr(datasets, "load_dataset", offline)
+    with pytest.raises(ActlabError, match="could not stream allenai/c4.*offline"):
+        load_texts("c4", 4)

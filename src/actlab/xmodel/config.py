@@ -33,13 +33,14 @@ def check_pair(model_a: str, model_b: str) -> None:
 
 
 def check_texts(texts: str) -> None:
-    """``syn_passages`` or an existing UTF-8 text file (one text per line)."""
-    if texts == "syn_passages":
+    """``syn_passages``, ``c4`` (streamed from the hub) or an existing UTF-8 text file (one text per line)."""
+    if texts in ("syn_passages", "c4"):
         return
     p = Path(texts).expanduser()
     if not p.exists():
-        raise ActlabError(f"--texts {texts!r}: no such file; give 'syn_passages' or a .txt file with one text per line")
-    read_utf8("--texts", p, "'syn_passages' or a .txt file, one text per line")
+        raise ActlabError(f"--texts {texts!r}: no such file; give 'syn_passages', 'c4' or a .txt file with one text "
+                          f"per line")
+    read_utf8("--texts", p, "'syn_passages', 'c4' or a .txt file, one text per line")
 
 
 def _map_checks(c) -> None:
@@ -58,7 +59,8 @@ class XModelConfig:
     model_a: str = field(default="tiny", metadata={"help": "model A (sender): zoo name, local dir or hub id"})
     model_b: str = field(default="tiny-b", metadata={"help": "model B (receiver)"})
     # alignment data
-    texts: str = field(default="syn_passages", metadata={"help": "syn_passages or a .txt file (one text per line)"})
+    texts: str = field(default="syn_passages", metadata={"help": "syn_passages, c4 (streamed: allenai/c4 en "
+                                                                   "validation) or a .txt file (one text per line)"})
     n_texts: int = field(default=512, metadata={"help": "alignment texts"})
     pooling: str = field(default="last", metadata={"choices": _POOLINGS, "help": "activation pooling"})
     heldout: float = field(default=0.2, metadata={"help": "held-out share of the texts, in (0, 1)"})
@@ -135,7 +137,8 @@ class ExtractConfig:
     model_a: str = field(metadata={"help": "model A: zoo name, local dir or hub id"})
     model_b: str = field(metadata={"help": "model B"})
     out: str = field(metadata={"help": "output directory"})
-    texts: str = field(default=XModelConfig.texts, metadata={"help": "syn_passages or a .txt file, one text per line"})
+    texts: str = field(default=XModelConfig.texts, metadata={"help": "syn_passages, c4 or a .txt file, one text per "
+                                                                      "line"})
     n_texts: int = field(default=XModelConfig.n_texts, metadata={"help": "texts"})
     pooling: str = field(default=XModelConfig.pooling, metadata={"choices": _POOLINGS, "help": "activation pooling"})
     layers_a: list[int] | None = field(default=None, metadata={"sep": ",", "help": "A's layers (default all)"})

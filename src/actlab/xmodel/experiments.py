@@ -36,16 +36,45 @@ from actlab.xmodel.communicate import evaluate, grid_search, task_rows
 from actlab.xmodel.config import XModelConfig
 from actlab.xmodel.extract import extract_pairs, load_pairs
 
+C4 = ("allenai/c4", "en", "validation")  # the paper's W is trained on C4 sentences; the seed streamed this split
+
+
+def c4_texts(n: int, seed: int = 0, min_chars: int = 50, max_chars: int = 512, buffer_size: int = 1000) -> list[str]:
+    """``n`` texts streamed from C4 (``allenai/c4``, ``en``, validation; nothing is downloaded in full): the
+    ``text`` field of documents with more than ``min_chars`` characters, cut to ``max_chars`` (the seed's filter),
+    in an order shuffled by ``seed`` within a ``buffer_size``-document buffer."""
+    import datasets
+
+    try:
+        ds = datasets.load_dataset(C4[0], C4[1], split=C4[2], streaming=True)
+        ds = ds.shuffle(seed=seed, buffer_size=buffer_size)
+        out = []
+        for row in ds:
+            text = (row.get("text") or "").strip()
+            if len(text) > min_chars:
+                out.append(text[:max_chars])
+                if len(out) >= n:
+                    break
+    except (OSError, ConnectionError, ValueError) as e:
+        raise ActlabError(f"--texts c4: could not stream {C4[0]} ({C4[1]}, {C4[2]}): {str(e).splitlines()[0][:200]} "
+                          f"(offline? use syn_passages or a .txt file)") from None
+    if not out:
+        raise ActlabError(f"--texts c4: no document of {C4[0]} has more than {min_chars} characters")
+    return out
+
 
 def load_texts(spec: str, n: int, seed: int = 0) -> list[str]:
-    """Alignment texts: ``syn_passages`` (the zoo world's passages, train split) or a .txt file (one per line)."""
+    """Alignment texts: ``syn_passages`` (the zoo world's passages, train split), ``c4`` (streamed,
+    :func:`c4_texts`) or a .txt file (one per line)."""
     if spec == "syn_passages":
         from actlab.zoo.world import synthetic_rows
 
         return [r["text"] for r in synthetic_rows("syn_passages", "train", n, seed)]
+    if spec == "c4":
+        return c4_texts(n, seed)
     p = Path(spec).expanduser()
     if not p.is_file():
-        raise ActlabError(f"texts {spec!r}: give 'syn_passages' or an existing .txt file with one text per line")
+        raise ActlabError(f"texts {spec!r}: give 'syn_passages', 'c4' or an existing .txt file with one text per line")
     lines = [x.strip() for x in p.read_text(encoding="utf-8").splitlines() if x.strip()]
     if not lines:
         raise ActlabError(f"texts file {p} has no non-empty lines")
@@ -445,7 +474,7 @@ def train_learned_projection(model_a, model_b, tokenizer_a, tokenizer_b, dim_a: 
     on (1/N)Σ‖z − W y‖² (lr, epochs and batch as the paper: 1e-3, 10, 32; N = 3072 = d_A).
 
     Layers are 0-based block outputs: the default 25 is HF ``hidden_states[26]``, the paper's layer 26 (the seed's
-    ``layer_idx=26`` read ``hidden_states[26]``). ``texts``: ``syn_passages``, a .txt file (one text per line) or a
+    ``layer_idx=26`` read ``hidden_states[26]``). ``texts``: ``syn_passages`` (offline; the default), ``c4`` (the seed's, streamed), a .txt file or a
     list of strings. ``device`` is where the returned map lives; the models stay where they are."""
     lb = layer_idx if layer_idx_b is None else layer_idx_b
     arch.check_layer(model_a, layer_idx)
