@@ -100,3 +100,24 @@ def test_bad_input_one_line_exit_2(ia2_world, tmp_path, capsys):
         for n in needles:
             assert n in err, (n, err)
     assert not Path(tmp_path / "o" / "evaluations").exists() or not any((tmp_path / "o").rglob("*.json"))
+
+
+def test_hyperparameter_insights_plot(ia2_world):
+    """Every lr tried is a point of the sensitivity plot; the ringed (chosen) one has the highest mean."""
+    from actlab.ia2.plots import collect, hyperparameter_rows, load_results, plot_experiment
+
+    w = ia2_world
+    if not (w["outputs"] / "evaluations").exists():
+        run_cli(["evaluate", "--model_types", "act", "--icl_max_demos", "3", "--uncertainty_analysis",
+                 "--num_eval_examples", "12", "--model_id", str(w["model_dir"]), *_common(w)])
+    docs = load_results(w["outputs"], uncertainty=True)
+    exp = collect(docs, "syn_sst2", "syn_sst2", "syn_sst2", 3, uncertainty=True)
+    rows = [r for r in hyperparameter_rows(exp) if r["method"] == "act"]
+    lrs = {d["config"]["trained"]["lr"] for d in docs if d["config"]["model_type"] == "act"}
+    assert len(lrs) == 2 and {float(r["hp"]["lr"]) for r in rows} == lrs
+    assert sum(r["chosen"] for r in rows) == 1 and all(r["ci"].n == 2 for r in rows)
+    chosen = next(r for r in rows if r["chosen"])
+    assert chosen["ci"].mean == max(r["ci"].mean for r in rows)
+    paths = plot_experiment(exp, w["root"] / "plots_hp")
+    hp = [p for p in paths if p.name == "micro_hyperparameters.png"]
+    assert hp and hp[0].stat().st_size > 500

@@ -8,7 +8,8 @@ communication (Ramesh & Li, ICML 2025).
     actlab xmodel demo                                                          (tiny → tiny-b)
 
 Flags come from :mod:`actlab.xmodel.config`; list flags take space- or comma-separated values.
-Multi-process extraction: ``torchrun --nproc_per_node 2 -m actlab.cli.main xmodel extract ...``.
+Multi-process extraction: ``torchrun --nproc_per_node 2 -m actlab.cli.main xmodel extract|run-all ...`` (run-all
+shares the extraction over the processes, then rank 0 runs the rest).
 """
 
 from __future__ import annotations
@@ -28,6 +29,12 @@ def _align(cfg) -> int:
     from actlab.xmodel.verbs import align
 
     s = align(cfg)
+    if "results" in s:
+        for key, r in s["results"].items():
+            print(f"{cfg.method} A[{r['layer_a']}] → B[{r['layer_b']}]: held-out R² {r['r2']:.4f}, MSE {r['mse']:.4g}, "
+                  f"cosine {r['cosine']:.4f}, raw debiased CKA {r['raw_cka_debiased']:.4f}; saved to "
+                  f"{cfg.out}/layer{key}")
+        return 0
     print(f"{cfg.method} A[{s['layer_a']}] → B[{s['layer_b']}]: held-out R² {s['r2']:.4f}, MSE {s['mse']:.4g}, "
           f"cosine {s['cosine']:.4f}; saved to {cfg.out}")
     return 0
@@ -39,6 +46,9 @@ def _communicate(cfg) -> int:
     res = communicate(cfg)
     for name, s in res["methods"].items():
         print(f"{name:8s} accuracy {100 * s['accuracy']:5.1f}%   FLOPs {s['flops']:.3g}   {s['seconds']:.2f} s")
+    for r in res.get("text_similarity", {}).get("layers", {}).values():
+        print(f"text similarity A[{r['layer_a']}] → B[{r['layer_b']}]: word F1 {r['f1']:.3f} ± {r['f1_ci95']:.3f} "
+              f"(shuffled sender {r['f1_shuffled']:.3f} ± {r['f1_shuffled_ci95']:.3f}), exact {r['exact']:.2f}")
     if "grid" in res:
         print("grid (rows k, columns j):\n" + "\n".join(" ".join(f"{v:.2f}" for v in r)
                                                       for r in res["grid"]["accuracy"]))
@@ -49,7 +59,9 @@ def _run_all(cfg) -> int:
     from actlab.xmodel.experiments import format_results
     from actlab.xmodel.verbs import run_all
 
-    print(format_results(run_all(cfg)))
+    res = run_all(cfg)
+    if "cka" in res:  # under torchrun, ranks > 0 only share the extraction
+        print(format_results(res))
     return 0
 
 

@@ -11,6 +11,10 @@ and the plots go to ``plots/unified/{trained}/{eval}_{source}_{demos}/``:
   ``{model}_uncertainty_with_icl.png``, ``{model}_ece_with_icl.png`` (base with ICL vs trained models without),
   and ``{model}_reliability.png`` (equal-count reliability diagrams);
 * ``{model}_family_comparison.png`` when several adapter families (LoRA / IA3 / prompt / prefix) were evaluated;
+* ``{model}_hyperparameters.png`` (the seed's "hyperparameter optimisation insights") when a sweep tried more than
+  one setting: without-ICL accuracy against the learning rate per method, one line per N (and per value of any
+  other swept hyperparameter), mean with 95 % CI over runs, the chosen setting ringed (:func:`hyperparameter_rows`
+  gives the same numbers as a table);
 * ``report.html`` (:mod:`actlab.ia2.report`): the tables and the plots together.
 """
 
@@ -57,6 +61,8 @@ class Experiment:
     # method -> N -> list of per-run result docs (after hyperparameter selection); NO_ICL -> {0: [doc]}
     entries: dict[str, dict[int, list[dict]]] = field(default_factory=dict)
     chosen: dict[str, dict[int, dict]] = field(default_factory=dict)
+    # method -> N -> hyperparameter tuple (HP_KEYS order) -> runs: every setting tried, before the selection
+    groups: dict[str, dict[int, dict[tuple, list[dict]]]] = field(default_factory=dict)
 
     @property
     def key(self) -> str:
@@ -160,6 +166,8 @@ def collect(docs: Sequence[dict], trained_dataset: str, eval_dataset: str, icl_s
                 return (-1.0 if n == 0 else m, len(item[1]))
 
             hp, runs = max(groups.items(), key=score)
+            exp.groups.setdefault(method, {})[N] = {
+                h: sorted(r, key=lambda x: x["config"].get("run_idx") or 0) for h, r in groups.items()}
             exp.entries.setdefault(method, {})[N] = sorted(runs, key=lambda x: x["config"].get("run_idx") or 0)
             exp.chosen.setdefault(method, {})[N] = dict(zip(HP_KEYS, hp, strict=True))
     # keep only the ICL Ns that trained methods use, when there are trained methods
@@ -421,6 +429,68 @@ def _family_comparison(exp: Experiment, path: Path) -> Path | None:
     return path
 
 
+def hyperparameter_rows(exp: Experiment, key: str = "accuracy") -> list[dict[str, Any]]:
+    """Every hyperparameter setting tried per (method, N): its without-ICL ``key`` as mean ± 95 % CI over runs and
+    whether the selection rule chose it (highest mean without-ICL accuracy; ties → more runs)."""
+    rows = []
+    for method in exp.methods():
+        for N, groups in sorted(exp.groups.get(method, {}).items()):
+            chosen = tuple(str(v) for v in exp.chosen.get(method, {}).get(N, {}).values())
+            for hp, runs in groups.items():
+                vals = [d["without_icl"].get(key) for d in runs if d.get("without_icl")]
+                rows.append({"method": method, "N": N, "hp": dict(zip(HP_KEYS, hp, strict=True)),
+                             "ci": mean_ci(vals), "chosen": hp == chosen})
+    return rows
+
+
+def _varying(rows: Sequence[dict]) -> list[str]:
+    """The hyperparameters (other than lr) that take more than one value among ``rows``."""
+    return [k for k in HP_KEYS if k != "lr" and len({r["hp"][k] for r in rows}) > 1]
+
+
+def _hyperparameter_plot(exp: Experiment, path: Path) -> Path | None:
+    """The seed's "hyperparameter optimisation insights": for each trained method, without-ICL accuracy against the
+    learning rate (log axis), one line per N (and per value of any other hyperparameter the sweep varied, e.g. the
+    CE weight of tna), mean with 95 % CI over runs; the setting the selection rule chose is ringed. Only methods
+    with more than one setting at some N are drawn (None when there is none)."""
+    rows = hyperparameter_rows(exp)
+    methods = [m for m in exp.methods() if any(len(g) > 1 for g in exp.groups.get(m, {}).values())]
+    if not methods:
+        return None
+    plt = _plt()
+    fig, axes = plt.subplots(1, len(methods), figsize=(4.6 * len(methods), 4.0), squeeze=False)
+    for ax, m in zip(axes[0], methods):
+        mine = [r for r in rows if r["method"] == m and r["ci"].n]
+        other = _varying(mine)
+        lines: dict[tuple, list[dict]] = defaultdict(list)
+        for r in mine:
+            lines[(r["N"], *(r["hp"][k] for k in other))].append(r)
+        for lk, pts in sorted(lines.items(), key=lambda kv: tuple(str(x) for x in kv[0])):
+            pts = sorted(pts, key=lambda r: float(r["hp"]["lr"]))
+            xs = [float(r["hp"]["lr"]) for r in pts]
+            label = f"N={lk[0]}" + "".join(f", {k}={v}" for k, v in zip(other, lk[1:]))
+            eb = ax.errorbar(xs, [100 * r["ci"].mean for r in pts], yerr=[100 * _half(r["ci"]) for r in pts],
+                             marker="o", capsize=3, label=label)
+            for r, x in zip(pts, xs):
+                if r["chosen"]:
+                    ax.plot([x], [100 * r["ci"].mean], marker="o", ms=13, mfc="none", color=eb[0].get_color())
+        ax.set_xscale("log")
+        ax.set_xlabel("learning rate")
+        ax.set_ylabel("accuracy without ICL (%, mean, 95 % CI over runs)")
+        ax.set_title(f"{pretty(m)} (ringed: chosen)", fontsize=9)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle(f"{exp.model}: {exp.trained_dataset} → {exp.eval_dataset}, hyperparameter sensitivity", fontsize=10)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    from actlab.core.io import atomic_path
+
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
+    return path
+
+
 def plot_experiment(exp: Experiment, plots_dir: str | Path = "plots", plot_types: Sequence[str] = ("all",)) -> list[Path]:
     """Write the experiment's PNGs (and ``report.html``); returns the written paths."""
     from actlab.ia2.report import write_report
@@ -449,6 +519,8 @@ def plot_experiment(exp: Experiment, plots_dir: str | Path = "plots", plot_types
                                     title + "\nbase with ICL vs trained without"))
         out.append(_reliability(exp, d / f"{m}_reliability.png"))
     out.append(_family_comparison(exp, d / f"{m}_family_comparison.png"))
+    if every or "accuracy" in want:
+        out.append(_hyperparameter_plot(exp, d / f"{m}_hyperparameters.png"))
     paths = [p for p in out if p is not None]
     paths.append(write_report(exp, d, paths))
     return paths

@@ -45,7 +45,7 @@ class MapConfig:
     scale: bool = False
     translate: bool = False
     lam: float = 1e-2
-    rank: int = 8
+    rank: int = 32
     info: dict | None = None  # training facts (final loss, epochs, ...)
 
 
@@ -82,6 +82,17 @@ class LinearMap(nn.Module):
         y = self.s * ((x.float() - self.mu_x) @ self.weight()) + self.b
         return y.to(dt)
 
+    @classmethod
+    def _from_parts(cls, cfg: MapConfig, *args, **kw) -> LinearMap:
+        """An instance of ``cls`` built from fitted parts (whatever ``cls.__init__`` takes)."""
+        obj = cls.__new__(cls)
+        LinearMap.__init__(obj, cfg, *args, **kw)
+        return obj
+
+    def transform(self, x) -> torch.Tensor:
+        """The map applied to ``x`` ``[..., d_in]`` (the seed's name for the call)."""
+        return self(x)
+
     # ---------------------------------------------------------------------------------------------- save / load
     def save(self, directory: str | Path) -> Path:
         d = Path(directory)
@@ -109,7 +120,9 @@ def load_map(directory: str | Path) -> LinearMap:
     cfg = MapConfig(**read_json(d / CONFIG_FILE))
     t, _ = load_tensors(d / MAP_FILE)
     lr = (t["lora_A"], t["lora_B"]) if "lora_A" in t else None
-    m = LinearMap(cfg, t["W"], t["b"], float(t["s"]), t["mu_x"], lr)
+    cls = {"procrustes": ProcrustesAlignment, **CLASSES}.get(cfg.kind)
+    args = (cfg, t["W"], t["b"], float(t["s"]), t["mu_x"], lr)
+    m = cls._from_parts(*args) if cls is not None else LinearMap(*args)
     return m.eval()
 
 
@@ -137,7 +150,31 @@ def procrustes(X, Y, scale: bool = False, translate: bool = False) -> LinearMap:
     s = float(sv_sum / (Xc**2).sum()) if scale else 1.0
     b = my  # y = s (x − μx) Ω + μy
     cfg = MapConfig("procrustes", da, db, scale=scale, translate=translate)
-    return LinearMap(cfg, torch.from_numpy(omega), torch.from_numpy(b), s, torch.from_numpy(mx))
+    return ProcrustesAlignment._from_parts(cfg, torch.from_numpy(omega), torch.from_numpy(b), s, torch.from_numpy(mx))
+
+
+class ProcrustesAlignment(LinearMap):
+    """Procrustes A → B as the seed's object: ``ProcrustesAlignment(use_affine=True).fit(source, target)``, then
+    ``.transform(x)`` (or call it). ``use_affine`` = translation (centre, then the real bias b = μ_Y − s μ_X Ω;
+    the seed's bias was always 0), ``scale`` = the optimal isotropic scale s = tr Σ / ‖X‖². Widths may differ
+    (semi-orthogonal Ω). Same map as :func:`procrustes` / ``fit_map("procrustes")``, which return this class."""
+
+    def __init__(self, use_affine: bool = True, scale: bool = True):
+        super().__init__(MapConfig("procrustes", 0, 0, scale=scale, translate=use_affine), torch.zeros(0, 0))
+
+    @property
+    def use_affine(self) -> bool:
+        return self.cfg.translate
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.cfg.d_in == 0:
+            raise ActlabError("ProcrustesAlignment is not fitted: call .fit(source, target) first")
+        return super().forward(x)
+
+    def fit(self, source, target) -> ProcrustesAlignment:
+        m = procrustes(source, target, scale=self.cfg.scale, translate=self.cfg.translate)
+        self.cfg, self.W, self.b, self.s, self.mu_x = m.cfg, m.W, m.b, m.s, m.mu_x
+        return self.eval()
 
 
 def ridge(X, Y, lam: float = 1e-2) -> LinearMap:
@@ -178,25 +215,58 @@ def _batches(n: int, bs: int, g: torch.Generator):
         yield perm[i: i + bs]
 
 
-def learned_projection(X, Y, tc: TrainConfig | None = None) -> LinearMap:
-    """The paper's W: Xavier-initialised, no bias, Adam on (1/N)Σ‖z − W y‖² over final-token activations."""
+def _xavier(d_in: int, d_out: int, g: torch.Generator | None, gain: float = 1.0) -> torch.Tensor:
+    """Xavier-uniform ``[d_in, d_out]`` (``nn.Linear(d_in, d_out).weight`` transposed)."""
+    return nn.init.xavier_uniform_(torch.empty(d_out, d_in), generator=g).T.contiguous() * gain
+
+
+class _Trainable(LinearMap):
+    """A map built untrained from its widths (the seed's ``Adapter(input_dim, output_dim)`` call shape)."""
+
+    kind = ""
+
+    def _freeze(self, info: dict) -> _Trainable:
+        self.cfg.info = info
+        self.eval()
+        for p in self.parameters():
+            p.requires_grad_(False)
+        return self
+
+
+class LearnedProjection(_Trainable):
+    """The paper's W ∈ R^{d_b×d_a} (no bias, Xavier init); :meth:`fit` = Adam on (1/N)Σ‖z − W y‖² (lr 1e-3, batch
+    32, 10 epochs by default, :class:`TrainConfig`)."""
+
+    kind = "learned"
+
+    def __init__(self, source_dim: int, target_dim: int, seed: int = 0):
+        g = torch.Generator().manual_seed(seed)
+        super().__init__(MapConfig("learned", source_dim, target_dim), _xavier(source_dim, target_dim, g),
+                         trainable=True)
+        self._g = g
+
+    def fit(self, X, Y, tc: TrainConfig | None = None) -> LearnedProjection:
+        tc = tc or TrainConfig()
+        X, Y = torch.as_tensor(_np64(X)).float(), torch.as_tensor(_np64(Y)).float()
+        self.W.requires_grad_(True)
+        self.train()
+        g = getattr(self, "_g", None) or torch.Generator().manual_seed(tc.seed)
+        opt = torch.optim.Adam([self.W], lr=tc.lr)
+        loss = torch.tensor(float("nan"))
+        for _ in range(tc.epochs):
+            for idx in _batches(len(X), tc.batch_size, g):
+                loss = ((Y[idx] - self(X[idx])) ** 2).sum(1).mean()
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+        return self._freeze({"final_loss": float(loss.detach()), **asdict(tc)})
+
+
+def learned_projection(X, Y, tc: TrainConfig | None = None) -> LearnedProjection:
+    """The paper's W fitted on paired final-token activations (:class:`LearnedProjection`)."""
     tc = tc or TrainConfig()
-    X, Y = torch.as_tensor(_np64(X)).float(), torch.as_tensor(_np64(Y)).float()
-    da, db = X.shape[1], Y.shape[1]
-    g = torch.Generator().manual_seed(tc.seed)
-    lin = nn.Linear(da, db, bias=False)
-    with torch.no_grad():
-        lin.weight.copy_(nn.init.xavier_uniform_(torch.empty(db, da), generator=g))
-    opt = torch.optim.Adam(lin.parameters(), lr=tc.lr)
-    loss = torch.tensor(float("nan"))
-    for _ in range(tc.epochs):
-        for idx in _batches(len(X), tc.batch_size, g):
-            loss = ((Y[idx] - lin(X[idx])) ** 2).sum(1).mean()
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-    cfg = MapConfig("learned", da, db, info={"final_loss": float(loss.detach()), **asdict(tc)})
-    return LinearMap(cfg, lin.weight.detach().T.contiguous()).eval()
+    X, Y = _np64(X), _np64(Y)
+    return LearnedProjection(X.shape[1], Y.shape[1], seed=tc.seed).fit(X, Y, tc)
 
 
 def info_nce_loss(za: torch.Tensor, zb: torch.Tensor, nce=None, temperature: float = 0.07) -> torch.Tensor:
@@ -214,57 +284,115 @@ def info_nce_loss(za: torch.Tensor, zb: torch.Tensor, nce=None, temperature: flo
     return 0.5 * (nce(za, lab, ref_emb=zb, ref_labels=ref) + nce(zb, lab, ref_emb=za, ref_labels=ref))
 
 
-def train_adapter(kind: str, X, Y, tc: TrainConfig | None = None, rank: int = 8) -> LinearMap:
-    """A ``linear`` / ``affine`` / ``lora`` adapter trained with symmetric InfoNCE (+ ``mse_weight`` × MSE).
+class _ContrastiveAdapter(_Trainable):
+    """An adapter whose :meth:`fit` trains with symmetric InfoNCE (+ ``mse_weight`` × MSE).
 
     Inputs and targets are standardised by B's and A's overall scale during training (Adam then behaves the same at
-    any activation norm); the returned map works on raw activations.
+    any activation norm); the fitted map works on raw activations.
     """
-    from pytorch_metric_learning.losses import NTXentLoss
 
-    check_choice("adapter", kind, ("linear", "affine", "lora"))
+    def _init_from_data(self, X: torch.Tensor, Y: torch.Tensor, g: torch.Generator, sx, sy) -> None:
+        """(Re-)initialise from the fit's seeded stream: Xavier scaled to B/A's scale; affine b = B's mean."""
+        with torch.no_grad():
+            self.W.copy_(nn.init.xavier_uniform_(torch.empty(self.cfg.d_in, self.cfg.d_out), generator=g) * (sy / sx))
+            if self.cfg.kind == "affine":
+                self.b.copy_(Y.mean(0))
+
+    def fit(self, X, Y, tc: TrainConfig | None = None) -> _ContrastiveAdapter:
+        from pytorch_metric_learning.losses import NTXentLoss
+
+        tc = tc or TrainConfig()
+        X, Y = torch.as_tensor(_np64(X)).float(), torch.as_tensor(_np64(Y)).float()
+        n, da = X.shape
+        db = Y.shape[1]
+        if (da, db) != (self.cfg.d_in, self.cfg.d_out):
+            raise ActlabError(f"{self.cfg.kind} adapter is {self.cfg.d_in} → {self.cfg.d_out}; data is {da} → {db}")
+        g = torch.Generator().manual_seed(tc.seed)
+        sx = X.pow(2).sum(1).mean().sqrt() / math.sqrt(da)
+        sy = Y.pow(2).sum(1).mean().sqrt() / math.sqrt(db)
+        self._init_from_data(X, Y, g, sx, sy)
+        for name, p in self.named_parameters():
+            p.requires_grad_(name in self._trained)
+        self.train()
+        params = [p for p in self.parameters() if p.requires_grad]
+        opt = torch.optim.Adam(params, lr=tc.lr)
+        nce = NTXentLoss(temperature=tc.temperature)
+        last = {}
+        for _ in range(tc.epochs):
+            for idx in _batches(n, tc.batch_size, g):
+                if len(idx) < 2:
+                    continue
+                za, zb = self(X[idx]), Y[idx]
+                l_nce = info_nce_loss(za, zb, nce)
+                l_mse = (((za - zb) / sy) ** 2).mean()
+                loss = l_nce + tc.mse_weight * l_mse
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                last = {"infonce": float(l_nce.detach()), "mse_std": float(l_mse.detach())}
+        return self._freeze({**last, **asdict(tc)})
+
+
+class LinearAdapter(_ContrastiveAdapter):
+    """Full-rank y = x W (no bias; d_in·d_out parameters), Xavier init rescaled to B's scale at fit."""
+
+    kind = "linear"
+    _trained = ("W",)
+
+    def __init__(self, input_dim: int, output_dim: int, seed: int = 0):
+        super().__init__(MapConfig(self.kind, input_dim, output_dim),
+                         _xavier(input_dim, output_dim, torch.Generator().manual_seed(seed)), trainable=True)
+
+
+class AffineAdapter(LinearAdapter):
+    """y = x W + b (d_in·d_out + d_out parameters); b starts at B's mean."""
+
+    kind = "affine"
+    _trained = ("W", "b")
+
+
+class LoRAAdapter(_ContrastiveAdapter):
+    """A frozen base map plus a trainable rank-``rank`` update B·A (B = 0 at init, so it starts at the base) and a
+    bias. With no ``base``, :meth:`fit` first fits the scaled, translated Procrustes map as the base (what
+    ``fit_map("lora")`` and the CLI do); a pure low-rank B·A (the seed's) would output 0 at init."""
+
+    kind = "lora"
+    _trained = ("lora_A", "lora_B", "b")
+
+    def __init__(self, input_dim: int, output_dim: int, rank: int = 32, base: LinearMap | None = None, seed: int = 0):
+        g = torch.Generator().manual_seed(seed)
+        cfg = MapConfig("lora", input_dim, output_dim, rank=rank)
+        A0 = torch.randn(input_dim, rank, generator=g) / math.sqrt(input_dim)
+        super().__init__(cfg, torch.zeros(input_dim, output_dim), None, 1.0, None, (A0, torch.zeros(rank, output_dim)),
+                         trainable=True)
+        self._base = base
+
+    def _init_from_data(self, X, Y, g, sx, sy) -> None:
+        base = self._base if self._base is not None else procrustes(X, Y, scale=True, translate=True)
+        with torch.no_grad():
+            self.W.copy_(base.weight() * base.s)
+            self.b.copy_(base.b)
+            self.mu_x.copy_(base.mu_x)
+            self.lora_A.copy_(torch.randn(self.cfg.d_in, self.cfg.rank, generator=g) / math.sqrt(self.cfg.d_in))
+            self.lora_B.zero_()
+
+
+ADAPTERS = {"linear": LinearAdapter, "affine": AffineAdapter, "lora": LoRAAdapter}
+CLASSES = {"learned": LearnedProjection, **ADAPTERS}
+
+
+def train_adapter(kind: str, X, Y, tc: TrainConfig | None = None, rank: int = 32) -> LinearMap:
+    """A ``linear`` / ``affine`` / ``lora`` adapter (:class:`LinearAdapter`, :class:`AffineAdapter`,
+    :class:`LoRAAdapter`) trained with symmetric InfoNCE (+ ``mse_weight`` × MSE)."""
+    check_choice("adapter", kind, tuple(ADAPTERS))
     tc = tc or TrainConfig()
-    X, Y = torch.as_tensor(_np64(X)).float(), torch.as_tensor(_np64(Y)).float()
-    n, da = X.shape
-    db = Y.shape[1]
-    g = torch.Generator().manual_seed(tc.seed)
-    sx = X.pow(2).sum(1).mean().sqrt() / math.sqrt(da)
-    sy = Y.pow(2).sum(1).mean().sqrt() / math.sqrt(db)
-    cfg = MapConfig(kind, da, db, rank=rank)
-    if kind == "lora":
-        base = procrustes(X, Y, scale=True, translate=True)
-        A0 = torch.randn(da, rank, generator=g) / math.sqrt(da)
-        m = LinearMap(cfg, base.W.detach() * base.s, base.b.detach(), 1.0, base.mu_x, (A0, torch.zeros(rank, db)),
-                      trainable=True)
-    else:
-        W0 = nn.init.xavier_uniform_(torch.empty(da, db), generator=g) * (sy / sx)
-        m = LinearMap(cfg, W0, Y.mean(0) if kind == "affine" else None, trainable=True)
-    m.train()
-    params = [p for p in m.parameters() if p.requires_grad]
-    opt = torch.optim.Adam(params, lr=tc.lr)
-    nce = NTXentLoss(temperature=tc.temperature)
-    last = {}
-    for _ in range(tc.epochs):
-        for idx in _batches(n, tc.batch_size, g):
-            if len(idx) < 2:
-                continue
-            za, zb = m(X[idx]), Y[idx]
-            l_nce = info_nce_loss(za, zb, nce)
-            l_mse = (((za - zb) / sy) ** 2).mean()
-            loss = l_nce + tc.mse_weight * l_mse
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            last = {"infonce": float(l_nce.detach()), "mse_std": float(l_mse.detach())}
-    m.cfg.info = {**last, **asdict(tc)}
-    m.eval()
-    for p in m.parameters():
-        p.requires_grad_(False)
-    return m
+    da, db = _np64(X).shape[1], _np64(Y).shape[1]
+    m = LoRAAdapter(da, db, rank=rank, seed=tc.seed) if kind == "lora" else ADAPTERS[kind](da, db, seed=tc.seed)
+    return m.fit(X, Y, tc)
 
 
 def fit_map(method: str, X, Y, *, scale: bool = True, translate: bool = True, lam: float = 1e-2,
-            train: TrainConfig | None = None, rank: int = 8) -> LinearMap:
+            train: TrainConfig | None = None, rank: int = 32) -> LinearMap:
     """Fit ``method`` (one of :data:`METHODS`) from A's activations ``X`` to B's ``Y`` (rows paired)."""
     check_choice("alignment method", method, METHODS)
     if len(X) != len(Y):

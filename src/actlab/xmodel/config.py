@@ -33,13 +33,14 @@ def check_pair(model_a: str, model_b: str) -> None:
 
 
 def check_texts(texts: str) -> None:
-    """``syn_passages`` or an existing UTF-8 text file (one text per line)."""
-    if texts == "syn_passages":
+    """``syn_passages``, ``c4`` (streamed from the hub) or an existing UTF-8 text file (one text per line)."""
+    if texts in ("syn_passages", "c4"):
         return
     p = Path(texts).expanduser()
     if not p.exists():
-        raise ActlabError(f"--texts {texts!r}: no such file; give 'syn_passages' or a .txt file with one text per line")
-    read_utf8("--texts", p, "'syn_passages' or a .txt file, one text per line")
+        raise ActlabError(f"--texts {texts!r}: no such file; give 'syn_passages', 'c4' or a .txt file with one text "
+                          f"per line")
+    read_utf8("--texts", p, "'syn_passages', 'c4' or a .txt file, one text per line")
 
 
 def _map_checks(c) -> None:
@@ -58,7 +59,8 @@ class XModelConfig:
     model_a: str = field(default="tiny", metadata={"help": "model A (sender): zoo name, local dir or hub id"})
     model_b: str = field(default="tiny-b", metadata={"help": "model B (receiver)"})
     # alignment data
-    texts: str = field(default="syn_passages", metadata={"help": "syn_passages or a .txt file (one text per line)"})
+    texts: str = field(default="syn_passages", metadata={"help": "syn_passages, c4 (streamed: allenai/c4 en "
+                                                                   "validation) or a .txt file (one text per line)"})
     n_texts: int = field(default=512, metadata={"help": "alignment texts"})
     pooling: str = field(default="last", metadata={"choices": _POOLINGS, "help": "activation pooling"})
     heldout: float = field(default=0.2, metadata={"help": "held-out share of the texts, in (0, 1)"})
@@ -73,7 +75,10 @@ class XModelConfig:
     train_batch_size: int = field(default=32, metadata={"help": "learned maps: batch size"})
     temperature: float = field(default=0.07, metadata={"help": "learned maps: contrastive temperature (> 0)"})
     mse_weight: float = field(default=1.0, metadata={"help": "learned maps: MSE weight (>= 0)"})
-    rank: int = field(default=8, metadata={"help": "lora map rank"})
+    rank: int = field(default=32, metadata={"help": "lora map rank (the seed's LoRAAdapter: 32)"})
+    procrustes_layers: list[int] | None = field(default=None, metadata={
+        "sep": ",", "help": "also fit Procrustes at each of these layers, same index on A and B (the seed's "
+                            "0,8,16,24); results in procrustes_layers.json"})
     # communication
     task: str = field(default="syn_countries", metadata={"help": "communication task"})
     n_eval: int = field(default=100, metadata={"help": "evaluation rows"})
@@ -132,7 +137,8 @@ class ExtractConfig:
     model_a: str = field(metadata={"help": "model A: zoo name, local dir or hub id"})
     model_b: str = field(metadata={"help": "model B"})
     out: str = field(metadata={"help": "output directory"})
-    texts: str = field(default=XModelConfig.texts, metadata={"help": "syn_passages or a .txt file, one text per line"})
+    texts: str = field(default=XModelConfig.texts, metadata={"help": "syn_passages, c4 or a .txt file, one text per "
+                                                                      "line"})
     n_texts: int = field(default=XModelConfig.n_texts, metadata={"help": "texts"})
     pooling: str = field(default=XModelConfig.pooling, metadata={"choices": _POOLINGS, "help": "activation pooling"})
     layers_a: list[int] | None = field(default=None, metadata={"sep": ",", "help": "A's layers (default all)"})
@@ -161,9 +167,12 @@ class AlignConfig:
     """``actlab xmodel align``: fit a map A→B on the train rows of a pairs directory; score it on the held-out rows."""
 
     pairs: str = field(metadata={"help": "a directory written by `actlab xmodel extract`"})
-    layer_a: int = field(metadata={"help": "A's layer (negative: from the last extracted)"})
-    layer_b: int = field(metadata={"help": "B's layer (negative: from the last extracted)"})
     out: str = field(metadata={"help": "directory for map.safetensors + map.json + scores.json"})
+    layer_a: int | None = field(default=None, metadata={"help": "A's layer (negative: from the last extracted)"})
+    layer_b: int | None = field(default=None, metadata={"help": "B's layer (negative: from the last extracted)"})
+    layers: list[int] | None = field(default=None, metadata={
+        "sep": ",", "help": "instead of --layer_a/--layer_b: one map per layer, same index on A and B (the seed's "
+                            "0,8,16,24); maps in OUT/layer<a>-<b>/, scores per layer in OUT/scores.json"})
     method: str = field(default="procrustes", metadata={
         "choices": ["identity", "procrustes", "ridge", "learned", "linear", "affine", "lora"], "help": "the map"})
     no_scale: bool = field(default=False, metadata={"help": "procrustes without isotropic scale"})
@@ -181,6 +190,13 @@ class AlignConfig:
         from actlab.xmodel.align import METHODS
 
         check_choice("method", self.method, METHODS)
+        if self.layers is not None:
+            if self.layer_a is not None or self.layer_b is not None:
+                raise ActlabError("--layers replaces --layer_a/--layer_b; give one or the other")
+            if not self.layers:
+                raise ActlabError("--layers: give one or more layers, e.g. --layers 0 8 16 24")
+        elif self.layer_a is None or self.layer_b is None:
+            raise ActlabError("give --layer_a and --layer_b (one map), or --layers L1 L2 ... (one map per layer)")
         _map_checks(self)
         check_positive("batch_size", self.batch_size, integer=True)
         p = Path(self.pairs)
@@ -214,6 +230,11 @@ class CommunicateConfig:
     methods: list[str] | None = field(default=None, metadata={"sep": ",", "help": "subset of b_alone,a_alone,"
                                                                                   "skyline,nl,ac (default all)"})
     grid: bool = field(default=False, metadata={"help": "also search all (k, j) and write grid.png"})
+    similarity_layers: list[int] | None = field(default=None, metadata={
+        "sep": ",", "help": "also run the text-similarity experiment at these layers (same index on A and B; "
+                            "docs/xmodel.md); --map is used at the layer pair (k, j) only"})
+    n_similarity: int = field(default=32, metadata={"help": "text-similarity texts (syn_passages, test split)"})
+    similarity_tokens: int = field(default=8, metadata={"help": "text-similarity continuation tokens"})
     max_new_tokens: int = field(default=XModelConfig.max_new_tokens, metadata={"help": "answer tokens"})
     message_tokens: int = field(default=XModelConfig.message_tokens,
         metadata={"help": "natural-language message tokens"})
@@ -228,8 +249,10 @@ class CommunicateConfig:
         check_choice("split", self.split, _SPLITS)
         for m in self.methods or []:
             check_choice("method", m, METHODS)
-        for n in ("n", "max_new_tokens", "batch_size"):
+        for n in ("n", "max_new_tokens", "batch_size", "similarity_tokens"):
             check_positive(n, getattr(self, n), integer=True)
+        if self.n_similarity < 2 or isinstance(self.n_similarity, bool):
+            raise ActlabError(f"--n_similarity must be an integer >= 2 (the shuffled control), got {self.n_similarity}")
         check_positive("message_tokens", self.message_tokens, integer=True, allow_zero=True)
         if self.map is not None:
             p = Path(self.map)

@@ -181,6 +181,88 @@ def regression_scores(pred, target) -> dict[str, float]:
             "cosine": float(F.cosine_similarity(p, t, dim=1).mean())}
 
 
+# ----------------------------------------------------------------------------------- the seed's metric objects
+def mean_pooling(token_embeddings: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """Masked mean over the sequence: ``[B, T, d]`` and ``[B, T]`` (1 = token kept) → ``[B, d]`` (a row with no
+    kept token is 0). To drop BOS/EOS as well as padding, pass a mask without them
+    (:func:`actlab.xmodel.extract.pooled_activations` with ``pooling="mean"`` does)."""
+    m = attention_mask.to(token_embeddings.dtype).unsqueeze(-1)
+    return (token_embeddings * m).sum(1) / m.sum(1).clamp(min=1.0)
+
+
+class InfoNCE(torch.nn.Module):
+    """Contrastive loss (differentiable), ``InfoNCE(temperature=0.07)(anchor, positive, negatives=None)``.
+
+    Without ``negatives``: the symmetric in-batch loss the adapters train with (row i of ``positive`` is the positive
+    of row i of ``anchor``, the other rows its negatives; :func:`actlab.xmodel.align.info_nce_loss`). With
+    ``negatives`` ``[B, K, d]``: CE over [cos(a, p), cos(a, n_1..K)] / τ with the positive at index 0 (one
+    direction, as the seed's)."""
+
+    def __init__(self, temperature: float = 0.07):
+        super().__init__()
+        if not temperature > 0:
+            raise ActlabError(f"temperature must be > 0, got {temperature}")
+        self.temperature = temperature
+
+    def forward(self, anchor: torch.Tensor, positive: torch.Tensor, negatives: torch.Tensor | None = None):
+        if negatives is None:
+            from actlab.xmodel.align import info_nce_loss
+
+            return info_nce_loss(anchor, positive, temperature=self.temperature)
+        a, p, n = (F.normalize(t, dim=-1) for t in (anchor, positive, negatives))
+        logits = torch.cat([(a * p).sum(-1, keepdim=True), (n @ a.unsqueeze(-1)).squeeze(-1)], 1) / self.temperature
+        return F.cross_entropy(logits, torch.zeros(len(a), dtype=torch.long, device=a.device))
+
+
+class CKA:
+    """The seed's CKA object over :func:`linear_cka` (float64, debiased by default as the seed's):
+    ``CKA.cka_similarity(X, Y, debiased=True)`` or ``CKA(debiased=True)(X, Y)``. The unbiased HSIC here uses
+    1ᵀK̃L̃1 (the seed used Σ K̃∘L̃, which reads 0.99999 on residual-stream-like data)."""
+
+    def __init__(self, debiased: bool = True):
+        self.debiased = debiased
+
+    def __call__(self, X, Y) -> float:
+        return linear_cka(X, Y, self.debiased)
+
+    @staticmethod
+    def linear_kernel(X) -> torch.Tensor:
+        X = _t64(X)
+        return X @ X.T
+
+    @staticmethod
+    def center_gram(K) -> torch.Tensor:
+        K = _t64(K)
+        H = torch.eye(K.shape[0], dtype=K.dtype) - 1.0 / K.shape[0]
+        return H @ K @ H
+
+    @staticmethod
+    def unbiased_hsic_estimator(K, L) -> torch.Tensor:
+        return hsic_unbiased(_t64(K), _t64(L))
+
+    @staticmethod
+    def cka_similarity(X, Y, debiased: bool = True) -> float:
+        return linear_cka(X, Y, debiased)
+
+
+class AlignmentUniformity:
+    """Wang & Isola (2020) on L2-normalised rows: :func:`align_loss` and :func:`uniform_loss` (self-pairs
+    excluded) under the seed's names (the seed's alignment was unnormalised and its uniformity counted self-pairs)."""
+
+    @staticmethod
+    def alignment_loss(x, y, alpha: float = 2.0) -> float:
+        return align_loss(x, y, alpha)
+
+    @staticmethod
+    def uniformity_loss(x, t: float = 2.0) -> float:
+        return uniform_loss(x, t)
+
+    @staticmethod
+    def compute_metrics(anchor, positive) -> tuple[float, float]:
+        """(alignment of the pairs, uniformity of ``anchor``); both lower = better."""
+        return align_loss(anchor, positive), uniform_loss(anchor)
+
+
 # --------------------------------------------------------------------------------------------------- heatmap
 def plot_heatmap(matrix, path, title: str = "", xlabel: str = "", ylabel: str = "", fmt: str = ".2f") -> str:
     """Write an annotated heatmap PNG (matplotlib, Agg backend) atomically; returns the path."""

@@ -28,35 +28,50 @@ def extract(cfg: ExtractConfig) -> Path:
                          overwrite=cfg.overwrite)
 
 
-def align(cfg: AlignConfig) -> dict:
-    """Fit and save the map; returns its held-out scores (also in ``{out}/scores.json``)."""
+def _resolve_layer(flag: str, layer: int, layers: list[int], where) -> int:
+    """A layer of the pairs directory (negative indices count from the last extracted layer)."""
     from actlab.core.errors import ActlabError
+
+    resolved = layers[layer] if -len(layers) <= layer < 0 else layer
+    if resolved not in layers:
+        raise ActlabError(f"{flag} {layer} was not extracted in {where}; valid: "
+                          f"{', '.join(map(str, layers))} (or -1..-{len(layers)})")
+    return resolved
+
+
+def align(cfg: AlignConfig) -> dict:
+    """Fit and save the map; returns its held-out scores (also in ``{out}/scores.json``). With ``layers``: one map
+    per layer in ``{out}/layer<a>-<b>/`` and ``{"layers_a", "layers_b", "results": {"<a>-<b>": scores}}``."""
     from actlab.core.io import atomic_write_json
     from actlab.xmodel.align import TrainConfig, fit_map
-    from actlab.xmodel.experiments import _map_eval
+    from actlab.xmodel.experiments import _map_eval, procrustes_layers
     from actlab.xmodel.extract import load_pairs
 
     pairs = load_pairs(cfg.pairs)
-    idx = {}
-    for side, layer, layers in (("a", cfg.layer_a, pairs.layers_a), ("b", cfg.layer_b, pairs.layers_b)):
-        # negative indices count from the last extracted layer
-        resolved = layers[layer] if -len(layers) <= layer < 0 else layer
-        if resolved not in layers:
-            raise ActlabError(f"--layer_{side} {layer} was not extracted in {cfg.pairs}; valid: "
-                              f"{', '.join(map(str, layers))} (or -1..-{len(layers)})")
-        idx[side] = resolved
-    la, lb = idx["a"], idx["b"]
-    xa, yb = pairs.split("train", "a", la), pairs.split("train", "b", lb)
-    from actlab.core.io import DirLock
-
-    lock = DirLock.acquire(cfg.out, what="map directory")  # one process writes a map directory
     tc = TrainConfig(epochs=cfg.epochs, lr=cfg.lr, batch_size=cfg.batch_size, temperature=cfg.temperature,
                      mse_weight=cfg.mse_weight)
-    m = fit_map(cfg.method, xa, yb, scale=not cfg.no_scale, translate=not cfg.no_translate, lam=cfg.ridge_lambda,
-                train=tc, rank=cfg.rank)
-    m.save(cfg.out)
-    scores = {"layer_a": la, "layer_b": lb, **_map_eval(m, pairs.split("test", "a", la),
-                                                        pairs.split("test", "b", lb), cfg.temperature)}
+
+    def fit(xa, yb):
+        return fit_map(cfg.method, xa, yb, scale=not cfg.no_scale, translate=not cfg.no_translate,
+                       lam=cfg.ridge_lambda, train=tc, rank=cfg.rank)
+
+    if cfg.layers is not None:
+        la = [_resolve_layer("--layers", x, pairs.layers_a, cfg.pairs) for x in cfg.layers]
+        lb = [_resolve_layer("--layers", x, pairs.layers_b, cfg.pairs) for x in cfg.layers]
+    else:
+        la = _resolve_layer("--layer_a", cfg.layer_a, pairs.layers_a, cfg.pairs)
+        lb = _resolve_layer("--layer_b", cfg.layer_b, pairs.layers_b, cfg.pairs)
+    from actlab.core.io import DirLock
+
+    lock = DirLock.acquire(cfg.out, what="map directory")  # inputs checked: one process writes a map directory
+    if cfg.layers is not None:
+        scores = procrustes_layers(pairs, la, cfg.out, layers_b=lb, temperature=cfg.temperature, fit=fit)
+        scores["method"] = cfg.method
+    else:
+        m = fit(pairs.split("train", "a", la), pairs.split("train", "b", lb))
+        m.save(cfg.out)
+        scores = {"layer_a": la, "layer_b": lb, **_map_eval(m, pairs.split("test", "a", la),
+                                                            pairs.split("test", "b", lb), cfg.temperature)}
     atomic_write_json(f"{cfg.out}/scores.json", scores)
     lock.release()
     return scores
@@ -76,6 +91,11 @@ def communicate(cfg: CommunicateConfig) -> dict:
     rows = task_rows(cfg.task, cfg.n, cfg.split)
     ma, ta = load(cfg.model_a)
     mb, tb = (ma, ta) if cfg.model_b == cfg.model_a else load(cfg.model_b)
+    if cfg.similarity_layers:  # checked before anything runs
+        from actlab.core import arch
+
+        sim_a = [arch.check_layer(ma, x) for x in cfg.similarity_layers]
+        sim_b = [arch.check_layer(mb, x) for x in cfg.similarity_layers]
     res = evaluate(ma, ta, mb, tb, rows, cfg.task, k=cfg.k, j=cfg.j, f=cfg.f, W=W, methods=methods,
                    max_new_tokens=cfg.max_new_tokens, message_tokens=cfg.message_tokens, batch_size=cfg.batch_size)
     if cfg.grid:
@@ -86,6 +106,14 @@ def communicate(cfg: CommunicateConfig) -> dict:
         res["grid"] = g
         if cfg.out:
             plot_heatmap(g["accuracy"], f"{cfg.out}/grid.png", f"AC accuracy, {cfg.task}", "j (B)", "k (A)")
+    if cfg.similarity_layers:
+        from actlab.xmodel.communicate import text_similarity
+        from actlab.zoo.world import synthetic_rows
+
+        maps = {(arch.check_layer(ma, cfg.k), arch.check_layer(mb, cfg.j)): W} if W is not None else None
+        texts = [r["text"] for r in synthetic_rows("syn_passages", "test", cfg.n_similarity, 0)]
+        res["text_similarity"] = text_similarity(ma, ta, mb, tb, texts, sim_a, sim_b, maps=maps, f=cfg.f,
+                                                 max_new_tokens=cfg.similarity_tokens, batch_size=cfg.batch_size)
     if cfg.out:
         atomic_write_json(f"{cfg.out}/communicate.json", res)
     return res
