@@ -50,7 +50,7 @@ CKPT_FILE = "state.safetensors"
 #: config fields that do not change a run's result (paths of outputs and caches, checkpoint cadence, batching of the
 #: same computation, logging); every other field is part of the run's fingerprint
 EXCLUDE = ("output_dir", "cache_dir", "device", "checkpoint_every", "micro_batch_size", "target_batch_size",
-           "wandb_log", "wandb_project", "force", "overwrite")
+           "wandb_log", "wandb_project", "force", "overwrite", "gradient_checkpointing")
 
 
 # ------------------------------------------------------------------------------------------------------ data
@@ -259,6 +259,10 @@ def _train_run(cfg: IA2TrainConfig, rd: RunDir, peft_model, tok, items, tfile, f
         best_state, counters = resumed
         print(f"ia2: resuming {path.name} from step {counters['step']}", file=sys.stderr)
     rd.reset_metrics(keep_until_step=counters["step"])  # each step exactly once in metrics.jsonl
+    if cfg.gradient_checkpointing:  # the adapters train on a frozen base: the inputs need grads (as PEFT does)
+        from actlab.core.gradckpt import enable_gradient_checkpointing
+
+        enable_gradient_checkpointing(peft_model, frozen_base=True)
     peft_model.train()
     bar = progress(total=total, desc=f"{cfg.training_method} {path.name}", initial=counters["step"])
     step = counters["step"]
