@@ -3,10 +3,11 @@
     actlab iav train --model_name_or_path tiny --dataset syn_hh --num_epochs 1 --batch_size 8 --learning_rate 5e-3
     accelerate launch --num_processes 2 -m actlab.cli.main iav train ...     # data-parallel (also on CPU)
 
-Run directory ``output_dir``: ``config.json``, ``metrics.jsonl`` (slash names), ``checkpoint.safetensors`` (heads,
-optimizer, scheduler and RNG state and the step in one atomically written file, :mod:`actlab.core.checkpoint`,
-every ``save_steps``; a killed run resumes from it, with ``metrics.jsonl`` cut back to its step), ``heads/`` (the
-final heads: :meth:`IAVModel.save_pretrained`), ``COMPLETE``. One process owns the directory (the main one under
+Run directory ``output_dir``: ``config.json``, ``metrics.jsonl`` (slash names), ``checkpoint-<step>/`` every
+``save_steps`` (the heads, :meth:`IAVModel.save_pretrained`, then ``checkpoint.safetensors``: heads, optimizer,
+scheduler and RNG state and the step in one atomically written file, :mod:`actlab.core.checkpoint`; the newest
+``save_total_limit`` are kept; a killed run resumes from the newest complete one, with ``metrics.jsonl`` cut back to
+its step), ``heads/`` (the final heads), ``COMPLETE``. One process owns the directory (the main one under
 ``accelerate launch``); a complete run is skipped on rerun only if its recorded config has the same fingerprint
 (:data:`EXCLUDE` lists the fields that do not count), else it is an error listing the fields, or ``--overwrite``.
 
