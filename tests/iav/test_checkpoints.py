@@ -87,3 +87,23 @@ def test_gradient_checkpointing_is_on_and_trains_the_same(tmp_path, micro_dir, m
     for k in a:
         assert torch.allclose(a[k], b[k], atol=1e-6), k
     assert not torch.equal(a["align_head.weight"], torch.zeros_like(a["align_head.weight"]))
+
+
+def test_previous_single_file_checkpoint_still_resumes(tmp_path, micro_dir, capsys):
+    """The layout before checkpoint-<step>/: one checkpoint.safetensors at the top of the run."""
+    import shutil
+
+    cfg = _cfg(micro_dir, tmp_path / "run", save_steps=2)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, kill_after_steps=3)
+    run = tmp_path / "run"
+    shutil.move(run / "checkpoint-2" / "checkpoint.safetensors", run / "checkpoint.safetensors")
+    shutil.rmtree(run / "checkpoint-2")
+    capsys.readouterr()
+    train(cfg)
+    assert "from step 2" in capsys.readouterr().out
+    assert not (run / "checkpoint.safetensors").exists()  # replaced by checkpoint-<step>/ at the next save
+    ref = train(_cfg(micro_dir, tmp_path / "ref", save_steps=2))
+    a, b = load_file(run / "heads" / "iav_heads.safetensors"), load_file(ref / "heads" / "iav_heads.safetensors")
+    for k in a:
+        assert torch.allclose(a[k], b[k], atol=1e-6), k
