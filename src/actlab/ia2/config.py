@@ -161,7 +161,8 @@ class IA2TrainConfig:
     checkpoint_every: int = field(default=10, metadata={"help": "checkpoint every this many steps "
                                                                 "(resume after a kill)"})
     gradient_checkpointing: bool = field(default=False, metadata={
-        "help": "recompute the model's activations in the backward pass (less memory, same gradients)"})
+        "help": "recompute the model's activations in the backward pass (less memory, same gradients; not for "
+                "prefix methods)"})
     wandb_log: bool = field(default=False, metadata={"help": "also log to Weights & Biases"})
     wandb_project: str = field(default="ia2", metadata={"help": "Weights & Biases project"})
     force: bool = field(default=False, metadata={"help": "retrain a complete run"})
@@ -219,12 +220,10 @@ class IA2TrainConfig:
         check_positive("lr", self.lr)
         check_device("device", self.device)
         check_dtype("dtype", self.dtype)
-        if self.gradient_checkpointing and (self.stage_objective in ("act", "tna") or self.family == "prefix"):
-            why = ("prefix tuning passes its virtual tokens as a KV cache, which checkpointed layers drop"
-                   if self.family == "prefix" else
-                   "its loss reads activations inside the layers, which a checkpointed layer recomputes unhooked")
+        if self.gradient_checkpointing and self.family == "prefix":
             raise ActlabError(f"--gradient_checkpointing does not apply to --training_method {self.training_method}: "
-                              f"{why}; it works with the tok and tokl objectives of lora, ia3 and prompt methods")
+                              "prefix tuning passes its virtual tokens as a KV cache, which checkpointed layers drop; "
+                              "it works with lora, ia3 and prompt methods")
         if self.act_layers is not None:
             self.act_layers = [int(x) for x in self.act_layers]
         if self.act_site not in ("attn_output", "block_output", "mlp_output") and "." not in self.act_site:

@@ -28,6 +28,7 @@ that do not count); with another config it is an error listing the fields that d
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import shutil
@@ -274,9 +275,11 @@ def _train_run(cfg: IA2TrainConfig, rd: RunDir, peft_model, tok, items, tfile, f
         sums: dict[str, float] = {}
         for s in range(0, len(idx), mb):
             chunk = [train_items[i] for i in idx[s:s + mb]]
-            ls = losses.compute_losses(peft_model, chunk, cfg.stage_objective, pad_id=pad_id, site=cfg.act_site,
-                                       layers=cfg.act_layers, ce_loss_weight=cfg.ce_loss_weight)
-            (ls["loss"] * (len(chunk) / len(idx))).backward()
+            with contextlib.ExitStack() as hooks:  # checkpointed layers rerun the capture hooks in backward
+                ls = losses.compute_losses(peft_model, chunk, cfg.stage_objective, pad_id=pad_id, site=cfg.act_site,
+                                           layers=cfg.act_layers, ce_loss_weight=cfg.ce_loss_weight,
+                                           keep_hooks=hooks if cfg.gradient_checkpointing else None)
+                (ls["loss"] * (len(chunk) / len(idx))).backward()
             for k, v in ls.items():
                 sums[k] = sums.get(k, 0.0) + float(v.detach()) * len(chunk) / len(idx)
         if not all(math.isfinite(v) for v in sums.values()):
