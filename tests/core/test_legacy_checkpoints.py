@@ -2,6 +2,7 @@
 uninterrupted run: each test rewrites a fresh checkpoint into the older layout, then resumes from it."""
 
 import json
+import shutil
 
 import pytest
 import torch
@@ -105,14 +106,14 @@ def test_iav_checkpoint_directory(world, tmp_path, capsys):
     with pytest.raises(KeyboardInterrupt):
         train(cfg(tmp_path / "run"), kill_after_steps=3)
     run = tmp_path / "run"
-    tensors, meta = _read(run / "checkpoint.safetensors")
+    tensors, meta = _read(run / "checkpoint-2" / "checkpoint.safetensors")
+    shutil.rmtree(run / "checkpoint-2")
     d = run / "checkpoint"
     d.mkdir()
     save_tensors(d / "heads.safetensors", {k: v for k, v in tensors.items() if not k.startswith(("opt.", "rng."))})
     save_tensors(d / "optimizer.safetensors", {k: v for k, v in tensors.items() if k.startswith("opt.")},
                  {"optimizer": meta["optimizer"]})
     atomic_write_json(d / "state.json", {**json.loads(meta["extra"]), "scheduler": json.loads(meta["scheduler"])})
-    (run / "checkpoint.safetensors").unlink()
     capsys.readouterr()
     train(cfg(run))
     assert "from step 2" in capsys.readouterr().out

@@ -296,3 +296,43 @@ def test_adapter_init_and_training_follow_the_run_seed(data_dir, tmp_path, tok):
     assert any("lora_A" in k for k in got[0])
     for k in got[0]:
         assert torch.equal(got[0][k], got[1][k]), k
+
+
+@pytest.mark.parametrize("method", ["tok", "tokl", "act", "tna", "ia3-act", "ia3-tok", "prompt-tok", "prompt-act"])
+def test_gradient_checkpointing_on_and_same_weights(method, data_dir, tmp_path, tok):
+    """--gradient_checkpointing: the model's checkpointing is on during training and two optimizer steps give the
+    plain run's adapter weights (float tolerance)."""
+    from actlab.core.gradckpt import is_gradient_checkpointing
+
+    pa, plain = train(_cfg(method, data_dir, tmp_path / "plain", max_steps=2), micro_model("llama", tok), tok,
+                     return_model=True)
+    seen = []
+    model = micro_model("llama", tok)
+    real = model.forward
+
+    def spy(*a, **k):  # what the model's layers have while the training steps run
+        seen.append((model.training, is_gradient_checkpointing(model),
+                     all(layer.gradient_checkpointing for layer in model.model.layers)))
+        return real(*a, **k)
+
+    model.forward = spy
+    pb, ckpt = train(_cfg(method, data_dir, tmp_path / "gc", max_steps=2, gradient_checkpointing=True), model, tok,
+                    return_model=True)
+    assert any(s == (True, True, True) for s in seen), seen
+    assert not is_gradient_checkpointing(plain)
+    a, b = adapters.adapter_state(plain), adapters.adapter_state(ckpt)
+    assert set(a) == set(b)
+    for k in a:
+        assert torch.allclose(a[k], b[k], atol=1e-5, rtol=1e-4), (method, k, (a[k] - b[k]).abs().max())
+    la, lb = ([json.loads(x)["train/loss"] for x in (p / "metrics.jsonl").read_text().splitlines()]
+              for p in (pa, pb))
+    assert la == pytest.approx(lb, rel=1e-4, abs=1e-6) and la[0] != la[1]  # the same steps, and they trained
+
+
+@pytest.mark.parametrize("method", ["prefix-tok", "prefix-act"])
+def test_gradient_checkpointing_refused_where_it_cannot_apply(method, data_dir, tmp_path):
+    from actlab.core.errors import ActlabError
+
+    with pytest.raises(ActlabError, match="--gradient_checkpointing does not apply"):
+        _cfg(method, data_dir, tmp_path / "x", gradient_checkpointing=True)
+    assert not (tmp_path / "x").exists()

@@ -59,14 +59,17 @@ def test_sigkill_then_resume(tmp_path, micro_dir):
                 "--device", "cpu"]
 
     p = subprocess.Popen(cmd(tmp_path / "killed", 120), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    state = tmp_path / "killed" / "checkpoint.safetensors"
+    from actlab.iav.trainer import latest_checkpoint
+
+    first = tmp_path / "killed" / "checkpoint-2" / "checkpoint.safetensors"
     t0 = time.time()
-    while not state.exists() and time.time() - t0 < 120:
+    while not first.exists() and time.time() - t0 < 120:
         time.sleep(0.2)
     time.sleep(0.5)
     os.kill(p.pid, signal.SIGKILL)
     p.wait()
-    assert state.exists() and not (tmp_path / "killed" / "COMPLETE").exists()
+    state = latest_checkpoint(tmp_path / "killed") / "checkpoint.safetensors"
+    assert not (tmp_path / "killed" / "COMPLETE").exists()
     from safetensors import safe_open
 
     with safe_open(str(state), "pt") as f:

@@ -62,7 +62,7 @@ def test_resume_after_kill_matches_uninterrupted(tmp_path, micro_dir):
     cfg = _cfg(micro_dir, tmp_path / "killed", max_steps=4)
     with pytest.raises(KeyboardInterrupt):
         train(cfg, kill_after_steps=2)
-    assert (tmp_path / "killed" / "checkpoint.safetensors").exists()
+    assert (tmp_path / "killed" / "checkpoint-2" / "checkpoint.safetensors").exists()
     assert not (tmp_path / "killed" / "COMPLETE").exists()
     resumed = train(cfg)
     a = load_file(full / "heads" / "iav_heads.safetensors")

@@ -103,7 +103,8 @@ class IA2TrainConfig:
     > Parameters that control I/O
 
     output_dir ("outputs"), data_dir ("data"), cache_dir (target cache; default ``$ACTLAB_HOME/ia2_targets``),
-    dtype/device (default: bf16 on cuda, fp32 on cpu), checkpoint_every (steps), wandb_log, wandb_project, force.
+    dtype/device (default: bf16 on cuda, fp32 on cpu), checkpoint_every (steps), gradient_checkpointing (the
+    model's own, non-reentrant), wandb_log, wandb_project, force.
     """
 
     training_method: str = field(metadata={"metavar": "METHOD", "help": "one of: " + " ".join(METHODS)})
@@ -159,6 +160,9 @@ class IA2TrainConfig:
                                                                  "available)"})
     checkpoint_every: int = field(default=10, metadata={"help": "checkpoint every this many steps "
                                                                 "(resume after a kill)"})
+    gradient_checkpointing: bool = field(default=False, metadata={
+        "help": "recompute the model's activations in the backward pass (less memory, same gradients; not for "
+                "prefix methods)"})
     wandb_log: bool = field(default=False, metadata={"help": "also log to Weights & Biases"})
     wandb_project: str = field(default="ia2", metadata={"help": "Weights & Biases project"})
     force: bool = field(default=False, metadata={"help": "retrain a complete run"})
@@ -216,6 +220,10 @@ class IA2TrainConfig:
         check_positive("lr", self.lr)
         check_device("device", self.device)
         check_dtype("dtype", self.dtype)
+        if self.gradient_checkpointing and self.family == "prefix":
+            raise ActlabError(f"--gradient_checkpointing does not apply to --training_method {self.training_method}: "
+                              "prefix tuning passes its virtual tokens as a KV cache, which checkpointed layers drop; "
+                              "it works with lora, ia3 and prompt methods")
         if self.act_layers is not None:
             self.act_layers = [int(x) for x in self.act_layers]
         if self.act_site not in ("attn_output", "block_output", "mlp_output") and "." not in self.act_site:
@@ -293,7 +301,7 @@ class IA2TrainConfig:
         if pm is None:
             return None
         kw = dataclasses.asdict(self)
-        kw.update(training_method=pm, family="", objective="")
+        kw.update(training_method=pm, family="", objective="", gradient_checkpointing=False)  # not in the fingerprint
         return IA2TrainConfig(**kw)
 
     def to_dict(self) -> dict:

@@ -14,6 +14,7 @@ PEFT prompt tuning prepends virtual tokens: logits are sliced at ``offset + posi
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 
 import torch
@@ -42,12 +43,14 @@ def _stop_hook(_mod, _inp, _out):
 
 
 def student_forward(model, query_ids: Sequence[Sequence[int]], responses: Sequence[Sequence[int]], pad_id: int, *,
-                    site: str | None = None, layers: Sequence[int] | None = None, need_logits: bool = True):
+                    site: str | None = None, layers: Sequence[int] | None = None, need_logits: bool = True,
+                    keep_hooks: contextlib.ExitStack | None = None):
     """One right-padded forward of ``q + y[:-1]`` per row.
 
     Returns ``(logits [B, P, V] or None, acts [L, B, P, d] or None, valid [B, P])`` at the response-predicting
     positions. With ``need_logits=False`` the forward stops right after the deepest captured site (the rest of the
-    network and the LM head are skipped: the act loss does not depend on them).
+    network and the LM head are skipped: the act loss does not depend on them). ``keep_hooks``: the capture hooks
+    stay registered until it closes (under gradient checkpointing a layer's recomputation must run them again).
     """
     seqs = [list(q) + list(y[:-1]) for q, y in zip(query_ids, responses, strict=True)]
     pos, valid = response_positions([len(q) for q in query_ids], [len(y) for y in responses])
@@ -59,7 +62,9 @@ def student_forward(model, query_ids: Sequence[Sequence[int]], responses: Sequen
         from actlab.core import arch
         from actlab.core.capture import SITE_KINDS, site_module
 
-        with capture(model, site, layers, positions=pos_d, detach=False) as cap:
+        with contextlib.ExitStack() as own:
+            cap = (own if keep_hooks is None else keep_hooks).enter_context(
+                capture(model, site, layers, positions=pos_d, detach=False))
             stop = None
             if not need_logits and (site in SITE_KINDS or "{layer}" in site):
                 deepest = max(arch.check_layer(model, x) for x in (layers or [-1]))
@@ -131,7 +136,8 @@ def kl_loss(logits: torch.Tensor, topk_idx: Sequence[torch.Tensor], topk_logp: S
 
 
 def compute_losses(model, batch: list[dict], objective: str, *, pad_id: int, site: str,
-                   layers: Sequence[int] | None, ce_loss_weight: float | None = None) -> dict[str, torch.Tensor]:
+                   layers: Sequence[int] | None, ce_loss_weight: float | None = None,
+                   keep_hooks: contextlib.ExitStack | None = None) -> dict[str, torch.Tensor]:
     """Losses of ``objective`` (tok, act, tna, tokl) on ``batch``.
 
     Each item: ``{"query_ids", "labels" (CE labels or None), "icl_ids", "acts", "topk_idx", "topk_logp"}``.
@@ -142,7 +148,7 @@ def compute_losses(model, batch: list[dict], objective: str, *, pad_id: int, sit
     if objective in ("act", "tna"):
         icl = [b["icl_ids"].tolist() for b in batch]
         logits, acts, valid = student_forward(model, q, icl, pad_id, site=site, layers=layers,
-                                              need_logits=objective == "tna")
+                                              need_logits=objective == "tna", keep_hooks=keep_hooks)
         out["act"] = act_loss(acts, [b["acts"] for b in batch], valid)
         if objective == "tna":
             labels = [b["labels"] for b in batch]

@@ -28,6 +28,7 @@ that do not count); with another config it is an error listing the fields that d
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import shutil
@@ -50,7 +51,7 @@ CKPT_FILE = "state.safetensors"
 #: config fields that do not change a run's result (paths of outputs and caches, checkpoint cadence, batching of the
 #: same computation, logging); every other field is part of the run's fingerprint
 EXCLUDE = ("output_dir", "cache_dir", "device", "checkpoint_every", "micro_batch_size", "target_batch_size",
-           "wandb_log", "wandb_project", "force", "overwrite")
+           "wandb_log", "wandb_project", "force", "overwrite", "gradient_checkpointing")
 
 
 # ------------------------------------------------------------------------------------------------------ data
@@ -259,6 +260,10 @@ def _train_run(cfg: IA2TrainConfig, rd: RunDir, peft_model, tok, items, tfile, f
         best_state, counters = resumed
         print(f"ia2: resuming {path.name} from step {counters['step']}", file=sys.stderr)
     rd.reset_metrics(keep_until_step=counters["step"])  # each step exactly once in metrics.jsonl
+    if cfg.gradient_checkpointing:  # the adapters train on a frozen base: the inputs need grads (as PEFT does)
+        from actlab.core.gradckpt import enable_gradient_checkpointing
+
+        enable_gradient_checkpointing(peft_model, frozen_base=True)
     peft_model.train()
     bar = progress(total=total, desc=f"{cfg.training_method} {path.name}", initial=counters["step"])
     step = counters["step"]
@@ -270,9 +275,11 @@ def _train_run(cfg: IA2TrainConfig, rd: RunDir, peft_model, tok, items, tfile, f
         sums: dict[str, float] = {}
         for s in range(0, len(idx), mb):
             chunk = [train_items[i] for i in idx[s:s + mb]]
-            ls = losses.compute_losses(peft_model, chunk, cfg.stage_objective, pad_id=pad_id, site=cfg.act_site,
-                                       layers=cfg.act_layers, ce_loss_weight=cfg.ce_loss_weight)
-            (ls["loss"] * (len(chunk) / len(idx))).backward()
+            with contextlib.ExitStack() as hooks:  # checkpointed layers rerun the capture hooks in backward
+                ls = losses.compute_losses(peft_model, chunk, cfg.stage_objective, pad_id=pad_id, site=cfg.act_site,
+                                           layers=cfg.act_layers, ce_loss_weight=cfg.ce_loss_weight,
+                                           keep_hooks=hooks if cfg.gradient_checkpointing else None)
+                (ls["loss"] * (len(chunk) / len(idx))).backward()
             for k, v in ls.items():
                 sums[k] = sums.get(k, 0.0) + float(v.detach()) * len(chunk) / len(idx)
         if not all(math.isfinite(v) for v in sums.values()):

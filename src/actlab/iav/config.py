@@ -134,12 +134,15 @@ class TrainConfig:
     max_grad_norm: float = field(default=1.0, metadata={"help": "gradient clipping"})
     seq_length: int = field(default=128, metadata={"help": "max tokens per sequence"})
     max_prompt_length: int = field(default=64, metadata={"help": "max prompt tokens, kept from the end"})
-    save_steps: int = field(default=50, metadata={"help": "checkpoint every N steps"})
+    save_steps: int = field(default=50, metadata={"help": "write checkpoint-<step>/ every N steps"})
+    save_total_limit: int | None = field(default=None, metadata={
+        "help": "keep only the newest N checkpoint-<step>/ directories (default: all)"})
     eval_steps: int = field(default=25, metadata={"help": "validate every N steps"})
     max_steps: int = field(default=0, metadata={"help": "stop after this many optimizer steps; 0 = epochs"})
     bf16: bool = field(default=False, metadata={"help": "backbone in bf16 (heads stay fp32)"})
     gradient_checkpointing: bool = field(default=False, metadata={
-        "help": "accepted; the frozen backbone runs under no_grad, so nothing is kept to checkpoint"})
+        "help": "turn on the backbone's gradient checkpointing (the frozen backbone runs without autograd, so "
+                "it saves no memory here; the heads train the same)"})
     freeze_base_head: bool = field(default=False, metadata={"help": "train only the alignment head"})
     seed: int = field(default=0, metadata={"help": "seed"})
     wandb: bool = field(default=False, metadata={"help": "log to Weights & Biases"})
@@ -156,6 +159,8 @@ class TrainConfig:
         for n in ("num_train_samples", "num_epochs", "batch_size", "grad_accum", "seq_length", "max_prompt_length",
                   "save_steps", "eval_steps"):
             _pos_int(n, getattr(self, n))
+        if self.save_total_limit is not None:
+            _pos_int("save_total_limit", self.save_total_limit)
         if not isinstance(self.num_val_samples, int) or self.num_val_samples < 0:
             raise ActlabError(f"num_val_samples must be an integer >= 0, got {self.num_val_samples!r}")
         if not isinstance(self.max_steps, int) or self.max_steps < 0:

@@ -18,6 +18,8 @@ below bf16 resolution). The backbone is never trained, so it runs under ``torch.
 >>> iav = IAVModel(lm)                                     # doctest: +SKIP
 >>> out = iav(input_ids, attention_mask, alpha=1.0)        # doctest: +SKIP
 >>> iav.save_pretrained("runs/iav/heads"); IAVModel.from_pretrained("runs/iav/heads")   # doctest: +SKIP
+>>> IAVModel.from_pretrained("runs/iav")                   # doctest: +SKIP   (a run: its final heads)
+>>> IAVModel.from_pretrained("runs/iav/checkpoint-500")    # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -62,6 +64,23 @@ def _linear_like(head: nn.Module, dtype: torch.dtype, zero: bool = False) -> nn.
             if lin.bias is not None:
                 lin.bias.copy_(head.bias.detach().to(dtype))
     return lin
+
+
+def heads_file(path: str | Path) -> Path:
+    """The heads file that :meth:`IAVModel.from_pretrained` reads for ``path`` (see there)."""
+    from actlab.iav.trainer import latest_checkpoint
+
+    path = Path(path)
+    if path.is_file():
+        return path
+    for d in (path, path / "heads"):
+        if (d / HEADS_FILE).exists():
+            return d / HEADS_FILE
+    ck = latest_checkpoint(path) if path.is_dir() else None
+    if ck is not None and (ck / HEADS_FILE).exists():
+        return ck / HEADS_FILE
+    raise ActlabError(f"no IAV heads at {path} (expected {HEADS_FILE}, heads/{HEADS_FILE} or a checkpoint-<step>/ "
+                      "directory); train with `actlab iav train`")
 
 
 class IAVModel(nn.Module):
@@ -248,16 +267,16 @@ class IAVModel(nn.Module):
     @classmethod
     def from_pretrained(cls, path: str | Path, backbone: str | None = None, *, lm=None, tokenizer=None,
                         dtype=None, device=None, strict_backbone: bool = True) -> IAVModel:
-        """Load heads saved by :meth:`save_pretrained` onto their backbone (``backbone`` overrides the saved id).
+        """Load heads onto their backbone (``backbone`` overrides the saved id). ``path`` is any of: a heads
+        directory written by :meth:`save_pretrained` (or its ``iav_heads.safetensors``), a ``checkpoint-<step>/``
+        directory of a run, or a run directory of ``actlab iav train`` (its final ``heads/``; for a run not yet
+        finished, its newest complete ``checkpoint-<step>/``).
 
         ``lm``/``tokenizer`` may be passed to reuse an already loaded backbone.
         """
         from actlab.core.io import load_tensors
 
-        path = Path(path)
-        f = path / HEADS_FILE if path.is_dir() else path
-        if not f.exists():
-            raise ActlabError(f"no IAV heads at {path} (expected {HEADS_FILE}); train with `actlab iav train`")
+        f = heads_file(path)
         sd, meta = load_tensors(f)
         if meta.get("format") != FORMAT:
             raise ActlabError(f"{f} is not an IAV heads file (format {meta.get('format')!r}, expected {FORMAT!r})")

@@ -3,10 +3,11 @@
     actlab iav train --model_name_or_path tiny --dataset syn_hh --num_epochs 1 --batch_size 8 --learning_rate 5e-3
     accelerate launch --num_processes 2 -m actlab.cli.main iav train ...     # data-parallel (also on CPU)
 
-Run directory ``output_dir``: ``config.json``, ``metrics.jsonl`` (slash names), ``checkpoint.safetensors`` (heads,
-optimizer, scheduler and RNG state and the step in one atomically written file, :mod:`actlab.core.checkpoint`,
-every ``save_steps``; a killed run resumes from it, with ``metrics.jsonl`` cut back to its step), ``heads/`` (the
-final heads: :meth:`IAVModel.save_pretrained`), ``COMPLETE``. One process owns the directory (the main one under
+Run directory ``output_dir``: ``config.json``, ``metrics.jsonl`` (slash names), ``checkpoint-<step>/`` every
+``save_steps`` (the heads, :meth:`IAVModel.save_pretrained`, then ``checkpoint.safetensors``: heads, optimizer,
+scheduler and RNG state and the step in one atomically written file, :mod:`actlab.core.checkpoint`; the newest
+``save_total_limit`` are kept; a killed run resumes from the newest complete one, with ``metrics.jsonl`` cut back to
+its step), ``heads/`` (the final heads), ``COMPLETE``. One process owns the directory (the main one under
 ``accelerate launch``); a complete run is skipped on rerun only if its recorded config has the same fingerprint
 (:data:`EXCLUDE` lists the fields that do not count), else it is an error listing the fields, or ``--overwrite``.
 
@@ -31,8 +32,10 @@ from actlab.iav.loss import Packed, Side, corrected_loss_packed, iav_loss
 
 CKPT = "checkpoint"  # the checkpoint directory of older actlab versions (still resumed)
 CKPT_FILE = "checkpoint.safetensors"
+CKPT_PREFIX = "checkpoint-"
 #: config fields that do not change the trained heads
-EXCLUDE = ("output_dir", "save_steps", "eval_steps", "wandb", "device", "overwrite")
+EXCLUDE = ("output_dir", "save_steps", "save_total_limit", "eval_steps", "wandb", "device", "overwrite",
+           "gradient_checkpointing")
 
 
 # -------------------------------------------------------------------------------------------- batch → loss
@@ -135,20 +138,61 @@ def adamw(params, lr: float, weight_decay: float = 0.01) -> torch.optim.AdamW:
     return torch.optim.AdamW(params, lr=lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=weight_decay, fused=True)
 
 
-def save_checkpoint(path: Path, iav, opt, sched, state: dict) -> None:
-    """Write ``checkpoint.safetensors`` (heads, optimizer, scheduler, RNG, step) as one atomic file."""
+def checkpoint_dirs(out: Path, complete: bool = True) -> list[Path]:
+    """``checkpoint-<step>/`` directories of run ``out``, oldest first; ``complete``: only those whose checkpoint
+    file was written (it is written last, atomically)."""
+    found = []
+    for d in Path(out).glob(CKPT_PREFIX + "*"):
+        n = d.name[len(CKPT_PREFIX):]
+        if n.isdigit() and d.is_dir() and (not complete or (d / CKPT_FILE).exists()):
+            found.append((int(n), d))
+    return [d for _, d in sorted(found)]
+
+
+def latest_checkpoint(out: Path) -> Path | None:
+    """The newest complete ``checkpoint-<step>/`` of run ``out`` (None if there is none)."""
+    ds = checkpoint_dirs(out)
+    return ds[-1] if ds else None
+
+
+def _progress(out: Path) -> tuple[str, ...]:
+    """The names in ``out`` that show a started run (for :func:`actlab.core.io.run_state`)."""
+    return (CKPT_FILE, CKPT, *(d.name for d in checkpoint_dirs(out, complete=False)))
+
+
+def save_checkpoint(out: Path, iav, opt, sched, state: dict, save_total_limit: int | None = None) -> Path:
+    """Write ``checkpoint-<step>/``: the heads (:meth:`IAVModel.save_pretrained`, loadable by ``from_pretrained``)
+    and last ``checkpoint.safetensors`` (heads, optimizer, scheduler, RNG, step: one atomic file, whose presence
+    marks the directory complete). Then only the newest ``save_total_limit`` complete directories are kept, and
+    incomplete ones and older-layout checkpoints are removed."""
     from actlab.core import checkpoint as ckpt_io
 
-    ckpt_io.save(Path(path) / CKPT_FILE, iav.head_state(), step=state["global_step"], optimizer=opt, scheduler=sched,
+    out = Path(out)
+    d = out / f"{CKPT_PREFIX}{state['global_step']}"
+    if d.exists():
+        shutil.rmtree(d)  # an incomplete directory of a killed run
+    iav.save_pretrained(d, extra={"global_step": state["global_step"]})
+    ckpt_io.save(d / CKPT_FILE, iav.head_state(), step=state["global_step"], optimizer=opt, scheduler=sched,
                  extra=state)
+    for old in checkpoint_dirs(out, complete=False):
+        if not (old / CKPT_FILE).exists():
+            shutil.rmtree(old, ignore_errors=True)
+    if save_total_limit:
+        for old in checkpoint_dirs(out)[:-save_total_limit]:
+            shutil.rmtree(old, ignore_errors=True)
+    (out / CKPT_FILE).unlink(missing_ok=True)
+    shutil.rmtree(out / CKPT, ignore_errors=True)
+    return d
 
 
 def load_checkpoint(path: Path, iav, opt, sched) -> dict | None:
-    """Restore heads, optimizer, scheduler and RNG from ``path``'s checkpoint; the saved state (``global_step``,
-    ``epoch``), or None if there is none."""
+    """Restore heads, optimizer, scheduler and RNG from run ``path``'s newest complete ``checkpoint-<step>/`` (or an
+    older actlab's ``checkpoint.safetensors`` / ``checkpoint/``); the saved state (``global_step``, ``epoch``), or
+    None if there is none."""
     from actlab.core import checkpoint as ckpt_io
 
-    ck = ckpt_io.load(Path(path) / CKPT_FILE, optimizer=opt, scheduler=sched)
+    d = latest_checkpoint(path)
+    ck = ckpt_io.load((d or Path(path)) / CKPT_FILE, optimizer=opt, scheduler=sched)
     if ck is None:
         return _load_legacy_checkpoint(path, iav, opt, sched)
     if ck.legacy:
@@ -215,7 +259,7 @@ def train(cfg: TrainConfig, ref_model: str | None = None, kill_after_steps: int 
         keep_freed_memory()
     out = Path(cfg.output_dir)
     fp = {"exclude": EXCLUDE, "defaults": dataclass_defaults(TrainConfig), "overwrite": getattr(cfg, "overwrite", False),
-          "progress": (CKPT_FILE, CKPT)}
+          "progress": _progress(out)}
     if run_state(out, cfg, **fp) == "done":
         if acc.is_main_process:
             print(f"{out} is complete with this config; nothing to do")
@@ -239,7 +283,10 @@ def train(cfg: TrainConfig, ref_model: str | None = None, kill_after_steps: int 
             p.requires_grad_(False)
     torch.manual_seed(cfg.seed)
     iav = IAVModel(lm, freeze_base_head=cfg.freeze_base_head, tokenizer=tok, backbone_id=cfg.model_name_or_path)
-    # gradient_checkpointing: the frozen backbone already runs under no_grad (no activations are kept); accepted
+    if cfg.gradient_checkpointing:  # the model's own switch; the heads sit after the backbone, so no input grads
+        from actlab.core.gradckpt import enable_gradient_checkpointing
+
+        enable_gradient_checkpointing(lm)
     params = [p for p in iav.parameters() if p.requires_grad]
     opt = adamw(params, cfg.learning_rate, cfg.weight_decay)
     world = acc.num_processes
@@ -317,8 +364,9 @@ def _loop(cfg, acc, run, out, iav, wrapped, opt, raw_opt, sched, params, data, v
                 run.log(metrics)
                 bar.update(1)
                 bar.set_postfix(loss=f"{metrics['loss/total']:.3f}", margin=f"{metrics['rewards/margins']:.3f}")
-                if step % cfg.save_steps == 0 and step < total:
-                    save_checkpoint(out, iav, raw_opt, sched, {"global_step": step, "epoch": epoch})
+                if step % cfg.save_steps == 0:
+                    save_checkpoint(out, iav, raw_opt, sched, {"global_step": step, "epoch": epoch},
+                                    cfg.save_total_limit)
             acc.wait_for_everyone()
             if kill_after_steps is not None and step >= kill_after_steps:
                 raise KeyboardInterrupt  # test hook: simulates a kill right after a step
