@@ -301,7 +301,7 @@ def _finetune_trajectories(cfg: ICAEConfig, icae: ICAE, sub: str) -> dict:
         if bos is not None:
             hist_e.append(icae.token_embeds(torch.tensor([bos])))
             hist_p.append(torch.tensor([0]))
-        pos, total, n_turns = 0, 0.0, 0
+        pos, total, n_turns, n_trained = 0, 0.0, 0, 0
         for ch in chunks:
             if ch["kind"] != "target":
                 e, p, pos = chunk_embeds(icae, ch, pos)
@@ -316,13 +316,18 @@ def _finetune_trajectories(cfg: ICAEConfig, icae: ICAE, sub: str) -> dict:
             labels[0, -len(tgt):] = torch.tensor(tgt)
             pre = Prefill(emb, torch.ones_like(pids), pids, labels.to(emb.device))
             loss = icae.loss(pre)
-            loss.backward()  # per turn; the history is detached below (earlier memory gets no more gradient)
+            # per turn; the history is detached below (earlier memory gets no more gradient). A turn whose history
+            # holds no memory since the last detach (every message shorter than fixed_mem_size stays raw) has no
+            # trainable path through the frozen decoder: its loss is logged but nothing is backpropagated.
+            if loss.requires_grad:
+                loss.backward()
+                n_trained += 1
             total += float(loss.detach())
             n_turns += 1
             hist_e = [h.detach() for h in hist_e] + [icae.token_embeds(torch.tensor(ch["ids"])).detach()]
             hist_p.append(torch.arange(pos + 1, pos + 1 + len(ch["ids"])))
             pos += len(ch["ids"])
-        return {"loss": torch.tensor(total / max(1, n_turns)), "turns": n_turns}
+        return {"loss": torch.tensor(total / max(1, n_turns)), "turns": n_turns, "trained_turns": n_trained}
 
     run = _open_run(cfg, sub)
     if run is None:
