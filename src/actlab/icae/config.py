@@ -145,7 +145,14 @@ class ICAEConfig:
             check_out_dir("data_dir", self.data_dir)
         if self.predictions_dir is not None:
             check_out_dir("predictions_dir", self.predictions_dir)
-        if self.checkpoint_path:
+        if self.checkpoint_path and self.model_type == "llm":
+            p = Path(self.checkpoint_path)
+            p = p / "llm.safetensors" if p.is_dir() else p
+            keys = check_safetensors("checkpoint_path", p)
+            if "memory_token_embed.weight" in keys or not any(k.startswith("lora.") for k in keys):
+                raise ActlabError(f"checkpoint_path {p} is not a fine-tuned SimpleLLM (llm.safetensors written by "
+                                  f"`actlab icae finetune` with model_type: llm)")
+        elif self.checkpoint_path:
             p = Path(self.checkpoint_path)
             if p.is_dir():
                 if not (p / "icae.safetensors").exists():

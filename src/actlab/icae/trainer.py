@@ -41,7 +41,10 @@ def build_model(cfg: ICAEConfig, base=None, tok=None):
         base, tok = load(cfg.model_name, dtype=None if cfg.dtype == "auto" else cfg.dtype, device=cfg.device,
                          attn_implementation=cfg.attn_implementation)
     if cfg.model_type == "llm":
-        return SimpleLLM(base, tok, cfg)
+        llm = SimpleLLM(base, tok, cfg)
+        if cfg.checkpoint_path:
+            llm.load(cfg.checkpoint_path)
+        return llm
     icae = ICAE(base, tok, cfg)
     if cfg.checkpoint_path:
         icae.load(cfg.checkpoint_path)
@@ -150,7 +153,10 @@ def _open_run(cfg: ICAEConfig, sub: str) -> RunDir | None:
 
 
 def _skipped(cfg: ICAEConfig, sub: str) -> dict:
-    return {"weights": str(Path(cfg.output_dir) / sub / "icae.safetensors"), "skipped": True}
+    from actlab.icae.model import LLM_WEIGHTS, WEIGHTS
+
+    name = LLM_WEIGHTS if cfg.model_type == "llm" else WEIGHTS
+    return {"weights": str(Path(cfg.output_dir) / sub / name), "skipped": True}
 
 
 # -------------------------------------------------------------------------------------------------- pretrain
@@ -215,26 +221,43 @@ def _ft_samples(cfg: ICAEConfig, tok) -> list[dict]:
     raise ActlabError(f"finetune task {cfg.task!r} is not a fine-tuning task; valid: qa, repoqa, trajectories")
 
 
-def finetune(cfg: ICAEConfig, icae: ICAE | None = None) -> dict:
-    """Fine-tune ICAE (from ``checkpoint_path``) on ``task``: qa (SQuAD), repoqa, trajectories (turn by turn)."""
-    if cfg.model_type != "icae":
-        raise ActlabError("finetune needs model_type: icae (SimpleLLM is the frozen full-context baseline)")
-    sub = f"finetune_{cfg.task}"
+def finetune_subdir(cfg: ICAEConfig) -> str:
+    """``finetune_<task>`` (ICAE) or ``finetune_<task>_llm`` (the SimpleLLM baseline)."""
+    return f"finetune_{cfg.task}" + ("_llm" if cfg.model_type == "llm" else "")
+
+
+def finetune(cfg: ICAEConfig, icae: ICAE | SimpleLLM | None = None) -> dict:
+    """Fine-tune on ``task``: qa (SQuAD), repoqa, trajectories (turn by turn).
+
+    ``model_type: icae`` trains the encoder's LoRA and the memory embeddings (from ``checkpoint_path``);
+    ``model_type: llm`` is the full-context baseline ("LLM-FT"): a LoRA on the decoder itself, trained on the same
+    samples with the loss on the same positions (the target tokens), saved as ``llm.safetensors``.
+    """
+    if cfg.task not in ("qa", "repoqa", "trajectories"):
+        raise ActlabError(f"finetune task {cfg.task!r} is not a fine-tuning task; valid: qa, repoqa, trajectories")
+    sub = finetune_subdir(cfg)
     if _done(cfg, sub):
         return _skipped(cfg, sub)
     icae = icae or build_model(cfg)
+    llm = cfg.model_type == "llm"
+    if llm != isinstance(icae, SimpleLLM):
+        raise ActlabError(f"model_type {cfg.model_type!r} does not match the model given ({type(icae).__name__})")
+    if llm and icae.peft is None:
+        icae.add_lora()
     if cfg.task == "trajectories":
         return _finetune_trajectories(cfg, icae, sub)
     samples = _ft_samples(cfg, icae.tok)
     if not samples:
         raise ActlabError(f"no training samples for task {cfg.task!r}")
-    ctx_ids = icae.tokenize_contexts([s["context"] for s in samples])
+    ctx_ids = None if llm else icae.tokenize_contexts([s["context"] for s in samples])
 
     def step_loss(step: int, rng: random.Random) -> dict:
         idx = [rng.randrange(len(samples)) for _ in range(cfg.per_device_train_batch_size)]
+        prompts, targets = [samples[i]["prompt"] for i in idx], [samples[i]["target"] for i in idx]
+        if llm:
+            return {"loss": icae.loss(icae.rows([samples[i]["context"] for i in idx], prompts, targets))}
         mem = icae.compress([ctx_ids[i] for i in idx])
-        pre = icae.decoder_rows(mem, "FT", [samples[i]["prompt"] for i in idx], [samples[i]["target"] for i in idx])
-        return {"loss": icae.loss(pre)}
+        return {"loss": icae.loss(icae.decoder_rows(mem, "FT", prompts, targets))}
 
     run = _open_run(cfg, sub)
     if run is None:
@@ -296,7 +319,7 @@ def _finetune_trajectories(cfg: ICAEConfig, icae: ICAE, sub: str) -> dict:
 
     def step_loss(step: int, rng: random.Random) -> dict:
         msgs = trajs[rng.randrange(len(trajs))]
-        chunks = trajectory_chunks(icae, msgs)
+        chunks = trajectory_chunks(icae, msgs, compress=cfg.model_type == "icae")  # llm: the full raw history
         hist_e, hist_p = [], []
         if bos is not None:
             hist_e.append(icae.token_embeds(torch.tensor([bos])))
