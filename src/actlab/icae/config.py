@@ -85,6 +85,8 @@ class ICAEConfig:
     logging_steps: int = field(default=20, metadata={"help": "log every N steps"})
     save_steps: int = field(default=100, metadata={"help": "checkpoint every N steps (resumable)"})
     seed: int = field(default=0, metadata={"help": "random seed"})
+    gradient_checkpointing: bool = field(default=False, metadata={
+        "help": "recompute the base model's layer activations in the backward pass (less memory, same gradients)"})
     demo_finetune_steps: int = field(default=300, metadata={"help": "demo: QA fine-tuning steps after pretraining"})
     # inference
     batch_size: int = field(default=8, metadata={"help": "inference batch size"})

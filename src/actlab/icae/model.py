@@ -17,6 +17,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Sequence
@@ -95,6 +96,40 @@ class Prefill:
     mask: torch.Tensor
     pids: torch.Tensor
     labels: torch.Tensor | None = None
+
+
+def enable_gradient_checkpointing(model) -> None:
+    """The HF model's own non-reentrant checkpointing; ``enable_input_require_grads`` so that a LoRA model whose
+    embedding table is frozen still gets gradients through checkpointed layers (active in train mode only)."""
+    if not getattr(model, "supports_gradient_checkpointing", False):
+        raise ActlabError(f"gradient_checkpointing: {type(model).__name__} does not support it; "
+                          f"valid: gradient_checkpointing false")
+    kw = {"use_reentrant": False}
+    if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.x name (the old one warns)
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs=kw)
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kw)
+    model.enable_input_require_grads()
+
+
+def checkpointing_on(model) -> bool:
+    return any(getattr(m, "gradient_checkpointing", False) is True for m in model.modules())
+
+
+@contextlib.contextmanager
+def stored_activations(model):
+    """Run ``model`` without checkpointing inside the block. ICAE's frozen decoder is the base under
+    ``disable_adapter``; a recompute in the backward pass would run outside that block, with the encoder's LoRA
+    active (other activations; torch raises), so the decoder pass keeps its activations and only the encoder is
+    checkpointed."""
+    on = [m for m in model.modules() if getattr(m, "gradient_checkpointing", False) is True]
+    for m in on:
+        m.gradient_checkpointing = False
+    try:
+        yield
+    finally:
+        for m in on:
+            m.gradient_checkpointing = True
 
 
 # ---------------------------------------------------------------------------------------------------- shared base
@@ -376,7 +411,7 @@ class ICAE(nn.Module, _Decoding):
 
     def loss(self, pre: Prefill) -> torch.Tensor:
         """Token-averaged CE of the frozen decoder on ``pre.labels`` (gradients reach slots and special tokens)."""
-        with self.model.disable_adapter():
+        with self.model.disable_adapter(), stored_activations(self.base()):
             logits = self.base()(inputs_embeds=pre.embeds, attention_mask=pre.mask, position_ids=pre.pids).logits
         return nn.functional.cross_entropy(logits[:, :-1].float().reshape(-1, logits.shape[-1]),
                                            pre.labels[:, 1:].reshape(-1), ignore_index=-100)

@@ -23,12 +23,13 @@ from actlab.core.errors import ActlabError
 from actlab.core.io import RunDir, dataclass_defaults, load_optimizer_tensors, read_json, run_state
 from actlab.core.progress import progress
 from actlab.icae.config import ICAEConfig
-from actlab.icae.model import ICAE, Memory, Prefill, SimpleLLM
+from actlab.icae.model import ICAE, Memory, Prefill, SimpleLLM, enable_gradient_checkpointing
 
 CKPT = "checkpoint.safetensors"
 #: config fields that do not change a training run's result (outputs, logging, inference/demo-only options)
 EXCLUDE = ("output_dir", "device", "threads", "wandb", "logging_steps", "save_steps", "batch_size",
-           "max_new_tokens", "predictions_dir", "demo_finetune_steps", "num_eval_samples", "overwrite")
+           "max_new_tokens", "predictions_dir", "demo_finetune_steps", "num_eval_samples", "overwrite",
+           "gradient_checkpointing")
 
 
 def build_model(cfg: ICAEConfig, base=None, tok=None):
@@ -68,6 +69,8 @@ def train_loop(icae: ICAE, cfg: ICAEConfig, run: RunDir, step_loss: Callable[[in
     Resumes exactly from ``checkpoint.safetensors`` (weights, AdamW moments, torch RNG state and the step in one
     atomically written file): a killed and resumed run ends with the weights of an uninterrupted one.
     """
+    if cfg.gradient_checkpointing:
+        enable_gradient_checkpointing(icae.base() if isinstance(icae, ICAE) else icae.model)
     params = icae.trainable_parameters()
     opt = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
     for g in opt.param_groups:
