@@ -66,3 +66,28 @@ def test_llm_checkpoint_path_is_checked(micro_tok, tmp_path):
     bad = _cfg(tmp_path, task="qa", model_type="llm", checkpoint_path=str(tmp_path / "icae.safetensors"))
     with pytest.raises(ActlabError, match="not a fine-tuned SimpleLLM"):
         bad.check_inputs()
+
+
+def test_infer_writes_the_seed_layout(micro_tok, tmp_path, monkeypatch):
+    """``predictions_dir: data/predictions`` + ``metrics_dir: data/metrics`` (the seed's paths), through the CLI."""
+    import json
+
+    from actlab.cli.main import main
+
+    monkeypatch.chdir(tmp_path)
+    cfg = _cfg(tmp_path, task="qa", model_type="llm")
+    monkeypatch.setattr(trainer, "build_model", lambda c: _llm(micro_tok, c))
+    rc = main(["icae", "infer", "--config_path", _write(cfg, tmp_path), "--predictions_dir", "data/predictions",
+               "--metrics_dir", "data/metrics"])
+    assert rc == 0
+    rows = read_jsonl(tmp_path / "data" / "predictions" / "qa_llm.jsonl")
+    met = read_jsonl(tmp_path / "data" / "metrics" / "qa_llm.metrics.jsonl")
+    assert len(rows) == 4 and met[0]["task"] == "qa" and met[0]["n"] == 4
+    assert not (tmp_path / "data" / "predictions" / "qa_llm.metrics.jsonl").exists()
+    assert json.loads(json.dumps(met[0]))["model_type"] == "llm"
+
+
+def _write(cfg, tmp_path):
+    p = tmp_path / "cfg.yaml"
+    cfg.to_yaml(p)
+    return str(p)

@@ -92,6 +92,9 @@ class ICAEConfig:
     batch_size: int = field(default=8, metadata={"help": "inference batch size"})
     max_new_tokens: int = field(default=128, metadata={"help": "generation length cap"})
     predictions_dir: str | None = field(default=None, metadata={"help": "default: <output_dir>/predictions"})
+    metrics_dir: str | None = field(default=None, metadata={
+        "help": "metrics JSONL (default: predictions_dir); the seed's layout: predictions_dir data/predictions, "
+                "metrics_dir data/metrics"})
     threads: int = field(default=0, metadata={"help": "torch CPU threads (0: leave as is)"})
     wandb: bool = field(default=False, metadata={"help": "log to Weights & Biases"})
     overwrite: bool = field(default=False, metadata={"help": "redo a finished run whose recorded config differs"})
@@ -147,6 +150,8 @@ class ICAEConfig:
             check_out_dir("data_dir", self.data_dir)
         if self.predictions_dir is not None:
             check_out_dir("predictions_dir", self.predictions_dir)
+        if self.metrics_dir is not None:
+            check_out_dir("metrics_dir", self.metrics_dir)
         if self.checkpoint_path and self.model_type == "llm":
             p = Path(self.checkpoint_path)
             p = p / "llm.safetensors" if p.is_dir() else p

@@ -28,7 +28,7 @@ from actlab.icae.model import ICAE, Memory, Prefill, SimpleLLM, enable_gradient_
 CKPT = "checkpoint.safetensors"
 #: config fields that do not change a training run's result (outputs, logging, inference/demo-only options)
 EXCLUDE = ("output_dir", "device", "threads", "wandb", "logging_steps", "save_steps", "batch_size",
-           "max_new_tokens", "predictions_dir", "demo_finetune_steps", "num_eval_samples", "overwrite",
+           "max_new_tokens", "predictions_dir", "metrics_dir", "demo_finetune_steps", "num_eval_samples", "overwrite",
            "gradient_checkpointing")
 
 
