@@ -63,8 +63,16 @@ def test_llm_checkpoint_path_is_checked(micro_tok, tmp_path):
 
     icae = ICAE(_llm(micro_tok, cfg).model, micro_tok, _cfg(tmp_path, lora_r=4))
     icae.save(tmp_path / "icae.safetensors")
-    bad = _cfg(tmp_path, task="qa", model_type="llm", checkpoint_path=str(tmp_path / "icae.safetensors"))
-    with pytest.raises(ActlabError, match="not a fine-tuned SimpleLLM"):
+    # an ICAE config switched to --model_type llm: accepted, and the baseline starts from the base model
+    switched = _cfg(tmp_path, task="qa", model_type="llm", checkpoint_path=str(tmp_path / "icae.safetensors"))
+    switched.check_inputs()
+    assert not trainer._is_llm_checkpoint(switched.checkpoint_path)
+    assert trainer._is_llm_checkpoint(str(tmp_path / "run" / "finetune_qa_llm"))
+    from actlab.core.io import save_tensors
+
+    save_tensors(tmp_path / "junk.safetensors", {"w": torch.zeros(2)})
+    bad = _cfg(tmp_path, task="qa", model_type="llm", checkpoint_path=str(tmp_path / "junk.safetensors"))
+    with pytest.raises(ActlabError, match="neither a fine-tuned SimpleLLM"):
         bad.check_inputs()
 
 
@@ -91,3 +99,20 @@ def _write(cfg, tmp_path):
     p = tmp_path / "cfg.yaml"
     cfg.to_yaml(p)
     return str(p)
+
+
+def test_icae_config_switched_to_llm_on_the_command_line(micro_tok, tmp_path, monkeypatch, capsys):
+    """``actlab icae finetune --config_path <ICAE config> --model_type llm``: the ICAE checkpoint_path is set aside
+    (a notice), the baseline fine-tunes from the base model into ``finetune_qa_llm``."""
+    from actlab.cli.main import main
+    from actlab.core import models
+    from actlab.core.testing import micro_model
+    from actlab.icae.model import ICAE
+
+    monkeypatch.setattr(models, "load", lambda *a, **k: (micro_model("llama", micro_tok), micro_tok))
+    icae = ICAE(micro_model("llama", micro_tok), micro_tok, _cfg(tmp_path))
+    icae.save(tmp_path / "icae.safetensors")
+    cfg = _cfg(tmp_path, task="qa", max_steps=2, checkpoint_path=str(tmp_path / "icae.safetensors"))
+    assert main(["icae", "finetune", "--config_path", _write(cfg, tmp_path), "--model_type", "llm"]) == 0
+    assert "holds ICAE weights; model_type llm starts from the base model" in capsys.readouterr().err
+    assert (tmp_path / "run" / "finetune_qa_llm" / "llm.safetensors").exists()

@@ -155,10 +155,12 @@ class ICAEConfig:
         if self.checkpoint_path and self.model_type == "llm":
             p = Path(self.checkpoint_path)
             p = p / "llm.safetensors" if p.is_dir() else p
+            if Path(self.checkpoint_path).is_dir() and not p.exists():  # an ICAE run directory
+                p = p.parent / "icae.safetensors"
             keys = check_safetensors("checkpoint_path", p)
-            if "memory_token_embed.weight" in keys or not any(k.startswith("lora.") for k in keys):
-                raise ActlabError(f"checkpoint_path {p} is not a fine-tuned SimpleLLM (llm.safetensors written by "
-                                  f"`actlab icae finetune` with model_type: llm)")
+            if not any(k.startswith("lora.") for k in keys):
+                raise ActlabError(f"checkpoint_path {p} is neither a fine-tuned SimpleLLM (llm.safetensors written by "
+                                  f"`actlab icae finetune` with model_type: llm) nor an ICAE checkpoint")
         elif self.checkpoint_path:
             p = Path(self.checkpoint_path)
             if p.is_dir():

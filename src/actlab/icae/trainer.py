@@ -43,13 +43,32 @@ def build_model(cfg: ICAEConfig, base=None, tok=None):
                          attn_implementation=cfg.attn_implementation)
     if cfg.model_type == "llm":
         llm = SimpleLLM(base, tok, cfg)
-        if cfg.checkpoint_path:
+        if cfg.checkpoint_path and _is_llm_checkpoint(cfg.checkpoint_path):
             llm.load(cfg.checkpoint_path)
+        elif cfg.checkpoint_path:  # an ICAE config switched to --model_type llm: the baseline is the base model
+            import sys
+
+            print(f"icae: checkpoint_path {cfg.checkpoint_path} holds ICAE weights; model_type llm starts from "
+                  f"the base model {cfg.model_name}", file=sys.stderr)
         return llm
     icae = ICAE(base, tok, cfg)
     if cfg.checkpoint_path:
         icae.load(cfg.checkpoint_path)
     return icae
+
+
+def _is_llm_checkpoint(path: str) -> bool:
+    """A SimpleLLM LoRA file (``llm.safetensors``, or a run directory holding one) rather than ICAE weights."""
+    from safetensors import safe_open
+
+    from actlab.icae.model import LLM_WEIGHTS
+
+    p = Path(path)
+    p = p / LLM_WEIGHTS if p.is_dir() else p
+    if not p.is_file():
+        return False
+    with safe_open(str(p), "pt") as f:
+        return "memory_token_embed.weight" not in f.keys()
 
 
 def _lr_lambda(cfg: ICAEConfig) -> Callable[[int], float]:
