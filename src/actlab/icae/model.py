@@ -572,6 +572,9 @@ class SimpleLLM(_Decoding):
 
         from actlab.core.adapters import attach, conv1d_targets, lora_targets
 
+        if self._ctx is not None:
+            raise ActlabError("this SimpleLLM shares an ICAE's decoder (SimpleLLM.from_icae); fine-tune a SimpleLLM "
+                              "built on its own base model")
         cfg, model = self.cfg, self.model
         for p in model.parameters():
             p.requires_grad_(False)
