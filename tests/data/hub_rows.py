@@ -69,6 +69,9 @@ def hh(n: int = 10) -> list[dict]:  # Dahoas/full-hh-rlhf
              "rejected": " go away"} for i in range(n)]
 
 
-def camel_math(n: int = 5) -> list[dict]:  # camel-ai/math
-    return [{"role_1": "Mathematician_RoleType.ASSISTANT", "topic;": "Probability", "sub_topic": "s",
-             "message_1": f"q{i}", "message_2": f"a{i}"} for i in range(n)]
+def camel_math(n: int = 5) -> list[dict]:  # camel-ai/math: role_1, topic; (sic), sub_topic, message_1, message_2
+    topics = ["Algebra", "Probability", "Number theory", "Algebra"]
+    return [{"role_1": "Mathematician_RoleType.ASSISTANT", "topic;": topics[i % 4], "sub_topic": "Solving equations",
+             "message_1": f"Solve for x: 2x + {i} = {2 * i + i}",
+             "message_2": f"Subtract {i} from both sides: 2x = {2 * i}. Divide by 2: x = {i}. "
+                          f"So, the solution is x = {i}."} for i in range(n)]

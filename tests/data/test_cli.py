@@ -34,8 +34,8 @@ def test_bad_flag_values_one_line(capsys, tmp_path):
     assert "invalid choice: 'weird'" in _one_line_error(capsys)
     assert main(["data", "prepare", "--dataset", "gsm8k", "--label_template", "remap", "--data_dir", str(tmp_path)]) == 2
     assert "not supported for dataset 'gsm8k'" in _one_line_error(capsys)
-    assert main(["data", "prepare", "--dataset", "cmath", "--data_dir", str(tmp_path)]) == 2
-    assert "'cmath' is not supported yet" in _one_line_error(capsys)
+    assert main(["data", "prepare", "--dataset", "cmath", "--subset", "alg/ebra", "--data_dir", str(tmp_path)]) == 2
+    assert "'alg/ebra' is not a camel-ai/math topic" in _one_line_error(capsys)
     assert main(["data", "make-train", "--datasets", "agnews", "--data_dir", str(tmp_path)]) == 2
     assert "actlab data prepare --dataset agnews" in _one_line_error(capsys)
 
@@ -44,6 +44,23 @@ def test_list(capsys, tmp_path):
     assert main(["data", "list", "--data_dir", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "stanfordnlp/sst2" in out and "qasc_remap" in out and "syn_gsm8k" in out and "cmath" in out
+
+
+def test_prepare_cmath_subset_through_the_hub_path(monkeypatch, tmp_path, capsys):
+    import datasets
+
+    def fake_load(path, name=None, split=None, **kw):
+        assert (path, name, split) == ("camel-ai/math", None, "train")
+        return datasets.Dataset.from_list(hub_rows.camel_math(40))
+
+    monkeypatch.setattr(datasets, "load_dataset", fake_load)
+    assert main(["data", "prepare", "--dataset", "cmath", "--subset", "algebra", "--num_train_samples", "6",
+                 "--num_val_samples", "4", "--data_dir", str(tmp_path)]) == 0
+    doc = json.loads((tmp_path / "cmath_algebra" / "main.json").read_text())
+    assert doc["metadata"]["num_train_examples"] == 6 and doc["metadata"]["num_val_examples"] == 4
+    assert all("Solve for x" in e["prompt"] for e in doc["val_examples"])
+    assert main(["data", "prepare", "--dataset", "cmath", "--subset", "geometry", "--data_dir", str(tmp_path)]) == 2
+    assert "algebra" in _one_line_error(capsys)
 
 
 def test_prepare_and_make_train_through_the_hub_path(monkeypatch, tmp_path, capsys):

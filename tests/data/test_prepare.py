@@ -136,9 +136,28 @@ def test_wrong_schema_names_the_missing_columns(tmp_path):
         prepare("finsen", tmp_path, rows=[{"sentence": "x", "lab": 0}])
 
 
-def test_cmath_not_supported(tmp_path):
-    with pytest.raises(ActlabError, match="'cmath' is not supported yet"):
-        prepare("cmath", tmp_path, rows=hub_rows.camel_math())
+def test_cmath_one_topic_from_hub_rows(tmp_path):
+    """``cmath --subset algebra``: only the Algebra rows, shuffled (42), the last n_val rows the eval pool."""
+    from actlab.data.registry import SEED, as_dataset, resolve
+
+    rows = hub_rows.camel_math(40)
+    doc = build_pools(resolve("cmath", subset="algebra"), 100, 5, rows=rows)
+    meta = doc["metadata"]
+    assert meta["dataset"] == "cmath_algebra" and meta["base"] == "cmath"
+    algebra = [r for r in rows if r["topic;"] == "Algebra"]
+    assert meta["num_train_examples"] == len(algebra) - 5 and meta["num_val_examples"] == 5
+    shuffled = as_dataset(algebra).shuffle(seed=SEED).to_list()
+    assert [e["prompt"] for e in doc["val_examples"]] == [f"Question:{r['message_1']}\nAnswer:" for r in shuffled[-5:]]
+    assert [e["answer"] for e in doc["train_examples"]] == [r["message_2"] for r in shuffled[:-5]]
+    spec = get_dataset("cmath_algebra")
+    for e, r in zip(doc["val_examples"], shuffled[-5:]):
+        assert spec.parse(e["answer"]) == r["message_2"].rsplit("x = ", 1)[1].rstrip(".")  # the gold x
+    out = prepare("cmath", tmp_path, num_train_samples=4, num_val_samples=3, subset="algebra", rows=rows)
+    assert out == tmp_path / "cmath_algebra" / "main.json"
+    assert read_pool("cmath_algebra", tmp_path)["metadata"]["num_train_examples"] == 4
+    assert len(load_pool("cmath_algebra", tmp_path, "val")) == 3
+    with pytest.raises(ActlabError, match="subset.*algebra"):
+        prepare("cmath", tmp_path, subset="geometry", rows=rows)
 
 
 def test_synthetic_calls_zoo(tmp_path, monkeypatch):

@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 
 from actlab.core.errors import ActlabError
+from actlab.data import parsers
 from actlab.data.registry import (
     REMAP_VOCAB,
     bbc_cut,
@@ -37,7 +38,9 @@ def test_hub_sources():
     assert get_dataset("poems").splits == (None, "train") and get_dataset("poems").eval_only
     assert get_dataset("bbcnews").splits == (None, "test") and get_dataset("bbcnews").eval_only
     assert get_dataset("strategytf").hub_path == "wics/strategy-qa"
-    assert get_dataset("cmath").hub_path == "camel-ai/math" and not get_dataset("cmath").supported
+    assert get_dataset("cmath").hub_path == "camel-ai/math" and get_dataset("cmath").supported
+    assert get_dataset("cmath").parser is parsers.parse_cmath and "topic;" in get_dataset("cmath").columns
+    assert get_dataset("cmath_algebra").subset == "algebra" and get_dataset("cmath_algebra").name == "cmath_algebra"
     assert get_dataset("squad").hub_path == "rajpurkar/squad"
     assert get_dataset("hh_rlhf").hub_path == "Dahoas/full-hh-rlhf"
 

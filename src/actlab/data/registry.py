@@ -21,6 +21,7 @@ Sources: ``aamixsh/ia2`` ``scripts/prepare_data.py`` and ``utils.py`` (read, not
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -101,6 +102,7 @@ class DatasetSpec:
     supports_remap: bool = False
     keep_row: bool = False
     supported: bool = True
+    subset: str | None = None  # cmath: the camel-ai/math topic the pipeline keeps (None: every topic)
     notes: str = ""
 
     # -- formatting ------------------------------------------------------------------------------------------------
@@ -214,6 +216,15 @@ def pipe_poems(spec: DatasetSpec, load: Loader, n_train: int, n_val: int):
     ds = as_dataset(load(spec.splits[1]))
     keep = [i for i, lab in enumerate(ds["label"]) if lab in (0, 1)]
     return [], _take(ds.select(keep).shuffle(seed=SEED), n_val)
+
+
+def pipe_cmath(spec: DatasetSpec, load: Loader, n_train: int, n_val: int):
+    """One split: the rows of topic ``spec.subset`` (all topics if None), shuffled (42); the last ``n_val`` rows are
+    the eval pool, the first ``n_train`` of the rest the train pool."""
+    rows = parsers.cmath_topic_rows(as_dataset(load(spec.splits[1])).to_list(), spec.subset)
+    rows = as_dataset(rows).shuffle(seed=SEED).to_list() if rows else []
+    split = max(len(rows) - n_val, 0)
+    return rows[:split][:n_train], rows[split:]
 
 
 def pipe_synthetic(spec: DatasetSpec, load: Loader, n_train: int, n_val: int):
@@ -362,12 +373,12 @@ _multi("sciqa", "allenai/sciq", None, ("train", "validation"), ("question", "sup
        notes="answer = '{support}\\n#### {correct_answer}'")
 register(DatasetSpec(
     name="cmath", hub_path="camel-ai/math", hub_config=None, splits=("train", "train"), task_type=MULTI, labels=None,
-    columns=("message_1", "message_2", "topic;", "sub_topic"), prompt_fn=lambda r, s: f"Question:{r['message_1']}\nAnswer:",
-    answer_fn=lambda r, s: str(r["message_2"]), parser=parsers.parse_answer_gsm8k, max_new_tokens=200,
-    supported=False,
-    notes="upstream marks it 'TODO: not working' (it filters topics Probability/Statistics/"
-          "Combinatorics, then stops at input() and formats columns the hub set does not have); no split, "
-          "answer format or parser was ever fixed"))
+    columns=("message_1", "message_2", parsers.CMATH_TOPIC_COLUMN, "sub_topic"),
+    prompt_fn=lambda r, s: f"Question:{r['message_1']}\nAnswer:", answer_fn=lambda r, s: str(r["message_2"]),
+    parser=parsers.parse_cmath, pipeline=pipe_cmath, max_new_tokens=400,
+    notes="camel-ai/math (one hub split; --subset <topic> keeps one 'topic;' value, e.g. algebra): shuffled (42), "
+          "the last num_val_samples rows are the eval pool; answer = the prose solution, parsed by parse_cmath "
+          "(upstream marks its loader 'TODO: not working')"))
 
 # hub sets used by other families (prompt rendering left to them: the raw row travels in example["row"])
 _multi("squad", "rajpurkar/squad", None, ("train", "validation"), ("id", "title", "context", "question", "answers"),
@@ -429,16 +440,31 @@ def get_dataset(name: str) -> DatasetSpec:
     """
     if name in REGISTRY:
         return REGISTRY[name]
+    if name.startswith("cmath_") and len(name) > len("cmath_"):
+        return cmath_spec(name[len("cmath_"):])
     if name.endswith("_remap") and name[: -len("_remap")] in REGISTRY:
         return REGISTRY[name[: -len("_remap")]].with_remap()
     raise unknown_choice("dataset", name, list_datasets(),
                          hint="single-token sets also take the _remap suffix (--label_template remap)")
 
 
+def cmath_spec(subset: str) -> DatasetSpec:
+    """``cmath_<topic>``: camel-ai/math restricted to one topic (``algebra`` = ``topic;`` ``Algebra``; spaces in a
+    topic are underscores). The topic is checked against the hub rows when they are loaded."""
+    topic = re.sub(r"[\s_]+", "_", str(subset).strip().lower())
+    if not re.fullmatch(r"[a-z0-9_\-]+", topic):
+        raise ActlabError(f"--subset {subset!r} is not a camel-ai/math topic name; valid: e.g. algebra, "
+                          f"number_theory, calculus")
+    return dataclasses.replace(REGISTRY["cmath"], name=f"cmath_{topic}", subset=topic, base="cmath")
+
+
 def resolve(name: str, label_template: str | None = None, subset: str | None = None) -> DatasetSpec:
-    """``prepare``'s name resolution: ``hmath`` + ``subset`` → ``hmath_<subset>``; ``label_template='remap'`` → ``_remap``."""
+    """``prepare``'s name resolution: ``hmath`` + ``subset`` → ``hmath_<subset>``, ``cmath`` + ``subset`` →
+    ``cmath_<subset>`` (one topic; ``cmath`` alone keeps every topic); ``label_template='remap'`` → ``_remap``."""
     if label_template not in (None, "normal", "remap"):
         raise unknown_choice("label_template", label_template, ["normal", "remap"])
+    if name == "cmath" and subset:
+        name = f"cmath_{subset}"
     if name == "hmath":
         subset = subset or "algebra"
         if subset not in HMATH_SUBSETS:

@@ -40,6 +40,7 @@ from actlab.ia2.config import SEQUENTIAL, IA2TrainConfig, join_method, split_met
 AXES_ALL = ("dataset", "num_train_examples", "lr", "run_idx")
 AXES_FAMILY = {"lora": ("lora_type", "lora_r", "lora_alpha"), "ia3": ("ia3_type",), "prompt": ("num_virtual_tokens",),
                "prefix": ("num_virtual_tokens",)}
+ALL_AXES = {*AXES_ALL, *(a for axes in AXES_FAMILY.values() for a in axes), "ce_loss_weight"}
 
 
 @dataclass
@@ -88,7 +89,9 @@ def build_grid(cfg: SweepConfig) -> list[IA2TrainConfig]:
         values = [_as_list(cfg.base.get(a, getattr(IA2TrainConfig, a, None))) for a in axes]
         labels = cfg.label_types if obj in ("tok", "a2t", "t2a") else [None]
         for combo in itertools.product(*values, labels):
-            kw = {k: v for k, v in cfg.base.items() if k not in axes}
+            # an axis of another family (ia3_type for a LoRA run, ce_loss_weight for a non-tna run) is left at its
+            # default: the run's recorded config then equals the one `ia2 train` records (a finished run is skipped)
+            kw = {k: v for k, v in cfg.base.items() if k not in axes and k not in ALL_AXES}
             kw.update(dict(zip(axes, combo[:-1], strict=True)))
             kw["label_type"] = combo[-1] if obj != "tna" else (cfg.base.get("label_type") or None)
             kw.pop("family", None)
@@ -153,13 +156,9 @@ def sweep(cfg: SweepConfig) -> list[dict]:
     jobs = [c for c in grid if rows[key[id(c)]]["status"] == "pending"]
     if cfg.sequential_first:
         jobs.sort(key=lambda c: c.objective in SEQUENTIAL)
-    if cfg.dry_run:
-        for c in grid:
-            print(f"{rows[key[id(c)]]['status']:8s} {key[id(c)]}")
-        return list(rows.values())
     from actlab.ia2.trainer import run_status
 
-    for c in jobs:
+    for c in jobs:  # read-only: what each run would do (a dry run shows the same statuses)
         row = rows[key[id(c)]]
         holder = lock_holder(naming.run_dir(c))
         if holder is not None:
@@ -171,6 +170,11 @@ def sweep(cfg: SweepConfig) -> list[dict]:
                 _fill_summary(row)
         except ConfigMismatch as e:
             row.update(status="differs", error=str(e))
+    if cfg.dry_run:
+        for c in grid:
+            row = rows[key[id(c)]]
+            print(f"{row['status']:8s} {key[id(c)]}" + (f"  ({row['error']})" if row["error"] else ""))
+        return list(rows.values())
     pending = [c for c in jobs if rows[key[id(c)]]["status"] == "pending"]
     n_gpu = _gpu_count()
     threads = max(1, (os.cpu_count() or 1) // cfg.max_parallel)

@@ -85,11 +85,16 @@ class ICAEConfig:
     logging_steps: int = field(default=20, metadata={"help": "log every N steps"})
     save_steps: int = field(default=100, metadata={"help": "checkpoint every N steps (resumable)"})
     seed: int = field(default=0, metadata={"help": "random seed"})
+    gradient_checkpointing: bool = field(default=False, metadata={
+        "help": "recompute the base model's layer activations in the backward pass (less memory, same gradients)"})
     demo_finetune_steps: int = field(default=300, metadata={"help": "demo: QA fine-tuning steps after pretraining"})
     # inference
     batch_size: int = field(default=8, metadata={"help": "inference batch size"})
     max_new_tokens: int = field(default=128, metadata={"help": "generation length cap"})
     predictions_dir: str | None = field(default=None, metadata={"help": "default: <output_dir>/predictions"})
+    metrics_dir: str | None = field(default=None, metadata={
+        "help": "metrics JSONL (default: predictions_dir); the seed's layout: predictions_dir data/predictions, "
+                "metrics_dir data/metrics"})
     threads: int = field(default=0, metadata={"help": "torch CPU threads (0: leave as is)"})
     wandb: bool = field(default=False, metadata={"help": "log to Weights & Biases"})
     overwrite: bool = field(default=False, metadata={"help": "redo a finished run whose recorded config differs"})
@@ -145,7 +150,18 @@ class ICAEConfig:
             check_out_dir("data_dir", self.data_dir)
         if self.predictions_dir is not None:
             check_out_dir("predictions_dir", self.predictions_dir)
-        if self.checkpoint_path:
+        if self.metrics_dir is not None:
+            check_out_dir("metrics_dir", self.metrics_dir)
+        if self.checkpoint_path and self.model_type == "llm":
+            p = Path(self.checkpoint_path)
+            p = p / "llm.safetensors" if p.is_dir() else p
+            if Path(self.checkpoint_path).is_dir() and not p.exists():  # an ICAE run directory
+                p = p.parent / "icae.safetensors"
+            keys = check_safetensors("checkpoint_path", p)
+            if not any(k.startswith("lora.") for k in keys):
+                raise ActlabError(f"checkpoint_path {p} is neither a fine-tuned SimpleLLM (llm.safetensors written by "
+                                  f"`actlab icae finetune` with model_type: llm) nor an ICAE checkpoint")
+        elif self.checkpoint_path:
             p = Path(self.checkpoint_path)
             if p.is_dir():
                 if not (p / "icae.safetensors").exists():

@@ -1,7 +1,8 @@
 """``actlab icae infer``: tasks ``ae``, ``qa``, ``repoqa``, ``trajectories`` for ICAE or SimpleLLM.
 
-Writes ``<predictions_dir>/<task>_<model_type>.jsonl`` (one row per example) and, next to it,
-``<task>_<model_type>.metrics.jsonl`` (the summary row; trajectories add per-turn and per-trajectory rows).
+Writes ``<predictions_dir>/<task>_<model_type>.jsonl`` (one row per example) and
+``<metrics_dir>/<task>_<model_type>.metrics.jsonl`` (the summary row; trajectories add per-turn and per-trajectory
+rows; ``metrics_dir`` defaults to ``predictions_dir``).
 Timing keys: ``time/compress_s``, ``time/ttft_s`` (prefill of the decoder, after compression), ``time/decode_tok_s``,
 ``mem/peak_mb`` (CUDA peak allocated; on CPU the process's peak RSS).
 """
@@ -24,6 +25,11 @@ from actlab.icae.model import ICAE, SimpleLLM
 
 def predictions_dir(cfg: ICAEConfig) -> Path:
     return Path(cfg.predictions_dir) if cfg.predictions_dir else Path(cfg.output_dir) / "predictions"
+
+
+def metrics_dir(cfg: ICAEConfig) -> Path:
+    """``metrics_dir``, else next to the predictions (the seed's layout: ``data/metrics`` beside ``data/predictions``)."""
+    return Path(cfg.metrics_dir) if cfg.metrics_dir else predictions_dir(cfg)
 
 
 def reset_peak(device: torch.device) -> None:
@@ -287,5 +293,5 @@ def run_infer(cfg: ICAEConfig, model=None) -> dict:
     summary = {"task": cfg.task, "model_type": kind, "n": len(rows), **summary}
     out = predictions_dir(cfg)
     atomic_write_jsonl(out / f"{cfg.task}_{kind}.jsonl", rows)
-    atomic_write_jsonl(out / f"{cfg.task}_{kind}.metrics.jsonl", [summary, *extra])
+    atomic_write_jsonl(metrics_dir(cfg) / f"{cfg.task}_{kind}.metrics.jsonl", [summary, *extra])
     return summary

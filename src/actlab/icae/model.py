@@ -17,6 +17,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Sequence
@@ -30,6 +31,7 @@ from actlab.icae.config import ICAEConfig
 
 SPECIALS = ("AE", "LM", "FT")
 WEIGHTS = "icae.safetensors"
+LLM_WEIGHTS = "llm.safetensors"  # SimpleLLM fine-tuned (LoRA only)
 
 
 # ------------------------------------------------------------------------------------------------ position ids
@@ -94,6 +96,40 @@ class Prefill:
     mask: torch.Tensor
     pids: torch.Tensor
     labels: torch.Tensor | None = None
+
+
+def enable_gradient_checkpointing(model) -> None:
+    """The HF model's own non-reentrant checkpointing; ``enable_input_require_grads`` so that a LoRA model whose
+    embedding table is frozen still gets gradients through checkpointed layers (active in train mode only)."""
+    if not getattr(model, "supports_gradient_checkpointing", False):
+        raise ActlabError(f"gradient_checkpointing: {type(model).__name__} does not support it; "
+                          f"valid: gradient_checkpointing false")
+    kw = {"use_reentrant": False}
+    if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.x name (the old one warns)
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs=kw)
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kw)
+    model.enable_input_require_grads()
+
+
+def checkpointing_on(model) -> bool:
+    return any(getattr(m, "gradient_checkpointing", False) is True for m in model.modules())
+
+
+@contextlib.contextmanager
+def stored_activations(model):
+    """Run ``model`` without checkpointing inside the block. ICAE's frozen decoder is the base under
+    ``disable_adapter``; a recompute in the backward pass would run outside that block, with the encoder's LoRA
+    active (other activations; torch raises), so the decoder pass keeps its activations and only the encoder is
+    checkpointed."""
+    on = [m for m in model.modules() if getattr(m, "gradient_checkpointing", False) is True]
+    for m in on:
+        m.gradient_checkpointing = False
+    try:
+        yield
+    finally:
+        for m in on:
+            m.gradient_checkpointing = True
 
 
 # ---------------------------------------------------------------------------------------------------- shared base
@@ -375,7 +411,7 @@ class ICAE(nn.Module, _Decoding):
 
     def loss(self, pre: Prefill) -> torch.Tensor:
         """Token-averaged CE of the frozen decoder on ``pre.labels`` (gradients reach slots and special tokens)."""
-        with self.model.disable_adapter():
+        with self.model.disable_adapter(), stored_activations(self.base()):
             logits = self.base()(inputs_embeds=pre.embeds, attention_mask=pre.mask, position_ids=pre.pids).logits
         return nn.functional.cross_entropy(logits[:, :-1].float().reshape(-1, logits.shape[-1]),
                                            pre.labels[:, 1:].reshape(-1), ignore_index=-100)
@@ -525,20 +561,130 @@ class SimpleLLM(_Decoding):
     def token_embeds(self, ids: torch.Tensor) -> torch.Tensor:
         return self.model.get_input_embeddings()(ids.to(self.device))
 
+    # ------------------------------------------------------------------------------------- fine-tuning (LLM-FT)
+    peft = None  # the PEFT wrapper once :meth:`add_lora` ran
+
+    def add_lora(self) -> SimpleLLM:
+        """Freeze the base and attach a LoRA adapter with the config's ``lora_*`` settings (the "LLM-FT" baseline:
+        the full-context decoder fine-tuned on the same data as ICAE); ``self.model`` keeps the base class with the
+        LoRA layers active, so decoding is unchanged."""
+        from peft import LoraConfig
+
+        from actlab.core.adapters import attach, conv1d_targets, lora_targets
+
+        if self._ctx is not None:
+            raise ActlabError("this SimpleLLM shares an ICAE's decoder (SimpleLLM.from_icae); fine-tune a SimpleLLM "
+                              "built on its own base model")
+        cfg, model = self.cfg, self.model
+        for p in model.parameters():
+            p.requires_grad_(False)
+        t = lora_targets(model, cfg.lora_target_modules)
+        self.lora_targets = t.modules + t.parameters
+        lcfg = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+                          target_modules=t.modules or None, task_type="CAUSAL_LM",
+                          fan_in_fan_out=conv1d_targets(model, t.modules),
+                          **({"target_parameters": t.parameters} if t.parameters else {}))
+        self.peft = attach(model, lcfg, seed=cfg.seed)
+        self.model = self.peft.get_base_model()
+        self._ctx = None
+        return self
+
+    def train(self, mode: bool = True) -> SimpleLLM:
+        self.model.train(mode)
+        return self
+
+    def eval(self) -> SimpleLLM:
+        return self.train(False)
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        return [p for p in self.model.parameters() if p.requires_grad]
+
+    def trainable_state(self) -> dict[str, torch.Tensor]:
+        from peft import get_peft_model_state_dict
+
+        if self.peft is None:
+            raise ActlabError("SimpleLLM has no adapter to save (add_lora first)")
+        return {f"lora.{k}": v for k, v in get_peft_model_state_dict(self.peft).items()}
+
+    def fingerprint(self) -> dict[str, str]:
+        c = self.model.config
+        base = getattr(self.model, "actlab_name", None) or getattr(c, "_name_or_path", "") or ""
+        return {"base_model": str(base), "model_type": str(c.model_type), "vocab_size": str(self.vocab),
+                "hidden_size": str(getattr(c, "hidden_size", getattr(c, "n_embd", ""))),
+                "num_hidden_layers": str(getattr(c, "num_hidden_layers", getattr(c, "n_layer", ""))),
+                "lora_r": str(self.cfg.lora_r), "icae_model_type": "llm",
+                "lora_targets": ",".join(getattr(self, "lora_targets", []))}
+
+    def save(self, path) -> str:
+        """LoRA weights only (``llm.safetensors``, atomic) with the base's fingerprint as metadata."""
+        from pathlib import Path
+
+        from actlab.core.io import save_tensors
+
+        path = Path(path)
+        if path.suffix != ".safetensors":
+            path = path / LLM_WEIGHTS
+        save_tensors(path, self.trainable_state(), metadata=self.fingerprint())
+        return str(path)
+
+    def load(self, path) -> SimpleLLM:
+        """Load LoRA weights saved by :meth:`save` (attaching the adapter first if needed)."""
+        from pathlib import Path
+
+        from peft import set_peft_model_state_dict
+
+        from actlab.core.io import load_tensors
+
+        path = Path(path)
+        if path.is_dir():
+            path = path / LLM_WEIGHTS
+        tensors, meta = load_tensors(path)
+        if "memory_token_embed.weight" in tensors:
+            raise ActlabError(f"checkpoint {path} is an ICAE checkpoint; model_type: llm loads llm.safetensors")
+        if self.peft is None:
+            self.add_lora()
+        mine = self.fingerprint()
+        for key in ("model_type", "vocab_size", "hidden_size", "num_hidden_layers", "lora_r"):
+            if key in meta and meta[key] != mine[key]:
+                raise ActlabError(f"checkpoint {path} was trained on another base model or setting ({key}={meta[key]}"
+                                  f"; this model has {key}={mine[key]})")
+        lora = {k[len("lora."):]: v for k, v in tensors.items() if k.startswith("lora.")}
+        set_peft_model_state_dict(self.peft, lora)
+        return self
+
+    def loss(self, pre: Prefill) -> torch.Tensor:
+        """Token-averaged CE on ``pre.labels`` (the same positions as ICAE's: the target tokens only)."""
+        with self._decoder_ctx():
+            logits = self.model(inputs_embeds=pre.embeds, attention_mask=pre.mask, position_ids=pre.pids).logits
+        return nn.functional.cross_entropy(logits[:, :-1].float().reshape(-1, logits.shape[-1]),
+                                           pre.labels[:, 1:].reshape(-1), ignore_index=-100)
+
     def rows(self, contexts: Sequence[str], prompts: Sequence[str], targets: Sequence[Sequence[int]] | None = None
              ) -> Prefill:
+        """``[BOS] context prompt (target)`` per sample, left-padded; ``targets`` (token ids) add labels."""
         bos = [self.tok.bos_token_id] if self.tok.bos_token_id is not None else []
-        rows, pids = [], []
+        rows, pids, labels = [], [], []
         for i, (c, p) in enumerate(zip(contexts, prompts)):
             if not c or not c.strip():
                 raise ActlabError("empty context: give a non-empty context")
             ids = self.tok(c, add_special_tokens=False)["input_ids"][: self.cfg.max_seq_len]
-            ids = bos + ids + (self.tok(p, add_special_tokens=False)["input_ids"] if p else [])
-            ids += list(targets[i]) if targets is not None else []
+            ids = bos + ids + ((self.tok(p, add_special_tokens=False)["input_ids"] if isinstance(p, str) else list(p))
+                               if p else [])
+            tgt = list(targets[i]) if targets is not None else []
+            lab = [-100] * len(ids) + tgt
+            ids += tgt
             rows.append(self.token_embeds(torch.tensor(ids, dtype=torch.long)))
             pids.append(torch.arange(len(ids)))
+            labels.append(torch.tensor(lab, dtype=torch.long))
         emb, mask, pos = _left_pad_embeds(rows, pids)
-        return Prefill(emb, mask, pos)
+        lab_t = None
+        if targets is not None:
+            n = emb.shape[1]
+            lab_t = torch.full((len(rows), n), -100, dtype=torch.long)
+            for i, lab in enumerate(labels):
+                lab_t[i, n - lab.shape[0]:] = lab
+            lab_t = lab_t.to(emb.device)
+        return Prefill(emb, mask, pos, lab_t)
 
     @torch.no_grad()
     def generate(self, contexts: Sequence[str], prompts: Sequence[str] | None = None, max_new_tokens: int = 64,

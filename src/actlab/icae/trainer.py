@@ -23,12 +23,13 @@ from actlab.core.errors import ActlabError
 from actlab.core.io import RunDir, dataclass_defaults, load_optimizer_tensors, read_json, run_state
 from actlab.core.progress import progress
 from actlab.icae.config import ICAEConfig
-from actlab.icae.model import ICAE, Memory, Prefill, SimpleLLM
+from actlab.icae.model import ICAE, Memory, Prefill, SimpleLLM, enable_gradient_checkpointing
 
 CKPT = "checkpoint.safetensors"
 #: config fields that do not change a training run's result (outputs, logging, inference/demo-only options)
 EXCLUDE = ("output_dir", "device", "threads", "wandb", "logging_steps", "save_steps", "batch_size",
-           "max_new_tokens", "predictions_dir", "demo_finetune_steps", "num_eval_samples", "overwrite")
+           "max_new_tokens", "predictions_dir", "metrics_dir", "demo_finetune_steps", "num_eval_samples", "overwrite",
+           "gradient_checkpointing")
 
 
 def build_model(cfg: ICAEConfig, base=None, tok=None):
@@ -41,11 +42,33 @@ def build_model(cfg: ICAEConfig, base=None, tok=None):
         base, tok = load(cfg.model_name, dtype=None if cfg.dtype == "auto" else cfg.dtype, device=cfg.device,
                          attn_implementation=cfg.attn_implementation)
     if cfg.model_type == "llm":
-        return SimpleLLM(base, tok, cfg)
+        llm = SimpleLLM(base, tok, cfg)
+        if cfg.checkpoint_path and _is_llm_checkpoint(cfg.checkpoint_path):
+            llm.load(cfg.checkpoint_path)
+        elif cfg.checkpoint_path:  # an ICAE config switched to --model_type llm: the baseline is the base model
+            import sys
+
+            print(f"icae: checkpoint_path {cfg.checkpoint_path} holds ICAE weights; model_type llm starts from "
+                  f"the base model {cfg.model_name}", file=sys.stderr)
+        return llm
     icae = ICAE(base, tok, cfg)
     if cfg.checkpoint_path:
         icae.load(cfg.checkpoint_path)
     return icae
+
+
+def _is_llm_checkpoint(path: str) -> bool:
+    """A SimpleLLM LoRA file (``llm.safetensors``, or a run directory holding one) rather than ICAE weights."""
+    from safetensors import safe_open
+
+    from actlab.icae.model import LLM_WEIGHTS
+
+    p = Path(path)
+    p = p / LLM_WEIGHTS if p.is_dir() else p
+    if not p.is_file():
+        return False
+    with safe_open(str(p), "pt") as f:
+        return "memory_token_embed.weight" not in f.keys()
 
 
 def _lr_lambda(cfg: ICAEConfig) -> Callable[[int], float]:
@@ -65,6 +88,8 @@ def train_loop(icae: ICAE, cfg: ICAEConfig, run: RunDir, step_loss: Callable[[in
     Resumes exactly from ``checkpoint.safetensors`` (weights, AdamW moments, torch RNG state and the step in one
     atomically written file): a killed and resumed run ends with the weights of an uninterrupted one.
     """
+    if cfg.gradient_checkpointing:
+        enable_gradient_checkpointing(icae.base() if isinstance(icae, ICAE) else icae.model)
     params = icae.trainable_parameters()
     opt = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
     for g in opt.param_groups:
@@ -150,7 +175,10 @@ def _open_run(cfg: ICAEConfig, sub: str) -> RunDir | None:
 
 
 def _skipped(cfg: ICAEConfig, sub: str) -> dict:
-    return {"weights": str(Path(cfg.output_dir) / sub / "icae.safetensors"), "skipped": True}
+    from actlab.icae.model import LLM_WEIGHTS, WEIGHTS
+
+    name = LLM_WEIGHTS if cfg.model_type == "llm" else WEIGHTS
+    return {"weights": str(Path(cfg.output_dir) / sub / name), "skipped": True}
 
 
 # -------------------------------------------------------------------------------------------------- pretrain
@@ -215,26 +243,43 @@ def _ft_samples(cfg: ICAEConfig, tok) -> list[dict]:
     raise ActlabError(f"finetune task {cfg.task!r} is not a fine-tuning task; valid: qa, repoqa, trajectories")
 
 
-def finetune(cfg: ICAEConfig, icae: ICAE | None = None) -> dict:
-    """Fine-tune ICAE (from ``checkpoint_path``) on ``task``: qa (SQuAD), repoqa, trajectories (turn by turn)."""
-    if cfg.model_type != "icae":
-        raise ActlabError("finetune needs model_type: icae (SimpleLLM is the frozen full-context baseline)")
-    sub = f"finetune_{cfg.task}"
+def finetune_subdir(cfg: ICAEConfig) -> str:
+    """``finetune_<task>`` (ICAE) or ``finetune_<task>_llm`` (the SimpleLLM baseline)."""
+    return f"finetune_{cfg.task}" + ("_llm" if cfg.model_type == "llm" else "")
+
+
+def finetune(cfg: ICAEConfig, icae: ICAE | SimpleLLM | None = None) -> dict:
+    """Fine-tune on ``task``: qa (SQuAD), repoqa, trajectories (turn by turn).
+
+    ``model_type: icae`` trains the encoder's LoRA and the memory embeddings (from ``checkpoint_path``);
+    ``model_type: llm`` is the full-context baseline ("LLM-FT"): a LoRA on the decoder itself, trained on the same
+    samples with the loss on the same positions (the target tokens), saved as ``llm.safetensors``.
+    """
+    if cfg.task not in ("qa", "repoqa", "trajectories"):
+        raise ActlabError(f"finetune task {cfg.task!r} is not a fine-tuning task; valid: qa, repoqa, trajectories")
+    sub = finetune_subdir(cfg)
     if _done(cfg, sub):
         return _skipped(cfg, sub)
     icae = icae or build_model(cfg)
+    llm = cfg.model_type == "llm"
+    if llm != isinstance(icae, SimpleLLM):
+        raise ActlabError(f"model_type {cfg.model_type!r} does not match the model given ({type(icae).__name__})")
+    if llm and icae.peft is None:
+        icae.add_lora()
     if cfg.task == "trajectories":
         return _finetune_trajectories(cfg, icae, sub)
     samples = _ft_samples(cfg, icae.tok)
     if not samples:
         raise ActlabError(f"no training samples for task {cfg.task!r}")
-    ctx_ids = icae.tokenize_contexts([s["context"] for s in samples])
+    ctx_ids = None if llm else icae.tokenize_contexts([s["context"] for s in samples])
 
     def step_loss(step: int, rng: random.Random) -> dict:
         idx = [rng.randrange(len(samples)) for _ in range(cfg.per_device_train_batch_size)]
+        prompts, targets = [samples[i]["prompt"] for i in idx], [samples[i]["target"] for i in idx]
+        if llm:
+            return {"loss": icae.loss(icae.rows([samples[i]["context"] for i in idx], prompts, targets))}
         mem = icae.compress([ctx_ids[i] for i in idx])
-        pre = icae.decoder_rows(mem, "FT", [samples[i]["prompt"] for i in idx], [samples[i]["target"] for i in idx])
-        return {"loss": icae.loss(pre)}
+        return {"loss": icae.loss(icae.decoder_rows(mem, "FT", prompts, targets))}
 
     run = _open_run(cfg, sub)
     if run is None:
@@ -296,12 +341,12 @@ def _finetune_trajectories(cfg: ICAEConfig, icae: ICAE, sub: str) -> dict:
 
     def step_loss(step: int, rng: random.Random) -> dict:
         msgs = trajs[rng.randrange(len(trajs))]
-        chunks = trajectory_chunks(icae, msgs)
+        chunks = trajectory_chunks(icae, msgs, compress=cfg.model_type == "icae")  # llm: the full raw history
         hist_e, hist_p = [], []
         if bos is not None:
             hist_e.append(icae.token_embeds(torch.tensor([bos])))
             hist_p.append(torch.tensor([0]))
-        pos, total, n_turns = 0, 0.0, 0
+        pos, total, n_turns, n_trained = 0, 0.0, 0, 0
         for ch in chunks:
             if ch["kind"] != "target":
                 e, p, pos = chunk_embeds(icae, ch, pos)
@@ -316,13 +361,18 @@ def _finetune_trajectories(cfg: ICAEConfig, icae: ICAE, sub: str) -> dict:
             labels[0, -len(tgt):] = torch.tensor(tgt)
             pre = Prefill(emb, torch.ones_like(pids), pids, labels.to(emb.device))
             loss = icae.loss(pre)
-            loss.backward()  # per turn; the history is detached below (earlier memory gets no more gradient)
+            # per turn; the history is detached below (earlier memory gets no more gradient). A turn whose history
+            # holds no memory since the last detach (every message shorter than fixed_mem_size stays raw) has no
+            # trainable path through the frozen decoder: its loss is logged but nothing is backpropagated.
+            if loss.requires_grad:
+                loss.backward()
+                n_trained += 1
             total += float(loss.detach())
             n_turns += 1
             hist_e = [h.detach() for h in hist_e] + [icae.token_embeds(torch.tensor(ch["ids"])).detach()]
             hist_p.append(torch.arange(pos + 1, pos + 1 + len(ch["ids"])))
             pos += len(ch["ids"])
-        return {"loss": torch.tensor(total / max(1, n_turns)), "turns": n_turns}
+        return {"loss": torch.tensor(total / max(1, n_turns)), "turns": n_turns, "trained_turns": n_trained}
 
     run = _open_run(cfg, sub)
     if run is None:
