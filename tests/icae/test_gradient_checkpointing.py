@@ -2,13 +2,14 @@
 
 import torch
 
-from actlab.icae.model import SimpleLLM, checkpointing_on, enable_gradient_checkpointing
+from actlab.core.gradckpt import checkpointing_on, enable_gradient_checkpointing
+from actlab.icae.model import SimpleLLM
 
 
 def _grads(model, loss_fn, gc: bool):
     base = model.base() if hasattr(model, "base") else model.model
     if gc:
-        enable_gradient_checkpointing(base)
+        enable_gradient_checkpointing(base, frozen_base=True)
     assert checkpointing_on(base) is gc and base.model.layers[0].gradient_checkpointing is gc
     layer = base.model.layers[0].self_attn  # a submodule: its hook also fires in a recompute
     calls = []

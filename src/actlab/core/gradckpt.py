@@ -15,7 +15,14 @@ KWARGS = {"use_reentrant": False}
 
 
 def enable_gradient_checkpointing(model, frozen_base: bool = False):
-    """Turn on ``model``'s gradient checkpointing (a ``transformers`` or PEFT model); returns ``model``."""
+    """Turn on ``model``'s gradient checkpointing (a ``transformers`` or PEFT model); returns ``model``. A model
+    that does not support it is a one-line :class:`~actlab.core.errors.ActlabError`."""
+    from actlab.core.errors import ActlabError
+
+    base = model.get_base_model() if callable(getattr(model, "get_base_model", None)) else model
+    if not getattr(base, "supports_gradient_checkpointing", False):
+        raise ActlabError(f"--gradient_checkpointing: {type(base).__name__} does not support it; "
+                          "valid: --gradient_checkpointing false")
     fn = getattr(model, "activation_checkpointing_enable", None)
     if fn is not None:
         fn(activation_checkpointing_kwargs=dict(KWARGS))
@@ -24,6 +31,11 @@ def enable_gradient_checkpointing(model, frozen_base: bool = False):
     if frozen_base:
         model.enable_input_require_grads()
     return model
+
+
+def checkpointing_on(model) -> bool:
+    """Whether any module of ``model`` has its ``gradient_checkpointing`` flag on (the layers that recompute)."""
+    return any(getattr(m, "gradient_checkpointing", False) is True for m in model.modules())
 
 
 def is_gradient_checkpointing(model) -> bool:

@@ -98,24 +98,6 @@ class Prefill:
     labels: torch.Tensor | None = None
 
 
-def enable_gradient_checkpointing(model) -> None:
-    """The HF model's own non-reentrant checkpointing; ``enable_input_require_grads`` so that a LoRA model whose
-    embedding table is frozen still gets gradients through checkpointed layers (active in train mode only)."""
-    if not getattr(model, "supports_gradient_checkpointing", False):
-        raise ActlabError(f"gradient_checkpointing: {type(model).__name__} does not support it; "
-                          f"valid: gradient_checkpointing false")
-    kw = {"use_reentrant": False}
-    if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.x name (the old one warns)
-        model.activation_checkpointing_enable(activation_checkpointing_kwargs=kw)
-    else:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kw)
-    model.enable_input_require_grads()
-
-
-def checkpointing_on(model) -> bool:
-    return any(getattr(m, "gradient_checkpointing", False) is True for m in model.modules())
-
-
 @contextlib.contextmanager
 def stored_activations(model):
     """Run ``model`` without checkpointing inside the block. ICAE's frozen decoder is the base under

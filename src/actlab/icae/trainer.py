@@ -20,10 +20,11 @@ import torch
 
 from actlab.core import checkpoint as ckpt_io
 from actlab.core.errors import ActlabError
+from actlab.core.gradckpt import enable_gradient_checkpointing
 from actlab.core.io import RunDir, dataclass_defaults, load_optimizer_tensors, read_json, run_state
 from actlab.core.progress import progress
 from actlab.icae.config import ICAEConfig
-from actlab.icae.model import ICAE, Memory, Prefill, SimpleLLM, enable_gradient_checkpointing
+from actlab.icae.model import ICAE, Memory, Prefill, SimpleLLM
 
 CKPT = "checkpoint.safetensors"
 #: config fields that do not change a training run's result (outputs, logging, inference/demo-only options)
@@ -89,7 +90,7 @@ def train_loop(icae: ICAE, cfg: ICAEConfig, run: RunDir, step_loss: Callable[[in
     atomically written file): a killed and resumed run ends with the weights of an uninterrupted one.
     """
     if cfg.gradient_checkpointing:
-        enable_gradient_checkpointing(icae.base() if isinstance(icae, ICAE) else icae.model)
+        enable_gradient_checkpointing(icae.base() if isinstance(icae, ICAE) else icae.model, frozen_base=True)
     params = icae.trainable_parameters()
     opt = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
     for g in opt.param_groups:
