@@ -1,6 +1,6 @@
 """``actlab ia2 demo`` — the whole IA2 pipeline on the embedded ``tiny`` model, resumable, a few minutes on 2 cores.
 
-prepare (synthetic sst2, remapped labels) → run files (N, 3 runs) → train tok / act / tna / a2t → evaluate base with
+prepare (synthetic sst2, remapped labels) → run files (N, 30 runs) → train tok / act / tna / a2t → evaluate base with
 and without ICL and the trained models (uncertainty mode) → plots + report.html → subspace overlap and activation
 similarity → a results table (accuracy and ECE, mean ± 95 % CI over runs) and the paired differences between
 methods (per-run differences, mean ± 95 % CI) printed in the terminal.
