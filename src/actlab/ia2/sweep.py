@@ -17,6 +17,12 @@ label types (tok/a2t/t2a), LoRA types/ranks/alphas (LoRA), IA3 types (IA3), virt
   grid nor trained on disk is reported before anything starts (status ``blocked``). ``sequential_first`` puts every
   non-sequential run ahead of every sequential one.
 * At the end a summary table is printed and written to ``{output_dir}/sweep_summary.json``.
+* ``launcher="slurm"`` submits the runs to train through submitit instead of the local pool (see docs/scale.md):
+  the runs without a parent to train as one job array, each a2t/t2a group as an array with an ``afterok`` dependency
+  on its parent's job; a preempted or timed-out job is requeued (submitit's ``checkpoint``) and the run resumes from
+  its run directory's checkpoint. Skip-done and the other statuses above decide what is submitted at all. On
+  submitit's local executor (``slurm_cluster="local"``, no cluster) the sweep waits for a parent's job to finish
+  before it submits the children, since that executor has no dependencies.
 """
 
 from __future__ import annotations
@@ -40,6 +46,8 @@ from actlab.ia2.config import SEQUENTIAL, IA2TrainConfig, join_method, split_met
 AXES_ALL = ("dataset", "num_train_examples", "lr", "run_idx")
 AXES_FAMILY = {"lora": ("lora_type", "lora_r", "lora_alpha"), "ia3": ("ia3_type",), "prompt": ("num_virtual_tokens",),
                "prefix": ("num_virtual_tokens",)}
+LAUNCHERS = ("local", "slurm")
+SLURM_CLUSTERS = ("auto", "slurm", "local", "debug")
 ALL_AXES = {*AXES_ALL, *(a for axes in AXES_FAMILY.values() for a in axes), "ce_loss_weight"}
 
 
@@ -55,11 +63,30 @@ class SweepConfig:
     max_parallel: int = 1
     label_types: list[str] = field(default_factory=lambda: ["icl_outputs"])
     dry_run: bool = False
+    launcher: str = "local"
+    slurm_partition: str | None = None
+    slurm_time: int = 60
+    slurm_gpus_per_node: int = 1
+    slurm_cluster: str = "auto"
     base: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.max_parallel < 1:
             raise ActlabError(f"--max_parallel must be >= 1, got {self.max_parallel}")
+        if self.launcher not in LAUNCHERS:
+            raise ActlabError(f"--launcher {self.launcher!r} is not valid; valid: {', '.join(LAUNCHERS)}")
+        if self.slurm_cluster not in SLURM_CLUSTERS:
+            raise ActlabError(f"--slurm_cluster {self.slurm_cluster!r} is not valid; valid: "
+                              f"{', '.join(SLURM_CLUSTERS)}")
+        if self.slurm_time < 1:
+            raise ActlabError(f"--slurm_time must be >= 1 (minutes), got {self.slurm_time}")
+        if self.slurm_gpus_per_node < 0:
+            raise ActlabError(f"--slurm_gpus_per_node must be >= 0, got {self.slurm_gpus_per_node}")
+        if self.launcher == "slurm":
+            try:
+                import submitit  # noqa: F401
+            except ImportError:
+                raise ActlabError("--launcher slurm needs submitit: pip install 'actlab[slurm]'") from None
         for m in self.training_methods:
             split_method(m)
 
@@ -176,6 +203,9 @@ def sweep(cfg: SweepConfig) -> list[dict]:
             print(f"{row['status']:8s} {key[id(c)]}" + (f"  ({row['error']})" if row["error"] else ""))
         return list(rows.values())
     pending = [c for c in jobs if rows[key[id(c)]]["status"] == "pending"]
+    if cfg.launcher == "slurm":
+        _sweep_slurm(cfg, pending, rows, key, parent_of)
+        return _finish(grid, rows)
     n_gpu = _gpu_count()
     threads = max(1, (os.cpu_count() or 1) // cfg.max_parallel)
     running: dict[int, tuple[IA2TrainConfig, subprocess.Popen, float, object]] = {}
@@ -192,6 +222,10 @@ def sweep(cfg: SweepConfig) -> list[dict]:
         if old_term is not None:
             signal.signal(signal.SIGTERM, old_term)
     bar.close()
+    return _finish(grid, rows)
+
+
+def _finish(grid, rows) -> list[dict]:
     result = list(rows.values())
     print_summary(result)
     out = Path(grid[0].output_dir) / "sweep_summary.json" if grid else None
@@ -282,8 +316,7 @@ def _launch(c: IA2TrainConfig, slot: int, n_gpu: int, threads: int):
     log = _log_path(c)
     log.parent.mkdir(parents=True, exist_ok=True)
     fh = open(log, "w", encoding="utf-8")  # noqa: SIM115 (closed when the process ends)
-    kw = {k: v for k, v in c.to_dict().items() if k not in ("family", "objective")}
-    proc = subprocess.Popen([sys.executable, "-m", "actlab.ia2.sweep", json.dumps(kw)], stdout=fh,
+    proc = subprocess.Popen([sys.executable, "-m", "actlab.ia2.sweep", json.dumps(_worker_kw(c))], stdout=fh,
                             stderr=subprocess.STDOUT, env=env, preexec_fn=_die_with_parent(os.getpid()))
     return proc, time.perf_counter(), fh
 
@@ -304,6 +337,111 @@ def _die_with_parent(parent: int):
             os._exit(1)
 
     return preexec
+
+
+class SubmititRun:
+    """One sweep run as a submitit job: trains in the job's process; on preemption or timeout submitit calls
+    :meth:`checkpoint` and requeues the same run, which resumes from its run directory's last checkpoint."""
+
+    def __init__(self, kw: dict):
+        self.kw = kw
+
+    def __call__(self) -> str:
+        os.environ["ACTLAB_QUIET"] = "1"
+        if os.environ.get("SLURM_CPUS_PER_TASK"):
+            import torch
+
+            torch.set_num_threads(int(os.environ["SLURM_CPUS_PER_TASK"]))
+        from actlab.ia2.trainer import train
+
+        return str(train(IA2TrainConfig(**self.kw)))
+
+    def checkpoint(self, *args, **kwargs):
+        import submitit
+
+        return submitit.helpers.DelayedSubmission(SubmititRun(self.kw))
+
+
+def _sweep_slurm(cfg: SweepConfig, pending: list[IA2TrainConfig], rows: dict, key: dict, parent_of: dict) -> None:
+    """Submit ``pending`` through submitit (job arrays; a2t/t2a ``afterok`` on their parents) and wait for them."""
+    import submitit
+
+    if not pending:
+        return
+    root = Path(pending[0].output_dir)
+    ex = submitit.AutoExecutor(folder=root / "sweep_logs" / "submitit" / "%j",
+                               cluster=None if cfg.slurm_cluster == "auto" else cfg.slurm_cluster)
+    params = {"timeout_min": cfg.slurm_time, "name": "actlab-ia2", "slurm_gpus_per_node": cfg.slurm_gpus_per_node}
+    if cfg.slurm_partition:
+        params["slurm_partition"] = cfg.slurm_partition
+    ex.update_parameters(**params)
+    has_deps = ex.cluster == "slurm"
+    by_key = {key[id(c)]: c for c in pending}
+
+    def level(k: str) -> int:
+        par = parent_of[k]
+        return 0 if par not in by_key else level(par) + 1
+
+    waves: dict[int, dict[str | None, list[IA2TrainConfig]]] = {}
+    for c in pending:
+        k = key[id(c)]
+        par = parent_of[k] if parent_of[k] in by_key else None
+        waves.setdefault(level(k), {}).setdefault(par, []).append(c)
+    jobs: dict[str, object] = {}
+    print(f"ia2 sweep: {len(rows)} runs ({len(pending)} to submit, "
+          f"{sum(r['status'] == 'skipped' for r in rows.values())} complete) through submitit ({ex.cluster})",
+          file=sys.stderr)
+    for lvl in sorted(waves):
+        for par, group in waves[lvl].items():
+            if par is not None and rows[par]["status"] not in ("pending", "running", "done"):
+                for c in group:
+                    rows[key[id(c)]].update(status="blocked", error=f"parent {rows[par]['status']}: {par}")
+                continue
+            if par is not None and has_deps:
+                ex.update_parameters(slurm_additional_parameters={"dependency": f"afterok:{jobs[par].job_id}"})
+            with ex.batch():
+                submitted = [(c, ex.submit(SubmititRun(_worker_kw(c)))) for c in group]
+            if has_deps:
+                ex.update_parameters(slurm_additional_parameters={})
+            for c, job in submitted:
+                k = key[id(c)]
+                jobs[k] = job
+                rows[k].update(status="running", job_id=str(job.job_id), depends_on=rows.get(par, {}).get("job_id"))
+        _save_jobs(root, rows)
+        if not has_deps:  # no scheduler dependencies: a parent's job ends before its children are submitted
+            _wait(jobs, rows, [key[id(c)] for g in waves[lvl].values() for c in g])
+    _wait(jobs, rows, list(jobs))
+
+
+def _save_jobs(root: Path, rows: dict) -> None:
+    atomic_write_json(root / "sweep_logs" / "submitit_jobs.json",
+                      {k: {"job_id": r.get("job_id"), "depends_on": r.get("depends_on")}
+                       for k, r in rows.items() if r.get("job_id")})
+
+
+def _wait(jobs: dict, rows: dict, keys: list[str]) -> None:
+    for k in keys:
+        job, row = jobs.get(k), rows[k]
+        if job is None or row["status"] != "running":
+            continue
+        t0 = time.perf_counter()
+        try:
+            job.result()
+        except Exception as e:  # noqa: BLE001 - a failed job is reported, the others go on
+            lines = [x for x in str(e).splitlines() if x.strip()]
+            row["error"] = f"job {job.job_id}: {(lines or [''])[-1][:200]} (logs: {job.paths.stderr})"
+        row["seconds"] = round(time.perf_counter() - t0, 1)
+        if is_complete(row["run_dir"]):
+            row.update(status="done", error="")
+            _fill_summary(row)
+        else:
+            row["status"] = "failed"
+            row["error"] = row["error"] or f"job {job.job_id} ended without a complete run"
+        print(f"ia2 sweep: {row['status']} {row['method']} {row['name']} (job {job.job_id})", file=sys.stderr)
+
+
+def _worker_kw(c: IA2TrainConfig) -> dict:
+    return {k: v for k, v in c.to_dict().items() if k not in ("family", "objective")}
 
 
 def _fill_summary(row: dict) -> None:

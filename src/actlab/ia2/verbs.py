@@ -133,7 +133,13 @@ SWEEP_AXES = {"dataset": "datasets", "num_train_examples": "num_train_examples",
 _SWEEP_HELP = {"training_methods": "methods of the grid", "include_sequential": "add a2t and t2a for each adapter "
                "family in --training_methods (parents added too)", "sequential_first": "train every parent "
                "(act/tok) before any a2t/t2a run", "max_parallel": "worker processes (one GPU each when GPUs exist)",
-               "label_types": "label types for tok/a2t/t2a", "dry_run": "print the grid and exit"}
+               "label_types": "label types for tok/a2t/t2a", "dry_run": "print the grid and exit",
+               "launcher": "local: worker processes on this machine; slurm: submitit jobs (pip install "
+               "'actlab[slurm]')", "slurm_partition": "Slurm partition (default: the cluster's)",
+               "slurm_time": "time limit of each run's job, minutes (a timed-out job is requeued and resumes)",
+               "slurm_gpus_per_node": "GPUs per run's job", "slurm_cluster": "submitit executor: auto (slurm "
+               "where sbatch exists, else local), slurm, local (no cluster), debug (in this process)"}
+_SWEEP_CHOICES = {"launcher": ("local", "slurm"), "slurm_cluster": ("auto", "slurm", "local", "debug")}
 
 
 @functools.cache
@@ -166,8 +172,12 @@ def sweep_cli_config() -> type:
     for f in dataclasses.fields(SweepConfig):
         if f.name == "base":
             continue
-        kw = {"metadata": {"help": _SWEEP_HELP.get(f.name, ""), **({"metavar": "METHOD"}
-                                                                   if f.name == "training_methods" else {})}}
+        meta = {"help": _SWEEP_HELP.get(f.name, "")}
+        if f.name == "training_methods":
+            meta["metavar"] = "METHOD"
+        if f.name in _SWEEP_CHOICES:
+            meta["choices"] = list(_SWEEP_CHOICES[f.name])
+        kw = {"metadata": meta}
         if f.default is not dataclasses.MISSING:
             kw["default"] = f.default
         elif f.default_factory is not dataclasses.MISSING:
