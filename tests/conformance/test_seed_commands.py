@@ -268,7 +268,7 @@ def _hub_rows():
     return {"openai/gsm8k": lambda: hub_rows.gsm8k(60), "stanfordnlp/sst2": lambda: hub_rows.sst2(60),
             "allenai/sciq": lambda: hub_rows.sciq(60), "allenai/qasc": lambda: hub_rows.qasc(60),
             "fancyzhx/ag_news": lambda: hub_rows.agnews(60), "Dahoas/full-hh-rlhf": lambda: hub_rows.hh(16),
-            "tatsu-lab/alpaca_eval": lambda: alpaca}
+            "tatsu-lab/alpaca_eval": lambda: alpaca, "camel-ai/math": lambda: hub_rows.camel_math(120)}
 
 
 @pytest.fixture
