@@ -115,13 +115,29 @@ def test_report_to_values():
         check_report_to(["tensorbord"])
 
 
+def _hide(monkeypatch, package):
+    """Make ``import <package>`` fail, as if it were not installed."""
+    import builtins
+
+    real = builtins.__import__
+
+    def fake(name, *a, **k):
+        if name.split(".")[0] == package:
+            raise ImportError(f"No module named {package!r}")
+        return real(name, *a, **k)
+
+    monkeypatch.setattr(builtins, "__import__", fake)
+
+
 def test_missing_tracker_package_is_one_line(monkeypatch):
-    real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: None if n == "mlflow" else real(n, *a))
+    _hide(monkeypatch, "mlflow")
     with pytest.raises(ActlabError) as e:
         check_report_to(["tensorboard", "mlflow"], installed=True)
     assert str(e.value) == "--report_to mlflow needs the mlflow package: pip install 'actlab[mlflow]'"
     assert check_report_to(["mlflow"]) == ["mlflow"]  # only a run that reports needs it
+    _hide(monkeypatch, "wandb")
+    with pytest.raises(ActlabError, match=r"^--wandb_log needs the wandb package: pip install 'actlab\[wandb\]'$"):
+        check_report_to([], wandb=True, installed=True)
 
 
 @needs_tb
@@ -253,8 +269,7 @@ def test_bad_or_missing_tracker_exit_2_nothing_written(world, tmp_path, capsys, 
     out = tmp_path / "o"
     assert main(_ia2(world, out, "--report_to", "tensorbord")) == 2
     assert "--report_to: unknown tracker 'tensorbord'" in _one_line_error(capsys)
-    real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: None if n == "tensorboard" else real(n, *a))
+    _hide(monkeypatch, "tensorboard")
     for argv in (_ia2(world, out, "--report_to", "tensorboard"), _iav(world, out, "--report_to", "tensorboard"),
                  ["icae", "pretrain", "--output_dir", str(out), "--report_to", "tensorboard"]):
         assert main(argv) == 2

@@ -708,14 +708,16 @@ def check_report_to(value: Iterable[str] | str | None, *, wandb: bool = False, i
                 raise ActlabError(f"--{option}: unknown tracker {n!r}; valid choices: {', '.join(REPORT_TO_CHOICES)}")
             if n != "none" and n not in names:
                 names.append(n)
+    given = list(names)
     if wandb and "wandb" not in names:
         names.append("wandb")
     if installed:
-        import importlib.util
-
         for n in names:
-            if importlib.util.find_spec(TRACKERS[n]) is None:
-                raise ActlabError(f"--{option} {n} needs the {TRACKERS[n]} package: pip install 'actlab[{n}]'")
+            try:
+                __import__(TRACKERS[n])
+            except ImportError:
+                flag = "--wandb_log" if n == "wandb" and wandb and n not in given else f"--{option} {n}"
+                raise ActlabError(f"{flag} needs the {TRACKERS[n]} package: pip install 'actlab[{n}]'") from None
     return names
 
 
