@@ -725,7 +725,7 @@ def report_to_field():
     """The ``report_to`` field of a trainer's config (``--report_to tensorboard wandb``, or comma-separated)."""
     import dataclasses
 
-    return dataclasses.field(default_factory=lambda: ["none"], metadata={
+    return dataclasses.field(default=("none",), metadata={  # a plain default: schemas built from it copy it
         "sep": ",", "metavar": "TRACKER",
         "help": "experiment trackers that also get every metrics.jsonl row: " + ", ".join(REPORT_TO_CHOICES)})
 

@@ -167,7 +167,7 @@ class IA2TrainConfig:
                 "prefix methods)"})
     wandb_log: bool = field(default=False, metadata={"help": "also log to Weights & Biases"})
     wandb_project: str = field(default="ia2", metadata={"help": "Weights & Biases project"})
-    report_to: list[str] = report_to_field()
+    report_to: tuple[str, ...] = report_to_field()
     force: bool = field(default=False, metadata={"help": "retrain a complete run"})
     # derived (filled in __post_init__, kept in config.json so evaluation can filter on them)
     family: str = field(default="", init=True, metadata={"cli": False})
@@ -179,7 +179,7 @@ class IA2TrainConfig:
                                                      "target_cache", "adapter_modules")
 
     def __post_init__(self) -> None:
-        self.report_to = check_report_to(self.report_to) or ["none"]
+        self.report_to = tuple(check_report_to(self.report_to)) or ("none",)
         if self.continue_training is not None:
             self._resolve_continue_training()
         self.family, self.objective = split_method(self.training_method)

@@ -147,7 +147,7 @@ class TrainConfig:
     freeze_base_head: bool = field(default=False, metadata={"help": "train only the alignment head"})
     seed: int = field(default=0, metadata={"help": "seed"})
     wandb: bool = field(default=False, metadata={"help": "log to Weights & Biases (= --report_to wandb)"})
-    report_to: list[str] = report_to_field()
+    report_to: tuple[str, ...] = report_to_field()
     device: str | None = field(default=None, metadata={"help": "cpu | cuda | cuda:N (default: accelerate's "
                                                                  "choice)"})
     ref_model: str | None = field(default=None, metadata={
@@ -156,7 +156,7 @@ class TrainConfig:
     overwrite: bool = field(default=False, metadata={"help": "redo a finished run whose recorded config differs"})
 
     def __post_init__(self):
-        self.report_to = check_report_to(self.report_to) or ["none"]
+        self.report_to = tuple(check_report_to(self.report_to)) or ("none",)
         if isinstance(self.loss, dict):
             self.loss = LossConfig(**self.loss)
         for n in ("num_train_samples", "num_epochs", "batch_size", "grad_accum", "seq_length", "max_prompt_length",

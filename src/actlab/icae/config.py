@@ -98,11 +98,11 @@ class ICAEConfig:
                 "metrics_dir data/metrics"})
     threads: int = field(default=0, metadata={"help": "torch CPU threads (0: leave as is)"})
     wandb: bool = field(default=False, metadata={"help": "log to Weights & Biases (= --report_to wandb)"})
-    report_to: list[str] = report_to_field()
+    report_to: tuple[str, ...] = report_to_field()
     overwrite: bool = field(default=False, metadata={"help": "redo a finished run whose recorded config differs"})
 
     def __post_init__(self) -> None:
-        self.report_to = check_report_to(self.report_to) or ["none"]
+        self.report_to = tuple(check_report_to(self.report_to)) or ("none",)
         check_choice("model_type", self.model_type, MODEL_TYPES)
         check_choice("task", self.task, TASKS)
         check_choice("data_source", self.data_source, DATA_SOURCES)
