@@ -8,6 +8,7 @@ Every command that writes results writes them into a *run directory*::
       *.safetensors    weights and tensors (never pickles)
       COMPLETE         written last; a run with it is skipped on rerun (if its recorded config is the same)
       .lock            held (``flock``) by the one process writing the run; holds its pid and host
+      tensorboard/     event files, with ``report_to=["tensorboard"]`` (see :func:`check_report_to`)
 
 Files are written to a temp file in the same directory and renamed into place, so a kill never leaves a
 half-written result behind; they get the mode a plain ``open`` would give (``0666 & ~umask``, 0644 by default).
@@ -501,24 +502,24 @@ class RunDir:
     """
 
     def __init__(self, path: str | os.PathLike, wandb_log: bool = False, wandb_project: str = "actlab",
-                 lock: bool = True):
+                 lock: bool = True, report_to: Iterable[str] | str | None = None):
         self.path = Path(path)
+        #: the experiment trackers every :meth:`log` row also goes to (``wandb_log`` = ``report_to=["wandb"]``);
+        #: checked (packages installed) before anything is written, started on the first config or row
+        self.report_to = check_report_to(report_to, wandb=wandb_log, installed=True)
+        self.wandb_project = wandb_project
         if self.path.exists() and not self.path.is_dir():
             raise ActlabError(f"output directory {self.path} is a file; give a directory")
         self.path.mkdir(parents=True, exist_ok=True)
         self._lock = DirLock.acquire(self.path) if lock else None
         if self._lock is not None:
             self._remove_temp_files()
-        self._wandb = None
-        if wandb_log:
-            self._wandb = _start_wandb(wandb_project, self.path)
+        self._trackers: list | None = None  # started lazily (a run found done writes nothing)
 
     # ownership
     def close(self) -> None:
-        """Release the lock (and finish a W&B run left open)."""
-        if self._wandb is not None:
-            self._wandb.finish()
-            self._wandb = None
+        """Release the lock (and finish the trackers' runs left open)."""
+        self.finish_trackers()
         if self._lock is not None:
             lock, self._lock = self._lock, None
             lock.release()
@@ -600,9 +601,10 @@ class RunDir:
             config = dataclasses.asdict(config)
         obj = dict(config)
         obj["_meta"] = env_info()
-        if self._wandb is not None:
-            self._wandb.config.update({k: v for k, v in obj.items() if k != "_meta"}, allow_val_change=True)
-        return atomic_write_json(self.config_path, obj)
+        out = atomic_write_json(self.config_path, obj)
+        if self.report_to:
+            self._start_trackers(obj)
+        return out
 
     def read_config(self) -> dict:
         return read_json(self.config_path)
@@ -616,9 +618,40 @@ class RunDir:
             os.fsync(f.fileno())
         if new:
             os.chmod(self.metrics_path, file_mode())
-        if self._wandb is not None:
+        if self.report_to:
+            values = tracked_values(row)
             step = row.get("step")
-            self._wandb.log({k: v for k, v in row.items() if k != "step"}, step=step)
+            for t in self._start_trackers():
+                t.log(values, step=int(step) if isinstance(step, (int, float)) else None)
+
+    # experiment trackers
+    def _start_trackers(self, config: Mapping | None = None) -> list:
+        """The trackers of :attr:`report_to` (accelerate's), started on the first call — on the main process
+        only (``RANK`` 0 or unset): the other ranks report nothing. ``config`` is stored as the run's
+        hyperparameters when they start."""
+        if self._trackers is None:
+            self._trackers = []
+            if not is_main_process():
+                return self._trackers
+            from accelerate import PartialState
+
+            PartialState()  # accelerate's trackers log through its process-aware logger, which needs the state
+            for name in self.report_to:
+                t = _make_tracker(name, self.path, self.wandb_project)
+                t.main_process_only = False  # the main process was chosen above
+                t.start()
+                self._trackers.append(t)
+            if config is not None:
+                hp = tracker_hparams(config)
+                for t in self._trackers:
+                    t.store_init_configuration(hp)
+        return self._trackers
+
+    def finish_trackers(self) -> None:
+        """End the trackers' runs (flush event files, close the W&B / MLflow run); later rows start new ones."""
+        trackers, self._trackers = getattr(self, "_trackers", None), None
+        for t in trackers or ():
+            t.finish()
 
     def metrics(self) -> list[dict]:
         return read_jsonl(self.metrics_path)
@@ -643,21 +676,97 @@ class RunDir:
 
     def mark_complete(self, summary: Mapping[str, Any] | None = None) -> None:
         atomic_write_json(self.path / COMPLETE, {"time": env_info()["time"], **(summary or {})})
-        if self._wandb is not None:
-            self._wandb.finish()
-            self._wandb = None
+        self.finish_trackers()
 
 
 def is_complete(path: str | os.PathLike) -> bool:
     return (Path(path) / COMPLETE).exists()
 
 
-def _start_wandb(project: str, path: Path):
-    try:
-        import wandb  # noqa: PLC0415
-    except ImportError:
-        raise ActlabError("--wandb_log needs the wandb package: pip install 'actlab[wandb]'") from None
-    return wandb.init(project=project, name=path.name, dir=str(path), reinit=True)
+# ----------------------------------------------------------------------------------------------- experiment trackers
+#: ``--report_to`` choices (as in transformers' ``TrainingArguments.report_to``) and the package each one needs
+TRACKERS = {"tensorboard": "tensorboard", "wandb": "wandb", "mlflow": "mlflow"}
+REPORT_TO_CHOICES = ("none", *TRACKERS)
+
+
+def check_report_to(value: Iterable[str] | str | None, *, wandb: bool = False, installed: bool = False,
+                    option: str = "report_to") -> list[str]:
+    """``--report_to`` as a list of tracker names (``none`` / empty: no tracker; ``wandb``: also the old
+    ``--wandb_log`` switch). A name outside :data:`REPORT_TO_CHOICES` is a one-line :class:`ActlabError`; with
+    ``installed``, so is a tracker whose package is missing (naming the ``pip install 'actlab[...]'`` extra)."""
+    if value is None:
+        value = []
+    elif isinstance(value, str):
+        value = [value]
+    names: list[str] = []
+    for v in value:
+        for n in str(v).split(","):
+            n = n.strip().lower()
+            if not n:
+                continue
+            if n not in REPORT_TO_CHOICES:
+                raise ActlabError(f"--{option}: unknown tracker {n!r}; valid choices: {', '.join(REPORT_TO_CHOICES)}")
+            if n != "none" and n not in names:
+                names.append(n)
+    given = list(names)
+    if wandb and "wandb" not in names:
+        names.append("wandb")
+    if installed:
+        for n in names:
+            try:
+                __import__(TRACKERS[n])
+            except ImportError:
+                flag = "--wandb_log" if n == "wandb" and wandb and n not in given else f"--{option} {n}"
+                raise ActlabError(f"{flag} needs the {TRACKERS[n]} package: pip install 'actlab[{n}]'") from None
+    return names
+
+
+def report_to_field():
+    """The ``report_to`` field of a trainer's config (``--report_to tensorboard wandb``, or comma-separated)."""
+    import dataclasses
+
+    return dataclasses.field(default=("none",), metadata={  # a plain default: schemas built from it copy it
+        "sep": ",", "metavar": "TRACKER",
+        "help": "experiment trackers that also get every metrics.jsonl row: " + ", ".join(REPORT_TO_CHOICES)})
+
+
+def is_main_process() -> bool:
+    """Rank 0 of a ``torchrun`` / ``accelerate launch`` job (or a plain single process)."""
+    return int(os.environ.get("RANK", "0") or 0) == 0
+
+
+def tracked_values(row: Mapping[str, Any]) -> dict[str, float]:
+    """The numeric fields of a ``metrics.jsonl`` row, by the same names (``step`` is the tracker's step; strings,
+    None and NaN are left out)."""
+    out = {}
+    for k, v in row.items():
+        if k == "step" or isinstance(v, bool) or not isinstance(v, (int, float)):
+            continue
+        if isinstance(v, float) and not math.isfinite(v):
+            continue
+        out[k] = v
+    return out
+
+
+def tracker_hparams(config: Mapping) -> dict[str, Any]:
+    """A recorded config as tracker hyperparameters: flat dotted keys, values bool/int/float/str (others as JSON)."""
+    out = {}
+    for k, v in config_dict({k: v for k, v in config.items() if not str(k).startswith("_")}).items():
+        out[k] = v if isinstance(v, (bool, int, float, str)) else json.dumps(v)
+    return out
+
+
+def _make_tracker(name: str, path: Path, project: str):
+    from accelerate import tracking
+
+    if name == "tensorboard":
+        return tracking.TensorBoardTracker("tensorboard", str(path))
+    if name == "wandb":  # the run's files under $WANDB_DIR if set, else in the run directory
+        wdir = os.environ.get("WANDB_DIR") or str(path)  # read per run (wandb reads its env once per process)
+        return tracking.WandBTracker(project, name=path.name, dir=wdir, reinit=True)
+    if name == "mlflow":  # MLflow's own store: $MLFLOW_TRACKING_URI, else its default
+        return tracking.MLflowTracker(project, run_name=path.name)
+    raise ActlabError(f"unknown tracker {name!r}")
 
 
 def actlab_home() -> Path:

@@ -18,6 +18,7 @@ from typing import ClassVar
 
 from actlab.core.config import check_device, check_dtype, check_positive, check_range
 from actlab.core.errors import ActlabError, unknown_choice
+from actlab.core.io import check_report_to, report_to_field
 
 OBJECTIVES = ("tok", "act", "tna", "a2t", "t2a")
 EXTRA_OBJECTIVES = ("tokl",)
@@ -104,7 +105,8 @@ class IA2TrainConfig:
 
     output_dir ("outputs"), data_dir ("data"), cache_dir (target cache; default ``$ACTLAB_HOME/ia2_targets``),
     dtype/device (default: bf16 on cuda, fp32 on cpu), checkpoint_every (steps), gradient_checkpointing (the
-    model's own, non-reentrant), wandb_log, wandb_project, force.
+    model's own, non-reentrant), report_to (experiment trackers), wandb_log (= report_to wandb), wandb_project,
+    force.
     """
 
     training_method: str = field(metadata={"metavar": "METHOD", "help": "one of: " + " ".join(METHODS)})
@@ -165,6 +167,7 @@ class IA2TrainConfig:
                 "prefix methods)"})
     wandb_log: bool = field(default=False, metadata={"help": "also log to Weights & Biases"})
     wandb_project: str = field(default="ia2", metadata={"help": "Weights & Biases project"})
+    report_to: tuple[str, ...] = report_to_field()
     force: bool = field(default=False, metadata={"help": "retrain a complete run"})
     # derived (filled in __post_init__, kept in config.json so evaluation can filter on them)
     family: str = field(default="", init=True, metadata={"cli": False})
@@ -176,6 +179,7 @@ class IA2TrainConfig:
                                                      "target_cache", "adapter_modules")
 
     def __post_init__(self) -> None:
+        self.report_to = tuple(check_report_to(self.report_to)) or ("none",)
         if self.continue_training is not None:
             self._resolve_continue_training()
         self.family, self.objective = split_method(self.training_method)
@@ -249,6 +253,7 @@ class IA2TrainConfig:
         from actlab.core.config import check_model, check_out_dir
 
         check_model("model_id", self.model_id)
+        check_report_to(self.report_to, wandb=self.wandb_log, installed=True)
         check_out_dir("output_dir", self.output_dir)
         check_out_dir("data_dir", self.data_dir)
         check_out_dir("cache_dir", self.cache_dir)

@@ -375,7 +375,7 @@ def eval_T(cfg: EvalConfig, spec) -> int:
 # ------------------------------------------------------------------------------------------- result identity
 #: keys of a trained run's config that do not change its evaluation (paths, logging, devices)
 _NOT_IDENTITY = frozenset({"run_dir", "output_dir", "data_dir", "cache_dir", "device", "checkpoint_every",
-                           "wandb_log", "wandb_project", "force", "_meta", "method"})
+                           "wandb_log", "wandb_project", "report_to", "force", "_meta", "method"})
 
 
 def result_identity(task: Task, cfg: EvalConfig) -> dict:

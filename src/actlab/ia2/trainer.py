@@ -51,7 +51,7 @@ CKPT_FILE = "state.safetensors"
 #: config fields that do not change a run's result (paths of outputs and caches, checkpoint cadence, batching of the
 #: same computation, logging); every other field is part of the run's fingerprint
 EXCLUDE = ("output_dir", "cache_dir", "device", "checkpoint_every", "micro_batch_size", "target_batch_size",
-           "wandb_log", "wandb_project", "force", "overwrite", "gradient_checkpointing")
+           "wandb_log", "wandb_project", "report_to", "force", "overwrite", "gradient_checkpointing")
 
 
 # ------------------------------------------------------------------------------------------------------ data
@@ -224,7 +224,7 @@ def train(cfg: IA2TrainConfig, model=None, tok=None, return_model: bool = False)
     t0 = time.perf_counter()
     peft_model, tok, items, tfile, from_cache = prepare(cfg, model, tok)
     t_targets = time.perf_counter() - t0
-    with RunDir(path, wandb_log=cfg.wandb_log, wandb_project=cfg.wandb_project) as rd:
+    with RunDir(path, wandb_log=cfg.wandb_log, wandb_project=cfg.wandb_project, report_to=cfg.report_to) as rd:
         if cfg.force:
             rd.clear()
         parent = naming.parent_dir(cfg)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from actlab.core.config import check_device, check_positive
 from actlab.core.errors import ActlabError, unknown_choice
+from actlab.core.io import check_report_to, report_to_field
 
 LOSS_MODES = ("corrected", "faithful")
 ALPHAS = (0.0, 0.5, 1.0, 1.5, 2.0)
@@ -145,7 +146,8 @@ class TrainConfig:
                 "it saves no memory here; the heads train the same)"})
     freeze_base_head: bool = field(default=False, metadata={"help": "train only the alignment head"})
     seed: int = field(default=0, metadata={"help": "seed"})
-    wandb: bool = field(default=False, metadata={"help": "log to Weights & Biases"})
+    wandb: bool = field(default=False, metadata={"help": "log to Weights & Biases (= --report_to wandb)"})
+    report_to: tuple[str, ...] = report_to_field()
     device: str | None = field(default=None, metadata={"help": "cpu | cuda | cuda:N (default: accelerate's "
                                                                  "choice)"})
     ref_model: str | None = field(default=None, metadata={
@@ -154,6 +156,7 @@ class TrainConfig:
     overwrite: bool = field(default=False, metadata={"help": "redo a finished run whose recorded config differs"})
 
     def __post_init__(self):
+        self.report_to = tuple(check_report_to(self.report_to)) or ("none",)
         if isinstance(self.loss, dict):
             self.loss = LossConfig(**self.loss)
         for n in ("num_train_samples", "num_epochs", "batch_size", "grad_accum", "seq_length", "max_prompt_length",
@@ -179,6 +182,7 @@ class TrainConfig:
 
         check_model("model_name_or_path", self.model_name_or_path)
         check_model("ref_model", self.ref_model)
+        check_report_to(self.report_to, wandb=self.wandb, installed=True)
         check_dataset("dataset", self.dataset)
         check_out_dir("output_dir", self.output_dir)
         if self.cache_file is not None:

@@ -34,7 +34,7 @@ CKPT = "checkpoint"  # the checkpoint directory of older actlab versions (still 
 CKPT_FILE = "checkpoint.safetensors"
 CKPT_PREFIX = "checkpoint-"
 #: config fields that do not change the trained heads
-EXCLUDE = ("output_dir", "save_steps", "save_total_limit", "eval_steps", "wandb", "device", "overwrite",
+EXCLUDE = ("output_dir", "save_steps", "save_total_limit", "eval_steps", "wandb", "report_to", "device", "overwrite",
            "gradient_checkpointing")
 
 
@@ -299,7 +299,7 @@ def train(cfg: TrainConfig, ref_model: str | None = None, kill_after_steps: int 
 
     run = None
     if acc.is_main_process:
-        run = RunDir(out, wandb_log=cfg.wandb)
+        run = RunDir(out, wandb_log=cfg.wandb, report_to=cfg.report_to)
         extra = {"world_size": world, "trainable_params": iav.num_trainable()}
         if not hasattr(cfg, "ref_model"):
             extra["ref_model"] = ref_model

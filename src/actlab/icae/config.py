@@ -17,6 +17,7 @@ from typing import Any
 
 from actlab.core.config import check_device, check_dtype, check_positive, check_range
 from actlab.core.errors import ActlabError, check_choice
+from actlab.core.io import check_report_to, report_to_field
 
 MODEL_TYPES = ("icae", "llm")
 TASKS = ("ae", "qa", "repoqa", "trajectories")
@@ -96,10 +97,12 @@ class ICAEConfig:
         "help": "metrics JSONL (default: predictions_dir); the seed's layout: predictions_dir data/predictions, "
                 "metrics_dir data/metrics"})
     threads: int = field(default=0, metadata={"help": "torch CPU threads (0: leave as is)"})
-    wandb: bool = field(default=False, metadata={"help": "log to Weights & Biases"})
+    wandb: bool = field(default=False, metadata={"help": "log to Weights & Biases (= --report_to wandb)"})
+    report_to: tuple[str, ...] = report_to_field()
     overwrite: bool = field(default=False, metadata={"help": "redo a finished run whose recorded config differs"})
 
     def __post_init__(self) -> None:
+        self.report_to = tuple(check_report_to(self.report_to)) or ("none",)
         check_choice("model_type", self.model_type, MODEL_TYPES)
         check_choice("task", self.task, TASKS)
         check_choice("data_source", self.data_source, DATA_SOURCES)
@@ -145,6 +148,7 @@ class ICAEConfig:
         from actlab.core.config import check_model, check_out_dir, check_safetensors
 
         check_model("model_name", self.model_name)
+        check_report_to(self.report_to, wandb=self.wandb, installed=True)
         check_out_dir("output_dir", self.output_dir)
         if self.data_dir is not None:
             check_out_dir("data_dir", self.data_dir)

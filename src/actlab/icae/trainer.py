@@ -28,7 +28,7 @@ from actlab.icae.model import ICAE, Memory, Prefill, SimpleLLM
 
 CKPT = "checkpoint.safetensors"
 #: config fields that do not change a training run's result (outputs, logging, inference/demo-only options)
-EXCLUDE = ("output_dir", "device", "threads", "wandb", "logging_steps", "save_steps", "batch_size",
+EXCLUDE = ("output_dir", "device", "threads", "wandb", "report_to", "logging_steps", "save_steps", "batch_size",
            "max_new_tokens", "predictions_dir", "metrics_dir", "demo_finetune_steps", "num_eval_samples", "overwrite",
            "gradient_checkpointing")
 
@@ -168,7 +168,7 @@ def _done(cfg: ICAEConfig, sub: str) -> bool:
 
 def _open_run(cfg: ICAEConfig, sub: str) -> RunDir | None:
     """Take the run directory (lock) and record the config; None if it is complete with this config."""
-    run = RunDir(Path(cfg.output_dir) / sub, wandb_log=cfg.wandb)
+    run = RunDir(Path(cfg.output_dir) / sub, wandb_log=cfg.wandb, report_to=cfg.report_to)
     if run.begin(cfg, **_run_kw(cfg, sub)) == "done":
         run.close()
         return None
