@@ -114,6 +114,41 @@ def stored_activations(model):
             m.gradient_checkpointing = True
 
 
+# ---------------------------------------------------------------------------------------------- save / load
+def _fingerprint(config, base_name, vocab: int, lora_r: int, lora_targets, **extra: str) -> dict[str, str]:
+    """What a weights file records about its base model (checked again when it is loaded)."""
+    return {"base_model": str(base_name), "model_type": str(config.model_type), "vocab_size": str(vocab),
+            "hidden_size": str(getattr(config, "hidden_size", getattr(config, "n_embd", ""))),
+            "num_hidden_layers": str(getattr(config, "num_hidden_layers", getattr(config, "n_layer", ""))),
+            **extra, "lora_r": str(lora_r), "lora_targets": ",".join(lora_targets)}
+
+
+def _weights_path(path, default_name: str):
+    from pathlib import Path
+
+    path = Path(path)
+    return path if path.is_file() or path.suffix == ".safetensors" else path / default_name
+
+
+def _check_fingerprint(path, meta: dict, mine: dict, keys: Sequence[str]) -> None:
+    for key in keys:
+        if key in meta and meta[key] != mine[key]:
+            raise ActlabError(f"checkpoint {path} was trained on another base model or setting ({key}={meta[key]}"
+                              f" from base {meta.get('base_model', '?')!r}; this model has {key}={mine[key]}, "
+                              f"base {mine['base_model']!r})")
+
+
+def _load_lora(peft_model, tensors: dict, path) -> None:
+    """The ``lora.*`` tensors into ``peft_model``; LoRA weights the model lacks are an ActlabError."""
+    from peft import set_peft_model_state_dict
+
+    lora = {k[len("lora."):]: v for k, v in tensors.items() if k.startswith("lora.")}
+    res = set_peft_model_state_dict(peft_model, lora)
+    bad = [k for k in getattr(res, "unexpected_keys", []) if "lora" in k]
+    if bad:
+        raise ActlabError(f"checkpoint {path} has LoRA weights this model lacks (e.g. {bad[0]})")
+
+
 # ---------------------------------------------------------------------------------------------------- shared base
 class _Decoding:
     """Greedy decoding with a KV cache and explicit position ids (shared by ICAE and SimpleLLM)."""
@@ -467,48 +502,26 @@ class ICAE(nn.Module, _Decoding):
 
     # ------------------------------------------------------------------------------------------ save / load
     def fingerprint(self) -> dict[str, str]:
-        c = self.base().config
-        return {"base_model": str(self.base_name), "model_type": str(c.model_type), "vocab_size": str(self.vocab),
-                "hidden_size": str(getattr(c, "hidden_size", getattr(c, "n_embd", ""))),
-                "num_hidden_layers": str(getattr(c, "num_hidden_layers", getattr(c, "n_layer", ""))),
-                "fixed_mem_size": str(self.m), "lora_r": str(self.cfg.lora_r),
-                "lora_targets": ",".join(self.lora_targets)}
+        return _fingerprint(self.base().config, self.base_name, self.vocab, self.cfg.lora_r, self.lora_targets,
+                            fixed_mem_size=str(self.m))
 
     def save(self, path) -> str:
         """Save LoRA + memory embeddings only (safetensors, atomic) with the base's fingerprint as metadata."""
-        from pathlib import Path
-
         from actlab.core.io import save_tensors
 
-        path = Path(path)
-        if path.suffix != ".safetensors":
-            path = path / WEIGHTS
+        path = _weights_path(path, WEIGHTS)
         save_tensors(path, self.trainable_state(), metadata=self.fingerprint())
         return str(path)
 
     def load(self, path) -> ICAE:
         """Load weights saved by :meth:`save`; a checkpoint of another base model is an ActlabError."""
-        from pathlib import Path
-
-        from peft import set_peft_model_state_dict
-
         from actlab.core.io import load_tensors
 
-        path = Path(path)
-        if path.is_dir():
-            path = path / WEIGHTS
+        path = _weights_path(path, WEIGHTS)
         tensors, meta = load_tensors(path)
-        mine = self.fingerprint()
-        for key in ("model_type", "vocab_size", "hidden_size", "num_hidden_layers", "fixed_mem_size", "lora_r"):
-            if key in meta and meta[key] != mine[key]:
-                raise ActlabError(f"checkpoint {path} was trained on another base model or setting ({key}={meta[key]}"
-                                  f" from base {meta.get('base_model', '?')!r}; this model has {key}={mine[key]}, "
-                                  f"base {mine['base_model']!r})")
-        lora = {k[len("lora."):]: v for k, v in tensors.items() if k.startswith("lora.")}
-        res = set_peft_model_state_dict(self.model, lora)
-        bad = [k for k in getattr(res, "unexpected_keys", []) if "lora" in k]
-        if bad:
-            raise ActlabError(f"checkpoint {path} has LoRA weights this model lacks (e.g. {bad[0]})")
+        _check_fingerprint(path, meta, self.fingerprint(),
+                           ("model_type", "vocab_size", "hidden_size", "num_hidden_layers", "fixed_mem_size", "lora_r"))
+        _load_lora(self.model, tensors, path)
         with torch.no_grad():
             self.memory_token_embed.weight.copy_(tensors["memory_token_embed.weight"].to(self.memory_token_embed.weight))
         return self
@@ -589,49 +602,31 @@ class SimpleLLM(_Decoding):
         return {f"lora.{k}": v for k, v in get_peft_model_state_dict(self.peft).items()}
 
     def fingerprint(self) -> dict[str, str]:
-        c = self.model.config
-        base = getattr(self.model, "actlab_name", None) or getattr(c, "_name_or_path", "") or ""
-        return {"base_model": str(base), "model_type": str(c.model_type), "vocab_size": str(self.vocab),
-                "hidden_size": str(getattr(c, "hidden_size", getattr(c, "n_embd", ""))),
-                "num_hidden_layers": str(getattr(c, "num_hidden_layers", getattr(c, "n_layer", ""))),
-                "lora_r": str(self.cfg.lora_r), "icae_model_type": "llm",
-                "lora_targets": ",".join(getattr(self, "lora_targets", []))}
+        base = getattr(self.model, "actlab_name", None) or getattr(self.model.config, "_name_or_path", "") or ""
+        return _fingerprint(self.model.config, base, self.vocab, self.cfg.lora_r, getattr(self, "lora_targets", []),
+                            icae_model_type="llm")
 
     def save(self, path) -> str:
         """LoRA weights only (``llm.safetensors``, atomic) with the base's fingerprint as metadata."""
-        from pathlib import Path
-
         from actlab.core.io import save_tensors
 
-        path = Path(path)
-        if path.suffix != ".safetensors":
-            path = path / LLM_WEIGHTS
+        path = _weights_path(path, LLM_WEIGHTS)
         save_tensors(path, self.trainable_state(), metadata=self.fingerprint())
         return str(path)
 
     def load(self, path) -> SimpleLLM:
         """Load LoRA weights saved by :meth:`save` (attaching the adapter first if needed)."""
-        from pathlib import Path
-
-        from peft import set_peft_model_state_dict
-
         from actlab.core.io import load_tensors
 
-        path = Path(path)
-        if path.is_dir():
-            path = path / LLM_WEIGHTS
+        path = _weights_path(path, LLM_WEIGHTS)
         tensors, meta = load_tensors(path)
         if "memory_token_embed.weight" in tensors:
             raise ActlabError(f"checkpoint {path} is an ICAE checkpoint; model_type: llm loads llm.safetensors")
         if self.peft is None:
             self.add_lora()
-        mine = self.fingerprint()
-        for key in ("model_type", "vocab_size", "hidden_size", "num_hidden_layers", "lora_r"):
-            if key in meta and meta[key] != mine[key]:
-                raise ActlabError(f"checkpoint {path} was trained on another base model or setting ({key}={meta[key]}"
-                                  f"; this model has {key}={mine[key]})")
-        lora = {k[len("lora."):]: v for k, v in tensors.items() if k.startswith("lora.")}
-        set_peft_model_state_dict(self.peft, lora)
+        _check_fingerprint(path, meta, self.fingerprint(),
+                           ("model_type", "vocab_size", "hidden_size", "num_hidden_layers", "lora_r"))
+        _load_lora(self.peft, tensors, path)
         return self
 
     def loss(self, pre: Prefill) -> torch.Tensor:
