@@ -292,6 +292,7 @@ def fam_icae(model, tok, shape, device, dtype, reps, budget):
     from actlab.icae.config import ICAEConfig
     from actlab.icae.data import ae_lm_sample
     from actlab.icae.model import ICAE
+    from actlab.icae.trainer import ae_lm_loss
 
     L = shape["icae_ctx"]
     m = 2 ** int(math.log2(max(4, min(128, L // 8))))  # ICAE needs a power of 2
@@ -302,27 +303,13 @@ def fam_icae(model, tok, shape, device, dtype, reps, budget):
     ctx = texts(tok, 4, L, seed=5)
     ids = [tok(x, add_special_tokens=False)["input_ids"][:L] for x in ctx]
     opt = torch.optim.AdamW(icae.trainable_parameters(), lr=1e-4)
-    eos = tok.eos_token_id
     rng = random.Random(0)
     batch = [ae_lm_sample(ids[i % len(ids)], cfg, rng) for i in range(2)]
     first = {}
 
     def step():
         icae.train()
-        loss, n_all, parts = 0.0, 0, []
-        for kind in ("AE", "LM"):
-            sub = [s for s in batch if s["kind"] == kind]
-            if not sub:
-                continue
-            mem = icae.compress([s["context"] for s in sub])
-            tg = [s["target"] + ([eos] if kind == "AE" and eos is not None else []) for s in sub]
-            special = "AE" if kind == "AE" or cfg.add_special_token_for_lm else "LM"
-            pre = icae.decoder_rows(mem, special, [[] for _ in sub], tg, [s["skip"] for s in sub])
-            n = int((pre.labels != -100).sum())
-            parts.append((icae.loss(pre), n))
-            n_all += n
-        for part, n in parts:
-            loss = loss + part * n / max(1, n_all)
+        loss = ae_lm_loss(icae, batch, cfg)["loss"]
         first.setdefault("loss", float(loss.detach()))
         loss.backward()
         opt.step()

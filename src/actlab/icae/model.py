@@ -157,6 +157,16 @@ class _Decoding:
     vocab: int = 0
     ignore_eos: bool = False  # benchmarks: decode a fixed number of tokens
     max_positions: int | None = None  # learned absolute positions (GPT-2, OPT); None = rotary / any
+    weights_file = WEIGHTS  # the file name :meth:`save` writes into a directory
+
+    def save(self, path) -> str:
+        """The trainable weights only (safetensors, atomic) with the base's fingerprint as metadata; a directory
+        gets :attr:`weights_file`."""
+        from actlab.core.io import save_tensors
+
+        path = _weights_path(path, self.weights_file)
+        save_tensors(path, self.trainable_state(), metadata=self.fingerprint())
+        return str(path)
 
     def check_positions(self, last: int) -> None:
         """A learned absolute position table (GPT-2, OPT) has no row past its size: one line instead of an index
@@ -505,19 +515,11 @@ class ICAE(nn.Module, _Decoding):
         return _fingerprint(self.base().config, self.base_name, self.vocab, self.cfg.lora_r, self.lora_targets,
                             fixed_mem_size=str(self.m))
 
-    def save(self, path) -> str:
-        """Save LoRA + memory embeddings only (safetensors, atomic) with the base's fingerprint as metadata."""
-        from actlab.core.io import save_tensors
-
-        path = _weights_path(path, WEIGHTS)
-        save_tensors(path, self.trainable_state(), metadata=self.fingerprint())
-        return str(path)
-
     def load(self, path) -> ICAE:
         """Load weights saved by :meth:`save`; a checkpoint of another base model is an ActlabError."""
         from actlab.core.io import load_tensors
 
-        path = _weights_path(path, WEIGHTS)
+        path = _weights_path(path, self.weights_file)
         tensors, meta = load_tensors(path)
         _check_fingerprint(path, meta, self.fingerprint(),
                            ("model_type", "vocab_size", "hidden_size", "num_hidden_layers", "fixed_mem_size", "lora_r"))
@@ -530,6 +532,8 @@ class ICAE(nn.Module, _Decoding):
 # ---------------------------------------------------------------------------------------------------- SimpleLLM
 class SimpleLLM(_Decoding):
     """The full-context baseline: ``[BOS] context prompt`` → greedy answer, same decode loop as ICAE."""
+
+    weights_file = LLM_WEIGHTS
 
     def __init__(self, model, tok, cfg: ICAEConfig | None = None, decoder_ctx=None):
         self.model, self.tok = model, tok
@@ -606,19 +610,11 @@ class SimpleLLM(_Decoding):
         return _fingerprint(self.model.config, base, self.vocab, self.cfg.lora_r, getattr(self, "lora_targets", []),
                             icae_model_type="llm")
 
-    def save(self, path) -> str:
-        """LoRA weights only (``llm.safetensors``, atomic) with the base's fingerprint as metadata."""
-        from actlab.core.io import save_tensors
-
-        path = _weights_path(path, LLM_WEIGHTS)
-        save_tensors(path, self.trainable_state(), metadata=self.fingerprint())
-        return str(path)
-
     def load(self, path) -> SimpleLLM:
         """Load LoRA weights saved by :meth:`save` (attaching the adapter first if needed)."""
         from actlab.core.io import load_tensors
 
-        path = _weights_path(path, LLM_WEIGHTS)
+        path = _weights_path(path, self.weights_file)
         tensors, meta = load_tensors(path)
         if "memory_token_embed.weight" in tensors:
             raise ActlabError(f"checkpoint {path} is an ICAE checkpoint; model_type: llm loads llm.safetensors")

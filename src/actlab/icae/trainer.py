@@ -183,6 +183,29 @@ def _skipped(cfg: ICAEConfig, sub: str) -> dict:
 
 
 # -------------------------------------------------------------------------------------------------- pretrain
+def ae_lm_loss(icae: ICAE, batch: list[dict], cfg: ICAEConfig) -> dict:
+    """The pretraining loss of a batch of :func:`ae_lm_sample` samples: AE and LM parts, token-averaged over the
+    whole batch (``{"loss": tensor, "ae_loss": float, "lm_loss": float}``, a part's key only when it is present)."""
+    eos = icae.tok.eos_token_id
+    parts, total_tokens = [], 0
+    for kind in ("AE", "LM"):
+        sub = [s for s in batch if s["kind"] == kind]
+        if not sub:
+            continue
+        mem = icae.compress([s["context"] for s in sub])
+        tg = [s["target"] + ([eos] if kind == "AE" and eos is not None else []) for s in sub]
+        special = "AE" if kind == "AE" or cfg.add_special_token_for_lm else "LM"
+        pre = icae.decoder_rows(mem, special, [[] for _ in sub], tg, [s["skip"] for s in sub])
+        n_tok = int((pre.labels != -100).sum())
+        parts.append((icae.loss(pre), n_tok, kind))
+        total_tokens += n_tok
+    loss, out = 0.0, {}
+    for part, n_tok, kind in parts:
+        loss = loss + part * n_tok / max(1, total_tokens)
+        out[f"{kind.lower()}_loss"] = float(part.detach())
+    return {"loss": loss, **out}
+
+
 def pretrain(cfg: ICAEConfig, icae: ICAE | None = None) -> dict:
     """AE + LM pretraining on the prepared texts (``actlab icae prepare-pretrain`` first)."""
     from actlab.icae.data import ae_lm_sample, load_pretrain
@@ -195,30 +218,10 @@ def pretrain(cfg: ICAEConfig, icae: ICAE | None = None) -> dict:
     icae = icae or build_model(cfg)
     ids = [icae.tok(t, add_special_tokens=False)["input_ids"] for t in texts]
     ids = [x for x in ids if x]
-    eos = icae.tok.eos_token_id
 
     def step_loss(step: int, rng: random.Random) -> dict:
         batch = [ae_lm_sample(ids[rng.randrange(len(ids))], cfg, rng) for _ in range(cfg.per_device_train_batch_size)]
-        loss, n_ae = 0.0, 0
-        total_tokens = 0
-        parts = []
-        for kind in ("AE", "LM"):
-            sub = [s for s in batch if s["kind"] == kind]
-            if not sub:
-                continue
-            mem = icae.compress([s["context"] for s in sub])
-            tg = [s["target"] + ([eos] if kind == "AE" and eos is not None else []) for s in sub]
-            special = "AE" if kind == "AE" or cfg.add_special_token_for_lm else "LM"
-            pre = icae.decoder_rows(mem, special, [[] for _ in sub], tg, [s["skip"] for s in sub])
-            n_tok = int((pre.labels != -100).sum())
-            parts.append((icae.loss(pre), n_tok, kind))
-            total_tokens += n_tok
-            n_ae += len(sub) if kind == "AE" else 0
-        out = {}
-        for part, n_tok, kind in parts:
-            loss = loss + part * n_tok / max(1, total_tokens)  # token-averaged over the whole batch
-            out[f"{kind.lower()}_loss"] = float(part.detach())
-        return {"loss": loss, **out}
+        return ae_lm_loss(icae, batch, cfg)
 
     run = _open_run(cfg, "pretrain")
     if run is None:
