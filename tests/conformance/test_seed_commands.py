@@ -112,19 +112,11 @@ def parse(argv: list[str]):
     """Parse an actlab command line into its config (defaults < --config_path file < flags, then check_given), as
     the CLI does, without the input-file checks (the files of a README's pipeline do not exist here)."""
     from actlab.cli.main import make_parser
-    from actlab.core.config import read_config_file
+    from actlab.core.config import config_from_namespace
 
     ns = make_parser(argv).parse_args(argv)
     verb = ns.func.verb
-    s = verb.schema()
-    path = getattr(ns, "config_path", None)
-    values = s.coerce_mapping(read_config_file(path), str(path)) if path else {}
-    explicit = s.explicit(ns)
-    given = set(explicit) | {k for k, v in values.items() if v != s.default(s.leaves[k])}
-    values.update(explicit)
-    cfg = s.build(values)
-    if callable(getattr(cfg, "check_given", None)):
-        cfg.check_given(given)
+    cfg = config_from_namespace(verb.schema(), ns, check_inputs=False)
     return verb, cfg
 
 

@@ -449,8 +449,9 @@ def load_config(cls: type | Schema, path: str | Path | None = None, **overrides:
     return s.build(values)
 
 
-def config_from_namespace(cls: type | Schema, ns: argparse.Namespace):
-    """The CLI path: defaults < ``ns.config_path`` file < the flags present in ``ns``."""
+def config_from_namespace(cls: type | Schema, ns: argparse.Namespace, check_inputs: bool = True):
+    """The CLI path: defaults < ``ns.config_path`` file < the flags present in ``ns``, then ``check_given`` and (unless
+    ``check_inputs`` is false) the config's input-file checks."""
     s = schema(cls)
     path = getattr(ns, "config_path", None)
     values = s.coerce_mapping(read_config_file(path), str(path)) if path else {}
@@ -462,7 +463,7 @@ def config_from_namespace(cls: type | Schema, ns: argparse.Namespace):
     if callable(check):
         check(given)
     check = getattr(cfg, "check_inputs", None)  # files and directories, before the verb writes anything
-    if callable(check):
+    if check_inputs and callable(check):
         check()
     return cfg
 
