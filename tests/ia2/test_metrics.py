@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from actlab.core.metrics import calibration_bins, ece, entropy, fmt_mean_std, label_set_accuracy, mean_std
+from actlab.core.metrics import calibration_bins, ece, entropy, label_set_accuracy
 
 
 def test_ece_equal_count_bins_by_hand():
@@ -88,14 +88,10 @@ def test_label_set_accuracy_by_hand():
         label_set_accuracy(probs, [0])
 
 
-def test_entropy_and_mean_std():
+def test_entropy():
     assert entropy([0.5, 0.5]) == pytest.approx(math.log(2))
     assert entropy([0.2, 0.2]) == pytest.approx(math.log(2))  # renormalised
     assert entropy([1.0, 0.0]) == pytest.approx(0.0)
-    m, s, n = mean_std([0.5, 0.7, None, float("nan")])
-    assert (m, n) == (pytest.approx(0.6), 2) and s == pytest.approx(0.1)
-    assert fmt_mean_std([0.5, 0.7], scale=100) == "60.0 ± 10.0"
-    assert fmt_mean_std([]) == "—"
 
 
 class _Tok:

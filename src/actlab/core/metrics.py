@@ -17,8 +17,7 @@ The two agree whenever ``n % n_bins == 0``.
 
 from __future__ import annotations
 
-import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -104,29 +103,6 @@ def entropy(probs: Sequence[float], renormalize: bool = True) -> float:
     return float(-(p * np.log(p)).sum())
 
 
-def mean_std(values: Sequence[float | None]) -> tuple[float, float, int]:
-    """``(mean, std, n)`` over the finite values (population std, ``ddof=0``); ``(nan, nan, 0)`` for none."""
-    v = [float(x) for x in values if x is not None and math.isfinite(float(x))]
-    if not v:
-        return float("nan"), float("nan"), 0
-    a = np.asarray(v)
-    return float(a.mean()), float(a.std()), len(v)
-
-
-def fmt_mean_std(values: Sequence[float | None], scale: float = 1.0, digits: int = 1) -> str:
-    """``"72.3 ± 4.1"`` (``"—"`` for no values); ``scale=100`` for percentages."""
-    m, s, n = mean_std(values)
-    if n == 0:
-        return "—"
-    return f"{m * scale:.{digits}f} ± {s * scale:.{digits}f}"
-
-
 def accuracy(flags: Sequence[bool | float]) -> float:
     a = _arr(flags)
     return float(a.mean()) if a.size else float("nan")
-
-
-def summarize(rows: Sequence[Mapping[str, float]]) -> dict[str, tuple[float, float, int]]:
-    """Mean/std/n of every numeric key over a list of metric dicts."""
-    keys = sorted({k for r in rows for k, v in r.items() if isinstance(v, (int, float)) and not isinstance(v, bool)})
-    return {k: mean_std([r.get(k) for r in rows]) for k in keys}

@@ -27,7 +27,6 @@ import torch
 
 from actlab.core.errors import ActlabError
 from actlab.core.io import atomic_path, atomic_write_json, read_json
-from actlab.core.metrics import mean_std
 from actlab.core.stats import mean_ci
 from actlab.ia2.evaluate import EvalConfig, describe_existing, describe_filters, discover_runs, filter_runs
 
@@ -154,7 +153,7 @@ def activation_similarity(cfg: EvalConfig, num_samples: int = 100, num_generated
     by_method: dict[str, list[float]] = defaultdict(list)
     for d in results:
         by_method[d["method"]].append(d["overall"])
-    summary = {m: round(mean_std(v)[0], 4) for m, v in sorted(by_method.items())}
+    summary = {m: round(mean_ci(v).mean, 4) for m, v in sorted(by_method.items())}
     if log:
         log(f"activation similarity (overall cosine, mean over runs): {summary}")
     return summary
@@ -246,7 +245,7 @@ def subspace_overlap(cfg: EvalConfig, methods: Sequence[str] = ("tok", "act", "t
     out = Path(cfg.outputs_dir) / "analysis" / "subspace_overlap" / "overlap.json"
     atomic_write_json(out, {"rows": rows})
     _plot_overlap(rows, Path(plots_dir))
-    summary = {k: round(mean_std(v)[0], 4) for k, v in sorted(pairs.items())}
+    summary = {k: round(mean_ci(v).mean, 4) for k, v in sorted(pairs.items())}
     if log:
         log(f"subspace overlap (mean over runs; random ≈ {rows[0]['random_baseline']:.3f}): {summary}")
     return summary

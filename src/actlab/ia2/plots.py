@@ -30,7 +30,7 @@ import numpy as np
 
 from actlab.core.errors import ActlabError
 from actlab.core.io import read_json
-from actlab.core.metrics import calibration_bins, mean_std
+from actlab.core.metrics import calibration_bins
 from actlab.core.stats import CI, fmt, mean_ci, paired_diff
 
 ICL, NO_ICL = "icl", "base"
@@ -162,8 +162,8 @@ def collect(docs: Sequence[dict], trained_dataset: str, eval_dataset: str, icl_s
     for method, byN in trained.items():
         for N, groups in byN.items():
             def score(item):
-                m, _, n = mean_std([x.get("without_icl_accuracy") for x in item[1]])
-                return (-1.0 if n == 0 else m, len(item[1]))
+                ci = mean_ci([x.get("without_icl_accuracy") for x in item[1]])
+                return (-1.0 if ci.n == 0 else ci.mean, len(item[1]))
 
             hp, runs = max(groups.items(), key=score)
             exp.groups.setdefault(method, {})[N] = {
@@ -412,9 +412,9 @@ def _family_comparison(exp: Experiment, path: Path) -> Path | None:
             sds.append(_half(ci))
         ax.bar(np.arange(len(objectives)) + i * width, mus, width, yerr=sds, label=FAMILY_PRETTY[fam], capsize=3)
     if ICL in exp.entries:
-        mu, _, n = mean_std([x.get("accuracy") for N in exp.entries[ICL] for x in exp.metrics(ICL, N)])
-        if n:
-            ax.axhline(mu, color="gray", ls="--", label="ICL")
+        ci = mean_ci([x.get("accuracy") for N in exp.entries[ICL] for x in exp.metrics(ICL, N)])
+        if ci.n:
+            ax.axhline(ci.mean, color="gray", ls="--", label="ICL")
     ax.set_xticks(np.arange(len(objectives)) + width * (len(families) - 1) / 2)
     ax.set_xticklabels([PRETTY.get(v, v) for v in objectives])
     ax.set_ylabel("accuracy without ICL (95 % CI over runs)")
