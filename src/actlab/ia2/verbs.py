@@ -165,7 +165,9 @@ def sweep_cli_config() -> type:
                     field(default_factory=functools.partial(list, [f.default]), metadata=meta))
             grid_fields.append((name, list[base] | None, dflt))
         else:
-            grid_fields.append((f.name, hints[f.name], field(default=f.default, metadata=meta)))
+            kw = ({"default_factory": f.default_factory} if f.default_factory is not dataclasses.MISSING
+                  else {"default": f.default})
+            grid_fields.append((f.name, hints[f.name], field(metadata=meta, **kw)))
     Grid = dataclasses.make_dataclass("SweepGrid", grid_fields)
     shints = typing.get_type_hints(SweepConfig)
     own = []
