@@ -74,7 +74,7 @@ def test_runs_differing_in_T_label_type_or_icl_get_distinct_computed_results(tra
     logs.clear()
     paths_icl = evaluate(_cfg(w, eval_with_icl=True), preloaded=pre, log=logs.append)
     assert paths_icl == paths
-    assert sum("recomputing" in x and "with_icl: False → True" in x for x in logs) == 5, logs
+    assert sum("recomputing" in x and "with_icl: False -> True" in x for x in logs) == 5, logs
     for d in _docs(paths).values():
         assert d["with_icl"]["n"] == 6 and d["with_icl_accuracy"] is not None
         assert d["identity"]["with_icl"] is True
@@ -106,7 +106,7 @@ def test_a_result_with_other_recorded_settings_is_recomputed(trained):
     victim.write_text(json.dumps(doc))
     logs = []
     evaluate(_cfg(w, model_types=["tok"]), preloaded=pre, log=logs.append)
-    assert any("recomputing" in x and victim.name in x and "trained.lr: 0.5 → 0.01" in x for x in logs), logs
+    assert any("recomputing" in x and victim.name in x and "trained.lr: 0.5 -> 0.01" in x for x in logs), logs
     assert json.loads(victim.read_text())["without_icl_accuracy"] >= 0
     # a result written before identities were recorded is recomputed too
     doc = json.loads(victim.read_text())

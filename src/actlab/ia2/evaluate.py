@@ -398,26 +398,15 @@ def result_identity(task: Task, cfg: EvalConfig) -> dict:
 
 
 def identity_diff(recorded: dict | None, wanted: dict) -> list[str]:
-    """``["key: recorded → wanted", ...]`` for the settings where a recorded result does not serve ``wanted``.
+    """``["key: recorded -> wanted", ...]`` (dotted keys for nested settings) where a recorded result does not serve
+    ``wanted`` (:func:`actlab.core.io.diff_configs`). A result computed with ICL also serves a request without it
+    (its without-ICL numbers are the same)."""
+    from actlab.core.io import diff_configs
 
-    A result computed with ICL also serves a request without it (its without-ICL numbers are the same).
-    """
     if not isinstance(recorded, dict):
         return ["no recorded settings"]
-    out = []
-
-    def walk(r: dict, w: dict, prefix: str) -> None:
-        for k in sorted(set(r) | set(w)):
-            a, b = r.get(k), w.get(k)
-            if k == "with_icl" and not prefix and (a or not b):
-                continue
-            if isinstance(a, dict) and isinstance(b, dict):
-                walk(a, b, f"{prefix}{k}.")
-            elif a != b:
-                out.append(f"{prefix}{k}: {a!r} → {b!r}")
-
-    walk(recorded, wanted, "")
-    return out
+    serves_icl = recorded.get("with_icl") or not wanted.get("with_icl")
+    return diff_configs(recorded, wanted, exclude=("with_icl",) if serves_icl else ())
 
 
 # ----------------------------------------------------------------------------------------------- data helpers
