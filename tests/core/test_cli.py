@@ -122,15 +122,24 @@ def test_a_crash_is_one_line_exit_1_and_debug_shows_the_traceback(monkeypatch, c
 def test_log_level_flag_and_env(monkeypatch, capsys):
     import logging
 
+    ours = logging.getLogger("actlab")
     assert main(["--log_level", "debug", "data", "list"]) == 0
-    assert logging.getLogger().level == logging.DEBUG
+    assert ours.level == logging.DEBUG and logging.getLogger().level == logging.DEBUG
     assert main(["data", "list", "--log_level", "error"]) == 0
-    assert logging.getLogger().level == logging.ERROR
-    monkeypatch.setenv("ACTLAB_LOG_LEVEL", "info")
+    assert ours.level == logging.ERROR and logging.getLogger().level == logging.WARNING
+    monkeypatch.setenv("ACTLAB_LOG_LEVEL", "warning")
     assert main(["data", "list"]) == 0
-    assert logging.getLogger().level == logging.INFO
-    monkeypatch.setenv("ACTLAB_LOG_LEVEL", "loud")
+    assert ours.level == logging.WARNING
+    monkeypatch.delenv("ACTLAB_LOG_LEVEL")
+    assert main(["data", "list"]) == 0
+    assert ours.level == logging.INFO  # default: actlab's status lines shown, third-party loggers at warning
     capsys.readouterr()
+    logging.getLogger("actlab.some.module").info("resuming run from step 3")
+    logging.getLogger("actlab.some.module").warning("odd value")
+    logging.getLogger("transformers.x").info("not ours")
+    err = capsys.readouterr().err
+    assert err.splitlines() == ["resuming run from step 3", "warning: odd value"]
+    monkeypatch.setenv("ACTLAB_LOG_LEVEL", "loud")
     assert main(["data", "list"]) == 2
     assert "ACTLAB_LOG_LEVEL 'loud'" in capsys.readouterr().err
     logging.getLogger().setLevel(logging.WARNING)

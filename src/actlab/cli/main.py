@@ -71,13 +71,34 @@ def make_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+class _Format(logging.Formatter):
+    """actlab's status lines as bare messages; warnings and errors with their level and logger."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        msg = record.getMessage()
+        if record.levelno >= logging.WARNING:
+            return f"{record.levelname.lower()}: {msg}"
+        return msg
+
+
 def setup_logging(level: str | None = None) -> None:
-    """Root logging config: ``level`` or ``$ACTLAB_LOG_LEVEL`` (default warning), one line per record on stderr."""
-    name = (level or os.environ.get("ACTLAB_LOG_LEVEL") or "warning").upper()
+    """Logging for the CLI: actlab's own loggers at ``level`` or ``$ACTLAB_LOG_LEVEL`` (default info) on stderr, one
+    bare line per record (warnings prefixed ``warning:``); third-party loggers at warning (all at debug with
+    ``debug``)."""
+    name = (level or os.environ.get("ACTLAB_LOG_LEVEL") or "info").upper()
     if not isinstance(logging.getLevelName(name), int):
         raise ActlabError(f"ACTLAB_LOG_LEVEL {name.lower()!r} is not a level; valid: debug, info, warning, error, "
                           f"critical")
-    logging.basicConfig(level=name, format="%(levelname)s %(name)s: %(message)s", force=True)
+    logging.basicConfig(level="DEBUG" if name == "DEBUG" else "WARNING",
+                        format="%(levelname)s %(name)s: %(message)s", force=True)
+    ours = logging.getLogger("actlab")
+    for h in list(ours.handlers):
+        ours.removeHandler(h)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_Format())
+    ours.addHandler(handler)
+    ours.setLevel(name)
+    ours.propagate = False
 
 
 def _where(exc: BaseException) -> str:
