@@ -303,3 +303,47 @@ def test_icae_report_to_wandb_offline(tmp_path, wandb_offline):
     data.prepare_pretrain(cfg)
     trainer.pretrain(cfg, ICAE(micro_model("llama", tok), tok, cfg))
     assert_same(expected(wandb_history(wandb_offline)), read_jsonl(tmp_path / "r" / "pretrain" / "metrics.jsonl"))
+
+
+# ------------------------------------------------------------------------------------------------------- MLflow
+needs_mlflow = pytest.mark.skipif(importlib.util.find_spec("mlflow") is None, reason="mlflow not installed")
+
+
+@pytest.fixture()
+def mlflow_store(tmp_path, monkeypatch):
+    uri = (tmp_path / "mlruns").as_uri()
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # MLflow 3's file store is opt-in (sqlite needs sqlalchemy)
+    return uri
+
+
+def mlflow_metrics(uri: str, experiment: str = "actlab") -> dict[str, list[tuple[int, float]]]:
+    """``{key: [(step, value), ...]}`` of the one run in ``experiment`` of the store at ``uri``."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri)
+    exp = client.get_experiment_by_name(experiment)
+    runs = client.search_runs([exp.experiment_id])
+    assert len(runs) == 1, runs
+    run = runs[0]
+    return {k: sorted((m.step, m.value) for m in client.get_metric_history(run.info.run_id, k))
+            for k in run.data.metrics}
+
+
+@needs_mlflow
+def test_rundir_mlflow_file_store_same_keys(tmp_path, mlflow_store):
+    rows = [{"step": 1, "loss/train": 0.5, "note": "x"}, {"step": 2, "loss/train": 0.25, "dev/acc": 0.75}]
+    with RunDir(tmp_path / "run", report_to=["mlflow"]) as rd:
+        rd.begin({"lr": 0.1, "opt": {"beta": 0.9}})
+        for r in rows:
+            rd.log(r)
+        rd.mark_complete()
+    got = mlflow_metrics(mlflow_store)
+    assert got == {"loss/train": [(1, 0.5), (2, 0.25)], "dev/acc": [(2, 0.75)]}
+
+
+@needs_mlflow
+def test_ia2_train_report_to_mlflow(world, tmp_path, mlflow_store):
+    assert main(_ia2(world, tmp_path / "o", "--report_to", "mlflow")) == 0
+    run = _run_dir(tmp_path / "o")
+    assert_same(mlflow_metrics(mlflow_store, "ia2"), read_jsonl(run / "metrics.jsonl"))  # IA2: --wandb_project
