@@ -165,8 +165,7 @@ def load_pretrained(run_dir: str | Path):
     names = {f.name for f in dataclasses.fields(ICAEConfig)}
     dropped = sorted(k for k in d if k not in names and k != "_meta")
     if dropped:
-        log.warning("%s: recorded fields unknown to this version, ignored: %s", conf,
-                                            ", ".join(dropped))
+        log.warning("%s: recorded fields unknown to this version, ignored: %s", conf, ", ".join(dropped))
     d = {k: v for k, v in d.items() if k in names}
     defaults = {f.name: f.default for f in dataclasses.fields(ICAEConfig)}
     for _ in _TRAIN_ONLY:
