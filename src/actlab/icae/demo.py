@@ -8,11 +8,14 @@ Everything is offline: the zoo's ``syn_passages`` and ``syn_squad`` (test people
 from __future__ import annotations
 
 import dataclasses
+import logging
 import time
 from pathlib import Path
 
 from actlab.core.io import atomic_write_json
 from actlab.icae.config import ICAEConfig
+
+log = logging.getLogger(__name__)
 
 #: the demo's defaults (configs/icae/demo_config.yaml holds the same values)
 DEMO_DEFAULTS = dict(model_name="tiny", output_dir="runs/icae_demo", fixed_mem_size=32, mean_compression_rate=4,
@@ -86,8 +89,6 @@ def compression_figure(cfg: ICAEConfig, rates=(1, 2, 4, 8), seeds=(0, 1), out_di
     per rate the mean and 95 % CI over seeds (Student t) of :data:`FIGURE_KEYS`, and per length bin the BLEU-1.
     """
     from actlab.icae.data import prepare_pretrain
-    from actlab.icae.gauge import mean_ci
-    from actlab.icae.infer import eval_ae
     from actlab.icae.trainer import build_model, pretrain
 
     out = Path(out_dir or cfg.output_dir)
@@ -101,23 +102,86 @@ def compression_figure(cfg: ICAEConfig, rates=(1, 2, 4, 8), seeds=(0, 1), out_di
             pre = pretrain(c, icae)
             if pre.get("skipped"):
                 icae.load(pre["weights"])
-            rows, s = eval_ae(icae, c)
-            n_tok = [len(icae.tok(r["reference"], add_special_tokens=False)["input_ids"]) for r in rows]
-            by_len = {f"{a}-{b}": [r["bleu1"] for r, n in zip(rows, n_tok) if a <= n < b] for a, b in LENGTH_BINS}
-            runs.append({"rate": rate, "seed": seed, **{k: s.get(k) for k in FIGURE_KEYS},
-                         "verdict": s["gauge/verdict"],
-                         "bleu1_by_length": {k: (sum(v) / len(v) if v else None, len(v)) for k, v in by_len.items()}})
+            runs.append(figure_run(icae, c))
             atomic_write_json(out / "figure_runs.json", runs)
+    table = figure_table(runs, rates)
+    result = {"model": cfg.model_name, "seeds": list(seeds), "pretrain_steps": cfg.max_steps, "per_rate": table,
+              "runs": runs}
+    atomic_write_json(out / "figure.json", result)
+    return result
+
+
+def figure_run(icae, cfg: ICAEConfig) -> dict:
+    """One point of the figure: autoencode ``cfg``'s held-out passages with the gauge (:func:`~actlab.icae.infer.
+    eval_ae`) and keep :data:`FIGURE_KEYS`, the verdict, the BLEU-1 CI over texts, the BLEU-1 per length bin and
+    (under ``"gauge"``) every ``gauge/*`` key of the evaluation."""
+    from actlab.icae.infer import eval_ae
+
+    rows, s = eval_ae(icae, dataclasses.replace(cfg, task="ae"))
+    n_tok = [len(icae.tok(r["reference"], add_special_tokens=False)["input_ids"]) for r in rows]
+    by_len = {f"{a}-{b}": [r["bleu1"] for r, n in zip(rows, n_tok) if a <= n < b] for a, b in LENGTH_BINS}
+    return {"rate": cfg.mean_compression_rate, "seed": cfg.seed, **{k: s.get(k) for k in FIGURE_KEYS},
+            "gauge/bleu1_ci95": s.get("gauge/bleu1_ci95"), "verdict": s["gauge/verdict"],
+            "bleu1_by_length": {k: (sum(v) / len(v) if v else None, len(v)) for k, v in by_len.items()},
+            "gauge": {k: v for k, v in s.items() if k.startswith("gauge/")}}
+
+
+def figure_table(runs: list[dict], rates) -> dict:
+    """Per rate, the mean and 95 % CI over the runs (seeds) of :data:`FIGURE_KEYS` and of each length bin's BLEU-1
+    (Student t, :func:`actlab.icae.gauge.mean_ci`)."""
+    from actlab.icae.gauge import mean_ci
+
     table = {}
     for rate in rates:
         mine = [r for r in runs if r["rate"] == rate]
-        row = {k: mean_ci([r[k] for r in mine if r[k] is not None]) for k in FIGURE_KEYS}
+        row = {k: mean_ci([r[k] for r in mine if r.get(k) is not None]) for k in FIGURE_KEYS}
         for a, b in LENGTH_BINS:
             key = f"{a}-{b}"
             row[f"bleu1_len_{key}"] = mean_ci([r["bleu1_by_length"][key][0] for r in mine
                                                if r["bleu1_by_length"][key][0] is not None])
         table[str(rate)] = row
-    result = {"model": cfg.model_name, "seeds": list(seeds), "pretrain_steps": cfg.max_steps, "per_rate": table,
-              "runs": runs}
-    atomic_write_json(out / "figure.json", result)
-    return result
+    return table
+
+
+_TRAIN_ONLY = ("save_steps", "logging_steps", "warmup_steps", "max_grad_norm", "weight_decay", "learning_rate",
+               "per_device_train_batch_size", "demo_finetune_steps", "lm_ratio")
+
+
+def load_pretrained(run_dir: str | Path):
+    """``(cfg, icae)`` of a finished ICAE run directory (one holding ``pretrain/config.json`` and
+    ``pretrain/icae.safetensors``): the recorded config (fields this version no longer has are dropped, with a
+    warning) and the model with its saved pretrained weights, ready to evaluate again without training."""
+    import json
+
+    from actlab.core.errors import ActlabError
+    from actlab.icae.trainer import build_model
+
+    run = Path(run_dir)
+    conf, weights = run / "pretrain" / "config.json", run / "pretrain" / "icae.safetensors"
+    for p in (conf, weights):
+        if not p.is_file():
+            raise ActlabError(f"run_dir {run}: no {p.relative_to(run)} (not a finished ICAE pretraining run)")
+    d = json.loads(conf.read_text())
+    names = {f.name for f in dataclasses.fields(ICAEConfig)}
+    dropped = sorted(k for k in d if k not in names and k != "_meta")
+    if dropped:
+        log.warning("%s: recorded fields unknown to this version, ignored: %s", conf, ", ".join(dropped))
+    d = {k: v for k, v in d.items() if k in names}
+    defaults = {f.name: f.default for f in dataclasses.fields(ICAEConfig)}
+    for _ in _TRAIN_ONLY:
+        try:
+            cfg = ICAEConfig.from_dict(d, source=str(conf))
+            break
+        except ActlabError as e:  # a training-only value today's checks refuse (e.g. save_steps: 0) -> its default
+            bad = [k for k in _TRAIN_ONLY if f"--{k} " in str(e) and d.get(k) != defaults[k]]
+            if not bad:
+                raise
+            log.warning("%s: %s; %s is only used in training, evaluated with its default %s", conf, e, bad[0],
+                        defaults[bad[0]])
+            d[bad[0]] = defaults[bad[0]]
+    else:
+        cfg = ICAEConfig.from_dict(d, source=str(conf))
+    cfg = dataclasses.replace(cfg, output_dir=str(run), checkpoint_path=None, task="ae")
+    icae = build_model(dataclasses.replace(cfg, model_type="icae"))
+    icae.load(weights)
+    return cfg, icae
