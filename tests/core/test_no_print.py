@@ -49,3 +49,28 @@ def test_no_library_module_prints():
     assert not bad, f"library code prints (log through logging.getLogger(__name__); results go back to cli/): {bad}"
     stale = [k for k in ALLOWED if not found.get(k)]
     assert not stale, f"these files no longer print: remove them from ALLOWED: {stale}"
+
+
+def test_log_lines_go_above_a_progress_bar_and_the_handlers_come_back(capsys, monkeypatch):
+    import logging
+
+    from actlab.core.logs import setup_logging
+    from actlab.core.progress import bar_logging, progress
+
+    monkeypatch.setenv("ACTLAB_QUIET", "0")
+    setup_logging("info")
+    ours = logging.getLogger("actlab")
+    before = ours.handlers[:]
+    bar = progress(total=2, desc="steps")
+    with bar_logging():
+        assert ours.handlers != before  # tqdm's handler in place of the plain stderr one
+        logging.getLogger("actlab.some.module").info("resuming from step 3")
+        logging.getLogger("actlab.some.module").warning("odd value")
+        bar.update(1)
+    bar.close()
+    assert ours.handlers == before
+    cap = capsys.readouterr()
+    assert "resuming from step 3\n" in cap.err and "warning: odd value\n" in cap.err and cap.out == ""
+    monkeypatch.setenv("ACTLAB_QUIET", "1")
+    with bar_logging():  # no bar: nothing to redirect
+        assert ours.handlers == before
