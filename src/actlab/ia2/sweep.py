@@ -501,4 +501,6 @@ def _worker(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(_worker(sys.argv[1:]))
+    from actlab.ia2.sweep import _worker as worker  # the package module, so it logs as actlab.ia2.sweep
+
+    sys.exit(worker(sys.argv[1:]))

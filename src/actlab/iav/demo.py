@@ -68,6 +68,7 @@ def demo(model_id: str = "tiny", output_dir: str = "runs/iav_demo", num_prompts:
         seed_dir = Path(output_dir) / f"seed{int(s)}"
         per[int(s)] = demo_seed(model_id, str(seed_dir), num_prompts, max_new_tokens, quick, int(s))
         reports.append(f"=== seed {s} ===\n{seed_report(per[int(s)], seed_dir)}")
+        log.info(f"seed {s} done: {seed_dir / 'eval' / 'table.md'}")
     summary = summarize_seeds(per)
     out = Path(output_dir)
     atomic_write_json(out / "summary.json", summary)
