@@ -129,9 +129,11 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     lo, hi = map(int, args.runs.split("-")) if "-" in args.runs else (int(args.runs), int(args.runs))
 
+    from actlab.core.logs import setup_logging
     from actlab.core.models import load
     from actlab.ia2.demo import DemoConfig, run_demo
 
+    setup_logging()  # the demo's step lines on stderr, as under the CLI
     model, tok = load("tiny")
     report, lines_all = {}, []
     for name in args.settings:

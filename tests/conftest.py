@@ -22,6 +22,21 @@ def _actlab_home(tmp_path, monkeypatch):
     yield
 
 
+@pytest.fixture(autouse=True)
+def _logging_state():
+    """A test that runs the CLI in-process (``main(argv)`` configures logging) leaves logging as it found it, so the
+    next test's ``caplog`` sees actlab's records and no handler keeps a closed capture stream."""
+    import logging
+
+    root, ours = logging.getLogger(), logging.getLogger("actlab")
+    saved = (root.handlers[:], root.level, ours.handlers[:], ours.level, ours.propagate)
+    yield
+    root.handlers[:], ours.handlers[:] = saved[0], saved[2]
+    root.setLevel(saved[1])
+    ours.setLevel(saved[3])
+    ours.propagate = saved[4]
+
+
 @pytest.fixture(scope="session")
 def micro_tok():
     from actlab.core.testing import micro_tokenizer

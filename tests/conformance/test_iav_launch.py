@@ -54,7 +54,9 @@ def test_no_gpu_trains_in_process(tmp_path, capsys, micro_tok, micro_llama, monk
                "--num_val_samples", "0", "--batch_size", "4", "--seq_length", "48", "--max_prompt_length", "24",
                "--max_steps", "1", "--device", "cpu"])
     assert rc == 0
-    assert "one process (visible GPUs: 0)" in capsys.readouterr().out
+    cap = capsys.readouterr()
+    assert "one process (visible GPUs: 0)" in cap.err  # the status line (logged); the result on stdout
+    assert cap.out.strip().splitlines() == [f"heads: {out / 'heads'}"]
     assert (out / "COMPLETE").exists() and json.loads((out / "config.json").read_text())["max_steps"] == 1
 
 

@@ -4,7 +4,9 @@ import pytest
 
 
 @pytest.mark.slow
-def test_demo_micro_end_to_end_and_resume(tmp_path, micro_tok, capsys):
+def test_demo_micro_end_to_end_and_resume(tmp_path, micro_tok, caplog):
+    import logging
+
     from actlab.core.testing import micro_model
     from actlab.ia2.demo import DemoConfig, run_demo
 
@@ -14,8 +16,11 @@ def test_demo_micro_end_to_end_and_resume(tmp_path, micro_tok, capsys):
     micro_tok.save_pretrained(mdir)
     cfg = DemoConfig(work_dir=str(tmp_path / "w"), model_id=str(mdir), dataset="syn_sst2", N=4, icl_max_demos=3,
                      num_runs=2, quick=True, num_train_samples=40)
-    out = run_demo(cfg, preloaded=(model, micro_tok))
-    printed = capsys.readouterr().out
+    with caplog.at_level(logging.INFO, logger="actlab"):
+        out = run_demo(cfg, preloaded=(model, micro_tok))
+    printed = out["text"]  # what `actlab ia2 demo` prints on stdout; the step lines are logged
+    steps = [r.getMessage() for r in caplog.records if r.name == "actlab.ia2.demo"]
+    assert any(m.startswith("[ia2 demo] train tok act tna a2t") for m in steps), steps
     for name in ("Base (no ICL)", "ICL (base + demos)", "SFT", "IA2", "IA2+SFT", "IA2→SFT", "ECE", "±",
                  "paired differences", "95 % CI"):
         assert name in printed

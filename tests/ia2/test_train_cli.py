@@ -93,11 +93,20 @@ def test_sweep_two_workers(world, tmp_path, capsys):
             "--model_id", str(world / "llama"), "--data_dir", str(world / "data"), "--output_dir", str(out),
             "--max_steps", "2", "--max_parallel", "2"]
     rc = main(argv)
-    text = capsys.readouterr().out
+    cap = capsys.readouterr()
+    text = cap.out
     assert rc == 0, text
     rows = json.loads((out / "sweep_summary.json").read_text())
     assert sorted(r["method"] for r in rows) == ["a2t", "act", "t2a", "tok"]
     assert all(r["status"] == "done" for r in rows), rows
+    # stdout: the summary table and the counts; stderr: the progress lines; each worker's log: its run directory
+    table = text.strip().splitlines()
+    assert table[0].split()[:4] == ["status", "method", "dataset", "name"] and len(table) == 6, table
+    assert sorted(x.split()[1] for x in table[1:5]) == ["a2t", "act", "t2a", "tok"] and table[-1].startswith("4 done")
+    assert "ia2 sweep: 4 runs (4 to train, 0 complete, 0 blocked), 2 worker(s)" in cap.err
+    assert all(f"ia2 sweep: done {r['method']} {r['name']}" in cap.err for r in rows), cap.err
+    logs = [p.read_text() for p in (out / "sweep_logs").rglob("*.log")]
+    assert len(logs) == 4 and all(f"run directory: {out}" in x for x in logs), logs
     # rerun: everything skipped
     assert main(argv) == 0
     rows = json.loads((out / "sweep_summary.json").read_text())
@@ -116,7 +125,7 @@ def test_sweep_two_workers(world, tmp_path, capsys):
     rows = {r["name"]: r for r in json.loads((out2 / "sweep_summary.json").read_text())}
     assert rows["llama_qko_8_8_1_4_0.0001_0"]["status"] == "done"
     bad = rows["llama_qko_8_8_1_4_0.0001_1"]
-    assert bad["status"] == "failed" and "corrupt JSON" in bad["error"]
+    assert bad["status"] == "failed" and "corrupt JSON" in bad["error"] and "actlab: error:" in bad["error"]
 
 
 def test_train_from_config_path(world, tmp_path, capsys):

@@ -92,7 +92,7 @@ def test_cache_seed_pt_path_and_old_pickle(tmp_path, micro_dir, capsys):
     assert pt.read_bytes()[8:9] == b"{"  # a safetensors header, whatever the suffix
     rc, out, err = _run(_train_args(micro_dir, tmp_path / "run", "--cache_file", str(pt)), capsys)
     assert rc == 0, err
-    assert f"using cached reference logits from {pt}" in out
+    assert f"using cached reference logits from {pt}" in err  # a status line: stderr, stdout stays the results
 
 
 def test_evaluate_missing_baseline_dir(tmp_path, micro_dir, capsys):

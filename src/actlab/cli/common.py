@@ -13,7 +13,7 @@ import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+from actlab.core.logs import LOG_LEVELS
 
 
 @dataclass
@@ -66,7 +66,7 @@ def add_verb_arguments(p: argparse.ArgumentParser, verb: Verb) -> None:
         p.add_argument("--config_path", default=None, metavar="FILE",
                        help="YAML or JSON file of config keys; flags given explicitly win over it")
     p.add_argument("--log_level", choices=LOG_LEVELS, default=argparse.SUPPRESS, dest="_log_level",
-                   help="logging level (default: $ACTLAB_LOG_LEVEL or warning)")
+                   help="logging level of the status lines on stderr (default: $ACTLAB_LOG_LEVEL or info)")
     p.set_defaults(func=_handler(verb, s))
 
 

@@ -66,7 +66,7 @@ def run(cfg: MainDemoConfig) -> int:
         return 0
     from actlab.ia2.demo import DemoConfig, run_demo
 
-    run_demo(DemoConfig(work_dir=cfg.work_dir, model_id=cfg.model), preloaded=(model, tok))
+    print(run_demo(DemoConfig(work_dir=cfg.work_dir, model_id=cfg.model), preloaded=(model, tok))["text"])
     return 0
 
 

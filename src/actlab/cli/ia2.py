@@ -24,11 +24,14 @@ def _train(cfg) -> int:
 
 
 def _sweep(cfg) -> int:
+    from actlab.ia2.sweep import format_dry_run, format_summary
     from actlab.ia2.verbs import sweep
 
     results = sweep(cfg)
     if cfg.dry_run:
+        print(format_dry_run(results))
         return 0
+    print(format_summary(results))
     return 0 if all(r["status"] in ("done", "skipped") for r in results) else 1
 
 

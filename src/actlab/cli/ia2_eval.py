@@ -107,19 +107,27 @@ def _plot_all(cfg) -> int:
 def _asim(cfg) -> int:
     from actlab.ia2.verbs import activation_similarity
 
-    return 0 if activation_similarity(cfg) else 1
+    summary = activation_similarity(cfg)
+    print(f"activation similarity (overall cosine, mean over runs): {summary}")
+    return 0 if summary else 1
 
 
 def _overlap(cfg) -> int:
+    from pathlib import Path
+
+    from actlab.core.io import read_json
     from actlab.ia2.verbs import subspace_overlap
 
-    return 0 if subspace_overlap(cfg) else 1
+    summary = subspace_overlap(cfg)
+    rows = read_json(Path(cfg.runs.outputs_dir) / "analysis" / "subspace_overlap" / "overlap.json")["rows"]
+    print(f"subspace overlap (mean over runs; random ≈ {rows[0]['random_baseline']:.3f}): {summary}")
+    return 0 if summary else 1
 
 
 def _demo(cfg) -> int:
     from actlab.ia2.demo import run_demo
 
-    run_demo(cfg)
+    print(run_demo(cfg)["text"])
     return 0
 
 

@@ -29,9 +29,19 @@ def _train(cfg) -> int:
 
 
 def _launch(cfg) -> int:
-    from actlab.iav.verbs import launch
+    import os
+    from pathlib import Path
 
-    return launch(cfg)
+    from actlab.iav.verbs import launch, launch_command, launch_line
+
+    if cfg.print_only:
+        print(launch_line(cfg))
+        return 0
+    in_process = launch_command(cfg) is None
+    rc = launch(cfg)
+    if in_process and rc == 0 and os.environ.get("RANK", "0") == "0":
+        print(f"heads: {Path(cfg.train.output_dir) / 'heads'}")
+    return rc
 
 
 def _cache(cfg) -> int:
@@ -67,7 +77,7 @@ def _evaluate(cfg) -> int:
 def _demo(cfg) -> int:
     from actlab.iav.config import demo
 
-    demo(cfg)
+    print(demo(cfg)["text"])
     return 0
 
 

@@ -45,8 +45,13 @@ def cmd_infer(cfg) -> int:
 
 def cmd_demo(cfg) -> int:
     from actlab.icae.config import demo
+    from actlab.icae.gauge import format_gauge
 
-    _print(demo(cfg))
+    s = demo(cfg)
+    rate = s.get("ae/compression_rate")
+    print(format_gauge(s, f"AE on {s['model']} at {cfg.icae.mean_compression_rate}x (measured "
+                          f"{float('nan') if rate is None else rate:.2f}x)"))
+    _print(s)
     return 0
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import logging
 import os
 import sys
 import traceback
@@ -20,6 +19,7 @@ import traceback
 from actlab import __version__
 from actlab.core.config import OneLineParser
 from actlab.core.errors import ActlabError
+from actlab.core.logs import setup_logging
 
 # family name -> module with its FAMILY (plain code, no plugin registry)
 FAMILIES = {
@@ -32,7 +32,7 @@ FAMILIES = {
     "demo": "actlab.cli.demo",
 }
 
-__all__ = ["FAMILIES", "OneLineParser", "main", "make_parser"]
+__all__ = ["FAMILIES", "OneLineParser", "main", "make_parser", "setup_logging"]
 
 
 def _path(argv: list[str]) -> list[str]:
@@ -56,7 +56,7 @@ def make_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
                            formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"actlab {__version__}")
     parser.add_argument("--log_level", choices=LOG_LEVELS, default=argparse.SUPPRESS, dest="_log_level",
-                        help="logging level (default: $ACTLAB_LOG_LEVEL or warning)")
+                        help="logging level of actlab's status lines on stderr (default: $ACTLAB_LOG_LEVEL or info)")
     sub = parser.add_subparsers(dest="family", metavar="<family>", parser_class=OneLineParser)
     for name, module in FAMILIES.items():
         fam = importlib.import_module(module).FAMILY
@@ -69,36 +69,6 @@ def make_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
         else:
             family_parser(sub, fam, None if path is None else path[1:] if chosen else [])
     return parser
-
-
-class _Format(logging.Formatter):
-    """actlab's status lines as bare messages; warnings and errors with their level and logger."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        msg = record.getMessage()
-        if record.levelno >= logging.WARNING:
-            return f"{record.levelname.lower()}: {msg}"
-        return msg
-
-
-def setup_logging(level: str | None = None) -> None:
-    """Logging for the CLI: actlab's own loggers at ``level`` or ``$ACTLAB_LOG_LEVEL`` (default info) on stderr, one
-    bare line per record (warnings prefixed ``warning:``); third-party loggers at warning (all at debug with
-    ``debug``)."""
-    name = (level or os.environ.get("ACTLAB_LOG_LEVEL") or "info").upper()
-    if not isinstance(logging.getLevelName(name), int):
-        raise ActlabError(f"ACTLAB_LOG_LEVEL {name.lower()!r} is not a level; valid: debug, info, warning, error, "
-                          f"critical")
-    logging.basicConfig(level="DEBUG" if name == "DEBUG" else "WARNING",
-                        format="%(levelname)s %(name)s: %(message)s", force=True)
-    ours = logging.getLogger("actlab")
-    for h in list(ours.handlers):
-        ours.removeHandler(h)
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_Format())
-    ours.addHandler(handler)
-    ours.setLevel(name)
-    ours.propagate = False
 
 
 def _where(exc: BaseException) -> str:

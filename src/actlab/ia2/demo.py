@@ -3,21 +3,24 @@
 prepare (synthetic sst2, remapped labels) → run files (N, 30 runs) → train tok / act / tna / a2t → evaluate base with
 and without ICL and the trained models (uncertainty mode) → plots + report.html → subspace overlap and activation
 similarity → a results table (accuracy and ECE, mean ± 95 % CI over runs) and the paired differences between
-methods (per-run differences, mean ± 95 % CI) printed in the terminal.
+methods (per-run differences, mean ± 95 % CI), returned as ``text`` (``actlab ia2 demo`` prints it on stdout; the
+step lines are logged at info).
 
 Every step skips what is already done (pools and run files are kept, complete training runs are skipped, existing
-evaluation results are reused), so a rerun only redraws the plots and prints the table.
+evaluation results are reused), so a rerun only redraws the plots and remakes the table.
 """
 
 from __future__ import annotations
 
 import copy
-import sys
+import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from actlab.core.errors import ActlabError
+
+log = logging.getLogger(__name__)
 
 METHODS = ("tok", "act", "tna", "a2t")
 
@@ -74,7 +77,7 @@ class DemoConfig:
 
 
 def _step(msg: str) -> float:
-    print(f"[ia2 demo] {msg}", file=sys.stderr, flush=True)
+    log.info(f"[ia2 demo] {msg}")
     return time.perf_counter()
 
 
@@ -100,7 +103,8 @@ def train_configs(cfg: DemoConfig) -> list:
 
 
 def run_demo(cfg: DemoConfig | None = None, preloaded: tuple | None = None) -> dict:
-    """Run (or resume) the demo; returns ``{"table": str, "report": Path, "seconds": float, ...}``.
+    """Run (or resume) the demo; returns ``{"text": str, "table": str, "report": Path, "seconds": float, ...}``
+    (``text``: the results table, paired differences, analyses, report path and timings, as the CLI prints them).
 
     ``preloaded`` = ``(model, tokenizer)`` skips loading ``cfg.model_id`` (tests use a micro model).
     """
@@ -188,30 +192,27 @@ def run_demo(cfg: DemoConfig | None = None, preloaded: tuple | None = None) -> d
     paired = format_paired(prows)
     seconds = time.perf_counter() - t_all
     report = paths[-1]
-    print()
-    print(f"IA2 demo — {short_name(cfg.model_id)} on {cfg.dataset}, N={cfg.N}, {cfg.num_runs} runs, "
-          f"{cfg.num_eval_examples} eval examples, ≤{cfg.icl_max_demos} ICL demos (mean ± 95 % CI over runs)")
-    print(table)
-    print()
-    print("paired differences, trained method − reference, same runs (mean ± 95 % CI; * = excludes 0)")
-    print(paired)
-    print(width_note(rows))
+    lines = ["", f"IA2 demo — {short_name(cfg.model_id)} on {cfg.dataset}, N={cfg.N}, {cfg.num_runs} runs, "
+                 f"{cfg.num_eval_examples} eval examples, ≤{cfg.icl_max_demos} ICL demos (mean ± 95 % CI over runs)",
+             table, "", "paired differences, trained method − reference, same runs (mean ± 95 % CI; * = excludes 0)",
+             paired, width_note(rows)]
     if "subspace_overlap" in analyses:
-        print(f"subspace overlap of LoRA updates: {_fmt(analyses['subspace_overlap'])}")
+        lines.append(f"subspace overlap of LoRA updates: {_fmt(analyses['subspace_overlap'])}")
     if "activation_similarity" in analyses:
-        print(f"activation similarity to base+ICL (cosine, attn_output): {_fmt(analyses['activation_similarity'])}")
+        lines.append(f"activation similarity to base+ICL (cosine, attn_output): "
+                     f"{_fmt(analyses['activation_similarity'])}")
     if "error" in analyses:
-        print(f"analyses skipped: {analyses['error']}")
-    print(f"report: {report}")
-    print(f"plots:  {report.parent}/  ({len(paths) - 1} PNGs)")
+        lines.append(f"analyses skipped: {analyses['error']}")
+    lines += [f"report: {report}", f"plots:  {report.parent}/  ({len(paths) - 1} PNGs)"]
     import resource
 
     ru = resource.getrusage(resource.RUSAGE_SELF)
     cpu = ru.ru_utime + ru.ru_stime
-    print(f"time: {seconds:.0f} s wall, {cpu:.0f} s CPU (" + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items())
-          + ")")
-    return {"table": table, "paired": paired, "paired_rows": prows, "report": report, "paths": paths, "seconds": seconds, "cpu_seconds": cpu, "timings": timings,
-            "rows": summary_rows(exp), "analyses": analyses}
+    lines.append(f"time: {seconds:.0f} s wall, {cpu:.0f} s CPU ("
+                 + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items()) + ")")
+    return {"text": "\n".join(lines), "table": table, "paired": paired, "paired_rows": prows, "report": report,
+            "paths": paths, "seconds": seconds, "cpu_seconds": cpu, "timings": timings, "rows": rows,
+            "analyses": analyses}
 
 
 def width_note(rows, limit: float = 0.05) -> str:

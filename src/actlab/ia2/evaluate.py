@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import gc
 import json
+import logging
 import math
 import time
 from collections.abc import Sequence
@@ -654,14 +655,16 @@ def _recorded_identity(path: Path) -> dict | None:
     return doc.get("identity") if isinstance(doc, dict) else None
 
 
-def evaluate(cfg: EvalConfig, preloaded: dict | None = None, log=print) -> list[Path]:
+def evaluate(cfg: EvalConfig, preloaded: dict | None = None, log=None) -> list[Path]:
     """Run every planned task without a result that serves it (all with ``force``); returns the result paths.
 
     A result serves a task when its recorded identity matches (:func:`identity_diff`); one whose settings differ is
     recomputed, and the log names the differing settings. ``preloaded`` maps a model id to an already loaded
-    ``(model, tokenizer)`` (tests, the demo).
+    ``(model, tokenizer)`` (tests, the demo). ``log``: where the status lines go (default: this module's logger).
     """
     from actlab.core.progress import progress
+
+    log = log or logging.getLogger(__name__).info
 
     tasks = plan(cfg)
     todo = []

@@ -16,7 +16,8 @@ label types (tok/a2t/t2a), LoRA types/ranks/alphas (LoRA), IA3 types (IA3), virt
   ``tok`` if missing). Every a2t/t2a run waits for its parent when the parent is in the grid; a parent neither in the
   grid nor trained on disk is reported before anything starts (status ``blocked``). ``sequential_first`` puts every
   non-sequential run ahead of every sequential one.
-* At the end a summary table is printed and written to ``{output_dir}/sweep_summary.json``.
+* At the end a summary table is written to ``{output_dir}/sweep_summary.json`` (``actlab ia2 sweep`` prints it,
+  :func:`format_summary`); the progress lines are logged at info.
 * ``launcher="slurm"`` submits the runs to train through submitit instead of the local pool (see docs/scale.md):
   the runs without a parent to train as one job array, each a2t/t2a group as an array with an ``afterok`` dependency
   on its parent's job; a preempted or timed-out job is requeued (submitit's ``checkpoint``) and the run resumes from
@@ -29,6 +30,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -39,7 +41,7 @@ from pathlib import Path
 
 from actlab.core.errors import ActlabError
 from actlab.core.io import ConfigMismatch, atomic_write_json, is_complete, lock_holder, read_json
-from actlab.core.progress import progress
+from actlab.core.progress import bar_logging, progress
 from actlab.ia2 import naming
 from actlab.ia2.config import SEQUENTIAL, IA2TrainConfig, join_method, split_method
 
@@ -49,6 +51,8 @@ AXES_FAMILY = {"lora": ("lora_type", "lora_r", "lora_alpha"), "ia3": ("ia3_type"
 LAUNCHERS = ("local", "slurm")
 SLURM_CLUSTERS = ("auto", "slurm", "local", "debug")
 ALL_AXES = {*AXES_ALL, *(a for axes in AXES_FAMILY.values() for a in axes), "ce_loss_weight"}
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -197,11 +201,8 @@ def sweep(cfg: SweepConfig) -> list[dict]:
                 _fill_summary(row)
         except ConfigMismatch as e:
             row.update(status="differs", error=str(e))
-    if cfg.dry_run:
-        for c in grid:
-            row = rows[key[id(c)]]
-            print(f"{row['status']:8s} {key[id(c)]}" + (f"  ({row['error']})" if row["error"] else ""))
-        return list(rows.values())
+    if cfg.dry_run:  # the statuses only (``actlab ia2 sweep --dry_run`` prints them, format_dry_run)
+        return [rows[key[id(c)]] for c in grid]
     pending = [c for c in jobs if rows[key[id(c)]]["status"] == "pending"]
     if cfg.launcher == "slurm":
         _sweep_slurm(cfg, pending, rows, key, parent_of)
@@ -209,14 +210,15 @@ def sweep(cfg: SweepConfig) -> list[dict]:
     n_gpu = _gpu_count()
     threads = max(1, (os.cpu_count() or 1) // cfg.max_parallel)
     running: dict[int, tuple[IA2TrainConfig, subprocess.Popen, float, object]] = {}
-    print(f"ia2 sweep: {len(grid)} runs ({len(pending)} to train, "
-          f"{sum(r['status'] == 'skipped' for r in rows.values())} complete, "
-          f"{sum(r['status'] == 'blocked' for r in rows.values())} blocked), {cfg.max_parallel} worker(s)"
-          + (f" on {n_gpu} GPU(s)" if n_gpu else ""), file=sys.stderr)
+    log.info(f"ia2 sweep: {len(grid)} runs ({len(pending)} to train, "
+             f"{sum(r['status'] == 'skipped' for r in rows.values())} complete, "
+             f"{sum(r['status'] == 'blocked' for r in rows.values())} blocked), {cfg.max_parallel} worker(s)"
+             + (f" on {n_gpu} GPU(s)" if n_gpu else ""))
     bar = progress(total=len(pending), desc="ia2 sweep")
     old_term = _terminate_on_sigterm()
     try:
-        _run_jobs(cfg, pending, running, rows, key, parent_of, n_gpu, threads, bar)
+        with bar_logging():
+            _run_jobs(cfg, pending, running, rows, key, parent_of, n_gpu, threads, bar)
     finally:
         _stop_workers(running)
         if old_term is not None:
@@ -227,7 +229,6 @@ def sweep(cfg: SweepConfig) -> list[dict]:
 
 def _finish(grid, rows) -> list[dict]:
     result = list(rows.values())
-    print_summary(result)
     out = Path(grid[0].output_dir) / "sweep_summary.json" if grid else None
     if out is not None:
         atomic_write_json(out, result)
@@ -285,7 +286,7 @@ def _run_jobs(cfg, pending, running, rows, key, parent_of, n_gpu, threads, bar) 
                 _fill_summary(row)
             else:
                 row.update(status="failed", error=f"exit {rc}: {_last_line(_log_path(job))} (log: {_log_path(job)})")
-            bar.write(f"ia2 sweep: {row['status']} {row['method']} {row['name']}", file=sys.stderr)
+            log.info(f"ia2 sweep: {row['status']} {row['method']} {row['name']}")
             bar.update(1)
             del running[slot]
         # jobs whose parent failed/blocked can never run
@@ -313,9 +314,9 @@ def _launch(c: IA2TrainConfig, slot: int, n_gpu: int, threads: int):
         env["ACTLAB_THREADS"] = str(threads)
         env["OMP_NUM_THREADS"] = str(threads)
     env["ACTLAB_QUIET"] = "1"  # the worker writes to its log file; the sweep shows one bar over the runs
-    log = _log_path(c)
-    log.parent.mkdir(parents=True, exist_ok=True)
-    fh = open(log, "w", encoding="utf-8")  # noqa: SIM115 (closed when the process ends)
+    log_file = _log_path(c)
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    fh = open(log_file, "w", encoding="utf-8")  # noqa: SIM115 (closed when the process ends)
     proc = subprocess.Popen([sys.executable, "-m", "actlab.ia2.sweep", json.dumps(_worker_kw(c))], stdout=fh,
                             stderr=subprocess.STDOUT, env=env, preexec_fn=_die_with_parent(os.getpid()))
     return proc, time.perf_counter(), fh
@@ -348,6 +349,10 @@ class SubmititRun:
 
     def __call__(self) -> str:
         os.environ["ACTLAB_QUIET"] = "1"
+        if not logging.getLogger("actlab").handlers:  # the job's own process: its status lines in the job's log
+            from actlab.core.logs import setup_logging
+
+            setup_logging()
         if os.environ.get("SLURM_CPUS_PER_TASK"):
             import torch
 
@@ -388,9 +393,8 @@ def _sweep_slurm(cfg: SweepConfig, pending: list[IA2TrainConfig], rows: dict, ke
         par = parent_of[k] if parent_of[k] in by_key else None
         waves.setdefault(level(k), {}).setdefault(par, []).append(c)
     jobs: dict[str, object] = {}
-    print(f"ia2 sweep: {len(rows)} runs ({len(pending)} to submit, "
-          f"{sum(r['status'] == 'skipped' for r in rows.values())} complete) through submitit ({ex.cluster})",
-          file=sys.stderr)
+    log.info(f"ia2 sweep: {len(rows)} runs ({len(pending)} to submit, "
+             f"{sum(r['status'] == 'skipped' for r in rows.values())} complete) through submitit ({ex.cluster})")
     for lvl in sorted(waves):
         for par, group in waves[lvl].items():
             if par is not None and rows[par]["status"] not in ("pending", "running", "done"):
@@ -437,7 +441,7 @@ def _wait(jobs: dict, rows: dict, keys: list[str]) -> None:
         else:
             row["status"] = "failed"
             row["error"] = row["error"] or f"job {job.job_id} ended without a complete run"
-        print(f"ia2 sweep: {row['status']} {row['method']} {row['name']} (job {job.job_id})", file=sys.stderr)
+        log.info(f"ia2 sweep: {row['status']} {row['method']} {row['name']} (job {job.job_id})")
 
 
 def _worker_kw(c: IA2TrainConfig) -> dict:
@@ -453,7 +457,13 @@ def _fill_summary(row: dict) -> None:
             pass
 
 
-def print_summary(rows: list[dict]) -> None:
+def format_dry_run(rows: list[dict]) -> str:
+    """One line per run of a dry run: its status and run directory (and why, for a run that cannot start)."""
+    return "\n".join(f"{r['status']:8s} {r['run_dir']}" + (f"  ({r['error']})" if r["error"] else "") for r in rows)
+
+
+def format_summary(rows: list[dict]) -> str:
+    """The sweep's summary table (status, method, dataset, name, seconds, best dev loss, error) and the counts."""
     cols = ("status", "method", "dataset", "name", "seconds", "best_dev_loss", "error")
 
     def fmt(v):
@@ -463,28 +473,34 @@ def print_summary(rows: list[dict]) -> None:
 
     table = [cols] + [tuple(fmt(r[c]) for c in cols) for r in rows]
     widths = [max(len(t[i]) for t in table) for i in range(len(cols))]
-    for t in table:
-        print("  ".join(x.ljust(w) for x, w in zip(t, widths, strict=True)).rstrip())
+    lines = ["  ".join(x.ljust(w) for x, w in zip(t, widths, strict=True)).rstrip() for t in table]
     counts = {s: sum(r["status"] == s for r in rows) for s in ("done", "skipped", "failed", "blocked", "busy", "differs")}
     counts = {k: v for k, v in counts.items() if v or k in ("done", "skipped", "failed", "blocked")}
-    print(", ".join(f"{v} {k}" for k, v in counts.items()))
+    return "\n".join([*lines, ", ".join(f"{v} {k}" for k, v in counts.items())])
 
 
 def _worker(argv: list[str]) -> int:
+    """One run of the sweep in its own process (``python -m actlab.ia2.sweep CONFIG_JSON``), its output in the
+    run's log file: the trainer's status lines, then the run directory; a user error as one ``actlab: error:``
+    line and exit 2, as the CLI does."""
     import torch
 
+    from actlab.core.logs import setup_logging
     from actlab.ia2.trainer import train
 
+    setup_logging()
     if os.environ.get("ACTLAB_THREADS"):
         torch.set_num_threads(int(os.environ["ACTLAB_THREADS"]))
     try:
         cfg = IA2TrainConfig(**json.loads(argv[0]))
-        print(train(cfg))
+        log.info(f"run directory: {train(cfg)}")
     except ActlabError as e:
-        print(f"actlab: error: {e}", file=sys.stderr)
+        sys.stderr.write(f"actlab: error: {e}\n")
         return 2
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(_worker(sys.argv[1:]))
+    from actlab.ia2.sweep import _worker as worker  # the package module, so it logs as actlab.ia2.sweep
+
+    sys.exit(worker(sys.argv[1:]))

@@ -11,10 +11,13 @@ Both write a plain HF model directory (safetensors) that :func:`actlab.core.mode
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
 from actlab.core.errors import ActlabError
+
+log = logging.getLogger(__name__)
 
 
 def _dataset(rows: list[dict]):
@@ -58,8 +61,34 @@ def _train_trl(model_name_or_path: str, rows: list[dict], output_dir: str | Path
     model.train()
     trainer = trainer_cls(model=model, args=args(str(out) + ".trl"), train_dataset=_dataset(rows),
                           processing_class=tok)
-    trainer.train()
+    _log_through_logging(trainer, meta["method"])
+    from actlab.core.progress import bar_logging
+
+    with bar_logging():
+        trainer.train()
     return _save(trainer.model, tok, out, {**meta, "history": trainer.state.log_history})
+
+
+def _log_through_logging(trainer, name: str) -> None:
+    """The trainer's log dicts (loss, lr, …) as info lines of this module's logger: transformers prints them on
+    stdout (``PrinterCallback``, or the progress bar's ``write``), which carries only a verb's results."""
+    from transformers import TrainerCallback
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    class Logs(TrainerCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if state.is_world_process_zero and logs:
+                log.info(f"{name} step {state.global_step}: " + ", ".join(
+                    f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in logs.items() if k != "total_flos"))
+
+    class Bar(ProgressCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):  # the bar only; Logs has the lines
+            return None
+
+    trainer.remove_callback(PrinterCallback)
+    if trainer.pop_callback(ProgressCallback) is not None:
+        trainer.add_callback(Bar)
+    trainer.add_callback(Logs)
 
 
 def train_dpo(model_name_or_path: str, rows: list[dict], output_dir: str | Path, *, beta: float = 0.1,

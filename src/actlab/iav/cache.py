@@ -20,6 +20,7 @@ PATH`` once (the main process).
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -32,6 +33,8 @@ from actlab.iav.data import Tokenized
 FORMAT = "actlab-iav-cache"
 VERSION = "1"
 SIDES = ("chosen", "rejected")
+
+log = logging.getLogger(__name__)
 
 
 #: first bytes of a torch.save file (zip) or a raw pickle (protocol 2-5)
@@ -145,8 +148,8 @@ def load_cache(path: str | Path, data: Tokenized, *, vocab_size: int, expect: di
         raise ActlabError(f"cache {path} lacks {', '.join(missing)}; {hint}")
     tensors["_meta"] = meta
     if os.environ.get("RANK", "0") == "0":
-        print(f"using cached reference logits from {path} ({meta.get('num_samples')} pairs, ref_model "
-              f"{meta.get('ref_model')}, top-{meta.get('topk')})", flush=True)
+        log.info(f"using cached reference logits from {path} ({meta.get('num_samples')} pairs, ref_model "
+                 f"{meta.get('ref_model')}, top-{meta.get('topk')})")
     return tensors
 
 

@@ -4,13 +4,15 @@
    twice: with a trainable base head (the IAV design) and with a frozen one (``π ∝ π_ref·exp(α·a_t)``, the ablation);
 2. train the baselines with TRL: a DPO model (``DPOTrainer``) and a GenARM ARM (``CPOTrainer``, sigmoid, no NLL);
 3. sample on held-out ``syn_hh`` prompts: base, both IAVs at α ∈ {0, .5, 1, 1.5, 2}, GenARM (α = 1), DPO;
-4. score with the programmatic preference reward; print the side-by-side table; write ``reward_vs_alpha.png``;
+4. score with the programmatic preference reward; the side-by-side table; write ``reward_vs_alpha.png``;
 5. all of it once per seed (training data order and init, baselines, sampled prompts and generations), then the table
    over seeds: each method's mean reward as mean ± 95 % CI over seeds, its difference to the base model and (IAV) to
    α = 0 of the same heads, paired by seed, with their CIs (``summary.md``, ``summary.json``,
    ``reward_vs_alpha.png`` with CI error bars).
 
-Everything lands under ``output_dir/seed<s>/`` and is skipped on rerun when complete.
+Everything lands under ``output_dir/seed<s>/`` and is skipped on rerun when complete. :func:`demo` returns the
+summary with its ``text`` (each seed's table, then the table over seeds), which ``actlab iav demo`` prints; the
+step lines are logged at info.
 
 ``--model_id dialogs`` uses a stand-in built here on first use (about 4 minutes on one CPU thread): the zoo's ``tiny``
 shape and tokenizer trained with the zoo's own builder on its hh-like dialogs only (70 % polite, 30 % rude replies, as
@@ -19,11 +21,14 @@ in the zoo corpora), for when the zoo models are not built yet; see docs/iav.md.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from actlab.core.errors import ActlabError
 
 DIALOGS = "dialogs"
+
+log = logging.getLogger(__name__)
 
 
 def dialogs_model() -> Path:
@@ -40,7 +45,7 @@ def dialogs_model() -> Path:
                    train=TrainSpec(steps=500, batch_size=16, warmup=30, threads=1, ckpt_every=100, eval_every=0,
                                    eval_tasks=10),
                    seed=3)
-    print(f"building the dialogs stand-in model into {final} (resumable)")
+    log.info(f"building the dialogs stand-in model into {final} (resumable)")
     build(spec, final)
     return final
 
@@ -50,26 +55,27 @@ SEEDS = (0, 1, 2)
 
 def demo(model_id: str = "tiny", output_dir: str = "runs/iav_demo", num_prompts: int = 100,
          max_new_tokens: int = 48, quick: bool = False, seeds=SEEDS) -> dict:
-    """The demo once per seed into ``output_dir/seed<s>/``, then the summary over seeds (printed and written)."""
+    """The demo once per seed into ``output_dir/seed<s>/``, then the summary over seeds (written to
+    ``summary.json`` / ``summary.md``); returns the summary and its ``text``: each seed's report, then the table
+    over seeds."""
     from actlab.core.io import atomic_write_json, atomic_write_text
 
     if quick:
         seeds = tuple(seeds)[:2]
-    per = {}
+    per, reports = {}, []
     for s in seeds:
-        print(f"=== seed {s} ===")
-        per[int(s)] = demo_seed(model_id, str(Path(output_dir) / f"seed{int(s)}"), num_prompts, max_new_tokens, quick,
-                                int(s))
+        log.info(f"=== seed {s} ===")
+        seed_dir = Path(output_dir) / f"seed{int(s)}"
+        per[int(s)] = demo_seed(model_id, str(seed_dir), num_prompts, max_new_tokens, quick, int(s))
+        reports.append(f"=== seed {s} ===\n{seed_report(per[int(s)], seed_dir)}")
+        log.info(f"seed {s} done: {seed_dir / 'eval' / 'table.md'}")
     summary = summarize_seeds(per)
     out = Path(output_dir)
     atomic_write_json(out / "summary.json", summary)
     text = seed_table(summary)
     atomic_write_text(out / "summary.md", text)
     plot_seeds(summary, out / "reward_vs_alpha.png")
-    print()
-    print(text)
-    print(f"plot over seeds: {out / 'reward_vs_alpha.png'}")
-    return summary
+    return {**summary, "text": "\n".join([*reports, "", text, f"plot over seeds: {out / 'reward_vs_alpha.png'}"])}
 
 
 def summarize_seeds(per_seed: dict[int, dict]) -> dict:
@@ -177,8 +183,8 @@ def demo_seed(model_id: str = "tiny", output_dir: str = "runs/iav_demo", num_pro
     base_steps = 8 if quick else 60
     if quick:
         num_prompts, max_new_tokens = min(num_prompts, 16), min(max_new_tokens, 24)
-    print(f"[1/3] training IAV heads on {model_id} (syn_hh, {n_train} pairs, {steps} steps; base head trainable, "
-          "then frozen)")
+    log.info(f"[1/3] training IAV heads on {model_id} (syn_hh, {n_train} pairs, {steps} steps; base head trainable, "
+             "then frozen)")
     for sub, frozen in (("iav", False), ("iav_frozen", True)):
         cfg = TrainConfig(model_name_or_path=model_id, output_dir=str(out / sub), dataset="syn_hh",
                           num_train_samples=n_train, num_val_samples=32, batch_size=16, learning_rate=5e-3,
@@ -187,12 +193,12 @@ def demo_seed(model_id: str = "tiny", output_dir: str = "runs/iav_demo", num_pro
                           loss=LossConfig(loss="corrected", beta=0.1, lambda_kl=0.1, lambda_l2=0.01))
         train(cfg)
     rows = load_rows("syn_hh", "train", n_train, seed)
-    print(f"[2/3] training baselines with TRL: DPO ({base_steps} steps) and GenARM's ARM ({base_steps} steps)")
+    log.info(f"[2/3] training baselines with TRL: DPO ({base_steps} steps) and GenARM's ARM ({base_steps} steps)")
     dpo = train_dpo(model_id, rows, out / "dpo", beta=0.1, max_steps=base_steps, batch_size=16, learning_rate=1e-4,
                     max_length=96, seed=seed)
     arm = train_arm(model_id, rows, out / "arm", beta=0.05, max_steps=base_steps, batch_size=16, learning_rate=1e-4,
                     max_length=96, seed=seed)
-    print(f"[3/3] α sweep on {num_prompts} held-out prompts (sampling, T=1, {max_new_tokens} new tokens)")
+    log.info(f"[3/3] α sweep on {num_prompts} held-out prompts (sampling, T=1, {max_new_tokens} new tokens)")
     ecfg = EvalConfig(heads=str(out / "iav" / "heads"), heads_frozen_base=str(out / "iav_frozen" / "heads"),
                       arm_model=str(arm), dpo_model=str(dpo), prompt_set="syn_hh",
                       num_prompts=num_prompts, max_new_tokens=max_new_tokens, do_sample=True, temperature=1.0,
@@ -201,8 +207,13 @@ def demo_seed(model_id: str = "tiny", output_dir: str = "runs/iav_demo", num_pro
         summary = read_json(out / "eval" / "results.json")
     else:
         summary = evaluate(ecfg)
-    print()
-    print((out / "eval" / "table.md").read_text(encoding="utf-8"))
+    return summary
+
+
+def seed_report(summary: dict, output_dir) -> str:
+    """One seed's report: its side-by-side table (``eval/table.md``), whether reward rises with α, the plot path."""
+    out = Path(output_dir)
+    lines = ["", (out / "eval" / "table.md").read_text(encoding="utf-8")]
     for kind, key, label in (("iav", "reward_rises_with_alpha", "IAV"),
                              ("iav-fb", "reward_rises_with_alpha_frozen_base", "IAV, frozen base head")):
         t = summary.get(key)
@@ -210,8 +221,8 @@ def demo_seed(model_id: str = "tiny", output_dir: str = "runs/iav_demo", num_pro
         if not t or not rows_k:
             continue
         rs = ", ".join(f"α={r['alpha']:g}: {r['reward']:.3f}" for r in rows_k)
-        print(f"{label} reward by α: {rs}")
-        print(f"  reward rises with α: monotone={t['monotone']}, spearman={t['spearman']}, "
-              f"α={rows_k[-1]['alpha']:g} beats α=0: {t['max_alpha_beats_zero']}")
-    print(f"plot: {out / 'eval' / 'reward_vs_alpha.png'}")
-    return summary
+        lines.append(f"{label} reward by α: {rs}")
+        lines.append(f"  reward rises with α: monotone={t['monotone']}, spearman={t['spearman']}, "
+                     f"α={rows_k[-1]['alpha']:g} beats α=0: {t['max_alpha_beats_zero']}")
+    lines.append(f"plot: {out / 'eval' / 'reward_vs_alpha.png'}")
+    return "\n".join(lines)

@@ -4,6 +4,7 @@ directly: :func:`actlab.iav.cache.build_cache`, :func:`actlab.iav.trainer.train`
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
@@ -12,6 +13,8 @@ from actlab.core.config import check_positive
 from actlab.core.errors import ActlabError
 from actlab.iav.config import IAVGenerateConfig, TrainConfig
 from actlab.iav.evaluate import EvalConfig
+
+log = logging.getLogger(__name__)
 
 #: help for EvalConfig's fields (the dataclass lives in actlab.iav.evaluate)
 EVAL_META = {
@@ -68,7 +71,7 @@ def _backbone_of(heads: str) -> str:
     return bb
 
 
-def evaluate(cfg: IAVEvaluateConfig, log=print) -> dict:
+def evaluate(cfg: IAVEvaluateConfig) -> dict:
     """Train the missing baselines (with ``train_baselines``), then :func:`actlab.iav.evaluate.evaluate`."""
     from actlab.iav.evaluate import evaluate as _evaluate
 
@@ -82,7 +85,7 @@ def evaluate(cfg: IAVEvaluateConfig, log=print) -> dict:
         rows = load_rows(cfg.baseline_dataset, "train", cfg.baseline_samples, ev.seed)
         for kind, d in todo:
             fn = train_arm if kind == "arm" else train_dpo
-            log(f"training the {kind} baseline with TRL into {d}")
+            log.info(f"training the {kind} baseline with TRL into {d}")
             fn(backbone, rows, d, max_steps=cfg.baseline_steps, batch_size=16, learning_rate=1e-4, seed=ev.seed)
     return _evaluate(ev)
 
@@ -179,23 +182,30 @@ def launch_command(cfg: IAVLaunchConfig, n_gpus: int | None = None) -> list[str]
             "-m", "actlab.cli.main", "iav", "train", *train_argv(cfg.train)]
 
 
-def launch(cfg: IAVLaunchConfig) -> int:
-    """Run the training as ``train.sh`` would: through ``accelerate launch`` on several GPUs, else in-process."""
+def launch_line(cfg: IAVLaunchConfig) -> str:
+    """What :func:`launch` runs, as one line: the ``accelerate launch`` command, or ``one process (visible GPUs:
+    N): actlab iav train ...``."""
     import shlex
-    import subprocess
 
     cmd = launch_command(cfg)
     if cmd is None:
-        line = "actlab iav train " + shlex.join(train_argv(cfg.train))
-        print(f"one process (visible GPUs: {visible_gpus()}): {line}", flush=True)
-        if cfg.print_only:
-            return 0
+        return f"one process (visible GPUs: {visible_gpus()}): actlab iav train {shlex.join(train_argv(cfg.train))}"
+    return shlex.join(cmd)
+
+
+def launch(cfg: IAVLaunchConfig) -> int:
+    """Run the training as ``train.sh`` would: through ``accelerate launch`` on several GPUs, else in-process;
+    returns the exit code. The command is logged at info; with ``print_only`` nothing runs (:func:`launch_line`
+    gives the command)."""
+    import subprocess
+
+    cmd = launch_command(cfg)
+    log.info(launch_line(cfg))
+    if cfg.print_only:
+        return 0
+    if cmd is None:
         from actlab.iav.trainer import train
 
-        out = train(cfg.train)
-        print(f"heads: {Path(out) / 'heads'}")
-        return 0
-    print(shlex.join(cmd), flush=True)
-    if cfg.print_only:
+        train(cfg.train)
         return 0
     return subprocess.run(cmd, check=False).returncode

@@ -1,5 +1,5 @@
 """``actlab icae demo``: pretrain ICAE briefly on the zoo model, autoencode held-out passages at 4× compression
-(BLEU-1 with the gauge of :mod:`actlab.icae.gauge`, printed as a table), fine-tune on synthetic SQuAD and compare
+(BLEU-1 with the gauge of :mod:`actlab.icae.gauge`; ``actlab icae demo`` prints it as a table), fine-tune on synthetic SQuAD and compare
 QA EM/F1 and speed with the full-context ``SimpleLLM``.
 
 Everything is offline: the zoo's ``syn_passages`` and ``syn_squad`` (test people never appear in training).
@@ -44,10 +44,8 @@ def run_demo(cfg: ICAEConfig | None = None, quick: bool = False) -> dict:
         icae.load(pre["weights"])
     t_pre = time.perf_counter() - t0
     ae_rows, ae = eval_ae(icae, dataclasses.replace(cfg, task="ae"))
-    from actlab.icae.gauge import format_gauge
-
-    print(format_gauge(ae, f"AE on {cfg.model_name} at {cfg.mean_compression_rate}x "
-                           f"(measured {ae.get('compression/rate', float('nan')):.2f}x)"), flush=True)
+    log.info(f"icae demo: autoencoding BLEU-1 {ae['ae/bleu1']:.3f} at {ae.get('compression/rate', float('nan')):.2f}x "
+             f"({ae.get('gauge/verdict', '')}); fine-tuning on QA")
     ft_cfg = dataclasses.replace(cfg, task="qa", max_steps=cfg.demo_finetune_steps,
                                  warmup_steps=min(cfg.warmup_steps, cfg.demo_finetune_steps // 5))
     ft = finetune(ft_cfg, icae)
