@@ -42,6 +42,7 @@ import torch
 
 from actlab.core.errors import ActlabError
 from actlab.core.io import COMPLETE, atomic_write_json, read_json
+from actlab.core.lazy import callable_module
 from actlab.core.metrics import ece, entropy, label_set_accuracy
 from actlab.ia2.config import EXTRA_OBJECTIVES, OBJECTIVES, method_parts, split_method
 
@@ -677,3 +678,6 @@ def evaluate(cfg: EvalConfig, preloaded: dict | None = None, log=print) -> list[
         doc = run_task(t, cfg, models)
         atomic_write_json(t.path, doc)
     return [t.path for t in tasks]
+
+
+callable_module(__name__, "evaluate")  # actlab.ia2.evaluate(cfg): the family's evaluate (see actlab.ia2)

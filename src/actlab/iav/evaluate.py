@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 
 from actlab.core.errors import ActlabError, unknown_choice
+from actlab.core.lazy import callable_module
 from actlab.core.stats import CI, fmt, mean_ci, paired_diff
 from actlab.iav.config import ALPHAS, check_alpha
 
@@ -426,3 +427,6 @@ def plot(results: dict, path: Path) -> Path:
         fig.savefig(tmp, format="png", dpi=120)
     plt.close(fig)
     return Path(path)
+
+
+callable_module(__name__, "evaluate")  # actlab.iav.evaluate(cfg): the family's evaluate (see actlab.iav)
