@@ -268,7 +268,7 @@ class IAVDemoConfig:
     num_prompts: int = field(default=100, metadata={"help": "evaluation prompts"})
     max_new_tokens: int = field(default=48, metadata={"help": "generation length cap"})
     quick: bool = field(default=False, metadata={"help": "fewer steps and prompts (smoke test)"})
-    seed: int = field(default=0, metadata={"help": "seed"})
+    seed: int = field(default=0, metadata={"help": "first seed: one run per seed, seed, seed+1, seed+2"})
 
     def __post_init__(self) -> None:
         check_positive("num_prompts", self.num_prompts, integer=True)
@@ -277,10 +277,11 @@ class IAVDemoConfig:
 
 def demo(cfg: IAVDemoConfig) -> dict:
     """``actlab iav demo`` as a function of its config."""
+    from actlab.iav.demo import SEEDS
     from actlab.iav.demo import demo as _demo
 
     return _demo(cfg.model_id, cfg.output_dir, num_prompts=cfg.num_prompts, max_new_tokens=cfg.max_new_tokens,
-                 quick=cfg.quick, seed=cfg.seed)
+                 quick=cfg.quick, seeds=tuple(cfg.seed + i for i in range(len(SEEDS))))
 
 
 def check_existing(option: str, path: str, kind: str = "any") -> None:
