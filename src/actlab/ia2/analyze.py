@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import logging
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
@@ -29,6 +30,8 @@ from actlab.core.errors import ActlabError
 from actlab.core.io import atomic_path, atomic_write_json, read_json
 from actlab.core.stats import mean_ci
 from actlab.ia2.evaluate import EvalConfig, describe_existing, describe_filters, discover_runs, filter_runs
+
+log = logging.getLogger(__name__)
 
 
 def _runs(cfg: EvalConfig) -> list[dict]:
@@ -98,7 +101,7 @@ def cosine_by_layer_token(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 def activation_similarity(cfg: EvalConfig, num_samples: int = 100, num_generated_tokens: int = 1,
                           site: str = "attn_output", plots_dir: str = "plots", preloaded: dict | None = None,
-                          log=print) -> dict:
+                          log=log.info) -> dict:
     """Per run: overall / per-layer / per-token cosine; returns ``{method: mean overall over runs}``."""
     from actlab.core.adapters import load_adapter
     from actlab.core.models import load
@@ -209,7 +212,7 @@ def subspace_overlap_matrices(B1: torch.Tensor, B2: torch.Tensor, r: int | None 
 
 
 def subspace_overlap(cfg: EvalConfig, methods: Sequence[str] = ("tok", "act", "tna", "a2t"), plots_dir: str = "plots",
-                     log=print) -> dict:
+                     log=log.info) -> dict:
     """Mean overlap per method pair over matched runs (same dataset, N, run index, lr when both have it)."""
     from actlab.ia2.evaluate import find_adapter_dir
 

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import gc
 import json
+import logging
 import math
 import time
 from collections.abc import Sequence
@@ -45,6 +46,8 @@ from actlab.core.io import COMPLETE, atomic_write_json, read_json
 from actlab.core.lazy import callable_module
 from actlab.core.metrics import ece, entropy, label_set_accuracy
 from actlab.ia2.config import EXTRA_OBJECTIVES, OBJECTIVES, method_parts, split_method
+
+log = logging.getLogger(__name__)
 
 TOP_K = 10
 N_BINS = 15
@@ -646,7 +649,7 @@ def _recorded_identity(path: Path) -> dict | None:
     return doc.get("identity") if isinstance(doc, dict) else None
 
 
-def evaluate(cfg: EvalConfig, preloaded: dict | None = None, log=print) -> list[Path]:
+def evaluate(cfg: EvalConfig, preloaded: dict | None = None, log=log.info) -> list[Path]:
     """Run every planned task without a result that serves it (all with ``force``); returns the result paths.
 
     A result serves a task when its recorded identity matches (:func:`identity_diff`); one whose settings differ is
