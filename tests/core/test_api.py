@@ -52,123 +52,29 @@ def micro_dir(tmp_path_factory):
     return str(d)
 
 
-def test_iav_train_returns_its_run_directory_and_evaluate_generate_take_configs(micro_dir, tmp_path):
-    from actlab import iav
-    from actlab.iav.config import IAVGenerateConfig
-    from actlab.iav.verbs import generate
+def test_train_returns_the_run_directory_in_every_family(world, tmp_path):
+    """The world fixture trained through each family's ``train(cfg)``; a finished run of the same config is returned
+    again without training; the family ``evaluate`` takes the config."""
+    from actlab import ia2, iav, icae, xmodel
 
-    run = iav.train(
-        iav.TrainConfig(
-            model_name_or_path=micro_dir,
-            output_dir=str(tmp_path / "run"),
-            num_train_samples=8,
-            num_val_samples=0,
-            batch_size=4,
-            seq_length=40,
-            max_prompt_length=20,
-            max_steps=2,
-            device="cpu",
-            warmup_ratio=0.0,
-        )
-    )
-    assert run == tmp_path / "run" and (run / "heads").is_dir()
-    res = iav.evaluate(
-        iav.EvalConfig(
-            heads=str(run), num_prompts=2, alphas=[0.0, 1.0], max_new_tokens=3, output_dir=str(tmp_path / "eval")
-        )
-    )
+    assert world["iav_run"] == world["root"] / "iav" and (world["iav_run"] / "heads").is_dir()
+    assert all(r.parent.parent == world["outputs"] / m and (r / "config.json").is_file()
+               for m, r in world["ia2_runs"].items())
+    pre = icae.ICAEConfig(output_dir=str(world["root"] / "icae"), **world["icae_cfg"])
+    assert world["icae_run"] == world["root"] / "icae" / "pretrain" and icae.train(pre) == world["icae_run"]
+    ckpt = str(world["icae_run"] / "icae.safetensors")
+    ft = icae.train(icae.ICAEConfig(**{**pre.__dict__, "task": "qa", "checkpoint_path": ckpt,
+                                       "output_dir": str(tmp_path / "icae")}))
+    assert ft == tmp_path / "icae" / "finetune_qa" and (ft / "icae.safetensors").is_file()
+    assert icae.evaluate(icae.ICAEConfig(**{**pre.__dict__, "checkpoint_path": ckpt}))["n"] == 2
+    res = iav.evaluate(iav.EvalConfig(heads=str(world["iav_run"]), num_prompts=2, alphas=[0.0, 1.0],
+                                      max_new_tokens=3, output_dir=str(tmp_path / "eval")))
     assert {m["method"] for m in res["methods"]} >= {"base"}
-    from actlab.iav.verbs import IAVEvaluateConfig
-    from actlab.iav.verbs import evaluate as evaluate_verb
-
-    again = evaluate_verb(
-        IAVEvaluateConfig(
-            eval=iav.EvalConfig(
-                heads=str(run), num_prompts=2, alphas=[1.0], max_new_tokens=3, output_dir=str(tmp_path / "e2")
-            )
-        )
-    )
-    assert {m["method"] for m in again["methods"]} >= {"base"}
-    out = generate(IAVGenerateConfig(heads=str(run), prompt=["the cat is"], alpha=[0.0, 1.0]))
-    assert [r["alpha"] for r in out] == [0.0, 1.0]
-
-
-def test_icae_train_returns_its_run_directory_and_evaluate_takes_the_config(micro_dir, tmp_path):
-    from actlab import icae
-    from actlab.icae.data import prepare_pretrain
-
-    cfg = icae.ICAEConfig(
-        model_name=micro_dir,
-        fixed_mem_size=8,
-        mean_compression_rate=4,
-        lora_r=4,
-        output_dir=str(tmp_path / "run"),
-        num_train_samples=20,
-        num_eval_samples=2,
-        batch_size=2,
-        max_new_tokens=4,
-        max_steps=2,
-        logging_steps=1,
-        save_steps=2,
-        per_device_train_batch_size=2,
-        warmup_steps=1,
-        device="cpu",
-    )
-    prepare_pretrain(cfg)
-    run = icae.train(cfg)
-    assert run == tmp_path / "run" / "pretrain" and (run / "icae.safetensors").is_file()
-    assert icae.train(cfg) == run  # a finished run of the same config is returned as it is
-    summary = icae.evaluate(icae.ICAEConfig(**{**cfg.__dict__, "checkpoint_path": str(run / "icae.safetensors")}))
-    assert summary["task"] == "ae" and summary["n"] == 2
-    ft = icae.train(
-        icae.ICAEConfig(**{**cfg.__dict__, "task": "qa", "checkpoint_path": str(run / "icae.safetensors")})
-    )
-    assert ft == tmp_path / "run" / "finetune_qa" and (ft / "icae.safetensors").is_file()
-
-
-def test_ia2_train_returns_its_run_directory_and_evaluate_takes_the_config(micro_dir, tmp_path):
-    from actlab import ia2
-    from actlab.data import make_train, prepare
-
-    ds, data, out = "syn_sst2_remap", tmp_path / "data", tmp_path / "outputs"
-    prepare("syn_sst2", data, num_train_samples=20, num_val_samples=4, label_template="remap")
-    make_train(ds, data, num_train_examples=[4], num_runs=1, max_icl_demos=2)
-    run = ia2.train(
-        ia2.IA2TrainConfig(
-            "act",
-            dataset=ds,
-            model_id=micro_dir,
-            data_dir=str(data),
-            output_dir=str(out),
-            num_train_examples=4,
-            num_generated_tokens=1,
-            lora_r=2,
-            lora_alpha=4,
-            max_steps=2,
-            lr=1e-2,
-            dev_eval_steps=1,
-        )
-    )
-    assert run.parent.parent == out / "act" and (run / "config.json").is_file()
-    paths = ia2.evaluate(
-        ia2.EvalConfig(
-            model_types=["base", "act"],
-            trained_datasets=[ds],
-            icl_max_demos=2,
-            num_eval_examples=4,
-            outputs_dir=str(out),
-            data_dir=str(data),
-            model_id=micro_dir,
-        )
-    )
-    assert paths and all(p.exists() for p in paths)
-
-
-def test_zoo_list_is_a_function_of_its_config():
-    from actlab.cli.zoo import ZooListConfig, list_models
-
-    rows = list_models(ZooListConfig())
-    assert "tiny" in str(rows)
+    assert all(p.exists() for p in ia2.evaluate(_eval_cfg(world)))
+    pairs = str(_extract(world, tmp_path))
+    assert xmodel.train(xmodel.AlignConfig(pairs=pairs, layer_a=-1, layer_b=0, method="ridge",
+                                           out=str(tmp_path / "m"))) == tmp_path / "m"
+    assert (tmp_path / "m" / "scores.json").is_file()
 
 
 # ------------------------------------------------------------------------------ every verb, by its config
@@ -524,14 +430,18 @@ def _cases():
     }
 
 
-def _align(w, tmp_path, monkeypatch):
-    from actlab.xmodel.config import AlignConfig, ExtractConfig
+def _extract(w, tmp_path):
+    from actlab.xmodel.config import ExtractConfig
     from actlab.xmodel.verbs import extract
 
-    pairs = extract(
-        ExtractConfig(model_a=w["a"], model_b=w["b"], out=str(tmp_path / "p"), n_texts=24, heldout=0.25, shard_size=8)
-    )
-    cfg = AlignConfig(pairs=str(pairs), layer_a=-1, layer_b=0, method="ridge", out=str(tmp_path / "m"))
+    return extract(ExtractConfig(model_a=w["a"], model_b=w["b"], out=str(tmp_path / "p"), n_texts=24, heldout=0.25,
+                                 shard_size=8))
+
+
+def _align(w, tmp_path, monkeypatch):
+    from actlab.xmodel.config import AlignConfig
+
+    cfg = AlignConfig(pairs=str(_extract(w, tmp_path)), layer_a=-1, layer_b=0, method="ridge", out=str(tmp_path / "m"))
     return cfg, lambda scores: scores["layer_b"] == 0 and (tmp_path / "m" / "scores.json").exists()
 
 
