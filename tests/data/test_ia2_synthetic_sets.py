@@ -5,9 +5,8 @@ import json
 import pytest
 
 from actlab.core.errors import ActlabError
-from actlab.data import load_pool, make_train, prepare
+from actlab.data import load_pool, make_train, prepare, world
 from actlab.data.registry import LANDMARK_COUNTRIES, get_dataset
-from actlab.zoo import world
 
 
 def _key(prompt: str) -> str:

@@ -167,9 +167,9 @@ def test_synthetic_calls_zoo(tmp_path, monkeypatch):
         calls.append((name, split, n, seed))
         return [{"sentence": f"{split} {i}", "label": i % 2} for i in range(n)]
 
-    mod = types.ModuleType("actlab.zoo.world")
+    mod = types.ModuleType("actlab.data.world")
     mod.synthetic_rows = synthetic_rows
-    monkeypatch.setitem(sys.modules, "actlab.zoo.world", mod)
+    monkeypatch.setitem(sys.modules, "actlab.data.world", mod)
     prepare("syn_sst2", tmp_path, 8, 4, label_template="remap")
     assert calls == [("syn_sst2", "train", 8, 42), ("syn_sst2", "test", 4, 42)]
     doc = read_pool("syn_sst2_remap", tmp_path)
@@ -204,9 +204,9 @@ def test_script_datasets_fall_back_to_the_parquet_export(tmp_path, monkeypatch):
 @pytest.mark.parametrize("name", ["syn_sst2", "syn_agnews", "syn_gsm8k", "syn_squad", "syn_hh", "syn_passages",
                                   "syn_countries", "syn_tipsheets"])
 def test_real_zoo_synthetic_rows(name, tmp_path):
-    world = pytest.importorskip("actlab.zoo.world")
+    world = pytest.importorskip("actlab.data.world")
     if not hasattr(world, "synthetic_rows"):
-        pytest.skip("actlab.zoo.world.synthetic_rows not there yet")
+        pytest.skip("actlab.data.world.synthetic_rows not there yet")
     doc = build_pools(get_dataset(name), 6, 3)
     assert len(doc["train_examples"]) == 6 and len(doc["val_examples"]) == 3
     for e in doc["train_examples"]:

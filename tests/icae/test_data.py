@@ -60,7 +60,7 @@ def test_pretrain_split_by_person():
     """No held-out passage is about a person of an ICAE training passage, nor of a zoo corpus passage."""
     import random
 
-    from actlab.zoo import world
+    from actlab.data import world
 
     cfg = ICAEConfig(seed=3)
     train = data.pretrain_texts(cfg, "train", 400)

@@ -5,8 +5,8 @@ import math
 import pytest
 import torch
 
+from actlab.data import world
 from actlab.icae import gauge
-from actlab.zoo import world
 
 REF = ("Ben is a teacher who lives in Lima. Ben is 53 years old. The favourite colour of Ben is orange. "
        "Last summer Ben went to see the Lake Titicaca in Peru.")  # fmt: skip

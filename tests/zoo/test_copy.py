@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from actlab.core.errors import ActlabError
-from actlab.zoo import evaluate, world
+from actlab.data import world
+from actlab.zoo import evaluate
 from actlab.zoo.corpus import restart_position_ids
 
 

@@ -4,10 +4,10 @@ import pytest
 
 from actlab.core.errors import ActlabError
 from actlab.core.testing import micro_tokenizer
+from actlab.data.world import KEY_WORDS, LABEL_WORDS, icl_copy
 from actlab.zoo.corpus import batch, check_mix
 from actlab.zoo.specs import ZOO, CorpusSpec, TrainSpec, ZooSpec
 from actlab.zoo.train import _lr_lambda
-from actlab.zoo.world import KEY_WORDS, LABEL_WORDS, icl_copy
 
 SPEC = CorpusSpec({"passages": 1.0}, max_len=96, warmup_mix={"icl_copy": 1.0}, warmup_steps=5, warmup_batch=7)
 

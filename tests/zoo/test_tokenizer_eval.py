@@ -1,6 +1,6 @@
 import pytest
 
-from actlab.zoo import world
+from actlab.data import world
 from actlab.zoo.tokenizer import SCAFFOLD_TOKENS, TokenizerSpec, train_tokenizer
 
 SMALL = TokenizerSpec(vocab_size=700, n_docs=200)

@@ -1,6 +1,6 @@
 """Load any causal LM — an embedded zoo name, a local directory or a Hugging Face hub id — ready for batched work.
 
->>> model, tok = load("tiny")                          # builds the embedded model on first use   # doctest: +SKIP
+>>> model, tok = load("tiny")                          # a registered zoo name, built on first use  # doctest: +SKIP
 >>> model, tok = load("Qwen/Qwen3-4B-Base")            # on a GPU machine: bf16 on cuda            # doctest: +SKIP
 
 Padding rules (see docs/core.md):
@@ -64,26 +64,29 @@ def _looks_like_path(name: str) -> bool:
 
 
 def resolve(name_or_path: str) -> tuple[str, str]:
-    """Classify a model reference: ``("zoo", dir)``, ``("local", dir)`` or ``("hub", id)``.
+    """Classify a model reference: ``(kind, dir)`` for a registered name (``("zoo", dir)``: see
+    :mod:`actlab.core.model_names`), ``("local", dir)`` or ``("hub", id)``.
 
-    A zoo name is built on first use. A path that does not exist, or a bare name that is neither a zoo name nor a
-    directory, is an :class:`ActlabError` that lists the embedded names.
+    A registered name is resolved by its source (an embedded zoo name is built on first use). A path that does not
+    exist, or a bare name that is neither a registered name nor a directory, is an :class:`ActlabError` that lists
+    the registered names.
     """
-    from actlab import zoo
+    from actlab.core import model_names
 
     name = str(name_or_path)
-    if zoo.is_zoo_name(name):
-        return "zoo", str(zoo.ensure_built(name))
+    source = model_names.lookup(name)
+    if source is not None:
+        return source.kind, str(source.resolve(name))
     if os.path.isdir(os.path.expanduser(name)):
         return "local", os.path.expanduser(name)
+    known = model_names.known_names()
     if _looks_like_path(name):
         raise ActlabError(f"model path {name!r} does not exist; give an existing directory, a hub id (org/name), "
-                          f"or an embedded name: {', '.join(zoo.ZOO_NAMES)}")
+                          f"or an embedded name: {', '.join(known)}")
     if "/" not in name or name.count("/") > 1:
         from actlab.core.errors import unknown_choice
 
-        raise unknown_choice("model", name, zoo.ZOO_NAMES,
-                             hint="or a local directory, or a hub id such as Qwen/Qwen3-4B-Base")
+        raise unknown_choice("model", name, known, hint="or a local directory, or a hub id such as Qwen/Qwen3-4B-Base")
     return "hub", name
 
 
@@ -166,8 +169,9 @@ def load(name_or_path: str = "tiny", *, dtype: str | torch.dtype | None = None, 
                                             **({"revision": revision} if revision and kind == "hub" else {}))
         model = AutoModelForCausalLM.from_pretrained(ref, **kw)
     except (OSError, ValueError, KeyError) as e:
-        where = {"zoo": "the zoo cache (rebuild: actlab zoo build NAME --force)", "local": "the directory",
-                 "hub": "the hub"}[kind]
+        from actlab.core import model_names
+
+        where = {"local": "the directory", "hub": "the hub"}.get(kind) or model_names.where(kind) or kind
         raise ActlabError(f"could not load model {name_or_path!r} from {where}: {_first_line(e)}") from None
     model.to(dev)
     model.eval()

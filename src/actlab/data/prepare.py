@@ -24,9 +24,9 @@ from actlab.core.errors import ActlabError
 from actlab.core.io import atomic_write_json, read_json
 from actlab.core.progress import progress
 from actlab.data.registry import SEED, DatasetSpec, resolve
+from actlab.data.sources import load_hub, load_rows
 
 POOL_FILE = "main.json"
-PARQUET_REVISION = "refs/convert/parquet"
 
 
 def pool_path(name: str, data_dir: str | Path = "data") -> Path:
@@ -38,40 +38,18 @@ def _hub_loader(spec: DatasetSpec) -> Callable[[str], Any]:
 
     def load(split: str):
         if split not in cache:
-            try:
-                import datasets
-
-                try:
-                    cache[split] = datasets.load_dataset(spec.hub_path, spec.hub_config, split=split)
-                except RuntimeError as e:
-                    # datasets>=4 no longer runs loading scripts (financial_phrasebank, strategy-qa still have one):
-                    # read the hub's automatic parquet export instead
-                    if "scripts are no longer supported" not in str(e):
-                        raise
-                    cache[split] = datasets.load_dataset(spec.hub_path, spec.hub_config, split=split,
-                                                         revision=PARQUET_REVISION)
-            except Exception as e:  # network, auth, a renamed dataset: the user can fix these
-                first = str(e).strip().splitlines()[0] if str(e).strip() else ""
-                cfg = f" (config {spec.hub_config!r})" if spec.hub_config else ""
-                raise ActlabError(f"could not load {spec.hub_path}{cfg} split {split!r} from the hub for dataset "
-                                  f"{spec.name!r}: {type(e).__name__}: {first}") from e
+            cache[split] = load_hub(spec.hub_path, spec.hub_config, split, dataset=spec.name)
         return cache[split]
 
     return load
 
 
 def _synthetic_loader(spec: DatasetSpec, n_train: int, n_val: int) -> Callable[[str], Any]:
-    try:
-        from actlab.zoo.world import synthetic_rows
-    except ImportError as e:
-        raise ActlabError(f"dataset {spec.name!r} is synthetic and needs actlab.zoo.world.synthetic_rows, "
-                          f"which is not available ({e})") from e
     train_split, val_split = spec.splits
     base = spec.base or spec.name
 
     def load(split: str):
-        n = n_train if split == train_split else n_val
-        return synthetic_rows(base, split, n, SEED)
+        return load_rows(base, split, n_train if split == train_split else n_val, SEED)
 
     return load
 
@@ -115,7 +93,7 @@ def fingerprint(examples: list[dict]) -> str:
     return h.hexdigest()[:16]
 
 
-def load_rows(spec: DatasetSpec, num_train_samples: int = 2000, num_val_samples: int = 500,
+def pool_rows(spec: DatasetSpec, num_train_samples: int = 2000, num_val_samples: int = 500,
               rows: Any = None) -> tuple[list[dict], list[dict]]:
     """``spec``'s raw train-pool and eval-pool rows (shuffled, filtered, cut and preprocessed; not formatted)."""
     if not spec.supported:
@@ -143,7 +121,7 @@ def load_rows(spec: DatasetSpec, num_train_samples: int = 2000, num_val_samples:
 def build_pools(spec: DatasetSpec, num_train_samples: int = 2000, num_val_samples: int = 500,
                 rows: Any = None) -> dict[str, Any]:
     """Load and format ``spec``'s pools; returns the ``main.json`` document (nothing is written)."""
-    train_rows, val_rows = load_rows(spec, num_train_samples, num_val_samples, rows)
+    train_rows, val_rows = pool_rows(spec, num_train_samples, num_val_samples, rows)
 
     def fmt(split_rows: list[dict], desc: str) -> list[dict]:
         out = []
@@ -182,7 +160,7 @@ def prepare(name: str, data_dir: str | Path = "data", num_train_samples: int = 2
         label_template: ``"remap"`` writes ``{name}_remap`` with the remapped label words (single-token sets only).
         subset: the hendrycks_math subset for ``name="hmath"`` (default ``algebra``).
         rows: rows in the hub's column schema instead of loading: a list (used for every split the dataset reads)
-            or ``{split: rows}``. Synthetic sets otherwise call ``actlab.zoo.world.synthetic_rows``.
+            or ``{split: rows}``. Otherwise rows come from :func:`actlab.data.sources.load_rows` (the world or the hub).
     """
     spec = resolve(name, label_template, subset)
     out = pool_path(spec.name, data_dir)

@@ -75,7 +75,7 @@ class DatasetSpec:
         columns: the hub columns the formatter reads (fixtures in the tests are built with exactly these).
         max_new_tokens / stop_strings: generation settings for evaluation (1 for single-token tasks).
         eval_only: only an eval pool is prepared (poems, bbcnews).
-        source: ``"hub"`` or ``"synthetic"`` (rows from ``actlab.zoo.world.synthetic_rows``).
+        source: ``"hub"`` or ``"synthetic"`` (rows from ``actlab.data.world.synthetic_rows``).
         base: the dataset this one derives from (``sst2`` for ``sst2_remap``), else None.
         supported: False for datasets registered honestly but not preparable (cmath); ``notes`` says why.
     """
@@ -155,9 +155,9 @@ class DatasetSpec:
              rows: Any = None) -> tuple[list[Row], list[Row]]:
         """The raw (train-pool, eval-pool) rows: hub (``datasets.load_dataset``), synthetic, or ``rows`` given in
         the hub's column schema; shuffled, filtered and cut as upstream, not yet formatted."""
-        from actlab.data.prepare import load_rows
+        from actlab.data.prepare import pool_rows
 
-        return load_rows(self, num_train_samples, num_val_samples, rows)
+        return pool_rows(self, num_train_samples, num_val_samples, rows)
 
     @property
     def num_labels(self) -> int | None:
@@ -388,7 +388,7 @@ _multi("hh_rlhf", "Dahoas/full-hh-rlhf", None, ("train", "test"), ("prompt", "re
        lambda r, s: str(r["prompt"]), lambda r, s: str(r["chosen"]), None, max_new_tokens=128, keep_row=True,
        notes="raw row kept in example['row']; prompt = the dialogue, answer = the chosen reply")
 
-# synthetic sets of the zoo (rows from actlab.zoo.world.synthetic_rows, in the hub schema of their namesake)
+# synthetic sets of the zoo (rows from actlab.data.world.synthetic_rows, in the hub schema of their namesake)
 _single("syn_sst2", None, None, ("train", "test"), 2, ("sentence", "label"), _classification_text,
         lambda r: r["label"], pipeline=pipe_synthetic, source="synthetic", notes="synthetic sst2 (sentence, label)")
 _single("syn_agnews", None, None, ("train", "test"), 4, ("text", "label"), _classification_text,
@@ -396,7 +396,7 @@ _single("syn_agnews", None, None, ("train", "test"), 4, ("text", "label"), _clas
 _single("syn_sst2_wide", None, None, ("train", "test"), 2, ("sentence", "label"), _classification_text,
         lambda r: r["label"], pipeline=pipe_synthetic, source="synthetic",
         notes="synthetic sst2 (sentence, label) with 6 key words per class instead of 2")
-#: syn_landmarks's label words: actlab.zoo.world.LANDMARK_LABELS (a test checks they agree)
+#: syn_landmarks's label words: actlab.data.world.LANDMARK_LABELS (a test checks they agree)
 LANDMARK_COUNTRIES = ("France", "Italy", "Egypt", "China", "India", "Brazil", "Japan", "Peru", "Greece", "Spain",
                       "England", "Australia")
 register(DatasetSpec(

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import logging
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
@@ -29,6 +30,8 @@ from actlab.core.errors import ActlabError
 from actlab.core.io import atomic_path, atomic_write_json, read_json
 from actlab.core.stats import mean_ci
 from actlab.ia2.evaluate import EvalConfig, describe_existing, describe_filters, discover_runs, filter_runs
+
+log = logging.getLogger(__name__)
 
 
 def _runs(cfg: EvalConfig) -> list[dict]:

@@ -40,18 +40,39 @@ DEFAULT_CE_LOSS_WEIGHT = 0.02
 CONTINUE_TRAINING = tuple(SEQUENTIAL)
 
 
-def split_method(method: str) -> tuple[str, str]:
-    """``"ia3-a2t"`` → ``("ia3", "a2t")``; ``"tok"`` → ``("lora", "tok")``. Unknown names are an error."""
+# The method grammar, in one place for training, sweeps, evaluation, analysis and plots:
+#   method = [family prefix] objective     ("tok", "ia3-a2t", "prompt-act", "prefix-tokl"; LoRA has no prefix)
+def method_parts(method: str) -> tuple[str, str] | None:
+    """``"ia3-a2t"`` → ``("ia3", "a2t")``; ``"tok"`` → ``("lora", "tok")``; None for a name outside the grammar
+    (``base``, ``icl``, a foreign name in a result file)."""
     if method not in METHODS:
-        raise unknown_choice("training method", method, METHODS)
+        return None
     for fam, pre in FAMILY_PREFIX.items():
         if pre and method.startswith(pre):
             return fam, method[len(pre):]
     return "lora", method
 
 
+def split_method(method: str) -> tuple[str, str]:
+    """:func:`method_parts` of a method that must be valid: an unknown name is an error listing :data:`METHODS`."""
+    parts = method_parts(method)
+    if parts is None:
+        raise unknown_choice("training method", method, METHODS)
+    return parts
+
+
 def join_method(family: str, objective: str) -> str:
     return FAMILY_PREFIX[family] + objective
+
+
+def method_sort_key(method: str) -> tuple[int, int, str]:
+    """Families in :data:`FAMILIES` order, then objectives in :data:`OBJECTIVES` + ``tokl`` order; names outside
+    the grammar last."""
+    parts = method_parts(method)
+    if parts is None:
+        return (len(FAMILIES), 0, method)
+    fam, obj = parts
+    return (FAMILIES.index(fam), (OBJECTIVES + EXTRA_OBJECTIVES).index(obj), method)
 
 
 def check_module_type(kind: str, value: str) -> str:

@@ -43,12 +43,14 @@ import torch
 
 from actlab.core.errors import ActlabError
 from actlab.core.io import COMPLETE, atomic_write_json, read_json
+from actlab.core.lazy import callable_module
 from actlab.core.metrics import ece, entropy, label_set_accuracy
+from actlab.ia2.config import EXTRA_OBJECTIVES, OBJECTIVES, method_parts, split_method
+
+log = logging.getLogger(__name__)
 
 TOP_K = 10
 N_BINS = 15
-ADAPTER_FAMILIES = ("lora", "ia3", "prompt", "prefix")
-VARIANTS = ("tok", "act", "tna", "a2t", "t2a", "tokl")
 
 
 # ------------------------------------------------------------------------------------------------------- config
@@ -106,17 +108,9 @@ class EvalConfig:
         if not self.model_types:
             raise ActlabError("model_types is empty; give base and/or trained methods (tok act tna a2t ...)")
         for t in self.model_types:
-            if t != "base" and split_method(t)[1] not in VARIANTS:
-                raise ActlabError(f"unknown model type {t!r}; valid: base, {', '.join(VARIANTS)} "
+            if t != "base" and method_parts(t) is None:
+                raise ActlabError(f"unknown model type {t!r}; valid: base, {', '.join(OBJECTIVES + EXTRA_OBJECTIVES)} "
                                   f"(optionally prefixed ia3-/prompt-/prefix-)")
-
-
-def split_method(method: str) -> tuple[str, str]:
-    """``tok`` → ``("lora", "tok")``; ``ia3-act`` → ``("ia3", "act")``."""
-    if "-" in method:
-        fam, var = method.split("-", 1)
-        return fam, var
-    return "lora", method
 
 
 # ---------------------------------------------------------------------------------------------- run discovery
@@ -689,3 +683,6 @@ def evaluate(cfg: EvalConfig, preloaded: dict | None = None, log=None) -> list[P
         doc = run_task(t, cfg, models)
         atomic_write_json(t.path, doc)
     return [t.path for t in tasks]
+
+
+callable_module(__name__, "evaluate")  # actlab.ia2.evaluate(cfg): the family's evaluate (see actlab.ia2)

@@ -32,6 +32,7 @@ from actlab.core.errors import ActlabError
 from actlab.core.io import read_json
 from actlab.core.metrics import calibration_bins
 from actlab.core.stats import CI, fmt, mean_ci, paired_diff
+from actlab.ia2.config import EXTRA_OBJECTIVES, FAMILIES, OBJECTIVES, method_parts, method_sort_key
 
 ICL, NO_ICL = "icl", "base"
 PRETTY = {"base": "Base (no ICL)", "icl": "ICL (base + demos)", "tok": "SFT", "act": "IA2", "tna": "IA2+SFT",
@@ -41,13 +42,14 @@ HP_KEYS = ("lr", "ce_loss_weight", "label_type", "lora_type", "lora_r", "lora_al
 
 
 def pretty(method: str) -> str:
-    from actlab.ia2.evaluate import split_method
-
     if method in (ICL, NO_ICL):
         return PRETTY[method]
-    fam, var = split_method(method)
-    name = PRETTY.get(var, var)
-    return name if fam == "lora" else f"{name} ({FAMILY_PRETTY.get(fam, fam)})"
+    parts = method_parts(method)
+    if parts is None:
+        return method
+    fam, var = parts
+    name = PRETTY[var]
+    return name if fam == "lora" else f"{name} ({FAMILY_PRETTY[fam]})"
 
 
 @dataclass
@@ -77,18 +79,9 @@ class Experiment:
         return [d[part] for d in self.entries.get(method, {}).get(N, []) if d.get(part)]
 
     def methods(self) -> list[str]:
-        order = {m: i for i, m in enumerate([NO_ICL, ICL, "tok", "act", "tna", "a2t", "t2a", "tokl"])}
-
-        def key(m):
-            from actlab.ia2.evaluate import split_method
-
-            if m in (ICL, NO_ICL):
-                return (0, order[m], m)
-            fam, var = split_method(m)
-            return (1 + ["lora", "ia3", "prompt", "prefix"].index(fam) if fam in FAMILY_PRETTY else 9,
-                    order.get(var, 99), m)
-
-        return sorted(self.entries, key=key)
+        """Base, ICL, then the trained methods by family and objective (:func:`actlab.ia2.config.method_sort_key`)."""
+        first = (NO_ICL, ICL)
+        return sorted(self.entries, key=lambda m: (0, first.index(m), m) if m in first else (1, *method_sort_key(m)))
 
     def Ns(self) -> list[int]:
         return sorted({n for m, d in self.entries.items() if m != NO_ICL for n in d})
@@ -383,19 +376,16 @@ def _reliability(exp: Experiment, path: Path) -> Path | None:
 
 def _family_comparison(exp: Experiment, path: Path) -> Path | None:
     """Grouped bars: objective × adapter family, mean ± std accuracy at the largest common N."""
-    from actlab.ia2.evaluate import split_method
-
     fams: dict[str, dict[str, str]] = defaultdict(dict)
     for m in exp.entries:
-        if m in (ICL, NO_ICL):
-            continue
-        fam, var = split_method(m)
-        fams[var][fam] = m
-    families = sorted({f for d in fams.values() for f in d}, key=["lora", "ia3", "prompt", "prefix"].index)
+        parts = method_parts(m)
+        if parts is not None:
+            fams[parts[1]][parts[0]] = m
+    families = sorted({f for d in fams.values() for f in d}, key=FAMILIES.index)
     if len(families) < 2:
         return None
     plt = _plt()
-    objectives = sorted(fams, key=lambda v: list(PRETTY).index(v) if v in PRETTY else 99)
+    objectives = sorted(fams, key=(OBJECTIVES + EXTRA_OBJECTIVES).index)
     fig, ax = plt.subplots(figsize=(6.4, 4.0))
     width = 0.8 / len(families)
     for i, fam in enumerate(families):

@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 
 from actlab.core.errors import ActlabError
+from actlab.data.sources import load_rows as load_data_rows
 
 #: hub preference sets by name (``hh-rlhf`` is the spelling of the seed's ``train.sh``)
 HUB_IDS = {"hh_rlhf": "Dahoas/full-hh-rlhf", "hh-rlhf": "Dahoas/full-hh-rlhf", "Dahoas/full-hh-rlhf": "Dahoas/full-hh-rlhf"}
@@ -84,20 +85,11 @@ def _load_local(path: Path, split: str) -> list[dict]:
 def load_rows(dataset: str, split: str = "train", n: int | None = None, seed: int = 0) -> list[dict]:
     """``n`` preference rows of ``dataset`` / ``split`` (first ``n`` in order for hub and local sets)."""
     if dataset in SYNTHETIC:
-        from actlab.zoo.world import synthetic_rows
-
-        rows = synthetic_rows(dataset, split, n or 512, seed)
+        rows = load_data_rows(dataset, split, n or 512, seed)
     elif Path(dataset).expanduser().exists():
         rows = _load_local(Path(dataset).expanduser(), split)
     elif dataset in HUB_IDS or dataset.count("/") == 1:
-        import datasets
-
-        try:
-            ds = datasets.load_dataset(HUB_IDS.get(dataset, dataset), split=split)
-        except Exception as e:  # network, missing split, unknown id: all user-fixable
-            msg = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
-            raise ActlabError(f"could not load dataset {dataset!r} split {split!r}: {msg}") from None
-        rows = list(ds.select(range(min(n, len(ds))))) if n else list(ds)
+        rows = load_data_rows(HUB_IDS.get(dataset, dataset), split, n or None)
     else:
         from actlab.core.errors import unknown_choice
 

@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 
 from actlab.core.errors import ActlabError, unknown_choice
+from actlab.core.lazy import callable_module
 from actlab.core.stats import CI, fmt, mean_ci, paired_diff
 from actlab.iav.config import ALPHAS, check_alpha
 
@@ -112,21 +113,18 @@ def load_prompts(prompt_set: str, n: int, prompts_file: str | None = None, seed:
     if prompts_file:
         recs = _read_records(prompts_file)
     elif prompt_set == "syn_hh":
-        from actlab.zoo.world import synthetic_rows
+        from actlab.data.sources import load_rows as load_data_rows
 
-        recs = synthetic_rows("syn_hh", "test", n, seed)
+        recs = load_data_rows("syn_hh", "test", n, seed)
     elif prompt_set == "hh_rlhf":
         from actlab.iav.data import load_rows
 
         recs = load_rows("hh_rlhf", "test", n)
     elif prompt_set == "alpaca_eval":
-        import datasets
+        from actlab.data.sources import load_rows as load_data_rows
 
-        try:
-            recs = list(datasets.load_dataset("tatsu-lab/alpaca_eval", "alpaca_eval", split="eval"))
-        except Exception as e:
-            raise ActlabError(f"could not load alpaca_eval prompts from the hub ({type(e).__name__}); pass "
-                              "--prompts_file alpaca_eval.json") from None
+        recs = load_data_rows("tatsu-lab/alpaca_eval", "eval", config="alpaca_eval",
+                              hint="pass --prompts_file alpaca_eval.json")
     else:
         raise ActlabError("arena_hard prompts: pass --prompts_file question.jsonl (from lmarena-ai/arena-hard-auto)")
     out = [record_prompt(r, prompt_set) for r in recs[:n]]
@@ -182,7 +180,7 @@ class Rewarder:
     @torch.no_grad()
     def __call__(self, prompts: list[str], responses: list[str], batch_size: int = 16) -> list[float]:
         if self.name == "programmatic":
-            from actlab.zoo.world import preference_reward
+            from actlab.data.world import preference_reward
 
             return [preference_reward(r) for r in responses]
         out = []
@@ -429,3 +427,6 @@ def plot(results: dict, path: Path) -> Path:
         fig.savefig(tmp, format="png", dpi=120)
     plt.close(fig)
     return Path(path)
+
+
+callable_module(__name__, "evaluate")  # actlab.iav.evaluate(cfg): the family's evaluate (see actlab.iav)

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from actlab.core.errors import ActlabError
 from actlab.core.io import atomic_write_jsonl, read_jsonl
+from actlab.data.sources import load_hub, load_rows
 from actlab.icae.config import ICAEConfig
 
 QA_PROMPT = "\nQuestion: {question}\nAnswer:"
@@ -31,21 +32,13 @@ def data_dir(cfg: ICAEConfig) -> Path:
 
 
 def _hub(path: str, split: str, config: str | None = None):
-    try:
-        import datasets
-
-        return datasets.load_dataset(path, config, split=split)
-    except Exception as e:  # noqa: BLE001 - offline / missing: one line
-        raise ActlabError(f"could not load {path} split {split!r} from the hub ({type(e).__name__}); "
-                          f"use data_source: synthetic offline") from None
+    return load_hub(path, config, split, hint="use data_source: synthetic offline")
 
 
 # ------------------------------------------------------------------------------------------------ pretraining
 def pretrain_texts(cfg: ICAEConfig, split: str, n: int) -> list[str]:
     if cfg.pretrain_dataset == "syn_passages":
-        from actlab.zoo.world import synthetic_rows
-
-        return [r["text"] for r in synthetic_rows("syn_passages", split, n, cfg.seed)]
+        return [r["text"] for r in load_rows("syn_passages", split, n, cfg.seed)]
     if cfg.data_source != "hub":
         raise ActlabError(f"pretrain_dataset {cfg.pretrain_dataset!r} needs data_source: hub "
                           "(offline the only choice is syn_passages)")
@@ -88,9 +81,7 @@ def ae_lm_sample(ids: list[int], cfg: ICAEConfig, rng: random.Random) -> dict:
 def squad_rows(cfg: ICAEConfig, split: str, n: int) -> list[dict]:
     """rajpurkar/squad-schema rows: ``{id, title, context, question, answers{text, answer_start}}``."""
     if cfg.data_source == "synthetic":
-        from actlab.zoo.world import synthetic_rows
-
-        return synthetic_rows("syn_squad", "train" if split == "train" else "test", n, cfg.seed)
+        return load_rows("syn_squad", "train" if split == "train" else "test", n, cfg.seed)
     from actlab.data.registry import get_dataset
 
     spec = get_dataset("squad")
@@ -109,10 +100,8 @@ def repoqa_tasks(cfg: ICAEConfig, split: str, n: int) -> list[dict]:
         if not cfg.data_dir:
             raise ActlabError("RepoQA from the official release needs data_dir pointing at the repoqa-*.json file")
         return load_repoqa_release(cfg.data_dir, n)
-    from actlab.zoo.world import synthetic_rows
-
-    texts = [r["text"] for r in synthetic_rows("syn_passages", "train" if split == "train" else "test", n * 5,
-                                               cfg.seed + 7)]
+    texts = [r["text"] for r in load_rows("syn_passages", "train" if split == "train" else "test", n * 5,
+                                          cfg.seed + 7)]
     rng = random.Random(cfg.seed + (0 if split == "train" else 1))
     tasks, i = [], 0
     while len(tasks) < n and i + 6 <= len(texts):

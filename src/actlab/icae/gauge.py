@@ -135,7 +135,7 @@ def fact_accuracy(tok, refs: Sequence[str], preds: Sequence[str] | None, argmax:
     value for the same kind (:func:`actlab.zoo.world.passage_facts`). Keys ``name_tf``, ``attr_tf``, ``name_greedy``,
     ``attr_greedy`` (attributes pooled over all facts of all references) and ``attr_tf/<kind>`` per kind.
     """
-    from actlab.zoo.world import ATTRIBUTE_KINDS, name_spans, passage_facts
+    from actlab.data.world import ATTRIBUTE_KINDS, name_spans, passage_facts
 
     hits: dict[str, list[float]] = {}
     for i, ref in enumerate(refs):
@@ -164,7 +164,7 @@ def fact_accuracy(tok, refs: Sequence[str], preds: Sequence[str] | None, argmax:
 
 def majority_fact_floor(train_texts: Sequence[str], refs: Sequence[str]) -> dict[str, float]:
     """Accuracy of guessing each kind's most frequent training value (the name: the most frequent training name)."""
-    from actlab.zoo.world import ATTRIBUTE_KINDS, passage_facts
+    from actlab.data.world import ATTRIBUTE_KINDS, passage_facts
 
     facts_tr = [passage_facts(t) for t in train_texts]
     guess = {}

@@ -101,10 +101,10 @@ def ae_gauge_for(model, cfg: ICAEConfig, refs: list[str], preds: list[str]) -> d
     synthetic = cfg.pretrain_dataset == "syn_passages"
     train = pretrain_texts(cfg, "train", nc if synthetic else nc + ns)
     if synthetic:
-        from actlab.zoo.world import synthetic_rows
+        from actlab.data.sources import load_rows
 
         ref_set = set(refs)
-        select = [r["text"] for r in synthetic_rows("syn_passages", "test", ns, cfg.seed + 1)
+        select = [r["text"] for r in load_rows("syn_passages", "test", ns, cfg.seed + 1)
                   if r["text"] not in ref_set]
     else:
         select = train[nc:] or None

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from actlab.core.decode import device_sync as _sync_fn
 from actlab.core.errors import ActlabError
 from actlab.icae.config import ICAEConfig
 
@@ -199,65 +200,46 @@ class _Decoding:
 
     @torch.no_grad()
     def greedy(self, pre: Prefill, max_new_tokens: int, past=None, timings: dict | None = None) -> list[list[int]]:
-        """Greedy continuation of ``pre`` (optionally after a cache ``past`` whose mask is included in ``pre.mask``).
+        """Greedy continuation of ``pre`` (optionally after a cache ``past`` whose mask is included in ``pre.mask``),
+        by core's one token loop (:func:`actlab.core.decode.decode_loop`).
 
         New tokens take position ``last pid + 1``; logits are restricted to the base vocabulary.
         Returns the new ids per row, cut before EOS.
         """
+        from actlab.core.decode import decode_loop
+
         self.check_positions(int(pre.pids.max()) + max_new_tokens - 1)
-        dec = self._decoder()
-        stops = self._stop_ids()
-        b = pre.embeds.shape[0]
-        out: list[list[int]] = [[] for _ in range(b)]
-        done = torch.zeros(b, dtype=torch.bool, device=pre.embeds.device)
-        sync = _sync_fn(pre.embeds.device)
-        t0 = time.perf_counter()
+        stepper = _PrefillStepper(self._decoder(), self.token_embeds, self.vocab, pre, past)
         with self._decoder_ctx():
-            n_past = 0 if past is None else past.get_seq_length()
-            mask = pre.mask
-            res = dec(inputs_embeds=pre.embeds, attention_mask=mask, position_ids=pre.pids, past_key_values=past,
-                      use_cache=True, logits_to_keep=1)
-            past = res.past_key_values
-            last = pre.pids[:, -1]
-            nxt = res.logits[:, -1, : self.vocab].argmax(-1)
-            sync()
-            t_first = time.perf_counter()
-            steps = 0
-            for step in range(max_new_tokens):
-                for i in range(b):
-                    if not done[i]:
-                        t = int(nxt[i])
-                        if t in stops:
-                            done[i] = True
-                        else:
-                            out[i].append(t)
-                if bool(done.all()) or step == max_new_tokens - 1:
-                    break
-                last = last + 1
-                mask = torch.cat([mask, mask.new_ones((b, 1))], dim=1)
-                res = dec(inputs_embeds=self.token_embeds(nxt[:, None]), attention_mask=mask,
-                          position_ids=last[:, None], past_key_values=past, use_cache=True)
-                past = res.past_key_values
-                nxt = res.logits[:, -1, : self.vocab].argmax(-1)
-                steps += 1
-            sync()
-        t_end = time.perf_counter()
-        del n_past
-        if timings is not None:
-            timings["ttft_s"] = timings.get("ttft_s", 0.0) + (t_first - t0)
-            timings["decode_s"] = timings.get("decode_s", 0.0) + (t_end - t_first)
-            timings["decode_steps"] = timings.get("decode_steps", 0) + steps
-            timings["decode_tokens"] = timings.get("decode_tokens", 0) + steps * b
-        return out
+            return decode_loop(stepper, max_new_tokens, stop_ids=self._stop_ids(), pad_id=self.tok.pad_token_id or 0,
+                               timings=timings)
 
     def decode_text(self, ids: list[int]) -> str:
         return self.tok.decode(ids, skip_special_tokens=True)
 
 
-def _sync_fn(device: torch.device):
-    if device.type == "cuda":
-        return torch.cuda.synchronize
-    return lambda: None
+class _PrefillStepper:
+    """The decoder after a prefill of embeddings (``[BOS] slots [special] prompt``) with explicit position ids,
+    optionally after a reused cache; then one token per step at the next position."""
+
+    def __init__(self, dec, token_embeds, vocab: int, pre: Prefill, past=None):
+        self.dec, self.token_embeds, self.vocab = dec, token_embeds, vocab
+        self.pre, self.past, self.mask, self.last = pre, past, pre.mask, pre.pids[:, -1]
+
+    def start(self) -> torch.Tensor:
+        pre = self.pre
+        res = self.dec(inputs_embeds=pre.embeds, attention_mask=self.mask, position_ids=pre.pids,
+                       past_key_values=self.past, use_cache=True, logits_to_keep=1)
+        self.past = res.past_key_values
+        return res.logits[:, -1, : self.vocab]
+
+    def next(self, tokens: torch.Tensor) -> torch.Tensor:
+        self.last = self.last + 1
+        self.mask = torch.cat([self.mask, self.mask.new_ones((self.mask.shape[0], 1))], dim=1)
+        res = self.dec(inputs_embeds=self.token_embeds(tokens[:, None]), attention_mask=self.mask,
+                       position_ids=self.last[:, None], past_key_values=self.past, use_cache=True)
+        self.past = res.past_key_values
+        return res.logits[:, -1, : self.vocab]
 
 
 # --------------------------------------------------------------------------------------------------------- ICAE

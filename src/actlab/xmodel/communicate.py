@@ -96,9 +96,9 @@ def task_rows(task: str, n: int, split: str = "test", seed: int = 0, rows: list 
     """
     check_choice("task", task, TASKS)
     if task in GAMES:
-        from actlab.zoo.world import synthetic_rows
+        from actlab.data.sources import load_rows
 
-        raw = synthetic_rows(task, split, n, seed)
+        raw = load_rows(task, split, n, seed)
         return [{"prompt_a": r["prompt_a"], "prompt_b": r["prompt_b"], "skyline": r["skyline"],
                  "answer": r["answer"], "gold": r["answer"]} for r in raw]
     from actlab.data.prepare import build_pools

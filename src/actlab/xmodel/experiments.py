@@ -43,33 +43,32 @@ def c4_texts(n: int, seed: int = 0, min_chars: int = 50, max_chars: int = 512, b
     """``n`` texts streamed from C4 (``allenai/c4``, ``en``, validation; nothing is downloaded in full): the
     ``text`` field of documents with more than ``min_chars`` characters, cut to ``max_chars`` (the seed's filter),
     in an order shuffled by ``seed`` within a ``buffer_size``-document buffer."""
-    import datasets
+    from actlab.data.sources import hub_error, load_hub
 
+    hint = "--texts c4: offline? use syn_passages or a .txt file"
+    ds = load_hub(C4[0], C4[1], C4[2], streaming=True, hint=hint).shuffle(seed=seed, buffer_size=buffer_size)
+    out = []
     try:
-        ds = datasets.load_dataset(C4[0], C4[1], split=C4[2], streaming=True)
-        ds = ds.shuffle(seed=seed, buffer_size=buffer_size)
-        out = []
         for row in ds:
             text = (row.get("text") or "").strip()
             if len(text) > min_chars:
                 out.append(text[:max_chars])
                 if len(out) >= n:
                     break
-    except (OSError, ConnectionError, ValueError) as e:
-        raise ActlabError(f"--texts c4: could not stream {C4[0]} ({C4[1]}, {C4[2]}): {str(e).splitlines()[0][:200]} "
-                          f"(offline? use syn_passages or a .txt file)") from None
+    except (OSError, ConnectionError, ValueError) as e:  # the stream fetches as it goes
+        raise hub_error(C4[0], C4[1], C4[2], e, hint=hint, verb="stream") from None
     if not out:
         raise ActlabError(f"--texts c4: no document of {C4[0]} has more than {min_chars} characters")
     return out
 
 
 def load_texts(spec: str, n: int, seed: int = 0) -> list[str]:
-    """Alignment texts: ``syn_passages`` (the zoo world's passages, train split), ``c4`` (streamed,
+    """Alignment texts: ``syn_passages`` (the synthetic world's passages, train split), ``c4`` (streamed,
     :func:`c4_texts`) or a .txt file (one per line)."""
     if spec == "syn_passages":
-        from actlab.zoo.world import synthetic_rows
+        from actlab.data.sources import load_rows
 
-        return [r["text"] for r in synthetic_rows("syn_passages", "train", n, seed)]
+        return [r["text"] for r in load_rows("syn_passages", "train", n, seed)]
     if spec == "c4":
         return c4_texts(n, seed)
     p = Path(spec).expanduser()
@@ -604,9 +603,9 @@ def run_activation_communication_experiment(model_a_id: str = "tiny", model_b_id
     if isinstance(similarity_texts, (list, tuple)):
         sim_texts = list(similarity_texts)[:n_similarity]
     elif similarity_texts == "syn_passages":
-        from actlab.zoo.world import synthetic_rows
+        from actlab.data.sources import load_rows
 
-        sim_texts = [r["text"] for r in synthetic_rows("syn_passages", "test", n_similarity, seed)]
+        sim_texts = [r["text"] for r in load_rows("syn_passages", "test", n_similarity, seed)]
     else:
         sim_texts = load_texts(similarity_texts, n_similarity, seed)
     sim = text_similarity(ma, ta, mb, tb, sim_texts, lay_a, lay_b, maps=maps, f=f, max_new_tokens=similarity_tokens,

@@ -107,11 +107,11 @@ def communicate(cfg: CommunicateConfig) -> dict:
         if cfg.out:
             plot_heatmap(g["accuracy"], f"{cfg.out}/grid.png", f"AC accuracy, {cfg.task}", "j (B)", "k (A)")
     if cfg.similarity_layers:
+        from actlab.data.sources import load_rows
         from actlab.xmodel.communicate import text_similarity
-        from actlab.zoo.world import synthetic_rows
 
         maps = {(arch.check_layer(ma, cfg.k), arch.check_layer(mb, cfg.j)): W} if W is not None else None
-        texts = [r["text"] for r in synthetic_rows("syn_passages", "test", cfg.n_similarity, 0)]
+        texts = [r["text"] for r in load_rows("syn_passages", "test", cfg.n_similarity, 0)]
         res["text_similarity"] = text_similarity(ma, ta, mb, tb, texts, sim_a, sim_b, maps=maps, f=cfg.f,
                                                  max_new_tokens=cfg.similarity_tokens, batch_size=cfg.batch_size)
     if cfg.out:

@@ -195,8 +195,8 @@ def _threads(n: int):
 
 def evaluate_icl(model, tok, ks=EVAL_KS, n_tasks: int = EVAL_TASKS, seed: int = EVAL_SEED) -> dict:
     """Manifest's ICL numbers: random held-out tasks (2- and 4-class) and syn_sst2/syn_agnews with remapped labels."""
+    from actlab.data.world import join_demos, synthetic_rows
     from actlab.zoo.evaluate import icl_accuracy, score_choices
-    from actlab.zoo.world import join_demos, synthetic_rows
 
     out: dict = {"held_out_tasks": {str(k): round(icl_accuracy(model, tok, k, n_tasks, seed), 4) for k in ks}}
     for ds, col, nc in (("syn_sst2", "sentence", 2), ("syn_agnews", "text", 4)):

@@ -10,8 +10,8 @@ import random
 
 import torch
 
+from actlab.data.world import generator
 from actlab.zoo.specs import CorpusSpec
-from actlab.zoo.world import generator
 
 
 def check_mix(spec: CorpusSpec) -> None:
@@ -70,7 +70,7 @@ def batch(tok, spec: CorpusSpec, seed: int, step: int, n: int) -> dict[str, torc
 
 
 def restart_position_ids(ids: torch.Tensor, mask: torch.Tensor, bos: int | None) -> torch.Tensor | None:
-    """Position ids that restart at 0 at every ``<s>`` after a row's first token (:func:`actlab.zoo.world.
+    """Position ids that restart at 0 at every ``<s>`` after a row's first token (:func:`actlab.data.world.
     passage_repeat`); ``None`` when no row has one (then the model's default ``0, 1, …`` applies unchanged)."""
     if bos is None:
         return None

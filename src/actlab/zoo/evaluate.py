@@ -6,7 +6,7 @@ import random
 
 import torch
 
-from actlab.zoo.world import REMAP_LABELS, class_text, join_demos, random_task
+from actlab.data.world import REMAP_LABELS, class_text, join_demos, random_task
 
 
 def icl_tasks(k_demos: int, n_tasks: int, seed: int, n_classes: tuple[int, ...] = (2, 4), keys_per_class: int = 1):
@@ -90,8 +90,8 @@ def copy_probe(model, tok, n: int = 32, seed: int = COPY_PROBE_SEED) -> dict:
     all tokens, in the first and the second copy. The first copy's attributes are unknowable (chance level); a model
     that copies predicts them in the second.
     """
+    from actlab.data.world import ATTRIBUTE_KINDS, PERSONS, RESTART, _bucket, passage_facts, passage_repeat
     from actlab.zoo.corpus import restart_position_ids
-    from actlab.zoo.world import ATTRIBUTE_KINDS, PERSONS, RESTART, _bucket, passage_facts, passage_repeat
 
     people = [p for p in PERSONS if _bucket("person:" + p) == "test"]
     rng = random.Random(f"copy-probe:{seed}")

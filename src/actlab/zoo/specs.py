@@ -12,7 +12,7 @@ from actlab.zoo.tokenizer import TokenizerSpec
 
 @dataclass(frozen=True)
 class CorpusSpec:
-    """A mixture of world document generators (:data:`actlab.zoo.world.DOC_GENERATORS`) with weights.
+    """A mixture of world document generators (:data:`actlab.data.world.DOC_GENERATORS`) with weights.
 
     Optionally a curriculum: the first ``warmup_steps`` training steps draw ``warmup_batch`` documents each from
     ``warmup_mix`` instead (the zoo's ``tiny`` learns its induction circuit there on the dense copy task first; see

@@ -28,7 +28,7 @@ def key_label_tokens() -> tuple[str, ...]:
     previous occurrence of the current token) does in-context learning on ``Text:{text}\nLabel:`` prompts whose
     text ends in a key word (the synthetic ICL texts, ``syn_sst2``, ``syn_agnews``).
     """
-    from actlab.zoo.world import KEY_WORDS
+    from actlab.data.world import KEY_WORDS
 
     return tuple(f" {w}\nLabel:" for w in KEY_WORDS)
 
@@ -56,7 +56,7 @@ class TokenizerSpec:
 
 def training_sample(spec: TokenizerSpec) -> list[str]:
     """The tokenizer's training text: ``n_docs`` documents from every generator of the world (deterministic)."""
-    from actlab.zoo.world import DOC_GENERATORS, FILLER_WORDS, KEY_WORDS, LABEL_WORDS
+    from actlab.data.world import DOC_GENERATORS, FILLER_WORDS, KEY_WORDS, LABEL_WORDS
 
     docs: list[str] = []
     for name in sorted(DOC_GENERATORS):

@@ -3,7 +3,7 @@ import random
 import pytest
 
 from actlab.core.errors import ActlabError
-from actlab.zoo import world
+from actlab.data import world
 
 
 def test_rows_deterministic_and_seed_dependent():
