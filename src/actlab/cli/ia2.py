@@ -34,7 +34,7 @@ def _sweep(cfg) -> int:
 
 FAMILY = Family("ia2", "IA2: ICL activation alignment — train, sweep, evaluate, plot, analyze", [
     Verb("train", "train one adapter (train_unified.py)", "actlab.ia2.config:IA2TrainConfig", _train,
-         api="actlab.ia2.trainer:train",
+         api="actlab.ia2.trainer:train", multiprocess=True,
          description="Train one IA2/SFT adapter. A run's config.json is a valid --config_path."),
     Verb("sweep", "grid of train runs (train_all_unified.py)", "actlab.ia2.verbs:sweep_cli_config", _sweep,
          api="actlab.ia2.verbs:sweep",
