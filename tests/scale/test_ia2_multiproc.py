@@ -14,7 +14,7 @@ from safetensors.torch import load_file
 from actlab.cli.main import main
 from tests.scale.conftest import DS
 
-pytestmark = pytest.mark.multiproc
+pytestmark = [pytest.mark.multiproc, pytest.mark.slow]  # .ci/run runs them: -m multiproc tests/scale
 
 
 def _args(micro_dir, data, out, method):
