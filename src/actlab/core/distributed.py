@@ -23,6 +23,7 @@ independent copies into one run directory: it is refused in one line (:class:`~a
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 from collections.abc import Sequence
@@ -143,6 +144,13 @@ class Dist:
         return self.device if torch.distributed.get_backend() == "nccl" else torch.device("cpu")
 
 
+def _close_group() -> None:
+    """Destroy the process group before the interpreter exits (a gloo group left to the C++ destructors at exit
+    sometimes aborts a worker: ``terminate called without an active exception``)."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
+
+
 def start(device: str | None = None, *, verb: str = "this verb") -> Dist:
     """The process group of this launch (or one process), on ``device``.
 
@@ -167,6 +175,7 @@ def start(device: str | None = None, *, verb: str = "this verb") -> Dist:
                           f"{state.num_processes}: each would train its own copy into one run directory; launch with "
                           f"`accelerate launch --multi_gpu --num_processes {world}` or `torchrun --nproc_per_node "
                           f"{world}` (on CPU, --multi_gpu starts gloo workers)")
+    atexit.register(_close_group)
     d = Dist(rank=state.process_index, world=world, local_rank=state.local_process_index, device=state.device)
     if d.is_main:
         log.info("%s: %d processes (%s, %s)", verb, world, state.distributed_type.value.lower(), d.device.type)
