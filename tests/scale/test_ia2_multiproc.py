@@ -76,3 +76,33 @@ def test_two_processes_equal_one(method, kind, micro_dir, ia2_data, tmp_path, la
     capsys.readouterr()
     assert main(_args(micro_dir, ia2_data, tmp_path / "two", method)) == 0
     assert "complete; skipped" in capsys.readouterr().err
+
+
+def test_two_processes_resume_a_killed_run(micro_dir, ia2_data, tmp_path, launch, monkeypatch, capsys):
+    """A run killed right after its step-2 checkpoint, resumed on two processes: every rank loads rank 0's
+    checkpoint, the metrics hold each step once and the adapter is the uninterrupted run's."""
+    from actlab.ia2 import trainer
+
+    assert main(_args(micro_dir, ia2_data, tmp_path / "ref", "act")) == 0
+    real = trainer.save_checkpoint
+
+    def save_then_die(*a, **k):
+        real(*a, **k)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(trainer, "save_checkpoint", save_then_die)
+    assert main(_args(micro_dir, ia2_data, tmp_path / "run", "act")) == 130
+    run = _run_dir(tmp_path / "run", "act")
+    assert (run / "checkpoint" / "state.safetensors").exists() and [x["step"] for x in _rows(run)] == [1, 2]
+
+    r = launch("torchrun", 2, *_args(micro_dir, ia2_data, tmp_path / "run", "act"))
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert r.stderr.count(f"ia2: resuming {run.name} from step 2") == 1  # said once, by rank 0
+    assert [x["step"] for x in _rows(run)] == [1, 2, 3, 4, 5] and (run / "COMPLETE").exists()
+    ref = _run_dir(tmp_path / "ref", "act")
+    for ra, rb in zip(_rows(ref), _rows(run), strict=True):
+        assert rb["train/loss"] == pytest.approx(ra["train/loss"], rel=1e-4, abs=1e-7)
+    wa, wb = load_file(ref / "adapter_model.safetensors"), load_file(run / "adapter_model.safetensors")
+    for k in wa:
+        assert float((wa[k] - wb[k]).abs().max()) <= 1e-4 * float(wa[k].abs().max()) + 1e-6, k
+    assert json.loads((run / "config.json").read_text())["world_size"] == 2
