@@ -44,6 +44,7 @@ def test_two_processes_equal_one(method, kind, micro_dir, ia2_data, tmp_path, la
     assert one.name == two.name and (two / "COMPLETE").exists() and not (two / "checkpoint").exists()
     assert "ia2 train: 2 processes (multi_cpu, cpu)" in r.stderr  # one group, announced once by rank 0
     assert r.stderr.count("2 processes (multi_cpu") == 1
+    assert r.stdout.split() == [str(two)]  # the run's path, printed once
 
     cfg, summary = json.loads((two / "config.json").read_text()), json.loads((two / "train_summary.json").read_text())
     assert cfg["world_size"] == 2 and summary["world_size"] == 2

@@ -17,9 +17,13 @@ from actlab.cli.ia2_eval import EVAL_VERBS
 
 
 def _train(cfg) -> int:
+    import os
+
     from actlab.ia2.trainer import train
 
-    print(train(cfg))
+    out = train(cfg)
+    if os.environ.get("RANK", "0") == "0":  # under a launcher: the path once
+        print(out)
     return 0
 
 
