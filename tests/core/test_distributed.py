@@ -46,8 +46,13 @@ def test_launcher_checks(monkeypatch):
 def test_two_gloo_processes(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     env.pop("WORLD_SIZE", None)
+    import socket
+
+    with socket.socket() as s:  # a free port: other runs of this test may be rendezvousing at the same time
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
     r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
-                        "29531", str(Path(__file__).with_name("dist_driver.py")), str(tmp_path / "out")],
+                        str(port), str(Path(__file__).with_name("dist_driver.py")), str(tmp_path / "out")],
                        env=env, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr[-2000:]
     got = [json.loads((tmp_path / f"out.{k}.json").read_text()) for k in (0, 1)]
@@ -57,3 +62,5 @@ def test_two_gloo_processes(tmp_path):
         assert g["q"] == [5.0, 7.0]  # rank 1 had no gradient: zeros
         assert g["sums"] == {"loss": pytest.approx(0.75), "n": 7.0}
         assert g["obj"] == {"from": 0}
+        assert g["partial"] == {"a": 1.0, "b": 2.0} and g["decided"] == "rank 0 decided" and g["err"] == "bad --x 3"
+    assert [g["first"] for g in got] == [0, 1]  # main_first: each rank's own result

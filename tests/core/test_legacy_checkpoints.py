@@ -56,7 +56,7 @@ def world(tmp_path_factory):
     return root
 
 
-def test_ia2_single_file_checkpoint_with_counters_in_metadata(world, tmp_path, monkeypatch, capsys):
+def test_ia2_single_file_checkpoint_with_counters_in_metadata(world, tmp_path, monkeypatch, caplog):
     from actlab.ia2 import IA2TrainConfig, losses
     from actlab.ia2.trainer import train
 
@@ -85,15 +85,15 @@ def test_ia2_single_file_checkpoint_with_counters_in_metadata(world, tmp_path, m
     counters = json.loads(meta["extra"])["counters"]
     save_tensors(ck, {k: v for k, v in tensors.items() if not k.startswith("rng.")},
                  {"counters": json.dumps(counters), "optimizer": meta["optimizer"]})
-    capsys.readouterr()
+    caplog.set_level("INFO", logger="actlab")
     train(cfg(tmp_path / "run"))
-    assert "from step 2" in capsys.readouterr().err
+    assert "from step 2" in caplog.text
     ref = train(cfg(tmp_path / "ref"))
     _same(load_file(path / "adapter_model.safetensors"), load_file(ref / "adapter_model.safetensors"))
     assert [json.loads(x)["step"] for x in (path / "metrics.jsonl").read_text().splitlines()] == [1, 2, 3, 4]
 
 
-def test_iav_checkpoint_directory(world, tmp_path, capsys):
+def test_iav_checkpoint_directory(world, tmp_path, caplog):
     """IAV's older ``checkpoint/`` directory: heads, optimizer (safetensors) and state.json with the scheduler."""
     from actlab.iav.config import TrainConfig
     from actlab.iav.trainer import train
@@ -114,9 +114,9 @@ def test_iav_checkpoint_directory(world, tmp_path, capsys):
     save_tensors(d / "optimizer.safetensors", {k: v for k, v in tensors.items() if k.startswith("opt.")},
                  {"optimizer": meta["optimizer"]})
     atomic_write_json(d / "state.json", {**json.loads(meta["extra"]), "scheduler": json.loads(meta["scheduler"])})
-    capsys.readouterr()
+    caplog.set_level("INFO", logger="actlab")
     train(cfg(run))
-    assert "from step 2" in capsys.readouterr().out
+    assert "from step 2" in caplog.text
     ref = train(cfg(tmp_path / "ref"))
     _same(load_file(run / "heads" / "iav_heads.safetensors"), load_file(ref / "heads" / "iav_heads.safetensors"))
     assert [json.loads(x)["step"] for x in (run / "metrics.jsonl").read_text().splitlines()] == [1, 2, 3, 4]

@@ -48,7 +48,7 @@ def test_targets_stop_at_eos(tok):
     assert out[0]["acts"].shape[1] == 1
 
 
-def test_cache_reused_keyed_and_rebuilt(tmp_path, tok, capsys):
+def test_cache_reused_keyed_and_rebuilt(tmp_path, tok, caplog):
     from actlab.data import make_train, prepare
     from actlab.ia2.trainer import prepare as prep
 
@@ -70,15 +70,15 @@ def test_cache_reused_keyed_and_rebuilt(tmp_path, tok, capsys):
     _, _, _, f5, hit = prep(IA2TrainConfig("act", **kw), micro_model("llama", tok, seed=3), tok)
     assert not hit and f5 != f1  # keyed by model weights
     f1.write_bytes(f1.read_bytes()[:100])  # corrupt
-    capsys.readouterr()
+    caplog.clear()
     _, _, items3, f6, hit = prep(IA2TrainConfig("act", **kw), micro_model("llama", tok), tok)
-    assert not hit and f6 == f1 and "corrupt" in capsys.readouterr().err
+    assert not hit and f6 == f1 and "corrupt" in caplog.text
     torch.testing.assert_close(items3["train"][0]["acts"], items["train"][0]["acts"])
     _, _, _, _, hit = prep(IA2TrainConfig("act", **kw), micro_model("llama", tok), tok)
     assert hit  # rebuilt file is valid again
 
 
-def test_target_build_resumes_after_kill(model, tok, tmp_path, monkeypatch, capsys):
+def test_target_build_resumes_after_kill(model, tok, tmp_path, monkeypatch, caplog):
     enc = {"train": [T.Encoded(p, p, [1], 0) for p in _prompts(tok) * 2], "dev": [T.Encoded(p, p, [1], 0)
                                                                                   for p in _prompts(tok)[:1]]}
     meta = {"model_id": "m", "T": 2}
@@ -98,9 +98,10 @@ def test_target_build_resumes_after_kill(model, tok, tmp_path, monkeypatch, caps
     assert not f.exists() and f.with_name("t.partial.safetensors").exists()
     calls.clear()
     monkeypatch.setattr(T, "build_targets", lambda *a, **k: calls.append(len(a[2])) or real(*a, **k))
-    capsys.readouterr()
-    got, hit = T.get_targets(model, tok, enc, **kw)
-    assert not hit and calls == [2, 1] and "resuming the target build" in capsys.readouterr().err  # 4 train done
+    caplog.clear()
+    with caplog.at_level("INFO", logger="actlab"):
+        got, hit = T.get_targets(model, tok, enc, **kw)
+    assert not hit and calls == [2, 1] and "resuming the target build" in caplog.text  # 4 train done
     assert f.exists() and not f.with_name("t.partial.safetensors").exists()
     ref = real(model, tok, [e.teacher_ids for e in enc["train"]], 2, topk=4)
     for a, b in zip(got["train"], ref, strict=True):

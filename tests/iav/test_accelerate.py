@@ -77,7 +77,7 @@ def test_sigkill_then_resume(tmp_path, micro_dir):
     assert 2 <= done < 120
     # resume with the same settings: must finish; compare with an uninterrupted run of the same length
     r = subprocess.run(cmd(tmp_path / "killed", 120), env=env, capture_output=True, text=True, timeout=600)
-    assert r.returncode == 0 and "resuming" in r.stdout, r.stderr[-1000:]
+    assert r.returncode == 0 and "resuming" in r.stderr, r.stderr[-1000:]
     r = subprocess.run(cmd(tmp_path / "full", 120), env=env, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0
     a = load_file(tmp_path / "full" / "heads" / "iav_heads.safetensors")

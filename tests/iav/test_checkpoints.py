@@ -89,7 +89,7 @@ def test_gradient_checkpointing_is_on_and_trains_the_same(tmp_path, micro_dir, m
     assert not torch.equal(a["align_head.weight"], torch.zeros_like(a["align_head.weight"]))
 
 
-def test_previous_single_file_checkpoint_still_resumes(tmp_path, micro_dir, capsys):
+def test_previous_single_file_checkpoint_still_resumes(tmp_path, micro_dir, caplog):
     """The layout before checkpoint-<step>/: one checkpoint.safetensors at the top of the run."""
     import shutil
 
@@ -99,9 +99,9 @@ def test_previous_single_file_checkpoint_still_resumes(tmp_path, micro_dir, caps
     run = tmp_path / "run"
     shutil.move(run / "checkpoint-2" / "checkpoint.safetensors", run / "checkpoint.safetensors")
     shutil.rmtree(run / "checkpoint-2")
-    capsys.readouterr()
+    caplog.set_level("INFO", logger="actlab")
     train(cfg)
-    assert "from step 2" in capsys.readouterr().out
+    assert "from step 2" in caplog.text
     assert not (run / "checkpoint.safetensors").exists()  # replaced by checkpoint-<step>/ at the next save
     ref = train(_cfg(micro_dir, tmp_path / "ref", save_steps=2))
     a, b = load_file(run / "heads" / "iav_heads.safetensors"), load_file(ref / "heads" / "iav_heads.safetensors")

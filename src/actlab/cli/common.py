@@ -4,6 +4,10 @@ Each family module has ``FAMILY = Family(name, help, verbs=[Verb(...), ...])``. 
 dataclass (``"module:Class"``, imported only when that verb is parsed, so ``actlab --help`` stays fast) and a handler
 ``run(cfg) -> int`` that calls the verb's Python function and prints its result. The flags come from the dataclass
 (:mod:`actlab.core.config`); no flag is written by hand here.
+
+Only the verbs declared ``multiprocess=True`` run under ``accelerate launch`` / ``torchrun``: any other verb started
+with ``WORLD_SIZE`` > 1 exits 2 with one line naming it (N copies of an evaluation or a data preparation would
+write the same files N times), before it parses its config or writes anything.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ class Verb:
     config_path: bool = True  # accept --config_path
     meta: dict = field(default_factory=dict)  # extra field metadata (help, aliases) for configs defined elsewhere
     check: Callable | str | None = None  # check(cfg) before run: input checks for configs defined elsewhere
+    multiprocess: bool = False  # runs under accelerate launch / torchrun (WORLD_SIZE > 1); others are refused
 
     def config_class(self) -> type:
         mod, _, name = self.config.partition(":")
@@ -67,13 +72,33 @@ def add_verb_arguments(p: argparse.ArgumentParser, verb: Verb) -> None:
                        help="YAML or JSON file of config keys; flags given explicitly win over it")
     p.add_argument("--log_level", choices=LOG_LEVELS, default=argparse.SUPPRESS, dest="_log_level",
                    help="logging level of the status lines on stderr (default: $ACTLAB_LOG_LEVEL or info)")
-    p.set_defaults(func=_handler(verb, s))
+    p.set_defaults(func=_handler(verb, s, p.prog))
 
 
-def _handler(verb: Verb, s) -> Callable:
+def multiprocess_verbs() -> list[str]:
+    """The verbs that run under ``accelerate launch`` / ``torchrun`` (``multiprocess=True``)."""
+    return [name for name, v in all_verbs() if v.multiprocess]
+
+
+def check_one_process(verb: Verb, name: str) -> None:
+    """Refuse a one-process verb launched on several processes (``WORLD_SIZE`` > 1): one line, exit 2."""
+    from actlab.core.distributed import launched_world
+    from actlab.core.errors import ActlabError
+
+    world = launched_world()
+    if world > 1 and not verb.multiprocess:
+        raise ActlabError(f"{name} runs in one process, but it was launched on {world} (WORLD_SIZE={world}); run "
+                          f"it without accelerate launch / torchrun (these verbs run on several processes: "
+                          f"{', '.join(multiprocess_verbs())})")
+
+
+def _handler(verb: Verb, s, prog: str = "") -> Callable:
+    name = prog.removeprefix("actlab ") or verb.name
+
     def func(args: argparse.Namespace) -> int:
         from actlab.core.config import config_from_namespace
 
+        check_one_process(verb, name)
         cfg = config_from_namespace(s, args)
         if verb.check is not None:
             _resolve(verb.check)(cfg)

@@ -17,9 +17,13 @@ from actlab.cli.ia2_eval import EVAL_VERBS
 
 
 def _train(cfg) -> int:
+    import os
+
     from actlab.ia2.trainer import train
 
-    print(train(cfg))
+    out = train(cfg)
+    if os.environ.get("RANK", "0") == "0":  # under a launcher: the path once
+        print(out)
     return 0
 
 
@@ -37,7 +41,7 @@ def _sweep(cfg) -> int:
 
 FAMILY = Family("ia2", "IA2: ICL activation alignment — train, sweep, evaluate, plot, analyze", [
     Verb("train", "train one adapter (train_unified.py)", "actlab.ia2.config:IA2TrainConfig", _train,
-         api="actlab.ia2.trainer:train",
+         api="actlab.ia2.trainer:train", multiprocess=True,
          description="Train one IA2/SFT adapter. A run's config.json is a valid --config_path."),
     Verb("sweep", "grid of train runs (train_all_unified.py)", "actlab.ia2.verbs:sweep_cli_config", _sweep,
          api="actlab.ia2.verbs:sweep",

@@ -88,7 +88,7 @@ FAMILY = Family("iav", "IAV: dual-head alignment vectors (cache, train, generate
                      "and write its per-token log-probs, top-k distribution and gathered logits for chosen and "
                      "rejected sequences."),
     Verb("train", "train the alignment (and base) head on preference pairs", "actlab.iav.config:TrainConfig", _train,
-         api="actlab.iav.trainer:train",
+         api="actlab.iav.trainer:train", multiprocess=True,
          description="Train IAV heads on a frozen backbone: L = L_pref + λ_kl L_kl + λ_l2 L_l2. Checkpoints every "
                      "--save_steps; rerunning resumes."),
     Verb("launch", "train.sh: detect the GPUs, accelerate launch on 2+, one process otherwise",

@@ -78,17 +78,18 @@ def _demo(cfg) -> int:
 FAMILY = Family("xmodel", "cross-model alignment (CKA, Procrustes, adapters) and activation communication: "
                           "extract, align, communicate, run-all, demo", [
     Verb("extract", "paired activations of models A and B on the same texts (safetensors shards)",
-         "actlab.xmodel.config:ExtractConfig", _extract, api="actlab.xmodel.verbs:extract",
+         "actlab.xmodel.config:ExtractConfig", _extract, api="actlab.xmodel.verbs:extract", multiprocess=True,
          description="Run A and B on the same texts; store per-layer last-token / mean-pooled / token-aligned "
                      "activations as shards with a held-out split (resumable)."),
     Verb("align", "fit a map A→B on extracted pairs; save it and its held-out scores",
-         "actlab.xmodel.config:AlignConfig", _align, api="actlab.xmodel.verbs:align",
+         "actlab.xmodel.config:AlignConfig", _align, api="actlab.xmodel.verbs:align", multiprocess=True,
          description="Fit identity / procrustes / ridge / learned (the paper's W) / linear / affine / lora on the "
                      "train rows of a pairs directory; score on the held-out rows."),
     Verb("communicate", "activation communication A→B vs B alone / A alone / skyline / NL",
          "actlab.xmodel.config:CommunicateConfig", _communicate, api="actlab.xmodel.verbs:communicate"),
     Verb("run-all", "extraction + CKA + (k, j) grid + maps + communication (resumable)",
-         "actlab.xmodel.config:RunAllConfig", _run_all, api="actlab.xmodel.verbs:run_all"),
+         "actlab.xmodel.config:RunAllConfig", _run_all, api="actlab.xmodel.verbs:run_all",
+         multiprocess=True),
     Verb("demo", "the pipeline on tiny → tiny-b, printed as tables", "actlab.xmodel.config:XModelDemoConfig", _demo,
          api="actlab.xmodel.verbs:demo",
          description="run-all on the zoo pair tiny (A) → tiny-b (B) with demo sizes; prints the CKA heatmap, "

@@ -104,7 +104,7 @@ def _list(cfg: ZooListConfig) -> int:
 
 FAMILY = Family("zoo", "embedded tiny models, trained offline on a synthetic world: build, list", [
     Verb("build", "build (train) a zoo model, or resume an interrupted build", "actlab.cli.zoo:ZooBuildConfig",
-         _build, api="actlab.cli.zoo:build",
+         _build, api="actlab.cli.zoo:build", multiprocess=True,
          description="Train zoo model NAME offline into $ACTLAB_HOME/models/NAME (a resumable NAME.partial "
                      "checkpoint dir while it runs). Does nothing if already built."),
     Verb("list", "list zoo models: built?, path, params, measured ICL accuracies", "actlab.cli.zoo:ZooListConfig",

@@ -197,7 +197,7 @@ class IA2TrainConfig:
 
     #: keys of a run's config.json that are not options (``--config_path run/config.json`` skips them)
     CONFIG_FILE_IGNORE: ClassVar[tuple[str, ...]] = ("run_name", "run_dir", "parent_dir", "stage_objective",
-                                                     "target_cache", "adapter_modules")
+                                                     "target_cache", "adapter_modules", "world_size")
 
     def __post_init__(self) -> None:
         self.report_to = tuple(check_report_to(self.report_to)) or ("none",)

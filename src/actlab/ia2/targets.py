@@ -19,14 +19,15 @@ Cache layout::
       tensors  "{split}/{i}/ids|acts|topk_idx|topk_logp"
       metadata model_id, model_fp, data_file, data_sha, T, site, layers, n_train, n_dev, format
 
-A file that does not open, misses a tensor or has other metadata is reported on stderr and rebuilt.
+A file that does not open, misses a tensor or has other metadata is reported (a warning) and rebuilt. Under several
+processes the trainer lets rank 0 build and write the file; the others then read it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
-import sys
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +40,8 @@ from actlab.core.io import actlab_home, load_tensors, save_tensors
 from actlab.core.models import pad_left, short_name
 from actlab.core.progress import progress
 from actlab.data import build_icl_prompt
+
+log = logging.getLogger(__name__)
 
 FORMAT = "ia2-targets-1"
 SPLITS = ("train", "dev")
@@ -207,17 +210,17 @@ def _expected_meta(meta: dict, n: dict[str, int]) -> dict:
 
 
 def load_cached(path: Path, meta: dict, n: dict[str, int]) -> dict[str, list[dict]] | None:
-    """The cached targets if ``path`` is a valid cache for ``meta``; None (with a note on stderr) otherwise."""
+    """The cached targets if ``path`` is a valid cache for ``meta``; None (with a warning) otherwise."""
     if not path.exists():
         return None
     try:
         tensors, got = load_tensors(path)
     except ActlabError:
-        print(f"ia2: target cache {path} is corrupt; rebuilding it", file=sys.stderr)
+        log.warning("ia2: target cache %s is corrupt; rebuilding it", path)
         return None
     want = _expected_meta(meta, n)
     if any(got.get(k) != v for k, v in want.items()):
-        print(f"ia2: target cache {path} was built for other settings; rebuilding it", file=sys.stderr)
+        log.warning("ia2: target cache %s was built for other settings; rebuilding it", path)
         return None
     out: dict[str, list[dict]] = {}
     try:
@@ -225,7 +228,7 @@ def load_cached(path: Path, meta: dict, n: dict[str, int]) -> dict[str, list[dic
             out[split] = [{f: tensors[f"{split}/{i}/{f}"] for f in ("ids", "acts", "topk_idx", "topk_logp")}
                           for i in range(n[split])]
     except KeyError:
-        print(f"ia2: target cache {path} is incomplete; rebuilding it", file=sys.stderr)
+        log.warning("ia2: target cache %s is incomplete; rebuilding it", path)
         return None
     return out
 
@@ -283,8 +286,7 @@ def _load_partial(path: Path, meta: dict) -> dict[str, list[dict]]:
                    for i in range(int(got.get(f"done_{s}", 0)))] for s in SPLITS}
     except (ActlabError, KeyError, ValueError):
         return {}
-    print(f"ia2: resuming the target build from {path} ({', '.join(f'{len(v)} {k}' for k, v in out.items())})",
-          file=sys.stderr)
+    log.info("ia2: resuming the target build from %s (%s)", path, ", ".join(f"{len(v)} {k}" for k, v in out.items()))
     return out
 
 

@@ -14,6 +14,16 @@ A checkpoint (adapter, Adam state, best state, RNG state, counters: one safetens
 :mod:`actlab.core.checkpoint`) is written every ``checkpoint_every`` steps under ``{run}/checkpoint/``; rerunning the
 same command resumes from it, with ``metrics.jsonl`` cut back to the checkpoint's step. One process owns a run
 directory (:class:`actlab.core.io.RunDir`): a second one on the same run exits with an error naming the first.
+
+Under ``accelerate launch --multi_gpu --num_processes N`` or ``torchrun --nproc_per_node N`` the run is data
+parallel (:mod:`actlab.core.distributed`): every rank draws the same global batch order and takes its contiguous
+slice of each batch (in ``micro_batch_size`` forwards), each micro-batch's loss is weighted by its share of the
+global batch, the adapter gradients are summed over the ranks before ``opt.step()`` (so every rank holds the same
+adapter, the one-process result up to float noise), the train and dev metrics are sums over the ranks (early
+stopping decides the same everywhere). Rank 0 builds the ICL target cache first, the others then read it; rank 0
+alone owns the run directory (lock, config with ``world_size``, metrics, checkpoints, trackers, the saved adapter);
+the others load its checkpoint on resume. The process count is not part of the fingerprint (it changes the numbers
+only by float noise): a run trained on 8 GPUs is skipped by a rerun on one.
 A complete run is skipped on rerun if its recorded config has the same fingerprint (:data:`EXCLUDE` lists the fields
 that do not count); with another config it is an error listing the fields that differ, unless ``--overwrite``
 (redo it) or ``--force`` (always retrain). The finished run holds::
@@ -30,21 +40,24 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import math
 import shutil
-import sys
 import time
 from pathlib import Path
 
 import torch
+from tqdm import tqdm
 
-from actlab.core import adapters
+from actlab.core import adapters, distributed
 from actlab.core import checkpoint as ckpt_io
 from actlab.core.errors import ActlabError
 from actlab.core.io import RunDir, dataclass_defaults, is_complete, load_optimizer_tensors, run_state, umask_modes
 from actlab.core.progress import progress
 from actlab.ia2 import losses, naming, targets
 from actlab.ia2.config import IA2TrainConfig
+
+log = logging.getLogger(__name__)
 
 CKPT_DIR = "checkpoint"
 CKPT_FILE = "state.safetensors"
@@ -128,19 +141,23 @@ def load_checkpoint(path: Path, model, opt) -> tuple[dict | None, dict] | None:
 
 
 # ------------------------------------------------------------------------------------------------------ train
-def _evaluate(model, items, cfg, pad_id) -> dict[str, float]:
+def _evaluate(model, items, cfg, pad_id, dist: distributed.Dist | None = None) -> dict[str, float]:
+    """The dev losses, each the mean over ``items``; under several processes each rank runs its contiguous shard
+    and the shares are summed over the ranks (every rank gets the same numbers)."""
+    dist = dist or distributed.Dist()
     model.eval()
     sums: dict[str, float] = {}
     mb = cfg.micro_batch_size or cfg.batch_size
+    mine = dist.shard(items)
     with torch.no_grad():
-        for s in range(0, len(items), mb):
-            chunk = items[s:s + mb]
+        for s in range(0, len(mine), mb):
+            chunk = mine[s:s + mb]
             ls = losses.compute_losses(model, chunk, cfg.stage_objective, pad_id=pad_id, site=cfg.act_site,
                                        layers=cfg.act_layers, ce_loss_weight=cfg.ce_loss_weight)
             for k, v in ls.items():
-                sums[k] = sums.get(k, 0.0) + float(v) * len(chunk)
+                sums[k] = sums.get(k, 0.0) + float(v) * len(chunk) / len(items)
     model.train()
-    return {k: v / len(items) for k, v in sums.items()}
+    return dist.sum_floats(sums, keys_may_differ=len(items) < dist.world)
 
 
 def _epoch_order(n: int, seed: int, epoch: int) -> list[int]:
@@ -148,17 +165,19 @@ def _epoch_order(n: int, seed: int, epoch: int) -> list[int]:
     return torch.randperm(n, generator=g).tolist()
 
 
-def prepare(cfg: IA2TrainConfig, model=None, tok=None):
+def prepare(cfg: IA2TrainConfig, model=None, tok=None, dist: distributed.Dist | None = None):
     """Everything before the first write of the run dir: checks, model, targets, adapter.
 
     Returns ``(peft_model, tok, items, target_file, from_cache)``; raises :class:`ActlabError` on bad input.
+    ``dist``: this process's place in a launch (the model goes to its device; rank 0 builds the targets first).
     """
     from actlab.core.models import load, prompt_offset
 
+    dist = dist or distributed.Dist()
     examples, data_file = load_examples(cfg)
     parent = check_parent(cfg)
     if model is None:
-        model, tok = load(cfg.model_id, dtype=cfg.dtype, device=cfg.device)
+        model, tok = load(cfg.model_id, dtype=cfg.dtype, device=str(dist.device) if dist.active else cfg.device)
     elif tok is None:
         raise ActlabError("prepare(model=...) also needs tok=...")
     model_id = cfg.model_id
@@ -183,9 +202,10 @@ def prepare(cfg: IA2TrainConfig, model=None, tok=None):
         meta = {"model_id": model_id, "model_fp": fp, "data_file": str(data_file), "data_sha": data_sha,
                 "T": cfg.num_generated_tokens, "site": cfg.act_site, "layers": cfg.act_layers,
                 "max_icl_demos": cfg.max_icl_demos, "topk": cfg.kl_topk}
-        tgts, from_cache = targets.get_targets(model, tok, enc, cache_file=tfile, meta=meta,
-                                               T=cfg.num_generated_tokens, site=cfg.act_site, layers=cfg.act_layers,
-                                               topk=cfg.kl_topk, batch_size=cfg.target_batch_size)
+        # rank 0 builds and writes the cache, then the others read it (no two processes write one file)
+        tgts, from_cache = dist.main_first(targets.get_targets, model, tok, enc, cache_file=tfile, meta=meta,
+                                           T=cfg.num_generated_tokens, site=cfg.act_site, layers=cfg.act_layers,
+                                           topk=cfg.kl_topk, batch_size=cfg.target_batch_size)
     if parent is None:
         peft_model = adapters.attach(model, pcfg, seed=_seed(cfg))
     else:
@@ -215,32 +235,52 @@ def train(cfg: IA2TrainConfig, model=None, tok=None, return_model: bool = False)
 
     ``model``/``tok`` may be given (e.g. a micro model in tests); the model is wrapped by PEFT in place.
     ``return_model=True`` returns ``(path, peft_model)`` (``peft_model`` is None for a skipped run).
+    Under a launcher (``WORLD_SIZE`` > 1) every process calls it; see the module doc for who does what.
     """
+    dist = distributed.start(cfg.device, verb="ia2 train")
     path = naming.run_dir(cfg)
     fp = _fingerprint_kw(cfg)
-    if run_status(cfg) == "done":
-        print(f"ia2: {path} is complete; skipped (same config; --force retrains it)", file=sys.stderr)
+    if dist.from_main(run_status, cfg) == "done":
+        if dist.is_main:
+            log.info("ia2: %s is complete; skipped (same config; --force retrains it)", path)
         return (path, None) if return_model else path
     t0 = time.perf_counter()
-    peft_model, tok, items, tfile, from_cache = prepare(cfg, model, tok)
+    peft_model, tok, items, tfile, from_cache = prepare(cfg, model, tok, dist)
     t_targets = time.perf_counter() - t0
-    with RunDir(path, wandb_log=cfg.wandb_log, wandb_project=cfg.wandb_project, report_to=cfg.report_to) as rd:
-        if cfg.force:
-            rd.clear()
-        parent = naming.parent_dir(cfg)
-        extra = {"run_name": naming.run_name(cfg), "run_dir": str(path),
-                 "parent_dir": None if parent is None else str(parent), "stage_objective": cfg.stage_objective,
-                 "target_cache": None if tfile is None else str(tfile),
-                 "adapter_modules": adapters.adapted_modules(peft_model)}  # what the role letters resolved to
-        if rd.begin(cfg.to_dict(), extra=extra, **fp) == "done":  # another process finished it meanwhile
-            print(f"ia2: {path} is complete; skipped (same config; --force retrains it)", file=sys.stderr)
+    rd: RunDir | None = None
+
+    def open_run() -> str:  # rank 0: lock, clear (--force), config.json; the others wait for its answer
+        nonlocal rd
+        rd = RunDir(path, wandb_log=cfg.wandb_log, wandb_project=cfg.wandb_project, report_to=cfg.report_to)
+        try:
+            if cfg.force:
+                rd.clear()
+            parent = naming.parent_dir(cfg)
+            extra = {"run_name": naming.run_name(cfg), "run_dir": str(path),
+                     "parent_dir": None if parent is None else str(parent), "stage_objective": cfg.stage_objective,
+                     "target_cache": None if tfile is None else str(tfile),
+                     "adapter_modules": adapters.adapted_modules(peft_model),  # what the role letters resolved to
+                     "world_size": dist.world}
+            return rd.begin(cfg.to_dict(), extra=extra, **fp)
+        except BaseException:
+            rd.close()
+            raise
+
+    try:
+        if dist.from_main(open_run) == "done":  # another process finished it meanwhile
+            if dist.is_main:
+                log.info("ia2: %s is complete; skipped (same config; --force retrains it)", path)
             return (path, None) if return_model else path
-        out = _train_run(cfg, rd, peft_model, tok, items, tfile, from_cache, t_targets)
+        out = _train_run(cfg, rd, dist, path, peft_model, tok, items, tfile, from_cache, t_targets)
+    finally:
+        if rd is not None:
+            rd.close()
     return (out, peft_model) if return_model else out
 
 
-def _train_run(cfg: IA2TrainConfig, rd: RunDir, peft_model, tok, items, tfile, from_cache, t_targets) -> Path:
-    path = rd.path
+def _train_run(cfg: IA2TrainConfig, rd: RunDir | None, dist: distributed.Dist, path: Path, peft_model, tok, items,
+               tfile, from_cache, t_targets) -> Path:
+    """The training loop; ``rd`` is the open run directory on rank 0, None on the other ranks."""
     seed = _seed(cfg)
     torch.manual_seed(seed)
     pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
@@ -252,36 +292,42 @@ def _train_run(cfg: IA2TrainConfig, rd: RunDir, peft_model, tok, items, tfile, f
     mb = cfg.micro_batch_size or bs
     spe = math.ceil(n / bs)
     total = cfg.num_epochs * spe if cfg.max_steps is None else min(cfg.max_steps, cfg.num_epochs * spe)
-    ckpt = rd.path / CKPT_DIR / CKPT_FILE
+    ckpt = path / CKPT_DIR / CKPT_FILE
     counters = {"step": 0, "best_dev": None, "bad_evals": 0, "early_stopped": False, "train_time": 0.0}
     best_state = None
-    resumed = load_checkpoint(ckpt, peft_model, opt)
+    resumed = load_checkpoint(ckpt, peft_model, opt)  # every rank reads rank 0's checkpoint
     if resumed is not None:
         best_state, counters = resumed
-        print(f"ia2: resuming {path.name} from step {counters['step']}", file=sys.stderr)
-    rd.reset_metrics(keep_until_step=counters["step"])  # each step exactly once in metrics.jsonl
+        if dist.is_main:
+            log.info("ia2: resuming %s from step %d", path.name, counters["step"])
+    if rd is not None:
+        rd.reset_metrics(keep_until_step=counters["step"])  # each step exactly once in metrics.jsonl
     if cfg.gradient_checkpointing:  # the adapters train on a frozen base: the inputs need grads (as PEFT does)
         from actlab.core.gradckpt import enable_gradient_checkpointing
 
         enable_gradient_checkpointing(peft_model, frozen_base=True)
     peft_model.train()
-    bar = progress(total=total, desc=f"{cfg.training_method} {path.name}", initial=counters["step"])
+    bar = (progress(total=total, desc=f"{cfg.training_method} {path.name}", initial=counters["step"]) if dist.is_main
+           else tqdm(disable=True))
     step = counters["step"]
     t_loop = time.perf_counter()
     while step < total and not counters["early_stopped"]:
         epoch, b = divmod(step, spe)
-        order = _epoch_order(n, seed, epoch)
+        order = _epoch_order(n, seed, epoch)  # the same global order on every rank
         idx = order[b * bs:(b + 1) * bs]
+        mine = dist.shard(idx)  # this rank's contiguous slice of the global batch
         sums: dict[str, float] = {}
-        for s in range(0, len(idx), mb):
-            chunk = [train_items[i] for i in idx[s:s + mb]]
+        for s in range(0, len(mine), mb):
+            chunk = [train_items[i] for i in mine[s:s + mb]]
             with contextlib.ExitStack() as hooks:  # checkpointed layers rerun the capture hooks in backward
                 ls = losses.compute_losses(peft_model, chunk, cfg.stage_objective, pad_id=pad_id, site=cfg.act_site,
                                            layers=cfg.act_layers, ce_loss_weight=cfg.ce_loss_weight,
                                            keep_hooks=hooks if cfg.gradient_checkpointing else None)
-                (ls["loss"] * (len(chunk) / len(idx))).backward()
+                (ls["loss"] * (len(chunk) / len(idx))).backward()  # its share of the global batch
             for k, v in ls.items():
                 sums[k] = sums.get(k, 0.0) + float(v.detach()) * len(chunk) / len(idx)
+        dist.sum_grads(params)  # the ranks' shares sum to the whole batch's gradient
+        sums = dist.sum_floats(sums, keys_may_differ=len(idx) < dist.world)
         if not all(math.isfinite(v) for v in sums.values()):
             raise ActlabError(f"non-finite loss at step {step + 1} ({sums}); try a smaller --lr")
         opt.step()
@@ -290,7 +336,7 @@ def _train_run(cfg: IA2TrainConfig, rd: RunDir, peft_model, tok, items, tfile, f
         row = {"step": step, "epoch": epoch, **{f"train/{k}": v for k, v in sums.items()}}
         end_of_epoch = b == spe - 1
         if dev_items and (step % cfg.dev_eval_steps == 0 or end_of_epoch):
-            dev = _evaluate(peft_model, dev_items, cfg, pad_id)
+            dev = _evaluate(peft_model, dev_items, cfg, pad_id, dist)  # the same numbers on every rank
             row.update({f"dev/{k}": v for k, v in dev.items()})
             if counters["best_dev"] is None or dev["loss"] < counters["best_dev"]:
                 counters["best_dev"], counters["bad_evals"] = dev["loss"], 0
@@ -302,28 +348,32 @@ def _train_run(cfg: IA2TrainConfig, rd: RunDir, peft_model, tok, items, tfile, f
                     if best_state is not None:
                         adapters.load_adapter_state(peft_model, best_state)
             row.update({"dev/best": counters["best_dev"], "dev/patience": counters["bad_evals"]})
-        rd.log(row)
+        if rd is not None:
+            rd.log(row)
         bar.update(1)
         bar.set_postfix(loss=f"{sums['loss']:.4g}", dev=f"{counters['best_dev'] or float('nan'):.4g}")
         counters["step"] = step
         if step % cfg.checkpoint_every == 0 and step < total and not counters["early_stopped"]:
             counters["train_time"] += time.perf_counter() - t_loop
             t_loop = time.perf_counter()
-            save_checkpoint(ckpt, peft_model, opt, best_state, counters)
+            if rd is not None:
+                save_checkpoint(ckpt, peft_model, opt, best_state, counters)
     bar.close()
     counters["train_time"] += time.perf_counter() - t_loop
-    _save_adapter(peft_model, rd.path)
-    summary = {"steps": step, "epochs": (step - 1) // spe + 1 if step else 0, "steps_per_epoch": spe,
-               "best_dev_loss": counters["best_dev"], "early_stopped": counters["early_stopped"],
-               "train_time_s": counters["train_time"], "step_time_s": counters["train_time"] / max(step, 1),
-               "target_time_s": t_targets, "targets_from_cache": from_cache,
-               "target_cache": None if tfile is None else str(tfile),
-               "n_train": n, "n_dev": len(dev_items),
-               "trainable_params": sum(p.numel() for p in params)}
-    rd.write_json("train_summary.json", summary)
-    rd.mark_complete(summary)
-    shutil.rmtree(rd.path / CKPT_DIR, ignore_errors=True)
-    return rd.path
+    if rd is not None:
+        _save_adapter(peft_model, path)
+        summary = {"steps": step, "epochs": (step - 1) // spe + 1 if step else 0, "steps_per_epoch": spe,
+                   "best_dev_loss": counters["best_dev"], "early_stopped": counters["early_stopped"],
+                   "train_time_s": counters["train_time"], "step_time_s": counters["train_time"] / max(step, 1),
+                   "target_time_s": t_targets, "targets_from_cache": from_cache,
+                   "target_cache": None if tfile is None else str(tfile),
+                   "n_train": n, "n_dev": len(dev_items), "world_size": dist.world,
+                   "trainable_params": sum(p.numel() for p in params)}
+        rd.write_json("train_summary.json", summary)
+        rd.mark_complete(summary)
+        shutil.rmtree(path / CKPT_DIR, ignore_errors=True)
+    dist.barrier()  # the run is complete when any rank returns
+    return path
 
 
 def _save_adapter(model, path: Path) -> None:

@@ -1,7 +1,7 @@
 """``actlab iav train``: train the IAV heads on preference pairs (frozen backbone; accelerate for multi-GPU).
 
     actlab iav train --model_name_or_path tiny --dataset syn_hh --num_epochs 1 --batch_size 8 --learning_rate 5e-3
-    accelerate launch --num_processes 2 -m actlab.cli.main iav train ...     # data-parallel (also on CPU)
+    accelerate launch --multi_gpu --num_processes 2 -m actlab.cli.main iav train ...   # data parallel (also CPU)
 
 Run directory ``output_dir``: ``config.json``, ``metrics.jsonl`` (slash names), ``checkpoint-<step>/`` every
 ``save_steps`` (the heads, :meth:`IAVModel.save_pretrained`, then ``checkpoint.safetensors``: heads, optimizer,
@@ -13,11 +13,19 @@ its step), ``heads/`` (the final heads), ``COMPLETE``. One process owns the dire
 
 The reference is, in order: ``--cache_file`` (cached reference outputs), ``--ref_model`` (a live second model — slow,
 kept for comparison), or the frozen copy of ``lm_head`` (exact, since the backbone is frozen; the default).
+
+Several processes: the launch is checked by :func:`actlab.core.distributed.start` first (a launch whose processes
+do not form one group is refused in one line instead of training N copies into one directory; without GPUs the
+processes form a gloo group on CPU), then accelerate's :class:`~accelerate.Accelerator` wraps the heads in DDP
+(``acc.prepare``: the path an FSDP config of ``accelerate launch`` applies to). Each rank takes its own
+``batch_size`` pairs of every global batch (``batch_size × processes × grad_accum`` pairs per optimizer step);
+rank 0 decides skip-done, owns the run directory and evaluates; the others read its checkpoints on resume.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import os
 import shutil
@@ -26,9 +34,12 @@ from pathlib import Path
 
 import torch
 
+from actlab.core import distributed
 from actlab.core.errors import ActlabError
 from actlab.iav.config import TrainConfig
 from actlab.iav.loss import Packed, Side, corrected_loss_packed, iav_loss
+
+log = logging.getLogger(__name__)
 
 CKPT = "checkpoint"  # the checkpoint directory of older actlab versions (still resumed)
 CKPT_FILE = "checkpoint.safetensors"
@@ -254,15 +265,18 @@ def train(cfg: TrainConfig, ref_model: str | None = None, kill_after_steps: int 
             ref_model = cfg.ref_model
         elif cfg.ref_model != ref_model:
             cfg = dataclasses.replace(cfg, ref_model=ref_model)
-    acc = Accelerator(cpu=cfg.device == "cpu", gradient_accumulation_steps=cfg.grad_accum)
+    dist = distributed.start(cfg.device, verb="iav train")  # one group or one process, never N copies
+    acc = Accelerator(cpu=dist.device.type == "cpu", gradient_accumulation_steps=cfg.grad_accum)
+    if acc.num_processes != dist.world:  # the accelerator reuses the group start() made
+        raise ActlabError(f"iav train: accelerate sees {acc.num_processes} processes, the launcher {dist.world}")
     if acc.device.type == "cpu":
         keep_freed_memory()
     out = Path(cfg.output_dir)
     fp = {"exclude": EXCLUDE, "defaults": dataclass_defaults(TrainConfig), "overwrite": getattr(cfg, "overwrite", False),
           "progress": _progress(out)}
-    if run_state(out, cfg, **fp) == "done":
-        if acc.is_main_process:
-            print(f"{out} is complete with this config; nothing to do")
+    if dist.from_main(run_state, out, cfg, **fp) == "done":
+        if dist.is_main:
+            log.info("%s is complete with this config; nothing to do", out)
         return out
     # data first: bad input fails before anything is written
     rows = load_rows(cfg.dataset, "train", cfg.num_train_samples, cfg.seed)
@@ -298,15 +312,23 @@ def train(cfg: TrainConfig, ref_model: str | None = None, kill_after_steps: int 
     wrapped, opt = acc.prepare(iav, opt)  # DDP over the trainable heads when launched with several processes
 
     run = None
-    if acc.is_main_process:
+
+    def open_run() -> str:  # rank 0 alone owns the run directory; the others get its answer
+        nonlocal run
         run = RunDir(out, wandb_log=cfg.wandb, report_to=cfg.report_to)
         extra = {"world_size": world, "trainable_params": iav.num_trainable()}
         if not hasattr(cfg, "ref_model"):
             extra["ref_model"] = ref_model
-        if run.begin(cfg, extra=extra, **fp) == "done":
-            run.close()  # another process finished it meanwhile
-            return out
-    acc.wait_for_everyone()
+        try:
+            return run.begin(cfg, extra=extra, **fp)
+        except BaseException:
+            run.close()
+            raise
+
+    if dist.from_main(open_run) == "done":  # another process finished it meanwhile
+        if run is not None:
+            run.close()
+        return out
     try:
         _loop(cfg, acc, run, out, iav, wrapped, opt, raw_opt, sched, params, data, val, cache, ref_lm, total,
               steps_per_epoch, kill_after_steps)
@@ -325,7 +347,7 @@ def _loop(cfg, acc, run, out, iav, wrapped, opt, raw_opt, sched, params, data, v
     if run is not None:
         run.reset_metrics(keep_until_step=state["global_step"])  # each step exactly once in metrics.jsonl
         if state["global_step"]:
-            print(f"resuming {out} from step {state['global_step']}")
+            log.info("resuming %s from step %d", out, state["global_step"])
     acc.wait_for_everyone()
 
     step = state["global_step"]
