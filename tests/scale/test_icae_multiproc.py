@@ -1,0 +1,91 @@
+"""ICAE pretrain / finetune on 2 CPU processes (gloo) give the one-process result of the same global batch.
+
+``per_device_train_batch_size`` is per process (as in HF Trainer): 2 processes × 2 samples are the global batch of
+one process with 4. The one-process runs are in this process, the two-process ones go through the launchers exactly
+as docs/scale.md writes them.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from actlab.core.io import read_jsonl
+
+# dropout off: a rank draws its own masks for its slice (as under DDP), the one thing that would differ
+OPTS = dict(fixed_mem_size=8, mean_compression_rate=4, lora_r=4, lora_dropout=0.0, max_seq_len=64,
+            num_train_samples=24, num_eval_samples=2, max_steps=3, logging_steps=1, save_steps=2, warmup_steps=1,
+            learning_rate=5e-3, seed=3)
+
+
+def _cfg(model: str, data: Path, out: Path, **kw):
+    from actlab.icae.config import ICAEConfig
+
+    return ICAEConfig(model_name=model, data_dir=str(data), output_dir=str(out), device="cpu", **{**OPTS, **kw})
+
+
+def _flags(model: str, data: Path, out: Path, **kw) -> list[str]:
+    args = ["--model_name", model, "--data_dir", str(data), "--output_dir", str(out), "--device", "cpu"]
+    for k, v in {**OPTS, **kw}.items():
+        args += [f"--{k}", str(v)]
+    return args
+
+
+def _weights(path: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    return load_file(str(path))
+
+
+def _same_run(one: Path, two: Path, weights: str, keys: tuple[str, ...]) -> None:
+    a, b = _weights(one / weights), _weights(two / weights)
+    assert a.keys() == b.keys() and a
+    for k in a:
+        torch.testing.assert_close(b[k], a[k], rtol=1e-4, atol=1e-5, msg=k)
+    ra, rb = read_jsonl(one / "metrics.jsonl"), read_jsonl(two / "metrics.jsonl")
+    assert [r["step"] for r in rb] == [1, 2, 3]  # each step once: only rank 0 writes
+    for x, y in zip(ra, rb):
+        for k in keys:
+            assert y[k] == pytest.approx(x[k], rel=1e-4, abs=1e-6), k
+    assert json.loads((one / "config.json").read_text())["world_size"] == 1
+    assert json.loads((two / "config.json").read_text())["world_size"] == 2
+    assert (two / "COMPLETE").exists() and not (two / "checkpoint.safetensors").exists()
+
+
+@pytest.mark.multiproc
+def test_pretrain_and_finetune_two_processes(micro_dir, launch, tmp_path):
+    from actlab.icae import data, trainer
+
+    d = tmp_path / "data"
+    data.prepare_pretrain(_cfg(micro_dir, d, tmp_path / "one"))
+    one = trainer.train(_cfg(micro_dir, d, tmp_path / "one", per_device_train_batch_size=4))
+    assert one == tmp_path / "one" / "pretrain"
+    r = launch("torchrun", 2, "icae", "pretrain", *_flags(micro_dir, d, tmp_path / "two",
+                                                          per_device_train_batch_size=2))
+    assert r.returncode == 0, r.stderr[-3000:]
+    _same_run(one, tmp_path / "two" / "pretrain", "icae.safetensors",
+              ("train/loss", "train/ae_loss", "train/lm_loss", "train/grad_norm", "train/lr"))
+    # fine-tuning QA from the pretrained weights, through accelerate's launcher this time
+    ft = dict(task="qa", checkpoint_path=str(one / "icae.safetensors"), num_train_samples=12)
+    one_ft = trainer.train(_cfg(micro_dir, d, tmp_path / "one", per_device_train_batch_size=4, **ft))
+    assert one_ft == tmp_path / "one" / "finetune_qa"
+    r = launch("accelerate", 2, "icae", "finetune", *_flags(micro_dir, d, tmp_path / "two",
+                                                            per_device_train_batch_size=2, **ft))
+    assert r.returncode == 0, r.stderr[-3000:]
+    _same_run(one_ft, tmp_path / "two" / "finetune_qa", "icae.safetensors", ("train/loss", "train/grad_norm"))
+    # fine-tuning really moved the weights (two runs that did nothing would also be equal)
+    pre, post = _weights(one / "icae.safetensors"), _weights(one_ft / "icae.safetensors")
+    assert any(not torch.allclose(pre[k], post[k]) for k in pre)
+
+
+def test_trajectories_refused_under_a_launcher(monkeypatch, tmp_path):
+    from actlab.core.distributed import Dist
+    from actlab.core.errors import ActlabError
+    from actlab.icae import trainer
+
+    monkeypatch.setattr(trainer, "start", lambda device, verb: Dist(rank=0, world=2))
+    with pytest.raises(ActlabError, match="trajectories .* one process"):
+        trainer.finetune(_cfg("unused", tmp_path, tmp_path / "x", task="trajectories"))
