@@ -107,8 +107,9 @@ class Dist:
 def start(device: str | None = None, *, verb: str = "this verb") -> Dist:
     """The process group of this launch (or one process), on ``device``.
 
-    ``device``: ``None``/``"auto"`` picks ``cuda:LOCAL_RANK`` when there are GPUs, else CPU; ``"cpu"`` forces CPU
-    (gloo); an explicit ``cuda:N`` is only valid alone (several processes each take their own GPU).
+    ``device``: ``None``/``"auto"`` picks ``cuda:LOCAL_RANK`` when there are GPUs, else CPU (gloo: what
+    ``accelerate launch --multi_gpu`` on a machine without GPUs means); ``"cpu"`` forces CPU; an explicit ``cuda:N``
+    is only valid alone (several processes each take their own GPU).
     """
     world = launched_world()
     if world == 1:
@@ -120,7 +121,8 @@ def start(device: str | None = None, *, verb: str = "this verb") -> Dist:
                           f"(each takes cuda:LOCAL_RANK); valid under a launcher: auto, cuda, cpu")
     from accelerate import PartialState
 
-    state = PartialState(cpu=device == "cpu")
+    cpu = device == "cpu" or (device in (None, "auto") and not torch.cuda.is_available())
+    state = PartialState(cpu=cpu)
     if state.num_processes != world or not torch.distributed.is_initialized():
         raise ActlabError(f"the launcher started {world} processes (WORLD_SIZE={world}) but they formed a group of "
                           f"{state.num_processes}: each would train its own copy into one run directory; launch with "
