@@ -56,6 +56,7 @@ def _same_run(one: Path, two: Path, weights: str, keys: tuple[str, ...]) -> None
 
 
 @pytest.mark.multiproc
+@pytest.mark.slow  # a launch: .ci/run runs -m multiproc tests/scale
 def test_pretrain_and_finetune_two_processes(micro_dir, launch, tmp_path):
     from actlab.icae import data, trainer
 

@@ -62,6 +62,7 @@ def one_pairs(micro_dir, model_b, texts, tmp_path_factory) -> Path:
 
 
 @pytest.mark.multiproc
+@pytest.mark.slow  # a launch: .ci/run runs -m multiproc tests/scale
 def test_extract_under_accelerate_launch(micro_dir, model_b, texts, one_pairs, launch, tmp_path):
     r = launch("accelerate", 2, "xmodel", "extract", *_extract_args(micro_dir, model_b, texts, tmp_path / "two"))
     assert r.returncode == 0, r.stderr[-3000:]
@@ -88,6 +89,7 @@ def _map(d: Path) -> dict[str, torch.Tensor]:
 # lora: contrastive loss (the batch's whole loss, gradients through each rank's rows) from a Procrustes base;
 # learned: the MSE weighted by each slice's share; procrustes: fitted on rank 0 alone
 @pytest.mark.multiproc
+@pytest.mark.slow  # a launch: .ci/run runs -m multiproc tests/scale
 @pytest.mark.parametrize("method", ["lora", "learned", "procrustes"])
 def test_align_two_processes(method, one_pairs, launch, tmp_path):
     from actlab.xmodel.config import AlignConfig

@@ -36,6 +36,7 @@ def test_slices_of_a_batch_sum_to_its_loss(micro_tok, micro_llama):
 
 
 @pytest.mark.multiproc
+@pytest.mark.slow  # a launch: .ci/run runs -m multiproc tests/scale
 def test_build_two_processes_gives_the_one_process_model(monkeypatch, tmp_path):
     from safetensors.torch import load_file
 

@@ -140,7 +140,7 @@ def run_all(cfg: XModelConfig, out_dir: str | Path, models=None) -> dict:
 
     dist = start(cfg.device, verb="xmodel run-all")
     rank, world = dist.rank, dist.world
-    rd = RunDir(out_dir)
+    rd = RunDir(out_dir, lock=dist.is_main)  # rank 0 owns the run directory
     if world > 1 and rank > 0:
         pass  # rank 0 checks and writes the config
     elif rd.config_path.exists():

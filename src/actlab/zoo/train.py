@@ -12,6 +12,7 @@ evaluates, checkpoints and writes.
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 import warnings
@@ -27,6 +28,8 @@ from actlab.core.progress import progress
 from actlab.zoo.corpus import batch
 from actlab.zoo.specs import ZooSpec
 from actlab.zoo.tokenizer import label_scaffold_ids
+
+log = logging.getLogger(__name__)
 
 CKPT = "checkpoint.safetensors"
 CKPT_STATE = "checkpoint.json"  # older actlab: the step in this second file (two writes: not atomic); still read
@@ -133,7 +136,7 @@ def train(spec: ZooSpec, tok, work_dir: Path, eval_fn: Callable[[object, int], d
         betas=(0.9, 0.95),
     )
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(spec))
-    start, log, elapsed = _load_ckpt(work_dir, model, opt, sched) or (0, [], 0.0)  # every rank reads it
+    start, evals, elapsed = _load_ckpt(work_dir, model, opt, sched) or (0, [], 0.0)  # every rank reads it
     n_tok = 0
     t0 = time.perf_counter()
     scaffold = torch.tensor(label_scaffold_ids(tok))  # once per build, not per step
@@ -169,12 +172,12 @@ def train(spec: ZooSpec, tok, work_dir: Path, eval_fn: Callable[[object, int], d
             bar.set_postfix(loss=f"{loss_v:.3f}")
         if t.eval_every and eval_fn is not None and done % t.eval_every == 0 and done < t.steps and dist.is_main:
             row = {"step": done, "loss": round(loss_v, 4), **eval_fn(model, done)}
-            log.append(row)
-            bar.write(str(row))
+            evals.append(row)
+            log.info("zoo build %s: %s", spec.name, row)
             model.train()
         stop = stop_after is not None and done >= stop_after
         if (done % t.ckpt_every == 0 or done == t.steps or stop) and dist.is_main:
-            _save_ckpt(work_dir, model, opt, sched, done, log, elapsed + time.perf_counter() - t0)
+            _save_ckpt(work_dir, model, opt, sched, done, evals, elapsed + time.perf_counter() - t0)
         if stop and done < t.steps:
             dist.barrier()  # the checkpoint is written
             bar.close()
@@ -189,6 +192,6 @@ def train(spec: ZooSpec, tok, work_dir: Path, eval_fn: Callable[[object, int], d
         "train_seconds_total": round(elapsed + secs, 1),
         "tokens_per_second_this_run": round(n_tok / max(secs, 1e-9)),
         "final_loss": round(loss_v, 4) if t.steps > start else None,
-        "log": log,
+        "log": evals,
     }
     return model, info
