@@ -114,3 +114,27 @@ def test_align_two_processes(method, one_pairs, launch, tmp_path):
     if method != "procrustes":  # the training moved the map away from its start
         info = json.loads((tmp_path / "two" / "map.json").read_text())["info"]
         assert info["epochs"] == 3
+
+
+def test_contrastive_rank_gradients_sum_to_the_batch_gradient():
+    """Each rank's gradient of the batch's whole loss, taken through its own rows only, sums to the one-process
+    gradient: not twice it (every rank back-propagating through every row) and not the gradient of a loss with the
+    slice's rows as the only negatives. (Adam and clipping hide a scaled gradient; this does not.)"""
+    from actlab.core.distributed import Dist
+    from actlab.xmodel.align import LinearAdapter, info_nce_loss
+
+    g = torch.Generator().manual_seed(0)
+    X, Y = torch.randn(7, 6, generator=g), torch.randn(7, 5, generator=g)
+    m = LinearAdapter(6, 5, seed=0)
+    idx = torch.tensor([3, 0, 6, 1, 5, 2, 4])
+
+    def grad(dist: Dist) -> torch.Tensor:
+        m.W.grad = None
+        za = m._batch_rows(X, idx, dist)
+        (info_nce_loss(za, Y[idx]) + ((za - Y[idx]) ** 2).mean()).backward()
+        return m.W.grad.clone()
+
+    whole = grad(Dist())
+    parts = [grad(Dist(rank=r, world=2)) for r in (0, 1)]  # slices of 3 and 4 rows
+    torch.testing.assert_close(parts[0] + parts[1], whole, rtol=1e-5, atol=1e-7)
+    assert not torch.allclose(parts[0], whole, rtol=1e-2)  # a slice alone is not the whole gradient
