@@ -90,3 +90,48 @@ def test_trajectories_refused_under_a_launcher(monkeypatch, tmp_path):
     monkeypatch.setattr(trainer, "start", lambda device, verb: Dist(rank=0, world=2))
     with pytest.raises(ActlabError, match="trajectories .* one process"):
         trainer.finetune(_cfg("unused", tmp_path, tmp_path / "x", task="trajectories"))
+
+
+@pytest.mark.slow  # kills a launch mid-run and resumes it (not in .ci/run's multiproc set)
+def test_killed_two_process_run_resumes_like_an_uninterrupted_one(micro_dir, tmp_path):
+    """Every rank reads rank 0's checkpoint on resume: a rank that started over would train other weights and the
+    summed gradients would pull the run away from the uninterrupted one."""
+    import subprocess
+    import time
+
+    import psutil
+    from safetensors import safe_open
+
+    from actlab.icae import data, trainer
+    from tests.scale.conftest import launch_cmd, launch_env
+
+    d, steps = tmp_path / "data", 60
+    data.prepare_pretrain(_cfg(micro_dir, d, tmp_path / "one"))
+    one = trainer.train(_cfg(micro_dir, d, tmp_path / "one", per_device_train_batch_size=4, max_steps=steps,
+                             save_steps=4, logging_steps=4))
+    cmd = launch_cmd("torchrun", 2, "icae", "pretrain", *_flags(micro_dir, d, tmp_path / "two", max_steps=steps,
+                                                                  save_steps=4, logging_steps=4,
+                                                                  per_device_train_batch_size=2))
+    ck = tmp_path / "two" / "pretrain" / "checkpoint.safetensors"
+    p = subprocess.Popen(cmd, env=launch_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        while p.poll() is None and not ck.exists():
+            time.sleep(0.02)
+    finally:  # the workers too: torchrun starts them in their own sessions
+        procs = [psutil.Process(p.pid), *psutil.Process(p.pid).children(recursive=True)]
+        for q in procs:
+            q.kill()
+        psutil.wait_procs(procs, timeout=30)
+        p.wait()
+    assert ck.exists() and not (tmp_path / "two" / "pretrain" / "COMPLETE").exists(), "the run ended before the kill"
+    with safe_open(str(ck), "pt") as f:
+        killed_at = int(f.metadata()["step"])
+    assert 0 < killed_at < steps
+    r = subprocess.run(cmd, env=launch_env(), capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert f"from step {killed_at}" in r.stderr  # resumed, not found complete or started over
+    two = tmp_path / "two" / "pretrain"
+    a, b = _weights(one / "icae.safetensors"), _weights(two / "icae.safetensors")
+    for k in a:
+        torch.testing.assert_close(b[k], a[k], rtol=1e-4, atol=1e-5, msg=k)
+    assert [row["step"] for row in read_jsonl(two / "metrics.jsonl")] == list(range(4, steps + 1, 4))
