@@ -135,3 +135,28 @@ def test_killed_two_process_run_resumes_like_an_uninterrupted_one(micro_dir, tmp
     for k in a:
         torch.testing.assert_close(b[k], a[k], rtol=1e-4, atol=1e-5, msg=k)
     assert [row["step"] for row in read_jsonl(two / "metrics.jsonl")] == list(range(4, steps + 1, 4))
+
+
+def test_resume_on_another_process_count_warns(micro_dir, tmp_path, monkeypatch, caplog):
+    """A run resumed on another number of processes goes on with another global batch: said, not silent."""
+    import logging
+
+    from actlab.icae import data, trainer
+
+    d, out = tmp_path / "data", tmp_path / "run"
+    cfg = _cfg(micro_dir, d, out, per_device_train_batch_size=2)
+    data.prepare_pretrain(cfg)
+
+    def killed(run, info):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as m, pytest.raises(KeyboardInterrupt):
+        m.setattr(trainer, "_finish", killed)
+        trainer.pretrain(cfg)
+    rec = out / "pretrain" / "config.json"
+    assert (out / "pretrain" / "checkpoint.safetensors").exists()
+    rec.write_text(json.dumps({**json.loads(rec.read_text()), "world_size": 2}))  # as a 2-process run wrote it
+    with caplog.at_level(logging.WARNING, logger="actlab.icae.trainer"):
+        assert trainer.train(cfg) == out / "pretrain"
+    assert "started on 2 processes with 1: the global batch changes from 4 to 2" in caplog.text
+    assert json.loads(rec.read_text())["world_size"] == 1 and (out / "pretrain" / "COMPLETE").exists()

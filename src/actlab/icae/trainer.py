@@ -222,8 +222,13 @@ def _run(cfg: ICAEConfig, sub: str, icae, step_loss: Callable, desc: str, dist: 
     final weights); the other ranks wait for it, then train their slices. The result has ``run_dir``."""
     run, done = None, False
     if dist.is_main:
+        before = _recorded_world(Path(cfg.output_dir) / sub)
         run = _open_run(cfg, sub, dist.world)
         done = run is None
+        if run is not None and before not in (None, dist.world) and (Path(run.path) / CKPT).exists():
+            bs = cfg.per_device_train_batch_size
+            log.warning("%s: resuming a run started on %d processes with %d: the global batch changes from %d to %d "
+                        "samples", desc, before, dist.world, bs * before, bs * dist.world)
     if dist.broadcast(done):  # also the barrier: rank 0 has written the config (and cleared a redo)
         return _skipped(cfg, sub)
     try:
@@ -235,6 +240,14 @@ def _run(cfg: ICAEConfig, sub: str, icae, step_loss: Callable, desc: str, dist: 
             run.close()
     dist.barrier()  # the others return once the run is complete
     return {**info, "run_dir": str(Path(cfg.output_dir) / sub)}
+
+
+def _recorded_world(path: Path) -> int | None:
+    """The process count a run directory's ``config.json`` records (1 for older runs; None without one)."""
+    try:
+        return int(read_json(path / "config.json").get("world_size", 1))
+    except (ActlabError, OSError, ValueError, TypeError, AttributeError):
+        return None
 
 
 def _scored(pre: Prefill) -> int:
