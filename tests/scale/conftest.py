@@ -96,4 +96,4 @@ def ia2_data(tmp_path_factory):
 
 def one_line(stderr: str) -> list[str]:
     """The non-empty lines of ``stderr`` that actlab itself wrote (``actlab: …``)."""
-    return [x for x in stderr.replace("\r", "\n").splitlines() if x.startswith("actlab")]
+    return [x for x in stderr.replace("\r", "\n").splitlines() if x.startswith("actlab: ")]
