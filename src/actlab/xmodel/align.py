@@ -427,19 +427,10 @@ def train_adapter(kind: str, X, Y, tc: TrainConfig | None = None, rank: int = 32
 
 
 def _on_main(dist: Dist, fit: Callable[[], LinearMap]) -> LinearMap:
-    """``fit()`` on rank 0 alone, its map handed to every rank (an error there is raised on every rank)."""
+    """``fit()`` on rank 0 alone, its map handed to every rank (a failure there ends the launch)."""
     if not dist.active:
         return fit()
-    m, err = None, None
-    if dist.is_main:
-        try:
-            m = fit()
-        except ActlabError as e:
-            err = str(e)
-    m, err = dist.broadcast((m, err))
-    if err is not None:
-        raise ActlabError(err)
-    return m
+    return dist.broadcast(fit() if dist.is_main else None)
 
 
 def fit_map(method: str, X, Y, *, scale: bool = True, translate: bool = True, lam: float = 1e-2,

@@ -180,17 +180,11 @@ def _ensure_built_together(name: str, force: bool, seed: int | None, dist: Dist)
     """:func:`ensure_built` by every process of a launch: rank 0 takes the lock and decides, all of them train."""
     spec, d = get_spec(name, seed), model_dir(name, seed)
     with contextlib.ExitStack() as held:
-        answer = (False, None)
-        if dist.is_main:
-            try:
-                held.enter_context(_build_lock(d))  # another launch building it: wait, then reuse its result
-                answer = (_needs_build(name, seed, force), None)
-            except ActlabError as e:
-                answer = (False, str(e))
-        need, err = dist.broadcast(answer)
-        if err is not None:
-            raise ActlabError(err)
-        if need:
+        need = False
+        if dist.is_main:  # a failure here (a corrupt cache) ends the launch
+            held.enter_context(_build_lock(d))  # another launch building it: wait, then reuse its result
+            need = _needs_build(name, seed, force)
+        if dist.broadcast(need):
             _build(spec, d, True, None, dist)
     dist.barrier()
     return validate(name, seed)
