@@ -51,7 +51,9 @@ def build(cfg: ZooBuildConfig) -> dict:
         except ActlabError as e:
             if "corrupt" in str(e):
                 raise
-    d = ensure_built(cfg.name, force=cfg.force, seed=cfg.seed)
+    from actlab.core.distributed import start
+
+    d = ensure_built(cfg.name, force=cfg.force, seed=cfg.seed, dist=start(verb="zoo build"))  # launched: data parallel
     return {"dir": d, "manifest": read_manifest(cfg.name, cfg.seed), "built": True}
 
 

@@ -18,11 +18,23 @@ Trained (Adam):
 
 >>> m = fit_map("procrustes", Xa, Yb, scale=True, translate=True)      # doctest: +SKIP
 >>> m.save("maps/procrustes"); m2 = load_map("maps/procrustes"); m2(Xa_test)
+
+Several processes (``dist``, a :class:`actlab.core.distributed.Dist` of a launch; every rank holds all the pairs):
+
+* closed-form maps are fitted on rank 0 alone and handed to the others (the cost is one ``d × d`` SVD or solve,
+  which does not split over ranks; summing ``XᵀY`` over row shards would save little and change the numerics);
+* trained maps follow the data-parallel rule: every rank draws the same batches, takes its contiguous slice and
+  the gradients are summed before each Adam step. The MSE of ``learned`` is weighted by the slice's share of the
+  batch; the contrastive loss couples a batch's rows (every row is a negative of the others), so each rank computes
+  the batch's whole loss with gradients through its own rows only (the others' mapped rows as constants) and the
+  summed gradients are exactly the one-process gradient. Every rank ends with the same map, equal to the
+  one-process map up to float noise.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -30,6 +42,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from actlab.core.distributed import Dist
 from actlab.core.errors import ActlabError, check_choice
 from actlab.core.io import atomic_write_json, load_tensors, read_json, save_tensors
 
@@ -245,28 +258,33 @@ class LearnedProjection(_Trainable):
                          trainable=True)
         self._g = g
 
-    def fit(self, X, Y, tc: TrainConfig | None = None) -> LearnedProjection:
-        tc = tc or TrainConfig()
+    def fit(self, X, Y, tc: TrainConfig | None = None, dist: Dist | None = None) -> LearnedProjection:
+        """Adam on the batch-mean squared error; under several processes (``dist``) each rank takes its slice of
+        every batch, weighted by its share of the batch, and the gradients are summed."""
+        tc, dist = tc or TrainConfig(), dist or Dist()
         X, Y = torch.as_tensor(_np64(X)).float(), torch.as_tensor(_np64(Y)).float()
         self.W.requires_grad_(True)
         self.train()
         g = getattr(self, "_g", None) or torch.Generator().manual_seed(tc.seed)
         opt = torch.optim.Adam([self.W], lr=tc.lr)
-        loss = torch.tensor(float("nan"))
+        loss = float("nan")
         for _ in range(tc.epochs):
             for idx in _batches(len(X), tc.batch_size, g):
-                loss = ((Y[idx] - self(X[idx])) ** 2).sum(1).mean()
+                mine = dist.shard(idx)
+                part = ((Y[mine] - self(X[mine])) ** 2).sum(1).sum() / len(idx)  # this slice's share of the mean
                 opt.zero_grad()
-                loss.backward()
+                part.backward()
+                dist.sum_grads([self.W])
                 opt.step()
-        return self._freeze({"final_loss": float(loss.detach()), **asdict(tc)})
+                loss = dist.sum_floats({"loss": float(part.detach())})["loss"]
+        return self._freeze({"final_loss": loss, **asdict(tc)})
 
 
-def learned_projection(X, Y, tc: TrainConfig | None = None) -> LearnedProjection:
+def learned_projection(X, Y, tc: TrainConfig | None = None, dist: Dist | None = None) -> LearnedProjection:
     """The paper's W fitted on paired final-token activations (:class:`LearnedProjection`)."""
     tc = tc or TrainConfig()
     X, Y = _np64(X), _np64(Y)
-    return LearnedProjection(X.shape[1], Y.shape[1], seed=tc.seed).fit(X, Y, tc)
+    return LearnedProjection(X.shape[1], Y.shape[1], seed=tc.seed).fit(X, Y, tc, dist=dist)
 
 
 def info_nce_loss(za: torch.Tensor, zb: torch.Tensor, nce=None, temperature: float = 0.07) -> torch.Tensor:
@@ -298,10 +316,13 @@ class _ContrastiveAdapter(_Trainable):
             if self.cfg.kind == "affine":
                 self.b.copy_(Y.mean(0))
 
-    def fit(self, X, Y, tc: TrainConfig | None = None) -> _ContrastiveAdapter:
+    def fit(self, X, Y, tc: TrainConfig | None = None, dist: Dist | None = None) -> _ContrastiveAdapter:
+        """Adam on symmetric InfoNCE + ``mse_weight`` × MSE. Under several processes (``dist``) each rank maps its
+        slice of every batch with gradients, the rest of the batch as constants, computes the batch's whole loss and
+        the gradients are summed (the one-process gradient: a row's loss depends on every row of the batch)."""
         from pytorch_metric_learning.losses import NTXentLoss
 
-        tc = tc or TrainConfig()
+        tc, dist = tc or TrainConfig(), dist or Dist()
         X, Y = torch.as_tensor(_np64(X)).float(), torch.as_tensor(_np64(Y)).float()
         n, da = X.shape
         db = Y.shape[1]
@@ -311,6 +332,8 @@ class _ContrastiveAdapter(_Trainable):
         sx = X.pow(2).sum(1).mean().sqrt() / math.sqrt(da)
         sy = Y.pow(2).sum(1).mean().sqrt() / math.sqrt(db)
         self._init_from_data(X, Y, g, sx, sy)
+        if dist.active:  # every rank starts from rank 0's initial map (a fitted base is not bitwise the same)
+            self.load_state_dict(dist.broadcast({k: v.detach().clone() for k, v in self.state_dict().items()}))
         for name, p in self.named_parameters():
             p.requires_grad_(name in self._trained)
         self.train()
@@ -322,15 +345,26 @@ class _ContrastiveAdapter(_Trainable):
             for idx in _batches(n, tc.batch_size, g):
                 if len(idx) < 2:
                     continue
-                za, zb = self(X[idx]), Y[idx]
+                za, zb = self._batch_rows(X, idx, dist), Y[idx]
                 l_nce = info_nce_loss(za, zb, nce)
                 l_mse = (((za - zb) / sy) ** 2).mean()
                 loss = l_nce + tc.mse_weight * l_mse
                 opt.zero_grad()
                 loss.backward()
+                dist.sum_grads(params)
                 opt.step()
                 last = {"infonce": float(l_nce.detach()), "mse_std": float(l_mse.detach())}
         return self._freeze({**last, **asdict(tc)})
+
+    def _batch_rows(self, X: torch.Tensor, idx: torch.Tensor, dist: Dist) -> torch.Tensor:
+        """The mapped rows of batch ``idx``; under several processes only this rank's slice carries gradients."""
+        if not dist.active:
+            return self(X[idx])
+        lo = dist.rank * len(idx) // dist.world
+        hi = (dist.rank + 1) * len(idx) // dist.world
+        with torch.no_grad():
+            rest = self(X[idx])
+        return torch.cat([rest[:lo], self(X[idx[lo:hi]]), rest[hi:]])
 
 
 class LinearAdapter(_ContrastiveAdapter):
@@ -381,20 +415,31 @@ ADAPTERS = {"linear": LinearAdapter, "affine": AffineAdapter, "lora": LoRAAdapte
 CLASSES = {"learned": LearnedProjection, **ADAPTERS}
 
 
-def train_adapter(kind: str, X, Y, tc: TrainConfig | None = None, rank: int = 32) -> LinearMap:
+def train_adapter(kind: str, X, Y, tc: TrainConfig | None = None, rank: int = 32,
+                  dist: Dist | None = None) -> LinearMap:
     """A ``linear`` / ``affine`` / ``lora`` adapter (:class:`LinearAdapter`, :class:`AffineAdapter`,
     :class:`LoRAAdapter`) trained with symmetric InfoNCE (+ ``mse_weight`` × MSE)."""
     check_choice("adapter", kind, tuple(ADAPTERS))
     tc = tc or TrainConfig()
     da, db = _np64(X).shape[1], _np64(Y).shape[1]
     m = LoRAAdapter(da, db, rank=rank, seed=tc.seed) if kind == "lora" else ADAPTERS[kind](da, db, seed=tc.seed)
-    return m.fit(X, Y, tc)
+    return m.fit(X, Y, tc, dist=dist)
+
+
+def _on_main(dist: Dist, fit: Callable[[], LinearMap]) -> LinearMap:
+    """``fit()`` on rank 0 alone, its map handed to every rank (a failure there ends the launch)."""
+    if not dist.active:
+        return fit()
+    return dist.broadcast(fit() if dist.is_main else None)
 
 
 def fit_map(method: str, X, Y, *, scale: bool = True, translate: bool = True, lam: float = 1e-2,
-            train: TrainConfig | None = None, rank: int = 32) -> LinearMap:
-    """Fit ``method`` (one of :data:`METHODS`) from A's activations ``X`` to B's ``Y`` (rows paired)."""
+            train: TrainConfig | None = None, rank: int = 32, dist: Dist | None = None) -> LinearMap:
+    """Fit ``method`` (one of :data:`METHODS`) from A's activations ``X`` to B's ``Y`` (rows paired).
+
+    ``dist``: the processes of a launch, every one holding the same ``X`` and ``Y`` (see the module doc)."""
     check_choice("alignment method", method, METHODS)
+    dist = dist or Dist()
     if len(X) != len(Y):
         raise ActlabError(f"X and Y must be paired (same number of rows); got {len(X)} and {len(Y)}")
     if len(X) < 2:
@@ -402,9 +447,9 @@ def fit_map(method: str, X, Y, *, scale: bool = True, translate: bool = True, la
     if method == "identity":
         return identity(X, Y)
     if method == "procrustes":
-        return procrustes(X, Y, scale=scale, translate=translate)
+        return _on_main(dist, lambda: procrustes(X, Y, scale=scale, translate=translate))
     if method == "ridge":
-        return ridge(X, Y, lam=lam)
+        return _on_main(dist, lambda: ridge(X, Y, lam=lam))
     if method == "learned":
-        return learned_projection(X, Y, train)
-    return train_adapter(method, X, Y, train, rank=rank)
+        return learned_projection(X, Y, train, dist=dist)
+    return train_adapter(method, X, Y, train, rank=rank, dist=dist)

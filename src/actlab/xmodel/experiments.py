@@ -129,20 +129,17 @@ def procrustes_layers(pairs, layers: list[int], out_dir: str | Path | None = Non
     return out
 
 
-def _rank_world() -> tuple[int, int]:
-    import os
-
-    return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
-
-
 def run_all(cfg: XModelConfig, out_dir: str | Path, models=None) -> dict:
     """Run every stage into ``out_dir``; ``models`` = ``((model_a, tok_a), (model_b, tok_b))`` skips loading.
 
     Under ``torchrun`` / ``accelerate launch`` (``WORLD_SIZE`` > 1) the extraction's shards are shared over the
     processes; then rank 0 alone runs the later stages (the single-process result) and the other ranks return
     ``{"rank": r, "pairs": dir}`` once every shard and ``pairs.json`` are written."""
-    rank, world = _rank_world()
-    rd = RunDir(out_dir)
+    from actlab.core.distributed import start
+
+    dist = start(cfg.device, verb="xmodel run-all")
+    rank, world = dist.rank, dist.world
+    rd = RunDir(out_dir, lock=dist.is_main)  # rank 0 owns the run directory
     if world > 1 and rank > 0:
         pass  # rank 0 checks and writes the config
     elif rd.config_path.exists():
@@ -156,8 +153,8 @@ def run_all(cfg: XModelConfig, out_dir: str | Path, models=None) -> dict:
     if models is None:
         from actlab.core.models import load
 
-        models = (load(cfg.model_a, dtype=cfg.dtype, device=cfg.device),
-                  load(cfg.model_b, dtype=cfg.dtype, device=cfg.device))
+        dev = str(dist.device) if dist.active else cfg.device  # under a launcher: this rank's device
+        models = (load(cfg.model_a, dtype=cfg.dtype, device=dev), load(cfg.model_b, dtype=cfg.dtype, device=dev))
     (ma, ta), (mb, tb) = models
     for k, model in ((cfg.k, ma), (cfg.j, mb)):
         if k is not None:
@@ -172,10 +169,7 @@ def run_all(cfg: XModelConfig, out_dir: str | Path, models=None) -> dict:
     if not (rd / "pairs" / "pairs.json").exists():
         extract_pairs(ma, ta, mb, tb, texts, rd / "pairs", pooling=cfg.pooling, shard_size=cfg.shard_size,
                       batch_size=cfg.batch_size, heldout=cfg.heldout, seed=cfg.seed, names=(cfg.model_a, cfg.model_b))
-        if world > 1:
-            import torch.distributed as dist
-
-            dist.barrier()  # rank 0 has written pairs.json
+        dist.barrier()  # rank 0 has written pairs.json
     if world > 1 and rank > 0:
         return {"rank": rank, "pairs": str(rd / "pairs")}
     pairs = load_pairs(rd / "pairs")

@@ -12,7 +12,8 @@ Pooling (``pooling=``):
 Activations are read with :func:`actlab.core.capture.capture` at ``block_output`` (= HF ``hidden_states[i + 1]``).
 :func:`extract_pairs` writes safetensors shards (``shard-00000.safetensors`` holding ``a``: ``[La, n, da]`` and
 ``b``: ``[Lb, n, db]``) plus ``pairs.json``; finished shards are skipped on rerun (resumable), and shards are split
-over processes when launched by ``torchrun`` / ``accelerate launch`` (``RANK``/``WORLD_SIZE``).
+over processes when launched by ``torchrun`` / ``accelerate launch`` (shard *s* on rank *s mod world*; the process
+group comes from :func:`actlab.core.distributed.start`, which refuses a launch whose processes do not form one).
 ``extract.json`` records what the shards are (models, widths, pooling, layers, texts' sha256, sizes, split, seed)
 before the first shard is written, and every shard carries its fingerprint: a directory holding shards of another
 extraction is an error listing what differs (``overwrite=True`` deletes them and starts over), and
@@ -25,7 +26,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -36,6 +36,7 @@ import torch
 
 from actlab.core import arch
 from actlab.core.capture import capture
+from actlab.core.distributed import Dist, start
 from actlab.core.errors import ActlabError, check_choice
 from actlab.core.io import (
     ConfigMismatch,
@@ -180,18 +181,6 @@ def heldout_mask(n_texts: int, frac: float, seed: int = 0) -> torch.Tensor:
     return m
 
 
-def _dist():
-    """(rank, world) from torchrun/accelerate's env; a gloo group for the barrier when world > 1."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    if world > 1:
-        import torch.distributed as dist
-
-        if not dist.is_initialized():
-            dist.init_process_group("gloo")
-    return rank, world
-
-
 def _texts_sha(texts: Sequence[str]) -> str:
     return hashlib.sha256(json.dumps(list(texts), ensure_ascii=False).encode()).hexdigest()
 
@@ -241,7 +230,8 @@ def extract_pairs(model_a, tok_a, model_b, tok_b, texts: Sequence[str], out_dir:
             "pooling": pooling, "layers_a": la, "layers_b": lb, "n_texts": len(texts), "texts_sha256": _texts_sha(texts),
             "shard_size": shard_size, "heldout": heldout, "seed": seed}
     fingerprint = config_fingerprint(want)
-    rank, world = _dist()
+    dist = start(verb="xmodel extract")
+    rank, world = dist.rank, dist.world
     if out.exists():
         _check_dir(out, want, overwrite, clear=False)  # every rank: the same error everywhere, before any write
     lock = DirLock.acquire(out, what="pairs directory") if rank == 0 else None
@@ -251,13 +241,10 @@ def extract_pairs(model_a, tok_a, model_b, tok_b, texts: Sequence[str], out_dir:
                 tmp.unlink()
             _check_dir(out, want, overwrite, clear=True)
             atomic_write_json(out / RECORD_FILE, {**want, "fingerprint": fingerprint})
-        if world > 1:
-            import torch.distributed as dist
-
-            dist.barrier()
+        dist.barrier()
         t0 = time.perf_counter()
-        _extract_shards(model_a, tok_a, model_b, tok_b, texts, out, la, lb, pooling, shard_size, batch_size, rank,
-                        world, fingerprint)
+        _extract_shards(model_a, tok_a, model_b, tok_b, texts, out, la, lb, pooling, shard_size, batch_size, dist,
+                        fingerprint)
         if rank == 0:
             atomic_write_json(out / PAIRS_FILE, {
                 "models": list(names), "pooling": pooling, "layers_a": la, "layers_b": lb, "n_texts": len(texts),
@@ -271,8 +258,9 @@ def extract_pairs(model_a, tok_a, model_b, tok_b, texts: Sequence[str], out_dir:
     return out
 
 
-def _extract_shards(model_a, tok_a, model_b, tok_b, texts, out: Path, la, lb, pooling, shard_size, batch_size, rank,
-                    world, fingerprint: str) -> None:
+def _extract_shards(model_a, tok_a, model_b, tok_b, texts, out: Path, la, lb, pooling, shard_size, batch_size,
+                    dist: Dist, fingerprint: str) -> None:
+    rank, world = dist.rank, dist.world
     n_shards = (len(texts) + shard_size - 1) // shard_size
     mine = [s for s in range(n_shards) if s % world == rank]
     for s in progress(mine, total=len(mine), desc=f"extract (rank {rank}/{world})"):
@@ -288,10 +276,7 @@ def _extract_shards(model_a, tok_a, model_b, tok_b, texts, out: Path, la, lb, po
             b = pooled_activations(model_b, tok_b, chunk, lb, pooling, batch_size)
             idx = torch.arange(s * shard_size, s * shard_size + len(chunk))
         save_tensors(path, {"a": a, "b": b, "text_index": idx}, {"rank": str(rank), "fingerprint": fingerprint})
-    if world > 1:
-        import torch.distributed as dist
-
-        dist.barrier()
+    dist.barrier()
 
 
 def load_pairs(out_dir: str | Path) -> Paired:

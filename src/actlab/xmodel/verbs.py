@@ -15,13 +15,16 @@ from actlab.xmodel.config import AlignConfig, CommunicateConfig, ExtractConfig, 
 
 def extract(cfg: ExtractConfig) -> Path:
     """Write paired activations of A and B; returns the pairs directory."""
+    from actlab.core.distributed import start
     from actlab.core.models import load
     from actlab.xmodel.experiments import load_texts
     from actlab.xmodel.extract import extract_pairs
 
+    dist = start(verb="xmodel extract")  # under a launcher: this rank's device (cuda:LOCAL_RANK or cpu)
     texts = load_texts(cfg.texts, cfg.n_texts, cfg.seed)
-    ma, ta = load(cfg.model_a)
-    mb, tb = load(cfg.model_b)
+    dev = str(dist.device) if dist.active else None
+    ma, ta = load(cfg.model_a, device=dev)
+    mb, tb = load(cfg.model_b, device=dev)
     return extract_pairs(ma, ta, mb, tb, texts, cfg.out, layers_a=cfg.layers_a, layers_b=cfg.layers_b,
                          pooling=cfg.pooling, shard_size=cfg.shard_size, batch_size=cfg.batch_size,
                          heldout=cfg.heldout, seed=cfg.seed, names=(cfg.model_a, cfg.model_b),
@@ -41,19 +44,24 @@ def _resolve_layer(flag: str, layer: int, layers: list[int], where) -> int:
 
 def align(cfg: AlignConfig) -> dict:
     """Fit and save the map; returns its held-out scores (also in ``{out}/scores.json``). With ``layers``: one map
-    per layer in ``{out}/layer<a>-<b>/`` and ``{"layers_a", "layers_b", "results": {"<a>-<b>": scores}}``."""
+    per layer in ``{out}/layer<a>-<b>/`` and ``{"layers_a", "layers_b", "results": {"<a>-<b>": scores}}``.
+
+    Under ``accelerate launch`` / ``torchrun`` every rank loads the pairs; the trained maps fit data-parallel, the
+    closed-form ones on rank 0 (:mod:`actlab.xmodel.align`); rank 0 alone writes ``out``."""
+    from actlab.core.distributed import start
     from actlab.core.io import atomic_write_json
     from actlab.xmodel.align import TrainConfig, fit_map
     from actlab.xmodel.experiments import _map_eval, procrustes_layers
     from actlab.xmodel.extract import load_pairs
 
+    dist = start(verb="xmodel align")
     pairs = load_pairs(cfg.pairs)
     tc = TrainConfig(epochs=cfg.epochs, lr=cfg.lr, batch_size=cfg.batch_size, temperature=cfg.temperature,
                      mse_weight=cfg.mse_weight)
 
     def fit(xa, yb):
         return fit_map(cfg.method, xa, yb, scale=not cfg.no_scale, translate=not cfg.no_translate,
-                       lam=cfg.ridge_lambda, train=tc, rank=cfg.rank)
+                       lam=cfg.ridge_lambda, train=tc, rank=cfg.rank, dist=dist)
 
     if cfg.layers is not None:
         la = [_resolve_layer("--layers", x, pairs.layers_a, cfg.pairs) for x in cfg.layers]
@@ -63,17 +71,25 @@ def align(cfg: AlignConfig) -> dict:
         lb = _resolve_layer("--layer_b", cfg.layer_b, pairs.layers_b, cfg.pairs)
     from actlab.core.io import DirLock
 
-    lock = DirLock.acquire(cfg.out, what="map directory")  # inputs checked: one process writes a map directory
-    if cfg.layers is not None:
-        scores = procrustes_layers(pairs, la, cfg.out, layers_b=lb, temperature=cfg.temperature, fit=fit)
-        scores["method"] = cfg.method
-    else:
-        m = fit(pairs.split("train", "a", la), pairs.split("train", "b", lb))
-        m.save(cfg.out)
-        scores = {"layer_a": la, "layer_b": lb, **_map_eval(m, pairs.split("test", "a", la),
-                                                            pairs.split("test", "b", lb), cfg.temperature)}
-    atomic_write_json(f"{cfg.out}/scores.json", scores)
-    lock.release()
+    # inputs checked: one process (rank 0) writes a map directory
+    lock = DirLock.acquire(cfg.out, what="map directory") if dist.is_main else None
+    try:
+        if cfg.layers is not None:
+            scores = procrustes_layers(pairs, la, cfg.out if dist.is_main else None, layers_b=lb,
+                                       temperature=cfg.temperature, fit=fit)
+            scores["method"] = cfg.method
+        else:
+            m = fit(pairs.split("train", "a", la), pairs.split("train", "b", lb))
+            if dist.is_main:
+                m.save(cfg.out)
+            scores = {"layer_a": la, "layer_b": lb, **_map_eval(m, pairs.split("test", "a", la),
+                                                                pairs.split("test", "b", lb), cfg.temperature)}
+        if dist.is_main:
+            atomic_write_json(f"{cfg.out}/scores.json", {**scores, "world_size": dist.world})
+    finally:
+        if lock is not None:
+            lock.release()
+    dist.barrier()  # the others return once the map and its scores are written
     return scores
 
 

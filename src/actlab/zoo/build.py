@@ -13,6 +13,13 @@ Layout under ``$ACTLAB_HOME/models/``::
                              needs the model waits for it, then uses its result
 
 A build with a non-default ``seed`` lives in ``<name>-seed<S>/``.
+
+``actlab zoo build`` under ``accelerate launch`` / ``torchrun`` (``ensure_built(..., dist=start())``) trains data
+parallel with the spec's own global batch (:mod:`actlab.zoo.train`): the recipe and its result stay those of one
+process (up to float noise), only faster. Rank 0 holds the lock, decides whether to build, evaluates, and writes the
+checkpoints, the manifest (with ``world_size``) and the final directory; the others train their slices and wait.
+A model loaded implicitly (``load("tiny")`` inside another verb) is built by one process, the others wait on its
+lock.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
+import logging
 import os
 import shutil
 import time
@@ -27,9 +35,12 @@ from pathlib import Path
 
 import torch
 
+from actlab.core.distributed import Dist
 from actlab.core.errors import ActlabError, unknown_choice
 from actlab.core.io import DirLock, actlab_home, atomic_write_json, env_info, read_json, umask_modes
 from actlab.zoo.specs import ZOO, ZOO_NAMES, ZooSpec
+
+log = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
 FORMAT = 1
@@ -121,14 +132,17 @@ def is_built(name: str, seed: int | None = None) -> bool:
         return False
 
 
-def ensure_built(name: str, force: bool = False, seed: int | None = None) -> Path:
+def ensure_built(name: str, force: bool = False, seed: int | None = None, dist: Dist | None = None) -> Path:
     """The directory of zoo model ``name``, building it first if it is missing (or if ``force``).
 
     A cached directory that exists but is corrupt raises ActlabError telling how to rebuild (it is not silently
     rebuilt: a half-deleted cache usually means something else is wrong). An intact cache built from an older
     version of the spec (stale) is rebuilt, with a note, and replaced only once the new build is complete.
-    ``from_pretrained(dir)`` loads it.
+    ``from_pretrained(dir)`` loads it. ``dist``: every process of a launch calls this together and they build it
+    data parallel (rank 0 decides and writes).
     """
+    if dist is not None and dist.active:
+        return _ensure_built_together(name, force, seed, dist)
     spec = get_spec(name, seed)
     d = model_dir(name, seed)
     if not force and d.exists():
@@ -144,12 +158,35 @@ def ensure_built(name: str, force: bool = False, seed: int | None = None) -> Pat
             except StaleZooCache:
                 stale = True
         if stale:
-            from actlab.core.progress import quiet
-
-            if not quiet():
-                print(f"zoo model {name!r} at {d} was built from an older version of its spec: rebuilding it",
-                      flush=True)
+            log.info("zoo model %r at %s was built from an older version of its spec: rebuilding it", name, d)
         build(spec, d, force=force or stale)
+    return validate(name, seed)
+
+
+def _needs_build(name: str, seed: int | None, force: bool) -> bool:
+    """True: build (``force`` or missing), "stale": rebuild, False: the cache is good (corrupt: ActlabError)."""
+    d = model_dir(name, seed)
+    if force or not d.exists():
+        return True
+    try:
+        validate(name, seed)
+        return False
+    except StaleZooCache:
+        log.info("zoo model %r at %s was built from an older version of its spec: rebuilding it", name, d)
+        return True
+
+
+def _ensure_built_together(name: str, force: bool, seed: int | None, dist: Dist) -> Path:
+    """:func:`ensure_built` by every process of a launch: rank 0 takes the lock and decides, all of them train."""
+    spec, d = get_spec(name, seed), model_dir(name, seed)
+    with contextlib.ExitStack() as held:
+        need = False
+        if dist.is_main:  # a failure here (a corrupt cache) ends the launch
+            held.enter_context(_build_lock(d))  # another launch building it: wait, then reuse its result
+            need = _needs_build(name, seed, force)
+        if dist.broadcast(need):
+            _build(spec, d, True, None, dist)
+    dist.barrier()
     return validate(name, seed)
 
 
@@ -157,11 +194,8 @@ def ensure_built(name: str, force: bool = False, seed: int | None = None) -> Pat
 def _build_lock(final: Path):
     """Hold ``<name>.lock`` next to the model directory (the build renames its ``.partial`` dir into place, so the
     lock cannot live inside it); a second process waits for the first, saying whom it waits for."""
-    from actlab.core.progress import quiet
-
     def waiting(holder: str) -> None:
-        if not quiet():
-            print(f"zoo model {final.name!r} is being built by {holder}: waiting for it", flush=True)
+        log.info("zoo model %r is being built by %s: waiting for it", final.name, holder)
 
     lock = DirLock.acquire(final.parent, lock_file=final.with_name(final.name + ".lock"), blocking=True,
                            what="zoo model", on_wait=waiting)
@@ -222,27 +256,29 @@ def build(spec: ZooSpec, final: Path, force: bool = False, stop_after: int | Non
         return _build(spec, final, force, stop_after)
 
 
-def _build(spec: ZooSpec, final: Path, force: bool, stop_after: int | None) -> Path | None:
-    from actlab.core.progress import quiet
+def _build(spec: ZooSpec, final: Path, force: bool, stop_after: int | None, dist: Dist | None = None) -> Path | None:
     from actlab.zoo.tokenizer import train_tokenizer
     from actlab.zoo.train import train
 
+    dist = dist or Dist()
     part = _partial_dir(final)
     want = spec.identity()
     threads = build_threads(spec)
-    if part.exists():
-        try:
-            same = read_json(part / "spec.json") == want
-        except Exception:  # noqa: BLE001
-            same = False
-        if not same:
-            shutil.rmtree(part)
-    part.mkdir(parents=True, exist_ok=True)
-    for tmp in part.glob(".*.tmp"):  # a write cut by a kill (we hold the build lock: nobody else writes here)
-        tmp.unlink()
-    atomic_write_json(part / "spec.json", want)
+    if dist.is_main:
+        if part.exists():
+            try:
+                same = read_json(part / "spec.json") == want
+            except Exception:  # noqa: BLE001
+                same = False
+            if not same:
+                shutil.rmtree(part)
+        part.mkdir(parents=True, exist_ok=True)
+        for tmp in part.glob(".*.tmp"):  # a write cut by a kill (we hold the build lock: nobody else writes here)
+            tmp.unlink()
+        atomic_write_json(part / "spec.json", want)
+    dist.barrier()  # the others read the checkpoint rank 0 kept
     t0 = time.perf_counter()
-    say = (lambda *a: None) if quiet() else (lambda msg: print(msg, flush=True))
+    say = log.info if dist.is_main else (lambda *a: None)
     with _threads(threads):
         tok = train_tokenizer(spec.tokenizer)
         ev = None
@@ -252,10 +288,14 @@ def _build(spec: ZooSpec, final: Path, force: bool, stop_after: int | None) -> P
             def ev(m, step):
                 return {f"icl_k{k}": icl_accuracy(m, tok, k, 60, EVAL_SEED + 1) for k in (0, 4)}
 
-        say(f"building zoo model {spec.name!r} into {final} (resumable: {part})")
-        model, info = train(spec, tok, part, ev, stop_after=stop_after)
+        say(f"building zoo model {spec.name!r} into {final} (resumable: {part})"
+            + (f" on {dist.world} processes" if dist.active else ""))
+        model, info = train(spec, tok, part, ev, stop_after=stop_after, dist=dist)
         if model is None:
             return None
+        if not dist.is_main:
+            dist.barrier()  # rank 0 evaluates and writes the model directory
+            return final
         t_train = time.perf_counter() - t0
         icl = evaluate_icl(model, tok, n_tasks=spec.train.eval_tasks)
         from actlab.zoo.evaluate import run_gates
@@ -276,6 +316,7 @@ def _build(spec: ZooSpec, final: Path, force: bool, stop_after: int | None) -> P
         "n_params": n_params,
         "vocab_size": len(tok),
         "threads": threads,
+        "world_size": dist.world,
         "train": info,
         "build_seconds": round(time.perf_counter() - t0, 1),
         "build_seconds_before_eval": round(t_train, 1),
@@ -283,7 +324,8 @@ def _build(spec: ZooSpec, final: Path, force: bool, stop_after: int | None) -> P
         "icl_eval": {"n_tasks": spec.train.eval_tasks, "seed": EVAL_SEED,
                      "labels": "IA2 remap words, fresh mapping per task"},  # fmt: skip
         **gates,
-        "determinism": "same seed + same thread count + same torch build -> same corpus, tokenizer and weights",
+        "determinism": "same seed + same thread count + same torch build -> same corpus, tokenizer and weights "
+                       "(several processes: the one-process weights up to float noise)",
         "weights_sha256": _sha256(part / "model.safetensors"),
         **{k: v for k, v in env_info().items() if k in ("versions", "python", "platform", "time", "git_sha")},
     }
@@ -298,4 +340,5 @@ def _build(spec: ZooSpec, final: Path, force: bool, stop_after: int | None) -> P
     else:
         os.replace(part, final)
     say(f"built {spec.name!r} in {manifest['build_seconds']:.0f} s: {final}")
+    dist.barrier()
     return final
