@@ -208,7 +208,7 @@ def _stub_zoo(monkeypatch, w, calls):
     import actlab.zoo
     import actlab.zoo.build
 
-    def ensure_built(name, force=False, seed=None):
+    def ensure_built(name, force=False, seed=None, dist=None):
         calls.append((name, force, seed))
         return w["a"]
 

@@ -9,13 +9,7 @@ import actlab
 SRC = Path(actlab.__file__).parent
 
 #: files that still print, each with its reason; an entry whose file no longer prints fails the test (remove it)
-ALLOWED: dict[str, str] = {
-    "ia2/trainer.py": "its skip/resume lines are converted with the trainer's own changes",
-    "ia2/targets.py": "its cache lines are converted with the trainer's own changes",
-    "iav/trainer.py": "its skip/resume lines are converted with the trainer's own changes",
-    "icae/trainer.py": "its checkpoint warning is converted with the trainer's own changes",
-    "zoo/build.py": "its build lines are converted with the builder's own changes",
-}
+ALLOWED: dict[str, str] = {}
 
 
 def prints(path: Path) -> list[str]:

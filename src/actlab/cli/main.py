@@ -11,7 +11,9 @@ exception escaping a verb prints one line (what failed, where) and exits 1 (``AC
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import logging
 import os
 import sys
 import traceback
@@ -82,6 +84,18 @@ def _where(exc: BaseException) -> str:
     return f"{'actlab/' if ours else ''}{name}:{f.lineno} in {f.name}"
 
 
+@contextlib.contextmanager
+def _main_rank_speaks():
+    """Under a launcher only rank 0 shows results (stdout) and status lines; the other ranks keep warnings and
+    errors (on stderr), so a launch prints each result once."""
+    if int(os.environ.get("WORLD_SIZE", "1") or 1) <= 1 or os.environ.get("RANK", "0") in ("", "0"):
+        yield
+        return
+    logging.getLogger("actlab").setLevel(max(logging.getLogger("actlab").level, logging.WARNING))
+    with open(os.devnull, "w") as null, contextlib.redirect_stdout(null):
+        yield
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = make_parser(argv)
@@ -95,7 +109,8 @@ def main(argv: list[str] | None = None) -> int:
     what = " ".join(_path(argv)) or "actlab"
     try:
         setup_logging(getattr(args, "_log_level", None))
-        rc = func(args)
+        with _main_rank_speaks():
+            rc = func(args)
     except ActlabError as e:
         sys.stderr.write(f"actlab: error: {' '.join(str(e).split())}\n")
         return 2

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from actlab.core.errors import ActlabError
-from actlab.core.io import atomic_path, atomic_write_json, read_json
+from actlab.core.io import atomic_write_json, read_json, save_figure
 from actlab.core.stats import mean_ci
 from actlab.ia2.evaluate import EvalConfig, describe_existing, describe_filters, discover_runs, filter_runs
 
@@ -41,13 +41,6 @@ def _runs(cfg: EvalConfig) -> list[dict]:
         raise ActlabError(f"no trained model in {cfg.outputs_dir}/ matches the filters ({describe_filters(cfg)}); "
                           f"{describe_existing(all_runs)}")
     return runs
-
-
-def _savefig(fig, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    return path
 
 
 # ------------------------------------------------------------------------------------------ activation similarity
@@ -186,8 +179,7 @@ def _plot_asim(results: Sequence[dict], plots_dir: Path) -> list[Path]:
         a2.set_title("per layer", fontsize=10)
         a2.legend(fontsize=8)
         fig.tight_layout()
-        paths.append(_savefig(fig, plots_dir / "unified" / ds / "analysis" / "activation_similarity.png"))
-        plt.close(fig)
+        paths.append(save_figure(fig, plots_dir / "unified" / ds / "analysis" / "activation_similarity.png"))
     return paths
 
 
@@ -272,6 +264,5 @@ def _plot_overlap(rows: Sequence[dict], plots_dir: Path) -> list[Path]:
         ax.set_title(f"{ds}: LoRA update subspace overlap", fontsize=10)
         ax.legend(fontsize=8)
         fig.tight_layout()
-        paths.append(_savefig(fig, plots_dir / "unified" / ds / "analysis" / "subspace_overlap.png"))
-        plt.close(fig)
+        paths.append(save_figure(fig, plots_dir / "unified" / ds / "analysis" / "subspace_overlap.png"))
     return paths

@@ -321,13 +321,9 @@ def _metric_plot(exp: Experiment, key: str, ylabel: str, path: Path, methods: Se
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    from actlab.core.io import atomic_path
+    from actlab.core.io import save_figure
 
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def _reliability(exp: Experiment, path: Path) -> Path | None:
@@ -366,12 +362,9 @@ def _reliability(exp: Experiment, path: Path) -> Path | None:
         ax.set_ylabel("accuracy", fontsize=8)
     _ = ece  # (the per-bin sum above is ECE over the pooled runs)
     fig.tight_layout()
-    from actlab.core.io import atomic_path
+    from actlab.core.io import save_figure
 
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def _family_comparison(exp: Experiment, path: Path) -> Path | None:
@@ -411,12 +404,9 @@ def _family_comparison(exp: Experiment, path: Path) -> Path | None:
     ax.set_title(f"adapter families — {exp.trained_dataset} → {exp.eval_dataset}", fontsize=10)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    from actlab.core.io import atomic_path
+    from actlab.core.io import save_figure
 
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def hyperparameter_rows(exp: Experiment, key: str = "accuracy") -> list[dict[str, Any]]:
@@ -472,13 +462,9 @@ def _hyperparameter_plot(exp: Experiment, path: Path) -> Path | None:
         ax.legend(fontsize=7)
     fig.suptitle(f"{exp.model}: {exp.trained_dataset} → {exp.eval_dataset}, hyperparameter sensitivity", fontsize=10)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    from actlab.core.io import atomic_path
+    from actlab.core.io import save_figure
 
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def plot_experiment(exp: Experiment, plots_dir: str | Path = "plots", plot_types: Sequence[str] = ("all",)) -> list[Path]:

@@ -41,6 +41,7 @@ from pathlib import Path
 
 from actlab.core.errors import ActlabError
 from actlab.core.io import ConfigMismatch, atomic_write_json, is_complete, lock_holder, read_json
+from actlab.core.lazy import callable_module
 from actlab.core.progress import bar_logging, progress
 from actlab.ia2 import naming
 from actlab.ia2.config import SEQUENTIAL, IA2TrainConfig, join_method, split_method
@@ -498,6 +499,9 @@ def _worker(argv: list[str]) -> int:
         sys.stderr.write(f"actlab: error: {e}\n")
         return 2
     return 0
+
+
+callable_module(__name__, "sweep")  # actlab.ia2.sweep(cfg) stays the function once this module is imported
 
 
 if __name__ == "__main__":

@@ -134,7 +134,7 @@ def plot_seeds(summary: dict, path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from actlab.core.io import atomic_path
+    from actlab.core.io import save_figure
 
     def h(r):
         return r["reward_ci95"] if math.isfinite(r["reward_ci95"]) else 0.0
@@ -155,10 +155,7 @@ def plot_seeds(summary: dict, path) -> Path:
     ax.set_title(f"reward vs α ({len(summary['seeds'])} seeds)")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=120)
-    plt.close(fig)
-    return Path(path)
+    return save_figure(fig, path, dpi=120)
 
 
 def demo_seed(model_id: str = "tiny", output_dir: str = "runs/iav_demo", num_prompts: int = 100,

@@ -405,7 +405,7 @@ def plot(results: dict, path: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from actlab.core.io import atomic_path
+    from actlab.core.io import save_figure
 
     fig, ax = plt.subplots(figsize=(5, 3.5))
     for kind, label in (("iav", "IAV"), ("iav-fb", "IAV, frozen base head")):
@@ -423,10 +423,7 @@ def plot(results: dict, path: Path) -> Path:
     ax.set_title("reward vs α")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=120)
-    plt.close(fig)
-    return Path(path)
+    return save_figure(fig, path, dpi=120)
 
 
 callable_module(__name__, "evaluate")  # actlab.iav.evaluate(cfg): the family's evaluate (see actlab.iav)

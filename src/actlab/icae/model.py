@@ -76,6 +76,15 @@ def _left_pad_embeds(rows: Sequence[torch.Tensor], pids: Sequence[torch.Tensor])
     return emb, mask, pos
 
 
+def _left_pad_labels(labels: Sequence[torch.Tensor], emb: torch.Tensor) -> torch.Tensor:
+    """Left-pad per-row label vectors with -100 to ``emb``'s ``[B, n]``, on its device (as :func:`_left_pad_embeds`)."""
+    n = emb.shape[1]
+    out = torch.full((len(labels), n), -100, dtype=torch.long)
+    for i, lab in enumerate(labels):
+        out[i, n - lab.shape[0]:] = lab
+    return out.to(emb.device)
+
+
 @dataclass
 class Memory:
     """Compressed contexts: ``slots[i]`` is ``[S_i, d]``, ``pids[i]`` their position ids, ``lengths[i]`` = L_i."""
@@ -151,6 +160,23 @@ def _load_lora(peft_model, tensors: dict, path) -> None:
 
 
 # ---------------------------------------------------------------------------------------------------- shared base
+def attach_lora(model, cfg) -> tuple:
+    """Freeze ``model`` and attach the LoRA of ``cfg`` (``lora_r``/``lora_alpha``/``lora_dropout`` on
+    ``lora_target_modules``, resolved per architecture); returns ``(peft_model, resolved targets)``."""
+    from peft import LoraConfig
+
+    from actlab.core.adapters import attach, conv1d_targets, lora_targets
+
+    for p in model.parameters():
+        p.requires_grad_(False)
+    t = lora_targets(model, cfg.lora_target_modules)
+    lcfg = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+                      target_modules=t.modules or None, task_type="CAUSAL_LM",
+                      fan_in_fan_out=conv1d_targets(model, t.modules),
+                      **({"target_parameters": t.parameters} if t.parameters else {}))
+    return attach(model, lcfg, seed=cfg.seed), t.modules + t.parameters
+
+
 class _Decoding:
     """Greedy decoding with a KV cache and explicit position ids (shared by ICAE and SimpleLLM)."""
 
@@ -253,9 +279,6 @@ class ICAE(nn.Module, _Decoding):
     """
 
     def __init__(self, model, tok, cfg: ICAEConfig):
-        from peft import LoraConfig
-
-        from actlab.core.adapters import attach, conv1d_targets, lora_targets
         from actlab.core.arch import learned_positions
 
         nn.Module.__init__(self)
@@ -266,15 +289,7 @@ class ICAE(nn.Module, _Decoding):
         emb = model.get_input_embeddings().weight
         self.vocab = int(emb.shape[0])
         self.base_name = getattr(model, "actlab_name", None) or getattr(model.config, "_name_or_path", "") or ""
-        for p in model.parameters():
-            p.requires_grad_(False)
-        t = lora_targets(model, cfg.lora_target_modules)
-        self.lora_targets = t.modules + t.parameters
-        lcfg = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
-                          target_modules=t.modules or None, task_type="CAUSAL_LM",
-                          fan_in_fan_out=conv1d_targets(model, t.modules),
-                          **({"target_parameters": t.parameters} if t.parameters else {}))
-        self.model = attach(model, lcfg, seed=cfg.seed)
+        self.model, self.lora_targets = attach_lora(model, cfg)
         self.max_positions = learned_positions(model)  # GPT-2 / OPT: a position table that pids must stay inside
         g = torch.Generator().manual_seed(cfg.seed)
         init = torch.randn((self.m + len(SPECIALS), emb.shape[1]), generator=g) * emb.float().std().item()
@@ -409,14 +424,7 @@ class ICAE(nn.Module, _Decoding):
                 labels.append(lab)
         emb, mask, pos = _left_pad_embeds(rows, pids)
         self.check_positions(int(pos.max()))
-        lab_t = None
-        if targets is not None:
-            n = emb.shape[1]
-            lab_t = torch.full((len(rows), n), -100, dtype=torch.long)
-            for i, lab in enumerate(labels):
-                lab_t[i, n - lab.shape[0]:] = lab
-            lab_t = lab_t.to(emb.device)
-        return Prefill(emb, mask, pos, lab_t)
+        return Prefill(emb, mask, pos, _left_pad_labels(labels, emb) if targets is not None else None)
 
     def loss(self, pre: Prefill) -> torch.Tensor:
         """Token-averaged CE of the frozen decoder on ``pre.labels`` (gradients reach slots and special tokens)."""
@@ -549,23 +557,11 @@ class SimpleLLM(_Decoding):
         """Freeze the base and attach a LoRA adapter with the config's ``lora_*`` settings (the "LLM-FT" baseline:
         the full-context decoder fine-tuned on the same data as ICAE); ``self.model`` keeps the base class with the
         LoRA layers active, so decoding is unchanged."""
-        from peft import LoraConfig
-
-        from actlab.core.adapters import attach, conv1d_targets, lora_targets
-
         if self._ctx is not None:
             raise ActlabError("this SimpleLLM shares an ICAE's decoder (SimpleLLM.from_icae); fine-tune a SimpleLLM "
                               "built on its own base model")
         cfg, model = self.cfg, self.model
-        for p in model.parameters():
-            p.requires_grad_(False)
-        t = lora_targets(model, cfg.lora_target_modules)
-        self.lora_targets = t.modules + t.parameters
-        lcfg = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
-                          target_modules=t.modules or None, task_type="CAUSAL_LM",
-                          fan_in_fan_out=conv1d_targets(model, t.modules),
-                          **({"target_parameters": t.parameters} if t.parameters else {}))
-        self.peft = attach(model, lcfg, seed=cfg.seed)
+        self.peft, self.lora_targets = attach_lora(model, cfg)
         self.model = self.peft.get_base_model()
         self._ctx = None
         return self
@@ -632,14 +628,7 @@ class SimpleLLM(_Decoding):
             pids.append(torch.arange(len(ids)))
             labels.append(torch.tensor(lab, dtype=torch.long))
         emb, mask, pos = _left_pad_embeds(rows, pids)
-        lab_t = None
-        if targets is not None:
-            n = emb.shape[1]
-            lab_t = torch.full((len(rows), n), -100, dtype=torch.long)
-            for i, lab in enumerate(labels):
-                lab_t[i, n - lab.shape[0]:] = lab
-            lab_t = lab_t.to(emb.device)
-        return Prefill(emb, mask, pos, lab_t)
+        return Prefill(emb, mask, pos, _left_pad_labels(labels, emb) if targets is not None else None)
 
     @torch.no_grad()
     def generate(self, contexts: Sequence[str], prompts: Sequence[str] | None = None, max_new_tokens: int = 64,

@@ -271,7 +271,7 @@ def plot_heatmap(matrix, path, title: str = "", xlabel: str = "", ylabel: str = 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from actlab.core.io import atomic_path
+    from actlab.core.io import save_figure
 
     m = np.asarray(matrix, dtype=float)
     fig, ax = plt.subplots(figsize=(1.0 + 0.7 * m.shape[1], 1.0 + 0.6 * m.shape[0]))
@@ -286,7 +286,4 @@ def plot_heatmap(matrix, path, title: str = "", xlabel: str = "", ylabel: str = 
     ax.set_title(title, fontsize=9)
     fig.colorbar(im, ax=ax)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
-    return str(path)
+    return str(save_figure(fig, path, dpi=100))
