@@ -24,8 +24,10 @@ def peer(module: str, package: str):
     try:
         return importlib.import_module(module)
     except ImportError as e:
-        print(f"SKIP: {package} is not installed ({e.__class__.__name__}: {e}); "
-              f"install the extra: pip install -e '.[bench]' -c constraints.txt")
+        print(
+            f"SKIP: {package} is not installed ({e.__class__.__name__}: {e}); "
+            f"install the extra: pip install -e '.[bench]' -c constraints.txt"
+        )
         sys.exit(0)
 
 
@@ -61,12 +63,15 @@ def machine() -> str:
     except OSError:
         pass
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    return (f"{cpu}, {os.cpu_count()} CPUs, load {load:.1f}, torch {torch.__version__}, "
-            f"{torch.get_num_threads()} thread(s), {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
+    return (
+        f"{cpu}, {os.cpu_count()} CPUs, load {load:.1f}, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} thread(s), {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}"
+    )
 
 
-def interleave(fns: dict[str, Callable[[], object]], reps: int, warmup: int = 1,
-               clock: Callable[[], float] = time.perf_counter) -> dict[str, list[float]]:
+def interleave(
+    fns: dict[str, Callable[[], object]], reps: int, warmup: int = 1, clock: Callable[[], float] = time.perf_counter
+) -> dict[str, list[float]]:
     """Run every function ``reps`` times, round-robin (so machine load hits all alike); seconds per call.
 
     ``clock=time.process_time`` measures the CPU time the process got (all its threads) instead of wall time: on a
@@ -132,10 +137,19 @@ def load_model(name: str, layers: int = 4, hidden: int = 128, max_pos: int = 204
     from actlab.core.testing import micro_tokenizer
 
     tok = micro_tokenizer()
-    cfg = LlamaConfig(vocab_size=2048, hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=layers,
-                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=max_pos,
-                      tie_word_embeddings=True, pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id,
-                      eos_token_id=tok.eos_token_id)
+    cfg = LlamaConfig(
+        vocab_size=2048,
+        hidden_size=hidden,
+        intermediate_size=2 * hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=max_pos,
+        tie_word_embeddings=True,
+        pad_token_id=tok.pad_token_id,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+    )
     torch.manual_seed(0)
     model = LlamaForCausalLM(cfg).eval()
     with torch.no_grad():

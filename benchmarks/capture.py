@@ -60,8 +60,10 @@ def main() -> None:
             fn()
             acc.append(time.perf_counter() - t0)
     mp, mc = statistics.median(t_plain), statistics.median(t_cap)
-    print(f"model={args.model} batch={args.batch} seq<={args.seq} site={args.site} layer={layer} "
-          f"threads={args.threads} reps={args.reps} ({platform.processor() or platform.machine()})")
+    print(
+        f"model={args.model} batch={args.batch} seq<={args.seq} site={args.site} layer={layer} "
+        f"threads={args.threads} reps={args.reps} ({platform.processor() or platform.machine()})"
+    )
     print(f"plain forward    median {mp * 1e3:8.2f} ms")
     print(f"with capture     median {mc * 1e3:8.2f} ms")
     print(f"ratio capture/plain = {mc / mp:.3f}  (goal <= 1.10)   correctness: capture == hidden_states OK")

@@ -47,7 +47,7 @@ def mm_peak(shapes: list[tuple[int, int, int]], reps: int, clock=time.perf_count
     for m, k, n in shapes:
         a, b = torch.randn(m, k), torch.randn(k, n)
         key = f"{m}x{k}x{n}"
-        fns[key] = (lambda a=a, b=b: torch.mm(a, b))
+        fns[key] = lambda a=a, b=b: torch.mm(a, b)
         flops[key] = 2.0 * m * k * n
     times = interleave(fns, reps=reps, warmup=2, clock=clock)
     return {k: flops[k] / med(t) / 1e9 for k, t in times.items()}
@@ -56,10 +56,19 @@ def mm_peak(shapes: list[tuple[int, int, int]], reps: int, clock=time.perf_count
 def llama(tok, hidden: int, layers: int, vocab: int, max_pos: int = 512):
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    cfg = LlamaConfig(vocab_size=vocab, hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=layers,
-                      num_attention_heads=max(4, hidden // 32), num_key_value_heads=max(2, hidden // 64),
-                      max_position_embeddings=max_pos, tie_word_embeddings=True, pad_token_id=tok.pad_token_id,
-                      bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id)
+    cfg = LlamaConfig(
+        vocab_size=vocab,
+        hidden_size=hidden,
+        intermediate_size=2 * hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=max(4, hidden // 32),
+        num_key_value_heads=max(2, hidden // 64),
+        max_position_embeddings=max_pos,
+        tie_word_embeddings=True,
+        pad_token_id=tok.pad_token_id,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+    )
     torch.manual_seed(0)
     return LlamaForCausalLM(cfg)
 
@@ -71,8 +80,13 @@ def zoo_step(hidden: int, layers: int, zoo_tok):
     from actlab.zoo.train import _loss
 
     spec = get_spec("tiny")
-    model = llama(zoo_tok, hidden, layers, len(zoo_tok), spec.model.max_position_embeddings
-                  if hasattr(spec.model, "max_position_embeddings") else 512).train()
+    model = llama(
+        zoo_tok,
+        hidden,
+        layers,
+        len(zoo_tok),
+        spec.model.max_position_embeddings if hasattr(spec.model, "max_position_embeddings") else 512,
+    ).train()
     opt = torch.optim.AdamW(model.parameters(), lr=spec.train.lr, betas=(0.9, 0.95))
     scaffold = torch.tensor(label_scaffold_ids(zoo_tok))
     first = spec.corpus.warmup_steps if spec.corpus.warmup_mix else 0
@@ -104,9 +118,18 @@ def ia2_step(hidden: int, layers: int, tmp: str):
     if not os.path.exists(d):
         prepare("syn_sst2", d, num_train_samples=200, num_val_samples=10)
         make_train("syn_sst2", d, num_train_examples=[16], num_runs=1, max_icl_demos=8)
-    cfg = IA2TrainConfig("act", dataset="syn_sst2", model_id=f"random-h{hidden}-L{layers}", data_dir=d,
-                         output_dir=f"{tmp}/out", num_train_examples=16, num_generated_tokens=1,
-                         cache_dir=f"{tmp}/cache-{hidden}-{layers}", lora_type="qko", lr=1e-4)
+    cfg = IA2TrainConfig(
+        "act",
+        dataset="syn_sst2",
+        model_id=f"random-h{hidden}-L{layers}",
+        data_dir=d,
+        output_dir=f"{tmp}/out",
+        num_train_examples=16,
+        num_generated_tokens=1,
+        cache_dir=f"{tmp}/cache-{hidden}-{layers}",
+        lora_type="qko",
+        lr=1e-4,
+    )
     pm, tok, items, _, _ = prepare_run(cfg, model, tok)
     opt = torch.optim.Adam([p for p in pm.parameters() if p.requires_grad], lr=1e-4)
     batches = [list(range(i, i + 4)) for i in range(0, 13, 4)]
@@ -116,8 +139,9 @@ def ia2_step(hidden: int, layers: int, tmp: str):
     def step():
         b = batches[state["i"] % len(batches)]
         state["i"] += 1
-        ls = losses.compute_losses(pm, [items["train"][j] for j in b], "act", pad_id=tok.pad_token_id,
-                                   site="attn_output", layers=None)
+        ls = losses.compute_losses(
+            pm, [items["train"][j] for j in b], "act", pad_id=tok.pad_token_id, site="attn_output", layers=None
+        )
         ls["loss"].backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
@@ -144,9 +168,13 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--profile", action="store_true", help="print a torch.profiler table of one step of each")
     ap.add_argument("--no_ia2", action="store_true")
-    ap.add_argument("--clock", default="cpu", choices=("cpu", "wall"),
-                    help="cpu (default): the process's CPU time, which leaves out waiting for a core on a shared "
-                         "machine (needs --threads 1); wall: elapsed time")
+    ap.add_argument(
+        "--clock",
+        default="cpu",
+        choices=("cpu", "wall"),
+        help="cpu (default): the process's CPU time, which leaves out waiting for a core on a shared "
+        "machine (needs --threads 1); wall: elapsed time",
+    )
     ap.add_argument("--json")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -178,21 +206,36 @@ def main(argv=None) -> int:
         vocab = len(zoo_tok)
         r = int(zoo_rows)
         padded = -(-vocab // 64) * 64  # what-if: the vocabulary padded to a multiple of 64
-        shape_peak = mm_peak([(r, hidden, 2 * hidden), (r, hidden, vocab), (r, hidden, padded), (r, hidden, hidden)],
-                             reps=5, clock=clock)
-        print(f"    zoo step's own GEMM shapes (token slots × k × n; n = {padded}: the vocabulary padded to 64): "
-              + ", ".join(f"{s} {g:.1f} GFLOP/s" for s, g in shape_peak.items()))
+        shape_peak = mm_peak(
+            [(r, hidden, 2 * hidden), (r, hidden, vocab), (r, hidden, padded), (r, hidden, hidden)],
+            reps=5,
+            clock=clock,
+        )
+        print(
+            f"    zoo step's own GEMM shapes (token slots × k × n; n = {padded}: the vocabulary padded to 64): "
+            + ", ".join(f"{s} {g:.1f} GFLOP/s" for s, g in shape_peak.items())
+        )
         all_peaks.extend(shape_peak.values())
         for k, f in fns.items():
             model = kinds[k][1]
             n_params = sum(p.numel() for p in model.parameters())
             achieved = flops[k] / med(times[k]) / 1e9
-            row = {"kind": k, "hidden": hidden, "layers": layers, "params": n_params, "flops_per_step": flops[k],
-                   "step_s": med(times[k]), "step_s_range": [min(times[k]), max(times[k])],
-                   "achieved_gflops": achieved, "shape_peaks_gflops": shape_peak}
-            line = (f"  {k:10s} h{hidden} L{layers} ({n_params / 1e6:.2f}M params): {flops[k] / 1e9:.2f} GFLOP/step in "
-                    f"{med(times[k]) * 1e3:.1f} ms [{min(times[k]) * 1e3:.1f}–{max(times[k]) * 1e3:.1f}] → "
-                    f"{achieved:.1f} GFLOP/s")
+            row = {
+                "kind": k,
+                "hidden": hidden,
+                "layers": layers,
+                "params": n_params,
+                "flops_per_step": flops[k],
+                "step_s": med(times[k]),
+                "step_s_range": [min(times[k]), max(times[k])],
+                "achieved_gflops": achieved,
+                "shape_peaks_gflops": shape_peak,
+            }
+            line = (
+                f"  {k:10s} h{hidden} L{layers} ({n_params / 1e6:.2f}M params): {flops[k] / 1e9:.2f} GFLOP/step in "
+                f"{med(times[k]) * 1e3:.1f} ms [{min(times[k]) * 1e3:.1f}–{max(times[k]) * 1e3:.1f}] → "
+                f"{achieved:.1f} GFLOP/s"
+            )
             if k == "zoo build":
                 line += f" ({zoo_tokens:.0f} real tokens in {zoo_rows:.0f} slots per batch)"
             if args.profile:
@@ -206,8 +249,10 @@ def main(argv=None) -> int:
     print(f"  peak = best matmul measured in this run: {peak:.1f} GFLOP/s")
     for row in res["rows"]:
         row["fraction_of_peak"] = row["achieved_gflops"] / peak
-        print(f"  {row['kind']:10s} h{row['hidden']} L{row['layers']}: {row['achieved_gflops']:.1f} GFLOP/s = "
-              f"{100 * row['fraction_of_peak']:.1f} % of peak (goal ≥ 25 %)")
+        print(
+            f"  {row['kind']:10s} h{row['hidden']} L{row['layers']}: {row['achieved_gflops']:.1f} GFLOP/s = "
+            f"{100 * row['fraction_of_peak']:.1f} % of peak (goal ≥ 25 %)"
+        )
     dump(args.json, res)
     return 0
 

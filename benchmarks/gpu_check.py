@@ -43,10 +43,34 @@ os.environ.setdefault("ACTLAB_QUIET", "1")
 import torch  # noqa: E402
 
 SHAPES = {
-    "1b": dict(hidden=2048, layers=16, heads=32, kv_heads=8, ffn=8192, vocab=32000, batch=8, seq=512, new=32,
-               pairs=8, texts=256, icae_ctx=1024),
-    "micro": dict(hidden=64, layers=2, heads=4, kv_heads=2, ffn=128, vocab=512, batch=2, seq=32, new=4,
-                  pairs=2, texts=24, icae_ctx=96),
+    "1b": dict(
+        hidden=2048,
+        layers=16,
+        heads=32,
+        kv_heads=8,
+        ffn=8192,
+        vocab=32000,
+        batch=8,
+        seq=512,
+        new=32,
+        pairs=8,
+        texts=256,
+        icae_ctx=1024,
+    ),
+    "micro": dict(
+        hidden=64,
+        layers=2,
+        heads=4,
+        kv_heads=2,
+        ffn=128,
+        vocab=512,
+        batch=2,
+        seq=32,
+        new=4,
+        pairs=2,
+        texts=24,
+        icae_ctx=96,
+    ),
 }
 FAMILIES = ("capture", "ia2_step", "iav", "xmodel", "icae")
 
@@ -128,12 +152,20 @@ def build_model(shape: dict, tok, layers: int | None = None, seed: int = 0):
     """A random Llama of ``shape`` in fp32 on the CPU (moved and cast per dtype by the caller)."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    cfg = LlamaConfig(vocab_size=max(shape["vocab"], len(tok)), hidden_size=shape["hidden"],
-                      intermediate_size=shape["ffn"], num_hidden_layers=layers or shape["layers"],
-                      num_attention_heads=shape["heads"], num_key_value_heads=shape["kv_heads"],
-                      max_position_embeddings=max(4096, 2 * shape["icae_ctx"]), tie_word_embeddings=False,
-                      pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-                      attn_implementation="sdpa")
+    cfg = LlamaConfig(
+        vocab_size=max(shape["vocab"], len(tok)),
+        hidden_size=shape["hidden"],
+        intermediate_size=shape["ffn"],
+        num_hidden_layers=layers or shape["layers"],
+        num_attention_heads=shape["heads"],
+        num_key_value_heads=shape["kv_heads"],
+        max_position_embeddings=max(4096, 2 * shape["icae_ctx"]),
+        tie_word_embeddings=False,
+        pad_token_id=tok.pad_token_id,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        attn_implementation="sdpa",
+    )
     torch.manual_seed(seed)
     return LlamaForCausalLM(cfg).eval()
 
@@ -169,8 +201,12 @@ def fam_capture(model, tok, shape, device, dtype, reps, budget):
     reset_peak(device)
     t = timed(run, device, reps, budget / 2)
     n = ids.numel()
-    return {"tokens_per_s": n / median(t), "plain_tokens_per_s": n / median(t_plain),
-            "overhead": median(t) / median(t_plain), "peak_mib": peak_mib(device)}, {"acts": got["acts"].float().cpu()}
+    return {
+        "tokens_per_s": n / median(t),
+        "plain_tokens_per_s": n / median(t_plain),
+        "overhead": median(t) / median(t_plain),
+        "peak_mib": peak_mib(device),
+    }, {"acts": got["acts"].float().cpu()}
 
 
 def fam_ia2(model, tok, shape, device, dtype, reps, budget, tmp):
@@ -182,10 +218,20 @@ def fam_ia2(model, tok, shape, device, dtype, reps, budget, tmp):
     if not os.path.exists(d):
         prepare("syn_sst2", d, num_train_samples=64, num_val_samples=8)
         make_train("syn_sst2", d, num_train_examples=[8], num_runs=1, max_icl_demos=8)
-    cfg = IA2TrainConfig("act", dataset="syn_sst2", model_id=f"gpu-check-{str(dtype).split('.')[-1]}", data_dir=d,
-                         output_dir=f"{tmp}/ia2out", num_train_examples=8, num_generated_tokens=1,
-                         cache_dir=f"{tmp}/ia2cache-{str(dtype).split('.')[-1]}", lora_type="qko", lr=1e-4,
-                         device=str(device), dtype={torch.bfloat16: "bfloat16"}.get(dtype, "float32"))
+    cfg = IA2TrainConfig(
+        "act",
+        dataset="syn_sst2",
+        model_id=f"gpu-check-{str(dtype).split('.')[-1]}",
+        data_dir=d,
+        output_dir=f"{tmp}/ia2out",
+        num_train_examples=8,
+        num_generated_tokens=1,
+        cache_dir=f"{tmp}/ia2cache-{str(dtype).split('.')[-1]}",
+        lora_type="qko",
+        lr=1e-4,
+        device=str(device),
+        dtype={torch.bfloat16: "bfloat16"}.get(dtype, "float32"),
+    )
     reset_peak(device)
     t0 = time.perf_counter()
     pm, tok, items, _, _ = prepare_run(cfg, model, tok)
@@ -204,10 +250,14 @@ def fam_ia2(model, tok, shape, device, dtype, reps, budget, tmp):
         opt.zero_grad(set_to_none=True)
 
     t = timed(step, device, reps, budget)
-    n_tok = sum(int(b["query_ids"].numel()) if torch.is_tensor(b["query_ids"]) else len(b["query_ids"])
-                for b in batch)
-    return {"examples_per_s": len(batch) / median(t), "student_tokens_per_s": n_tok / median(t),
-            "step_s": median(t), "target_build_s": t_build, "peak_mib": peak_mib(device)}, {"loss": first["loss"]}
+    n_tok = sum(int(b["query_ids"].numel()) if torch.is_tensor(b["query_ids"]) else len(b["query_ids"]) for b in batch)
+    return {
+        "examples_per_s": len(batch) / median(t),
+        "student_tokens_per_s": n_tok / median(t),
+        "step_s": median(t),
+        "target_build_s": t_build,
+        "peak_mib": peak_mib(device),
+    }, {"loss": first["loss"]}
 
 
 def fam_iav(model, tok, shape, device, dtype, reps, budget):
@@ -245,14 +295,29 @@ def fam_iav(model, tok, shape, device, dtype, reps, budget):
 
     def dec():
         with torch.no_grad():
-            got["ids"] = decode(IAVStepper(iav, 1.0), tok, prompts, max_new_tokens=shape["new"],
-                                batch_size=len(prompts), device=device, return_ids=True, stop_at_eos=False)
+            got["ids"] = decode(
+                IAVStepper(iav, 1.0),
+                tok,
+                prompts,
+                max_new_tokens=shape["new"],
+                batch_size=len(prompts),
+                device=device,
+                return_ids=True,
+                stop_at_eos=False,
+            )
 
     reset_peak(device)
     td = timed(dec, device, max(1, reps // 2), budget / 2)
-    return ({"step_tokens_per_s": n_tok / median(t), "step_s": median(t), "step_peak_mib": peak_step,
-             "decode_tokens_per_s": len(prompts) * shape["new"] / median(td), "decode_peak_mib": peak_mib(device)},
-            {"loss": first["loss"], "ids": got["ids"]})
+    return (
+        {
+            "step_tokens_per_s": n_tok / median(t),
+            "step_s": median(t),
+            "step_peak_mib": peak_step,
+            "decode_tokens_per_s": len(prompts) * shape["new"] / median(td),
+            "decode_peak_mib": peak_mib(device),
+        },
+        {"loss": first["loss"], "ids": got["ids"]},
+    )
 
 
 def fam_xmodel(model, tok, shape, device, dtype, reps, budget):
@@ -282,8 +347,15 @@ def fam_xmodel(model, tok, shape, device, dtype, reps, budget):
     yt = Y[tr:].float()
     r2 = float(1 - ((pred - yt) ** 2).sum() / ((yt - yt.mean(0)) ** 2).sum())
     n_tok = sum(len(tok(x)["input_ids"]) for x in ts)
-    return ({"extract_tokens_per_s": 2 * n_tok / median(t), "ridge_fit_s": t_fit, "heldout_r2": r2,
-             "peak_mib": peak_mib(device)}, {"r2": r2, "X": X})
+    return (
+        {
+            "extract_tokens_per_s": 2 * n_tok / median(t),
+            "ridge_fit_s": t_fit,
+            "heldout_r2": r2,
+            "peak_mib": peak_mib(device),
+        },
+        {"r2": r2, "X": X},
+    )
 
 
 def fam_icae(model, tok, shape, device, dtype, reps, budget):
@@ -296,8 +368,15 @@ def fam_icae(model, tok, shape, device, dtype, reps, budget):
 
     L = shape["icae_ctx"]
     m = 2 ** int(math.log2(max(4, min(128, L // 8))))  # ICAE needs a power of 2
-    cfg = ICAEConfig(fixed_mem_size=m, mean_compression_rate=4, lora_r=8, max_seq_len=L,
-                     use_position_identifiers=True, attn_implementation="sdpa", per_device_train_batch_size=2)
+    cfg = ICAEConfig(
+        fixed_mem_size=m,
+        mean_compression_rate=4,
+        lora_r=8,
+        max_seq_len=L,
+        use_position_identifiers=True,
+        attn_implementation="sdpa",
+        per_device_train_batch_size=2,
+    )
     icae = ICAE(model, tok, cfg)
     icae.ignore_eos = True
     ctx = texts(tok, 4, L, seed=5)
@@ -328,9 +407,18 @@ def fam_icae(model, tok, shape, device, dtype, reps, budget):
     reset_peak(device)
     td = timed(dec, device, max(1, reps // 2), budget / 2)
     ids_out = [tok(x, add_special_tokens=False)["input_ids"] for x in got["text"]]
-    return ({"step_tokens_per_s": n_tok / median(t), "step_s": median(t), "step_peak_mib": peak_step,
-             "decode_tokens_per_s": len(ctx) * shape["new"] / median(td), "decode_peak_mib": peak_mib(device),
-             "context_tokens": L, "memory_slots_per_segment": m}, {"loss": first["loss"], "ids": ids_out})
+    return (
+        {
+            "step_tokens_per_s": n_tok / median(t),
+            "step_s": median(t),
+            "step_peak_mib": peak_step,
+            "decode_tokens_per_s": len(ctx) * shape["new"] / median(td),
+            "decode_peak_mib": peak_mib(device),
+            "context_tokens": L,
+            "memory_slots_per_segment": m,
+        },
+        {"loss": first["loss"], "ids": ids_out},
+    )
 
 
 def agreement(fam: str, a: dict, b: dict) -> dict:
@@ -344,8 +432,12 @@ def agreement(fam: str, a: dict, b: dict) -> dict:
     if "ids" in a:
         out["same_greedy_tokens"] = same_share(a["ids"], b["ids"])
     if fam == "xmodel":
-        out = {"r2_bf16": a["r2"], "r2_fp32": b["r2"], "acts_rel_err": rel_err(a["X"], b["X"]),
-               "acts_min_cosine": min_cosine(a["X"], b["X"])}
+        out = {
+            "r2_bf16": a["r2"],
+            "r2_fp32": b["r2"],
+            "acts_rel_err": rel_err(a["X"], b["X"]),
+            "acts_min_cosine": min_cosine(a["X"], b["X"]),
+        }
     return out
 
 
@@ -381,12 +473,22 @@ def main(argv=None) -> int:
     tok = tokenizer()
     base = build_model(shape, tok)
     n_params = sum(p.numel() for p in base.parameters())
-    res: dict = {"shape": args.shape, "config": shape, "params": n_params, "device": str(device),
-                 "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor(),
-                 "torch": torch.__version__, "date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
-                 "dtypes": names, "families": {}}
-    print(f"gpu_check: shape {args.shape} ({n_params / 1e9:.2f} B params) on {device} ({res['device_name']}), "
-          f"dtypes {names}, families {fams}", flush=True)
+    res: dict = {
+        "shape": args.shape,
+        "config": shape,
+        "params": n_params,
+        "device": str(device),
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor(),
+        "torch": torch.__version__,
+        "date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
+        "dtypes": names,
+        "families": {},
+    }
+    print(
+        f"gpu_check: shape {args.shape} ({n_params / 1e9:.2f} B params) on {device} ({res['device_name']}), "
+        f"dtypes {names}, families {fams}",
+        flush=True,
+    )
     t_all = time.perf_counter()
     failed = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -399,14 +501,18 @@ def main(argv=None) -> int:
                     model = copy.deepcopy(base).to(device=device, dtype=dtypes[dn])
                     fn = {"capture": fam_capture, "iav": fam_iav, "xmodel": fam_xmodel, "icae": fam_icae}.get(fam)
                     if fam == "ia2_step":
-                        figures, keep[dn] = fam_ia2(model, tok, shape, device, dtypes[dn], args.reps,
-                                                    args.family_timeout, tmp)
+                        figures, keep[dn] = fam_ia2(
+                            model, tok, shape, device, dtypes[dn], args.reps, args.family_timeout, tmp
+                        )
                     else:
                         figures, keep[dn] = fn(model, tok, shape, device, dtypes[dn], args.reps, args.family_timeout)
                     figures["wall_s"] = time.perf_counter() - t0
                     entry[dn] = figures
-                    print(f"  {fam:9s} {dn}: " + ", ".join(
-                        f"{k} {v:.4g}" for k, v in figures.items() if isinstance(v, (int, float))), flush=True)
+                    print(
+                        f"  {fam:9s} {dn}: "
+                        + ", ".join(f"{k} {v:.4g}" for k, v in figures.items() if isinstance(v, (int, float))),
+                        flush=True,
+                    )
                 except Exception as e:  # one family's failure must not hide the others' figures
                     entry[dn] = {"error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc()[-2000:]}
                     failed.append(f"{fam}/{dn}")
@@ -417,8 +523,10 @@ def main(argv=None) -> int:
                         torch.cuda.empty_cache()
             if "bf16" in keep and "fp32" in keep:
                 entry["bf16_vs_fp32"] = agreement(fam, keep["bf16"], keep["fp32"])
-                print(f"  {fam:9s} bf16 vs fp32: " + ", ".join(
-                    f"{k} {v:.4g}" for k, v in entry["bf16_vs_fp32"].items()), flush=True)
+                print(
+                    f"  {fam:9s} bf16 vs fp32: " + ", ".join(f"{k} {v:.4g}" for k, v in entry["bf16_vs_fp32"].items()),
+                    flush=True,
+                )
             res["families"][fam] = entry
             write(args.out, res)  # after every family: a run cut short still leaves what it measured
     res["total_s"] = time.perf_counter() - t_all

@@ -50,8 +50,13 @@ def main(argv=None) -> int:
         dataset = args.dataset
     with tempfile.TemporaryDirectory() as d:
         name = dataset.removesuffix("_remap")
-        prepare(name, d, num_train_samples=max(64, args.demos * 2), num_val_samples=args.queries,
-                label_template="remap" if dataset.endswith("_remap") else None)
+        prepare(
+            name,
+            d,
+            num_train_samples=max(64, args.demos * 2),
+            num_val_samples=args.queries,
+            label_template="remap" if dataset.endswith("_remap") else None,
+        )
         train, val = load_pool(dataset, d, "train"), load_pool(dataset, d, "val")
     demos = train[: args.demos]
     prompts = [build_icl_prompt(demos, q) for q in val[: args.queries]]
@@ -74,22 +79,39 @@ def main(argv=None) -> int:
     same_top10 = bool(torch.equal(ref.topk(10, -1).indices, fast.topk(10, -1).indices))
     max_diff = float((ref - fast).abs().max())
     res = {
-        "model": args.model, "dataset": dataset, "queries": n, "demos": args.demos, "batch_size": args.batch_size,
-        "threads": args.threads, "prompt_tokens_mean": sum(map(len, enc)) / n, "shared_prefix_tokens": plen,
-        "one_by_one_ex_per_s": n / t_slow, "batched_no_cache_ex_per_s": n / t_batched,
-        "batched_prefix_cache_ex_per_s": n / t_fast, "speedup": t_slow / t_fast,
-        "speedup_batched_no_cache": t_slow / t_batched, "identical_top1": same_top1, "identical_top10": same_top10,
+        "model": args.model,
+        "dataset": dataset,
+        "queries": n,
+        "demos": args.demos,
+        "batch_size": args.batch_size,
+        "threads": args.threads,
+        "prompt_tokens_mean": sum(map(len, enc)) / n,
+        "shared_prefix_tokens": plen,
+        "one_by_one_ex_per_s": n / t_slow,
+        "batched_no_cache_ex_per_s": n / t_batched,
+        "batched_prefix_cache_ex_per_s": n / t_fast,
+        "speedup": t_slow / t_fast,
+        "speedup_batched_no_cache": t_slow / t_batched,
+        "identical_top1": same_top1,
+        "identical_top10": same_top10,
         "max_abs_logit_diff": max_diff,
     }
-    print(f"IA2 eval on {args.model} ({dataset}): {n} queries × {args.demos} demos, "
-          f"{res['prompt_tokens_mean']:.0f} tokens/prompt, {plen} shared, {args.threads} thread(s)")
+    print(
+        f"IA2 eval on {args.model} ({dataset}): {n} queries × {args.demos} demos, "
+        f"{res['prompt_tokens_mean']:.0f} tokens/prompt, {plen} shared, {args.threads} thread(s)"
+    )
     print(f"  one-by-one                 {res['one_by_one_ex_per_s']:8.1f} ex/s")
-    print(f"  batched (no cache)         {res['batched_no_cache_ex_per_s']:8.1f} ex/s  "
-          f"({res['speedup_batched_no_cache']:.1f}×)")
-    print(f"  batched + prefix KV cache  {res['batched_prefix_cache_ex_per_s']:8.1f} ex/s  ({res['speedup']:.1f}×, "
-          f"goal ≥ 4×)")
-    print(f"  identical top-1 predictions: {same_top1}; identical top-10 sets: {same_top10}; "
-          f"max |Δlogit| {max_diff:.2e}")
+    print(
+        f"  batched (no cache)         {res['batched_no_cache_ex_per_s']:8.1f} ex/s  "
+        f"({res['speedup_batched_no_cache']:.1f}×)"
+    )
+    print(
+        f"  batched + prefix KV cache  {res['batched_prefix_cache_ex_per_s']:8.1f} ex/s  ({res['speedup']:.1f}×, "
+        f"goal ≥ 4×)"
+    )
+    print(
+        f"  identical top-1 predictions: {same_top1}; identical top-10 sets: {same_top10}; max |Δlogit| {max_diff:.2e}"
+    )
     if args.json:
         with open(args.json, "w") as f:
             json.dump(res, f, indent=2)

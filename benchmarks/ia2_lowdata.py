@@ -68,9 +68,12 @@ def collect(work_dir: str, dataset: str, N: int, lr: float, runs: list[int]) -> 
         s = [p["correct"] for p, e in zip(preds, ev) if _key(e) in seen]
         u = [p["correct"] for p, e in zip(preds, ev) if _key(e) not in seen]
         out.setdefault(m, {})[run] = {
-            "acc": 100 * doc[part]["top1_accuracy"], "ece": doc[part]["ece"],
+            "acc": 100 * doc[part]["top1_accuracy"],
+            "ece": doc[part]["ece"],
             "acc_seen": 100 * sum(s) / len(s) if s else float("nan"),
-            "acc_unseen": 100 * sum(u) / len(u) if u else float("nan"), "unseen_frac": len(u) / len(preds)}
+            "acc_unseen": 100 * sum(u) / len(u) if u else float("nan"),
+            "unseen_frac": len(u) / len(preds),
+        }
     return out
 
 
@@ -88,13 +91,22 @@ def summarize(res: dict, runs: list[int]) -> tuple[list[str], dict]:
         seen = [x["acc_seen"] for x in rr if x["acc_seen"] == x["acc_seen"]]
         unseen = [x["acc_unseen"] for x in rr if x["acc_unseen"] == x["acc_unseen"]]
         ca, ce = mean_ci(acc), mean_ci(ece)
-        summary[m] = {"n": len(rr), "acc": st.mean(acc), "acc_sd": _sd(acc), "acc_ci95": ca.half, "ece": st.mean(ece),
-                      "ece_sd": _sd(ece), "ece_ci95": ce.half,
-                      "acc_seen_key": st.mean(seen) if seen else None,
-                      "acc_unseen_key": st.mean(unseen) if unseen else None}
-        lines.append(f"  {NAMES[m]:17s} acc {fmt(ca):>12s}   ECE {fmt(ce, digits=3):>13s}"
-                     f"   seen-key acc {st.mean(seen) if seen else float('nan'):5.1f}"
-                     f"   unseen-key acc {st.mean(unseen) if unseen else float('nan'):5.1f}   (n={len(rr)})")
+        summary[m] = {
+            "n": len(rr),
+            "acc": st.mean(acc),
+            "acc_sd": _sd(acc),
+            "acc_ci95": ca.half,
+            "ece": st.mean(ece),
+            "ece_sd": _sd(ece),
+            "ece_ci95": ce.half,
+            "acc_seen_key": st.mean(seen) if seen else None,
+            "acc_unseen_key": st.mean(unseen) if unseen else None,
+        }
+        lines.append(
+            f"  {NAMES[m]:17s} acc {fmt(ca):>12s}   ECE {fmt(ce, digits=3):>13s}"
+            f"   seen-key acc {st.mean(seen) if seen else float('nan'):5.1f}"
+            f"   unseen-key acc {st.mean(unseen) if unseen else float('nan'):5.1f}   (n={len(rr)})"
+        )
     if "tok" in res:
         for m in ("act", "tna", "a2t", "icl"):
             if m not in res:
@@ -106,13 +118,23 @@ def summarize(res: dict, runs: list[int]) -> tuple[list[str], dict]:
                 continue
             t = st.mean(d) / (_sd(d) / len(d) ** 0.5) if _sd(d) > 0 else float("nan")
             dd, dde = paired_diff(d, [0.0] * len(d)), paired_diff(de, [0.0] * len(de))
-            summary[f"{m}-tok"] = {"acc_diff": st.mean(d), "acc_diff_ci95": dd.half, "sd": _sd(d), "t": t,
-                                   "wins": sum(x > 0 for x in d), "n": len(d), "ece_diff": st.mean(de),
-                                   "ece_diff_ci95": dde.half, "ece_lower": sum(x < 0 for x in de)}
-            lines.append(f"  {NAMES[m]} − SFT (paired): acc {fmt(dd, sign=True)}{' *' if dd.excludes_zero() else ''} "
-                         f"(t {t:+.2f}, higher in {sum(x > 0 for x in d)}/{len(d)} runs)   ECE "
-                         f"{fmt(dde, digits=3, sign=True)} (lower in "
-                         f"{sum(x < 0 for x in de)}/{len(d)})")
+            summary[f"{m}-tok"] = {
+                "acc_diff": st.mean(d),
+                "acc_diff_ci95": dd.half,
+                "sd": _sd(d),
+                "t": t,
+                "wins": sum(x > 0 for x in d),
+                "n": len(d),
+                "ece_diff": st.mean(de),
+                "ece_diff_ci95": dde.half,
+                "ece_lower": sum(x < 0 for x in de),
+            }
+            lines.append(
+                f"  {NAMES[m]} − SFT (paired): acc {fmt(dd, sign=True)}{' *' if dd.excludes_zero() else ''} "
+                f"(t {t:+.2f}, higher in {sum(x > 0 for x in d)}/{len(d)} runs)   ECE "
+                f"{fmt(dde, digits=3, sign=True)} (lower in "
+                f"{sum(x < 0 for x in de)}/{len(d)})"
+            )
     return lines, summary
 
 
@@ -139,8 +161,9 @@ def main(argv=None) -> int:
     for name in args.settings:
         dataset, N = SETTINGS[name]
         wd = str(Path(args.work_root) / (name if args.lr == 1e-3 else f"{name}_lr{args.lr:g}"))
-        out = run_demo(DemoConfig(work_dir=wd, dataset=dataset, N=N, num_runs=hi + 1, lr=args.lr),
-                       preloaded=(model, tok))
+        out = run_demo(
+            DemoConfig(work_dir=wd, dataset=dataset, N=N, num_runs=hi + 1, lr=args.lr), preloaded=(model, tok)
+        )
         runs = list(range(lo, hi + 1))
         lines, summary = summarize(collect(wd, dataset, N, args.lr, runs), runs)
         head = f"{name}: {dataset}, N={N}, lr {args.lr:g}, runs {lo}-{hi} ({out['seconds']:.0f} s)"

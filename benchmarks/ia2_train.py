@@ -55,9 +55,17 @@ def main() -> None:
     os.environ["ACTLAB_HOME"] = os.environ.get("ACTLAB_HOME", os.path.expanduser("~/.cache/actlab"))
     prepare("syn_sst2", f"{tmp}/data", num_train_samples=200, num_val_samples=10, label_template="remap")
     make_train("syn_sst2_remap", f"{tmp}/data", num_train_examples=[args.n], num_runs=1, max_icl_demos=args.demos)
-    kw = dict(dataset="syn_sst2_remap", model_id=args.model, data_dir=f"{tmp}/data", output_dir=f"{tmp}/out",
-              num_train_examples=args.n, num_generated_tokens=args.T_train, cache_dir=f"{tmp}/cache",
-              lora_type="qko", lr=1e-4)
+    kw = dict(
+        dataset="syn_sst2_remap",
+        model_id=args.model,
+        data_dir=f"{tmp}/data",
+        output_dir=f"{tmp}/out",
+        num_train_examples=args.n,
+        num_generated_tokens=args.T_train,
+        cache_dir=f"{tmp}/cache",
+        lora_type="qko",
+        lr=1e-4,
+    )
 
     # ---------------------------------------------------------------- (a) act step / tok step
     t0 = time.perf_counter()
@@ -68,16 +76,19 @@ def main() -> None:
     pm_tok, _, items_tok, _, hit2 = prepare_run(IA2TrainConfig("tok", label_type="icl_outputs", **kw), m_tok, tok)
     assert hit2, "the tok run should reuse the act run's cached targets"
     pad = tok.pad_token_id
-    opts = {k: torch.optim.Adam([p for p in pm.parameters() if p.requires_grad], lr=1e-4)
-            for k, pm in (("act", pm_act), ("tok", pm_tok))}
+    opts = {
+        k: torch.optim.Adam([p for p in pm.parameters() if p.requires_grad], lr=1e-4)
+        for k, pm in (("act", pm_act), ("tok", pm_tok))
+    }
     batches = [list(range(i, i + 4)) for i in range(0, args.n - 3, 4)]
     state = {"i": 0}
 
     def step(kind):
         pm, items, obj = (pm_act, items_act, "act") if kind == "act" else (pm_tok, items_tok, "tok")
         b = batches[state["i"] % len(batches)]
-        ls = losses.compute_losses(pm, [items["train"][j] for j in b], obj, pad_id=pad, site="attn_output",
-                                   layers=None)
+        ls = losses.compute_losses(
+            pm, [items["train"][j] for j in b], obj, pad_id=pad, site="attn_output", layers=None
+        )
         ls["loss"].backward()
         opts[kind].step()
         opts[kind].zero_grad(set_to_none=True)
@@ -96,8 +107,9 @@ def main() -> None:
 
     # ---------------------------------------------------------------- (b) KV-cache targets / re-forward
     base, _ = load(args.model)
-    enc = T.encode_examples(tok, [dict(ex) for ex in _examples(f"{tmp}/data", args.n)], args.T,
-                            max_len=base.config.max_position_embeddings)
+    enc = T.encode_examples(
+        tok, [dict(ex) for ex in _examples(f"{tmp}/data", args.n)], args.T, max_len=base.config.max_position_embeddings
+    )
     prompts = [e.teacher_ids for e in enc]
     kv1 = T.build_targets(base, tok, prompts[:2], args.T, batch_size=1)  # warm-up
     T.build_targets_reforward(base, tok, prompts[:2], args.T)
@@ -107,20 +119,29 @@ def main() -> None:
     kv = T.build_targets(base, tok, prompts, args.T, batch_size=8)
     ref = T.build_targets_reforward(base, tok, prompts, args.T)
     same_ids = all(x["ids"].tolist() == y["ids"].tolist() for x, y in zip(kv, ref, strict=True))
-    max_diff = max(float((x["acts"] - y["acts"]).abs().max()) for x, y in zip(kv, ref, strict=True)
-                   if x["acts"].shape == y["acts"].shape)
+    max_diff = max(
+        float((x["acts"] - y["acts"]).abs().max())
+        for x, y in zip(kv, ref, strict=True)
+        if x["acts"].shape == y["acts"].shape
+    )
     lens = [len(p) for p in prompts]
     mean_k = statistics.mean(len(x["ids"]) for x in ref)
 
-    print(f"machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, "
-          f"threads {args.threads}, model {args.model}")
+    print(
+        f"machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, "
+        f"threads {args.threads}, model {args.model}"
+    )
     print(f"(a) N={args.n}, batch 4, T={args.T_train}, LoRA qko r8, {args.reps} interleaved steps each")
     print(f"    act step {a * 1e3:.1f} ms, tok step {t * 1e3:.1f} ms  ->  act/tok = {a / t:.3f}  (goal <= 1.15)")
     print(f"    target build for the run (train+dev, KV cache): {t_build:.2f} s incl. model load; cache {tfile}")
-    print(f"(b) {len(prompts)} teacher prompts ({min(lens)}-{max(lens)} tokens, {args.demos} demos), T={args.T}, "
-          f"mean response {mean_k:.1f} tokens")
-    print(f"    re-forward per token {t_ref:.3f} s; KV cache batch 1 {t_kv1:.3f} s ({t_ref / t_kv1:.2f}x faster), "
-          f"batch 8 {t_kv8:.3f} s ({t_ref / t_kv8:.2f}x faster)  (goal >= 3x)")
+    print(
+        f"(b) {len(prompts)} teacher prompts ({min(lens)}-{max(lens)} tokens, {args.demos} demos), T={args.T}, "
+        f"mean response {mean_k:.1f} tokens"
+    )
+    print(
+        f"    re-forward per token {t_ref:.3f} s; KV cache batch 1 {t_kv1:.3f} s ({t_ref / t_kv1:.2f}x faster), "
+        f"batch 8 {t_kv8:.3f} s ({t_ref / t_kv8:.2f}x faster)  (goal >= 3x)"
+    )
     print(f"    same greedy tokens: {same_ids}; max |act difference| {max_diff:.2e}")
 
 

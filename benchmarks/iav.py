@@ -42,10 +42,19 @@ def random_tiny(layers: int = 4):
     from actlab.core.testing import micro_tokenizer
 
     tok = micro_tokenizer()
-    cfg = LlamaConfig(vocab_size=2048, hidden_size=128, intermediate_size=256, num_hidden_layers=layers,
-                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
-                      tie_word_embeddings=True, pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id,
-                      eos_token_id=tok.eos_token_id)
+    cfg = LlamaConfig(
+        vocab_size=2048,
+        hidden_size=128,
+        intermediate_size=256,
+        num_hidden_layers=layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        tie_word_embeddings=True,
+        pad_token_id=tok.pad_token_id,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+    )
     torch.manual_seed(0)
     lm = LlamaForCausalLM(cfg).eval()
     return lm, prepare_tokenizer(tok, lm)
@@ -94,8 +103,13 @@ def bench_decode(iav, lm, arm, tok, prompts, new_tokens: int, batch_size: int, r
             times[k] += timed(f, 1)
     ntok = len(prompts) * new_tokens
     tps = {k: ntok / statistics.median(v) for k, v in times.items()}
-    return {"tokens": ntok, "tokens_per_s": tps, "ratio_iav_over_genarm": tps["iav"] / tps["genarm"],
-            "ratio_unfused_over_genarm": tps["iav_unfused"] / tps["genarm"], "alpha0_identical_to_base": same}
+    return {
+        "tokens": ntok,
+        "tokens_per_s": tps,
+        "ratio_iav_over_genarm": tps["iav"] / tps["genarm"],
+        "ratio_unfused_over_genarm": tps["iav_unfused"] / tps["genarm"],
+        "alpha0_identical_to_base": same,
+    }
 
 
 def bench_train(iav, ref, data, batch_size: int, reps: int) -> dict:
@@ -126,9 +140,14 @@ def bench_train(iav, ref, data, batch_size: int, reps: int) -> dict:
         for k, f in runs.items():
             times[k] += timed(f, 1)
     med = {k: statistics.median(v) for k, v in times.items()}
-    return {"ms_per_step": {k: 1000 * v for k, v in med.items()}, "ratio_head_over_live": med["live_ref"] / med["frozen_head"],
-            "head_side_ms": 1000 * (med["frozen_head"] - med["body_forward"]),
-            "loss_head": l_head, "loss_live": l_live, "same_loss": abs(l_head - l_live) < 1e-4 * max(1, abs(l_head))}
+    return {
+        "ms_per_step": {k: 1000 * v for k, v in med.items()},
+        "ratio_head_over_live": med["live_ref"] / med["frozen_head"],
+        "head_side_ms": 1000 * (med["frozen_head"] - med["body_forward"]),
+        "loss_head": l_head,
+        "loss_live": l_live,
+        "same_loss": abs(l_head - l_live) < 1e-4 * max(1, abs(l_head)),
+    }
 
 
 def run_model(name: str, args) -> dict:
@@ -147,35 +166,56 @@ def run_model(name: str, args) -> dict:
             iavs[mode].align_head.weight.normal_(0, 0.02)
     n_body = sum(p.numel() for n, p in lm.named_parameters() if "embed" not in n and "lm_head" not in n)
     n_head = lm.get_output_embeddings().weight.numel()
-    res = {"model": name, "threads": args.threads, "keep_freed_memory": not args.no_keep_freed_memory,
-           "params_body": n_body, "params_head": n_head,
-           "decode": bench_decode(iavs["trainable_base"], lm, arm, tok, prompts, args.new_tokens, args.decode_batch,
-                                  args.reps),
-           "train": {m: bench_train(iav, ref, data, args.train_batch, args.train_reps) for m, iav in iavs.items()}}
+    res = {
+        "model": name,
+        "threads": args.threads,
+        "keep_freed_memory": not args.no_keep_freed_memory,
+        "params_body": n_body,
+        "params_head": n_head,
+        "decode": bench_decode(
+            iavs["trainable_base"], lm, arm, tok, prompts, args.new_tokens, args.decode_batch, args.reps
+        ),
+        "train": {m: bench_train(iav, ref, data, args.train_batch, args.train_reps) for m, iav in iavs.items()},
+    }
     d = res["decode"]
-    print(f"model {name}: body {n_body / 1e6:.2f}M params, vocabulary head {n_head / 1e6:.2f}M params "
-          f"(body ÷ head {n_body / n_head:.1f})")
-    print(f"decode ({len(prompts)} prompts × {args.new_tokens} tokens, batch {args.decode_batch}): "
-          + ", ".join(f"{k} {v:.0f} tok/s" for k, v in d["tokens_per_s"].items()))
-    print(f"  IAV ÷ GenARM = {d['ratio_iav_over_genarm']:.2f}× (goal ≥ 1.8×); unfused heads "
-          f"{d['ratio_unfused_over_genarm']:.2f}×; α=0 identical to base: {d['alpha0_identical_to_base']}")
+    print(
+        f"model {name}: body {n_body / 1e6:.2f}M params, vocabulary head {n_head / 1e6:.2f}M params "
+        f"(body ÷ head {n_body / n_head:.1f})"
+    )
+    print(
+        f"decode ({len(prompts)} prompts × {args.new_tokens} tokens, batch {args.decode_batch}): "
+        + ", ".join(f"{k} {v:.0f} tok/s" for k, v in d["tokens_per_s"].items())
+    )
+    print(
+        f"  IAV ÷ GenARM = {d['ratio_iav_over_genarm']:.2f}× (goal ≥ 1.8×); unfused heads "
+        f"{d['ratio_unfused_over_genarm']:.2f}×; α=0 identical to base: {d['alpha0_identical_to_base']}"
+    )
     for mode, t in res["train"].items():
-        print(f"train step, {mode.replace('_', ' ')} head (batch {args.train_batch} pairs, ≤{args.seq_length} "
-              "tokens): " + ", ".join(f"{k} {v:.1f} ms" for k, v in t["ms_per_step"].items()))
-        print(f"  frozen head ÷ live reference = {t['ratio_head_over_live']:.2f}× (goal ≥ 1.8×); same loss: "
-              f"{t['same_loss']} ({t['loss_head']:.6f} vs {t['loss_live']:.6f})")
+        print(
+            f"train step, {mode.replace('_', ' ')} head (batch {args.train_batch} pairs, ≤{args.seq_length} "
+            "tokens): " + ", ".join(f"{k} {v:.1f} ms" for k, v in t["ms_per_step"].items())
+        )
+        print(
+            f"  frozen head ÷ live reference = {t['ratio_head_over_live']:.2f}× (goal ≥ 1.8×); same loss: "
+            f"{t['same_loss']} ({t['loss_head']:.6f} vs {t['loss_live']:.6f})"
+        )
         b, h = t["ms_per_step"]["body_forward"], t["head_side_ms"]
-        print(f"  body forward (both sides) {b:.1f} ms; rest of the frozen-head step (heads, loss, backward, AdamW) "
-              f"{h:.1f} ms; the live reference adds one body forward: (2·{b:.1f} + {h:.1f}) / ({b:.1f} + {h:.1f}) = "
-              f"{(2 * b + h) / (b + h):.2f}×")
+        print(
+            f"  body forward (both sides) {b:.1f} ms; rest of the frozen-head step (heads, loss, backward, AdamW) "
+            f"{h:.1f} ms; the live reference adds one body forward: (2·{b:.1f} + {h:.1f}) / ({b:.1f} + {h:.1f}) = "
+            f"{(2 * b + h) / (b + h):.2f}×"
+        )
     return res
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--model", default="tiny,random-tiny-L32",
-                    help="comma-separated: zoo names, paths, random-tiny, random-tiny-L<n> (default: the zoo's tiny and "
-                         "a 32-layer model of tiny's width and vocabulary, whose body ÷ head matches real LMs better)")
+    ap.add_argument(
+        "--model",
+        default="tiny,random-tiny-L32",
+        help="comma-separated: zoo names, paths, random-tiny, random-tiny-L<n> (default: the zoo's tiny and "
+        "a 32-layer model of tiny's width and vocabulary, whose body ÷ head matches real LMs better)",
+    )
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--prompts", type=int, default=8)
     ap.add_argument("--new_tokens", type=int, default=64)
@@ -185,8 +225,11 @@ def main(argv=None) -> int:
     ap.add_argument("--reps", type=int, default=5, help="interleaved repetitions of the decode timings")
     ap.add_argument("--train_reps", type=int, default=21, help="interleaved repetitions of the step timings")
     ap.add_argument("--json", default=None)
-    ap.add_argument("--no_keep_freed_memory", action="store_true",
-                    help="leave glibc's malloc as it is (the trainer sets it on a CPU: trainer.keep_freed_memory)")
+    ap.add_argument(
+        "--no_keep_freed_memory",
+        action="store_true",
+        help="leave glibc's malloc as it is (the trainer sets it on a CPU: trainer.keep_freed_memory)",
+    )
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     if not args.no_keep_freed_memory:
@@ -199,9 +242,17 @@ def main(argv=None) -> int:
         from actlab.core.io import atomic_write_json
 
         atomic_write_json(args.json, results)
-    print(json.dumps({r["model"]: {"decode_ratio": round(r["decode"]["ratio_iav_over_genarm"], 3),
-                                   **{f"train_ratio_{m}": round(t["ratio_head_over_live"], 3)
-                                      for m, t in r["train"].items()}} for r in results}))
+    print(
+        json.dumps(
+            {
+                r["model"]: {
+                    "decode_ratio": round(r["decode"]["ratio_iav_over_genarm"], 3),
+                    **{f"train_ratio_{m}": round(t["ratio_head_over_live"], 3) for m, t in r["train"].items()},
+                }
+                for r in results
+            }
+        )
+    )
     return 0
 
 

@@ -35,10 +35,19 @@ def _model(name: str | None, max_pos: int, attn: str):
     from transformers import AutoModelForCausalLM, LlamaConfig
 
     tok = micro_tokenizer(extra_words=tuple(f"w{i}" for i in range(300)))
-    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=128, intermediate_size=256, num_hidden_layers=4,
-                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=max_pos,
-                      pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-                      attn_implementation=attn)
+    cfg = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=128,
+        intermediate_size=256,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=max_pos,
+        pad_token_id=tok.pad_token_id,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        attn_implementation=attn,
+    )
     torch.manual_seed(0)
     model = AutoModelForCausalLM.from_config(cfg).eval()
     del WORDS
@@ -80,8 +89,14 @@ def main(argv=None) -> dict:
     base, tok = _model(args.model, max(args.context + 256, 1024), args.attn)
     limit = getattr(base.config, "max_position_embeddings", args.context + 256) - args.new - 32
     L = min(args.context, limit)
-    cfg = ICAEConfig(fixed_mem_size=128, mean_compression_rate=4, lora_r=8, max_seq_len=L,
-                     use_position_identifiers=True, attn_implementation=args.attn)
+    cfg = ICAEConfig(
+        fixed_mem_size=128,
+        mean_compression_rate=4,
+        lora_r=8,
+        max_seq_len=L,
+        use_position_identifiers=True,
+        attn_implementation=args.attn,
+    )
     icae = ICAE(base, tok, cfg).eval()
     llm = SimpleLLM.from_icae(icae)
     icae.ignore_eos = llm.ignore_eos = True
@@ -114,7 +129,8 @@ def main(argv=None) -> dict:
     part1["decode_speedup"] = part1["llm_decode_s"] / part1["icae_decode_s"]
     part1["ttft_speedup_incl_compression"] = part1["llm_ttft_s"] / (part1["icae_ttft_s"] + part1["icae_compress_s"])
     part1["end_to_end_speedup"] = (part1["llm_ttft_s"] + part1["llm_decode_s"]) / (
-        part1["icae_compress_s"] + part1["icae_ttft_s"] + part1["icae_decode_s"])
+        part1["icae_compress_s"] + part1["icae_ttft_s"] + part1["icae_decode_s"]
+    )
 
     # ---- part 2: throughput, batch 8 vs 8 x batch 1 (same outputs)
     ctxs = [_text(tok, args.batch_context, 10 + i) for i in range(8)]
@@ -129,8 +145,15 @@ def main(argv=None) -> dict:
     part2 = {"samples": 8, "context_tokens_each": args.batch_context, "new_tokens": args.new,
              "batch8_s": t_b, "batch1x8_s": t_1, "throughput_ratio": t_1 / t_b, "same_outputs": batched == single,
              "batch8_tok_s": 8 * args.new / t_b, "batch1_tok_s": 8 * args.new / t_1}  # fmt: skip
-    res = {"model": args.model or "random tiny-shaped Llama (4L, h128)", "threads": args.threads, "attn": args.attn,
-           "device": str(icae.device), "torch": torch.__version__, "long_context": part1, "batching": part2}
+    res = {
+        "model": args.model or "random tiny-shaped Llama (4L, h128)",
+        "threads": args.threads,
+        "attn": args.attn,
+        "device": str(icae.device),
+        "torch": torch.__version__,
+        "long_context": part1,
+        "batching": part2,
+    }
     print(json.dumps(res, indent=2))
     if args.json:
         from actlab.core.io import atomic_write_json

@@ -31,8 +31,16 @@ import time
 from pathlib import Path
 
 #: recorded keys that must reproduce (they do not depend on BLEU's tokenisation)
-STABLE = ("gauge/nll_ae", "gauge/nll_no_slots", "gauge/slot_gain_nats", "gauge/name_tf", "gauge/attr_tf",
-          "gauge/name_greedy", "gauge/attr_greedy", "compression/rate")
+STABLE = (
+    "gauge/nll_ae",
+    "gauge/nll_no_slots",
+    "gauge/slot_gain_nats",
+    "gauge/name_tf",
+    "gauge/attr_tf",
+    "gauge/name_greedy",
+    "gauge/attr_greedy",
+    "compression/rate",
+)
 STABLE_PREFIX = ("gauge/attr_tf/", "gauge/no_slots/", "gauge/majority/")  # in a demo summary
 
 
@@ -61,8 +69,10 @@ def _check_texts(run: Path, cfg) -> list[str]:
     from actlab.icae.gauge import FLOOR_CANDIDATES
 
     bad = []
-    for split, file, n in (("test", "pretrain_val.jsonl", cfg.num_eval_samples),
-                           ("train", "pretrain_train.jsonl", FLOOR_CANDIDATES)):
+    for split, file, n in (
+        ("test", "pretrain_val.jsonl", cfg.num_eval_samples),
+        ("train", "pretrain_train.jsonl", FLOOR_CANDIDATES),
+    ):
         p = run / "data" / file
         if not p.is_file():
             bad.append(f"no {p}")
@@ -102,9 +112,12 @@ def table(records: list[dict]) -> str:
     groups: dict[tuple, list[dict]] = {}
     for r in records:
         groups.setdefault((r["model"], r["pretrain_steps"], r["rate"]), []).append(r)
-    lines = ["| model | steps | rate (measured) | seeds | BLEU-1 (per seed) | random / best-constant floor | "
-             "BLEU-1 − own floor (the higher) | slots add (nats/token) | attributes TF / greedy | "
-             "name TF / greedy | verdicts |", "|" + "---|" * 11]
+    lines = [
+        "| model | steps | rate (measured) | seeds | BLEU-1 (per seed) | random / best-constant floor | "
+        "BLEU-1 − own floor (the higher) | slots add (nats/token) | attributes TF / greedy | "
+        "name TF / greedy | verdicts |",
+        "|" + "---|" * 11,
+    ]
     for (model, steps, rate), rs in sorted(groups.items()):
         rs = sorted(rs, key=lambda r: r["seed"])
         g = lambda k, rs=rs: [r[k] for r in rs]  # noqa: E731
@@ -118,7 +131,8 @@ def table(records: list[dict]) -> str:
             f"{_fmt(mean_ci(margin))} ({per_m}) | {_fmt(mean_ci(g('gauge/slot_gain_nats')))} | "
             f"{mean_ci(g('gauge/attr_tf'))[0]:.3f} / {mean_ci(g('gauge/attr_greedy'))[0]:.3f} | "
             f"{mean_ci(g('gauge/name_tf'))[0]:.3f} / {mean_ci(g('gauge/name_greedy'))[0]:.3f} | "
-            f"{'; '.join(r['verdict'].split(' (')[0] for r in rs)} |")
+            f"{'; '.join(r['verdict'].split(' (')[0] for r in rs)} |"
+        )
     return "\n".join(lines)
 
 
@@ -149,11 +163,14 @@ def main(argv=None) -> int:
             bad += cmp_bad
             old_b = f"{old['ae/bleu1']:.3f}" if old else "—"
             old_f = f"{old['gauge/floor_constant']:.3f}" if old else "—"
-            print(f"{run}: {cfg.model_name} {cfg.max_steps} steps rate {cfg.mean_compression_rate} seed {cfg.seed}: "
-                  f"BLEU-1 {old_b} -> {rec['ae/bleu1']:.3f}, best-constant floor {old_f} -> "
-                  f"{rec['gauge/floor_constant']:.3f}, random floor -> {rec['gauge/floor_random']:.3f}; "
-                  f"{rec['verdict']}; tokeniser-free numbers: largest change {worst:.1e} "
-                  f"({time.perf_counter() - t0:.0f} s)", flush=True)
+            print(
+                f"{run}: {cfg.model_name} {cfg.max_steps} steps rate {cfg.mean_compression_rate} seed {cfg.seed}: "
+                f"BLEU-1 {old_b} -> {rec['ae/bleu1']:.3f}, best-constant floor {old_f} -> "
+                f"{rec['gauge/floor_constant']:.3f}, random floor -> {rec['gauge/floor_random']:.3f}; "
+                f"{rec['verdict']}; tokeniser-free numbers: largest change {worst:.1e} "
+                f"({time.perf_counter() - t0:.0f} s)",
+                flush=True,
+            )
             for b in bad:
                 print(f"  DOES NOT REPRODUCE: {b}", flush=True)
             failed |= bool(bad)
@@ -170,8 +187,12 @@ def main(argv=None) -> int:
         out = {"regauged": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()), "runs": recs}
         if not (d / "pretrain").is_dir():
             rates = sorted({r["rate"] for r in recs})
-            out.update(model=recs[0]["model"], seeds=sorted({r["seed"] for r in recs}),
-                       pretrain_steps=recs[0]["pretrain_steps"], per_rate=figure_table(recs, rates))
+            out.update(
+                model=recs[0]["model"],
+                seeds=sorted({r["seed"] for r in recs}),
+                pretrain_steps=recs[0]["pretrain_steps"],
+                per_rate=figure_table(recs, rates),
+            )
         atomic_write_json(d / "regauged.json", out)
         print(f"wrote {d / 'regauged.json'}")
     if a.json:

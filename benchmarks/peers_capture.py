@@ -47,9 +47,13 @@ def main(argv=None) -> int:
     ap.add_argument("--seq", type=int, default=128)
     ap.add_argument("--reps", type=int, default=15)
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--clock", default="wall", choices=("wall", "cpu"),
-                    help="wall (default) or cpu: the process's CPU time (all threads), which leaves out waiting for a "
-                         "core on a shared machine; use it with --threads 1")
+    ap.add_argument(
+        "--clock",
+        default="wall",
+        choices=("wall", "cpu"),
+        help="wall (default) or cpu: the process's CPU time (all threads), which leaves out waiting for a "
+        "core on a shared machine; use it with --threads 1",
+    )
     ap.add_argument("--json")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -89,8 +93,11 @@ def main(argv=None) -> int:
     def hf_all():
         got["hf", 2] = torch.stack(hf_model(input_ids=ids, output_hidden_states=True).hidden_states[1:])
 
-    tools = {1: {"plain": plain, "actlab": a_last}, 2: {"plain": plain, "actlab": a_all, "hf": hf_all},
-             3: {"plain": plain, "actlab": a_int}}
+    tools = {
+        1: {"plain": plain, "actlab": a_last},
+        2: {"plain": plain, "actlab": a_all, "hf": hf_all},
+        3: {"plain": plain, "actlab": a_int},
+    }
     skipped = []
     if have("nnsight"):
         from nnsight import NNsight
@@ -122,8 +129,13 @@ def main(argv=None) -> int:
         import pyvene as pv
 
         def rep(layer, comp, kind, units=1):
-            return {"layer": layer, "component": comp, "unit": "pos", "max_number_of_units": units,
-                    "intervention_type": kind}
+            return {
+                "layer": layer,
+                "component": comp,
+                "unit": "pos",
+                "max_number_of_units": units,
+                "intervention_type": kind,
+            }
 
         pv_last = pv.IntervenableModel([rep(L, "attention_output", pv.CollectIntervention)], model=model)
         pv_all = pv.IntervenableModel([rep(i, "block_output", pv.CollectIntervention, T) for i in layers], model=model)
@@ -139,8 +151,11 @@ def main(argv=None) -> int:
             got["pyvene", 2] = torch.stack(coll)
 
         def p_int():
-            _, cf = pv_add(base={"input_ids": ids}, unit_locations={"sources->base": (None, last_loc)},
-                           source_representations=v.unsqueeze(1))
+            _, cf = pv_add(
+                base={"input_ids": ids},
+                unit_locations={"sources->base": (None, last_loc)},
+                source_representations=v.unsqueeze(1),
+            )
             got["pyvene", 3] = cf.logits
 
         tools[1]["pyvene"], tools[2]["pyvene"], tools[3]["pyvene"] = p_last, p_all, p_int
@@ -176,16 +191,29 @@ def main(argv=None) -> int:
     else:
         skipped.append("transformer_lens")
 
-    names = {1: f"one site (attn_output, layer {L}), last position",
-             2: f"all {n_layers} layers (block_output), all {T} positions",
-             3: f"intervention (add at attn_output, layer {L}, last position), logits"}
-    print(f"Capture / intervention on {mname}: batch {B} × {T} tokens, {n_layers} layers, h{d}; "
-          f"nnsight {version('nnsight')}, pyvene {version('pyvene')}, transformer-lens {version('transformer-lens')}")
+    names = {
+        1: f"one site (attn_output, layer {L}), last position",
+        2: f"all {n_layers} layers (block_output), all {T} positions",
+        3: f"intervention (add at attn_output, layer {L}, last position), logits",
+    }
+    print(
+        f"Capture / intervention on {mname}: batch {B} × {T} tokens, {n_layers} layers, h{d}; "
+        f"nnsight {version('nnsight')}, pyvene {version('pyvene')}, transformer-lens {version('transformer-lens')}"
+    )
     print(f"  {machine()}; {args.clock} clock")
     for s in skipped:
         print(f"  SKIP: {s} is not installed (pip install -e '.[bench]' -c constraints.txt)")
-    res: dict = {"clock": args.clock, "model": mname, "batch": B, "seq": T, "layers": n_layers, "reps": args.reps, "machine": machine(),
-                 "versions": {k: version(k) for k in ("nnsight", "pyvene", "transformer-lens")}, "workloads": {}}
+    res: dict = {
+        "clock": args.clock,
+        "model": mname,
+        "batch": B,
+        "seq": T,
+        "layers": n_layers,
+        "reps": args.reps,
+        "machine": machine(),
+        "versions": {k: version(k) for k in ("nnsight", "pyvene", "transformer-lens")},
+        "workloads": {},
+    }
     ok = True
     for w, fns in tools.items():
         with torch.no_grad():
@@ -211,7 +239,9 @@ def main(argv=None) -> int:
                 diff = float((o - want).abs().max())
                 row["identical"], row["max_abs_diff"] = same, diff
                 agree = f"identical {same}, max |Δ| {diff:.1e}"
-                if w == 2 and k not in ("actlab", "hf") and ("actlab", 2) in got:  # the last layer (before the final norm)
+                if (
+                    w == 2 and k not in ("actlab", "hf") and ("actlab", 2) in got
+                ):  # the last layer (before the final norm)
                     row["identical_to_actlab_all_layers"] = bool(torch.equal(out, got["actlab", 2]))
                     agree += f"; = actlab at every layer: {row['identical_to_actlab_all_layers']}"
                 if k in ("actlab", "nnsight", "pyvene") and not same:
@@ -219,7 +249,9 @@ def main(argv=None) -> int:
             over = f"overhead {fmt_ratio(row['overhead'])}" if "overhead" in row else ""
             print(f"      {k:42s} {spread(times[k]):32s} {over:28s} {agree}")
             rows[k] = row
-        over = {k: r["overhead"][0] for k, r in rows.items() if "overhead" in r and "own forward" not in k and k != "hf"}
+        over = {
+            k: r["overhead"][0] for k, r in rows.items() if "overhead" in r and "own forward" not in k and k != "hf"
+        }
         best = min(over, key=over.get)
         print(f"      lowest overhead: {best} ({over[best]:.3f}); actlab {over['actlab']:.3f}")
         res["workloads"][names[w]] = {"rows": rows, "lowest_overhead": best}

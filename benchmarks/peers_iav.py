@@ -79,8 +79,13 @@ def dpo_step_fn(lm, tok, rows, n_pairs: int, seq: int, workdir: str):
     args.max_prompt_length = seq // 2 if hasattr(args, "max_prompt_length") else None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        trainer = DPOTrainer(model=model, ref_model=copy.deepcopy(lm).eval(), args=args,
-                             train_dataset=_dataset(rows[:n_pairs]), processing_class=tok)
+        trainer = DPOTrainer(
+            model=model,
+            ref_model=copy.deepcopy(lm).eval(),
+            args=args,
+            train_dataset=_dataset(rows[:n_pairs]),
+            processing_class=tok,
+        )
     trainer.create_optimizer_and_scheduler(num_training_steps=1000)
     trainer.current_gradient_accumulation_steps = 1  # set by Trainer's own loop; we drive training_step directly
     batch = next(iter(trainer.get_train_dataloader()))
@@ -111,7 +116,9 @@ def memory_child(method: str, name: str, n_pairs: int, seq: int) -> None:
     torch.manual_seed(0)
     lm, tok, rows, data = setup(name, n_pairs, seq)
     with tempfile.TemporaryDirectory() as d:
-        step = (iav_step_fn(lm, tok, data, n_pairs) if method == "iav" else dpo_step_fn(lm, tok, rows, n_pairs, seq, d))[0]
+        step = (
+            iav_step_fn(lm, tok, data, n_pairs) if method == "iav" else dpo_step_fn(lm, tok, rows, n_pairs, seq, d)
+        )[0]
         step()  # first step: the optimizer state and the allocator's pools
         base = rss_mib()
         with open("/proc/self/clear_refs", "w") as f:
@@ -135,25 +142,57 @@ def run_model(name: str, args) -> dict:
     mem = {}
     if not args.no_memory:
         for m in ("iav", "dpo"):
-            out = subprocess.run([sys.executable, __file__, "--_memory_child", m, "--model", name, "--pairs",
-                                  str(args.pairs), "--seq_length", str(args.seq_length), "--threads",
-                                  str(args.threads)], capture_output=True, text=True, env=os.environ.copy())
+            out = subprocess.run(
+                [
+                    sys.executable,
+                    __file__,
+                    "--_memory_child",
+                    m,
+                    "--model",
+                    name,
+                    "--pairs",
+                    str(args.pairs),
+                    "--seq_length",
+                    str(args.seq_length),
+                    "--threads",
+                    str(args.threads),
+                ],
+                capture_output=True,
+                text=True,
+                env=os.environ.copy(),
+            )
             lines = [x for x in out.stdout.splitlines() if x.startswith("{")]
             mem[m] = json.loads(lines[-1]) if lines else {"error": out.stderr.strip().splitlines()[-1:]}
     r = ratio_spread(times["trl_dpo"], times["actlab_iav"])
     ln2 = math.log(2)
-    res = {"model": name, "params_body": n_body, "pairs": args.pairs, "seq_length": args.seq_length,
-           "times_s": times, "dpo_over_iav": r, "first_loss_iav": iav_first, "first_loss_dpo": dpo_first,
-           "response_tokens_iav": iav_resp, "response_tokens_dpo": dpo_resp, "memory": mem}
+    res = {
+        "model": name,
+        "params_body": n_body,
+        "pairs": args.pairs,
+        "seq_length": args.seq_length,
+        "times_s": times,
+        "dpo_over_iav": r,
+        "first_loss_iav": iav_first,
+        "first_loss_dpo": dpo_first,
+        "response_tokens_iav": iav_resp,
+        "response_tokens_dpo": dpo_resp,
+        "memory": mem,
+    }
     print(f"model {name} (body {n_body / 1e6:.2f}M params), {args.pairs} pairs/step, ≤{args.seq_length} tokens")
-    print(f"  agreement: first loss IAV {iav_first:.6f}, DPO {dpo_first:.6f} (both must be ln 2 = {ln2:.6f}); "
-          f"response tokens per step IAV {iav_resp}, DPO {dpo_resp}")
-    print(f"  actlab IAV step {spread(times['actlab_iav'])}; TRL DPOTrainer step {spread(times['trl_dpo'])}; "
-          f"DPO ÷ IAV = {fmt_ratio(r)}×")
+    print(
+        f"  agreement: first loss IAV {iav_first:.6f}, DPO {dpo_first:.6f} (both must be ln 2 = {ln2:.6f}); "
+        f"response tokens per step IAV {iav_resp}, DPO {dpo_resp}"
+    )
+    print(
+        f"  actlab IAV step {spread(times['actlab_iav'])}; TRL DPOTrainer step {spread(times['trl_dpo'])}; "
+        f"DPO ÷ IAV = {fmt_ratio(r)}×"
+    )
     for m, v in mem.items():
         if "rise_mib" in v:
-            print(f"  peak memory of a step, {m}: +{v['rise_mib']:.0f} MiB over the resident set between steps "
-              f"({v['base_rss_mib']:.0f} MiB: model, reference, optimizer state)")
+            print(
+                f"  peak memory of a step, {m}: +{v['rise_mib']:.0f} MiB over the resident set between steps "
+                f"({v['base_rss_mib']:.0f} MiB: model, reference, optimizer state)"
+            )
         else:
             print(f"  peak memory {m}: failed {v}")
     res["agree"] = abs(iav_first - ln2) < 1e-4 and abs(dpo_first - ln2) < 1e-4
@@ -162,8 +201,11 @@ def run_model(name: str, args) -> dict:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--model", default="random-tiny,random-tiny-L32",
-                    help="comma-separated: random-tiny, random-tiny-L<n> (tiny's width, n layers), or zoo names/paths")
+    ap.add_argument(
+        "--model",
+        default="random-tiny,random-tiny-L32",
+        help="comma-separated: random-tiny, random-tiny-L<n> (tiny's width, n layers), or zoo names/paths",
+    )
     ap.add_argument("--pairs", type=int, default=8)
     ap.add_argument("--seq_length", type=int, default=96)
     ap.add_argument("--reps", type=int, default=7)

@@ -41,11 +41,14 @@ def reference_compress(icae, context_ids: list[int]) -> Memory:
         else:
             p = list(range(len(row)))
         ids_t, pos = torch.tensor([row]), torch.tensor([p])
-        h = inner(inputs_embeds=icae.token_embeds(ids_t), attention_mask=torch.ones_like(ids_t).to(dev),
-                  position_ids=pos.to(dev)).last_hidden_state
+        h = inner(
+            inputs_embeds=icae.token_embeds(ids_t),
+            attention_mask=torch.ones_like(ids_t).to(dev),
+            position_ids=pos.to(dev),
+        ).last_hidden_state
         c = len(head) + b - a
-        slots.append(h[0, c: c + k])
-        spids.append(pos[0, c: c + k])
+        slots.append(h[0, c : c + k])
+        spids.append(pos[0, c : c + k])
     return Memory([torch.cat(slots)], [torch.cat(spids)], [len(context_ids)])
 
 
@@ -69,8 +72,14 @@ def main(argv=None) -> int:
     from icae import _model, _text  # benchmarks/icae.py: the random tiny-shaped Llama and its text
 
     base, tok = _model(None, max(args.context + 256, 1024), "sdpa")
-    cfg = ICAEConfig(fixed_mem_size=128, mean_compression_rate=4, lora_r=8, max_seq_len=args.context,
-                     use_position_identifiers=True, attn_implementation="sdpa")
+    cfg = ICAEConfig(
+        fixed_mem_size=128,
+        mean_compression_rate=4,
+        lora_r=8,
+        max_seq_len=args.context,
+        use_position_identifiers=True,
+        attn_implementation="sdpa",
+    )
     icae = ICAE(base, tok, cfg).eval()
     icae.ignore_eos = True
     ctxs = [_text(tok, args.context, 10 + i) for i in range(args.samples)]
@@ -97,29 +106,52 @@ def main(argv=None) -> int:
             reference_compress(icae, c)
 
     with torch.no_grad():
-        times = interleave({"actlab": ours, "actlab_batch1": ours_b1, "reference_style": ref,
-                            "compress_all_at_once": comp_ours, "compress_per_segment": comp_ref}, reps=args.reps)
+        times = interleave(
+            {
+                "actlab": ours,
+                "actlab_batch1": ours_b1,
+                "reference_style": ref,
+                "compress_all_at_once": comp_ours,
+                "compress_per_segment": comp_ref,
+            },
+            reps=args.reps,
+        )
     comp = {k: times.pop(k) for k in ("compress_all_at_once", "compress_per_segment")}
     ntok = args.samples * args.new
     segs = len(segment_plan(len(ctx_ids[0]), icae.m, cfg.mean_compression_rate, cfg.adaptive_mem))
-    print(f"ICAE on a random tiny-shaped Llama: {args.samples} samples × {len(ctx_ids[0])} context tokens "
-          f"({segs} segments of ≤512 → {icae.m} slots each), {args.new} new tokens each")
+    print(
+        f"ICAE on a random tiny-shaped Llama: {args.samples} samples × {len(ctx_ids[0])} context tokens "
+        f"({segs} segments of ≤512 → {icae.m} slots each), {args.new} new tokens each"
+    )
     print(f"  {machine()}")
     same = {k: out[k] == out["actlab"] for k in ("actlab_batch1", "reference_style")}
-    print(f"  agreement: same generated text as actlab batched — batch-1: {same['actlab_batch1']}, "
-          f"reference-style: {same['reference_style']}")
-    res = {"samples": args.samples, "context_tokens": len(ctx_ids[0]), "segments": segs, "new_tokens": args.new,
-           "machine": machine(), "times_s": times, "same_outputs": same}
+    print(
+        f"  agreement: same generated text as actlab batched — batch-1: {same['actlab_batch1']}, "
+        f"reference-style: {same['reference_style']}"
+    )
+    res = {
+        "samples": args.samples,
+        "context_tokens": len(ctx_ids[0]),
+        "segments": segs,
+        "new_tokens": args.new,
+        "machine": machine(),
+        "times_s": times,
+        "same_outputs": same,
+    }
     for k, t in times.items():
         r = med(times["reference_style"]) / med(t)
         per = [a / b for a, b in zip(times["reference_style"], t)]
         res[f"{k}_tok_s"], res[f"speedup_{k}_over_reference"] = ntok / med(t), r
-        print(f"  {k:16s} {ntok / med(t):8.1f} tok/s [{ntok / max(t):.1f}–{ntok / min(t):.1f}]   "
-              f"÷ reference-style time: {r:.2f}× [{min(per):.2f}–{max(per):.2f}]")
+        print(
+            f"  {k:16s} {ntok / med(t):8.1f} tok/s [{ntok / max(t):.1f}–{ntok / min(t):.1f}]   "
+            f"÷ reference-style time: {r:.2f}× [{min(per):.2f}–{max(per):.2f}]"
+        )
     c1, c2 = med(comp["compress_all_at_once"]), med(comp["compress_per_segment"])
     res["compress_s"] = {"all_at_once": c1, "per_segment": c2}
-    print(f"  where the time goes: compressing all {args.samples * segs} segments in one encoder forward {c1:.3f} s "
-          f"vs one forward per segment {c2:.3f} s ({c2 / c1:.2f}×); the rest of each run is prefill + decode")
+    print(
+        f"  where the time goes: compressing all {args.samples * segs} segments in one encoder forward {c1:.3f} s "
+        f"vs one forward per segment {c2:.3f} s ({c2 / c1:.2f}×); the rest of each run is prefill + decode"
+    )
     dump(args.json, res)
     return 0 if all(same.values()) else 1
 

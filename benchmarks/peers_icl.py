@@ -76,9 +76,12 @@ def main(argv=None) -> int:
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--no_task", action="store_true", help="skip the simple_evaluate (task definition) variant")
-    ap.add_argument("--duplicates", action="store_true",
-                    help="keep the pool's repeated queries (the synthetic pools repeat sentences; the harness scores "
-                         "an identical prompt once, actlab every time)")
+    ap.add_argument(
+        "--duplicates",
+        action="store_true",
+        help="keep the pool's repeated queries (the synthetic pools repeat sentences; the harness scores "
+        "an identical prompt once, actlab every time)",
+    )
     ap.add_argument("--json")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -126,8 +129,14 @@ def main(argv=None) -> int:
 
         def harness_task():
             with contextlib.redirect_stderr(io.StringIO()):  # the harness's progress bars
-                r = simple_evaluate(model=lm, tasks=["actlab_icl_peer"], task_manager=tm, bootstrap_iters=0,
-                                    log_samples=True, verbosity="ERROR")
+                r = simple_evaluate(
+                    model=lm,
+                    tasks=["actlab_icl_peer"],
+                    task_manager=tm,
+                    bootstrap_iters=0,
+                    log_samples=True,
+                    verbosity="ERROR",
+                )
             samples = sorted(r["samples"]["actlab_icl_peer"], key=lambda s: s["doc_id"])
             out["lm_eval_task"] = torch.tensor([[float(x[0]) for x in s["filtered_resps"]] for s in samples])
             out["lm_eval_task_acc"] = r["results"]["actlab_icl_peer"]["acc,none"]
@@ -141,13 +150,27 @@ def main(argv=None) -> int:
     checks = {"lm_eval_requests": out["lm_eval"]}
     if "lm_eval_task" in out:
         checks["lm_eval_task"] = out["lm_eval_task"]
-    res = {"distinct_prompts": len(set(prompts)), "model": mname, "dataset": args.dataset, "queries": n, "demos": args.demos, "labels": labels,
-           "batch_size": args.batch_size, "threads": args.threads, "reps": args.reps, "machine": machine(),
-           "lm_eval_version": version("lm_eval"), "prompt_tokens_mean": sum(map(len, enc)) / n,
-           "shared_prefix_tokens": common_prefix_len(enc), "times_s": times}
-    print(f"ICL evaluation on {mname} ({args.dataset}): {n} queries × {args.demos} demos, "
-          f"{res['prompt_tokens_mean']:.0f} tokens/prompt ({res['shared_prefix_tokens']} shared), "
-          f"{len(set(prompts))} distinct, {len(labels)} labels, batch {args.batch_size}; lm-eval {res['lm_eval_version']}")
+    res = {
+        "distinct_prompts": len(set(prompts)),
+        "model": mname,
+        "dataset": args.dataset,
+        "queries": n,
+        "demos": args.demos,
+        "labels": labels,
+        "batch_size": args.batch_size,
+        "threads": args.threads,
+        "reps": args.reps,
+        "machine": machine(),
+        "lm_eval_version": version("lm_eval"),
+        "prompt_tokens_mean": sum(map(len, enc)) / n,
+        "shared_prefix_tokens": common_prefix_len(enc),
+        "times_s": times,
+    }
+    print(
+        f"ICL evaluation on {mname} ({args.dataset}): {n} queries × {args.demos} demos, "
+        f"{res['prompt_tokens_mean']:.0f} tokens/prompt ({res['shared_prefix_tokens']} shared), "
+        f"{len(set(prompts))} distinct, {len(labels)} labels, batch {args.batch_size}; lm-eval {res['lm_eval_version']}"
+    )
     print(f"  {machine()}")
     ok = True
     for k, ll in checks.items():
@@ -162,8 +185,10 @@ def main(argv=None) -> int:
         res["accuracy_lm_eval_task"] = out["lm_eval_task_acc"]
         print(f"  accuracy: actlab {acc:.4f}, lm-eval task {out['lm_eval_task_acc']:.4f}")
     t_ours = times["actlab"]
-    print(f"  {'actlab (prefix KV cache)':30s} {n / med(t_ours):8.1f} ex/s  "
-          f"[{n / max(t_ours):.1f}–{n / min(t_ours):.1f}]")
+    print(
+        f"  {'actlab (prefix KV cache)':30s} {n / med(t_ours):8.1f} ex/s  "
+        f"[{n / max(t_ours):.1f}–{n / min(t_ours):.1f}]"
+    )
     for k in fns:
         if k == "actlab":
             continue
@@ -172,8 +197,10 @@ def main(argv=None) -> int:
         r = med(t) / med(t_ours)
         res[f"speedup_vs_{k}"] = r
         res[f"speedup_vs_{k}_range"] = [min(per), max(per)]
-        print(f"  {k:30s} {n / med(t):8.1f} ex/s  [{n / max(t):.1f}–{n / min(t):.1f}]   actlab is {r:.1f}× "
-              f"[{min(per):.1f}–{max(per):.1f}] (goal ≥ 5×)")
+        print(
+            f"  {k:30s} {n / med(t):8.1f} ex/s  [{n / max(t):.1f}–{n / min(t):.1f}]   actlab is {r:.1f}× "
+            f"[{min(per):.1f}–{max(per):.1f}] (goal ≥ 5×)"
+        )
     dump(args.json, res)
     return 0 if ok else 1
 

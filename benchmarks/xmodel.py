@@ -33,9 +33,16 @@ def bench_cka(n: int, d: int, seed: int = 0) -> dict:
     t0 = time.perf_counter()
     ref = cka_gram(X.double(), Y.double(), debiased=True)
     t_ref = time.perf_counter() - t0
-    return {"n": n, "d": d, "ours": ours, "reference_gram_float64": ref, "abs_diff": abs(ours - ref),
-            "seconds_ours": round(t_ours, 3), "seconds_reference": round(t_ref, 3),
-            "speedup": round(t_ref / t_ours, 2)}
+    return {
+        "n": n,
+        "d": d,
+        "ours": ours,
+        "reference_gram_float64": ref,
+        "abs_diff": abs(ours - ref),
+        "seconds_ours": round(t_ours, 3),
+        "seconds_reference": round(t_ref, 3),
+        "speedup": round(t_ref / t_ours, 2),
+    }
 
 
 def _models(name_a: str, name_b: str):
@@ -68,19 +75,44 @@ def bench_ac_nl(name_a: str, name_b: str, n_eval: int, k: int, j: int, repeats: 
     (ma, ta), (mb, tb), kind = _models(name_a, name_b)
     rows = task_rows(DEMO["task"], n_eval, "test")
     evaluate(ma, ta, mb, tb, rows[:4], DEMO["task"], k=k, j=j, methods=["nl", "ac"])  # warm-up
-    runs = [evaluate(ma, ta, mb, tb, rows, DEMO["task"], k=k, j=j, max_new_tokens=DEMO["max_new_tokens"],
-                     message_tokens=DEMO["message_tokens"], methods=["b_alone", "skyline", "nl", "ac"])
-            for _ in range(repeats)]
+    runs = [
+        evaluate(
+            ma,
+            ta,
+            mb,
+            tb,
+            rows,
+            DEMO["task"],
+            k=k,
+            j=j,
+            max_new_tokens=DEMO["max_new_tokens"],
+            message_tokens=DEMO["message_tokens"],
+            methods=["b_alone", "skyline", "nl", "ac"],
+        )
+        for _ in range(repeats)
+    ]
     r = runs[0]
     for m in r["methods"]:  # median wall time over the repeats
         r["methods"][m]["seconds"] = statistics.median(x["methods"][m]["seconds"] for x in runs)
     r["ac_over_nl_seconds"] = r["methods"]["ac"]["seconds"] / r["methods"]["nl"]["seconds"]
-    return {"models": f"{name_a} → {name_b}", "kind": kind, "repeats": repeats, "task": DEMO["task"], "n": n_eval, "k": k, "j": j,
-            "P_a": r["P_a"], "P_b": r["P_b"], "T": r["T"], "M": r["methods"]["nl"].get("M"),
-            "flops": {m: s["flops"] for m, s in r["methods"].items()},
-            "seconds": {m: s["seconds"] for m, s in r["methods"].items()},
-            "accuracy": {m: s["accuracy"] for m, s in r["methods"].items()},
-            "ac_over_nl_flops": r["ac_over_nl_flops"], "ac_over_nl_seconds": r["ac_over_nl_seconds"]}
+    return {
+        "models": f"{name_a} → {name_b}",
+        "kind": kind,
+        "repeats": repeats,
+        "task": DEMO["task"],
+        "n": n_eval,
+        "k": k,
+        "j": j,
+        "P_a": r["P_a"],
+        "P_b": r["P_b"],
+        "T": r["T"],
+        "M": r["methods"]["nl"].get("M"),
+        "flops": {m: s["flops"] for m, s in r["methods"].items()},
+        "seconds": {m: s["seconds"] for m, s in r["methods"].items()},
+        "accuracy": {m: s["accuracy"] for m, s in r["methods"].items()},
+        "ac_over_nl_flops": r["ac_over_nl_flops"],
+        "ac_over_nl_seconds": r["ac_over_nl_seconds"],
+    }
 
 
 def main() -> None:

@@ -45,8 +45,12 @@ def main() -> None:
     ap.add_argument("--name", default="tiny")
     ap.add_argument("--steps", type=int, default=30, help="timed steps of each kind (interleaved in rounds of 5)")
     ap.add_argument("--threads", type=int, default=2, choices=(1, 2))
-    ap.add_argument("--eval_tasks", type=int, default=40, help="time the final eval on this many tasks and scale "
-                    "linearly to the spec's eval_tasks (default 40)")
+    ap.add_argument(
+        "--eval_tasks",
+        type=int,
+        default=40,
+        help="time the final eval on this many tasks and scale linearly to the spec's eval_tasks (default 40)",
+    )
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -103,10 +107,14 @@ def main() -> None:
         t_eval += (spec.train.steps // spec.train.eval_every) * t_eval * (60 * 2) / (spec.train.eval_tasks * 9)
     t_train = sum(phases[k][1] * zoo_ms[k] / 1000 for k in phases)
     est = (t_train + t_eval + t_tok) / factor
-    steps = " + ".join(f"{phases[k][1]} × {zoo_ms[k]:.0f} ms ({zoo_ms[k] / factor:.0f} idle; "
-                       f"{n_tok[k] / t_zoo[k]:,.0f} tok/s)" for k in phases)
-    print(f"| {time.strftime('%Y-%m-%d')} | {args.name} | {args.threads} | {ref_ms:.0f} ms (idle: {ref_idle:.0f}) "
-          f"| {factor:.2f}x | {steps} | {t_eval:.0f} s | **{est / 60:.1f} min** |")
+    steps = " + ".join(
+        f"{phases[k][1]} × {zoo_ms[k]:.0f} ms ({zoo_ms[k] / factor:.0f} idle; {n_tok[k] / t_zoo[k]:,.0f} tok/s)"
+        for k in phases
+    )
+    print(
+        f"| {time.strftime('%Y-%m-%d')} | {args.name} | {args.threads} | {ref_ms:.0f} ms (idle: {ref_idle:.0f}) "
+        f"| {factor:.2f}x | {steps} | {t_eval:.0f} s | **{est / 60:.1f} min** |"
+    )
 
 
 if __name__ == "__main__":

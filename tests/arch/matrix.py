@@ -20,9 +20,29 @@ ARCHS = tuple(MATRIX)
 FAST = ("llama", "phi3", "gpt_neox", "opt", "falcon", "gemma2", "cohere", "mixtral")
 FAMILIES = ("lora", "ia3", "prompt", "prefix")
 # blocks where layer i+1's input is exactly h + attn_output + mlp_output (no norm / multiplier on the branches)
-RESIDUAL_SUM = {"llama", "qwen2", "qwen3", "mistral", "gemma", "phi3", "phi", "gpt2", "gpt_neox", "gptj", "opt",
-                "falcon", "falcon_new", "stablelm", "cohere", "mixtral", "qwen3_moe", "qwen2_moe", "bloom",
-                "gpt_bigcode", "starcoder2"}
+RESIDUAL_SUM = {
+    "llama",
+    "qwen2",
+    "qwen3",
+    "mistral",
+    "gemma",
+    "phi3",
+    "phi",
+    "gpt2",
+    "gpt_neox",
+    "gptj",
+    "opt",
+    "falcon",
+    "falcon_new",
+    "stablelm",
+    "cohere",
+    "mixtral",
+    "qwen3_moe",
+    "qwen2_moe",
+    "bloom",
+    "gpt_bigcode",
+    "starcoder2",
+}
 MOE = ("mixtral", "qwen3_moe", "qwen2_moe")
 IA2_DS = "syn_sst2_remap"
 WORDS = ("Friday", "Text", "Label")
@@ -84,10 +104,23 @@ def check_ia2(name: str, family: str, objective: str, data_dir: Path, out: Path,
     from actlab.ia2.trainer import train
 
     method = objective if family == "lora" else f"{family}-{objective}"
-    kw = dict(dataset=IA2_DS, model_id=f"micro-{name}", data_dir=str(data_dir), output_dir=str(out),
-              num_train_examples=4, num_generated_tokens=2, num_virtual_tokens=3, lora_r=2, lora_alpha=4,
-              max_steps=1, lr=1e-2, dev_eval_steps=100, cache_dir=str(out / "targets"),
-              lora_type=targets_for(name, "lora"), ia3_type=targets_for(name, "ia3"))
+    kw = dict(
+        dataset=IA2_DS,
+        model_id=f"micro-{name}",
+        data_dir=str(data_dir),
+        output_dir=str(out),
+        num_train_examples=4,
+        num_generated_tokens=2,
+        num_virtual_tokens=3,
+        lora_r=2,
+        lora_alpha=4,
+        max_steps=1,
+        lr=1e-2,
+        dev_eval_steps=100,
+        cache_dir=str(out / "targets"),
+        lora_type=targets_for(name, "lora"),
+        ia3_type=targets_for(name, "ia3"),
+    )
     if objective == "tok":
         kw["label_type"] = "icl_outputs"
     model = build(name, tok)
@@ -99,9 +132,18 @@ def check_ia2(name: str, family: str, objective: str, data_dir: Path, out: Path,
         return refused(e)
     rows = [json.loads(x) for x in (path / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [1] and torch.isfinite(torch.tensor(rows[0]["train/loss"])), rows
-    fresh = adapters.attach(build(name, tok), adapters.peft_config(
-        family, build(name, tok), modules=kw["ia3_type"] if family == "ia3" else kw["lora_type"], r=2, alpha=4,
-        num_virtual_tokens=3), seed=0)
+    fresh = adapters.attach(
+        build(name, tok),
+        adapters.peft_config(
+            family,
+            build(name, tok),
+            modules=kw["ia3_type"] if family == "ia3" else kw["lora_type"],
+            r=2,
+            alpha=4,
+            num_virtual_tokens=3,
+        ),
+        seed=0,
+    )
     init, trained = adapters.adapter_state(fresh), adapters.adapter_state(pm)
     assert init.keys() == trained.keys()
     assert any(not torch.equal(init[k], trained[k]) for k in init), f"{name} {method}: the adapter did not change"
@@ -142,8 +184,7 @@ def check_iav(model, tok) -> str:
     out["z_final"].logsumexp(-1).sum().backward()
     assert iav.align_head.weight.grad is not None and iav.align_head.weight.grad.abs().sum() > 0
     h, _ = iav.hidden(enc["input_ids"], enc["attention_mask"])
-    torch.testing.assert_close(iav.final_logits(h[:, -1], 0.5), out["z_final"][:, -1].detach(), atol=1e-4,
-                               rtol=1e-4)
+    torch.testing.assert_close(iav.final_logits(h[:, -1], 0.5), out["z_final"][:, -1].detach(), atol=1e-4, rtol=1e-4)
     model.to(torch.bfloat16)  # bf16: z_ref is still the model bit for bit; the fp32 trainable heads round apart
     iav = IAVModel(model)
     with torch.no_grad():
@@ -165,10 +206,24 @@ def check_icae(name: str, tok, root: Path) -> str:
     if not model_dir.exists():
         build(name, tok).save_pretrained(model_dir)
         tok.save_pretrained(model_dir)
-    cfg = ICAEConfig(model_name=str(model_dir), fixed_mem_size=4, mean_compression_rate=4, lora_r=2,
-                     output_dir=str(root / f"icae-{name}"), data_dir=str(root / "icae-data"), num_train_samples=8,
-                     num_eval_samples=2, batch_size=2, max_new_tokens=4, max_steps=1, logging_steps=1,
-                     save_steps=100, per_device_train_batch_size=2, warmup_steps=0, max_seq_len=48)
+    cfg = ICAEConfig(
+        model_name=str(model_dir),
+        fixed_mem_size=4,
+        mean_compression_rate=4,
+        lora_r=2,
+        output_dir=str(root / f"icae-{name}"),
+        data_dir=str(root / "icae-data"),
+        num_train_samples=8,
+        num_eval_samples=2,
+        batch_size=2,
+        max_new_tokens=4,
+        max_steps=1,
+        logging_steps=1,
+        save_steps=100,
+        per_device_train_batch_size=2,
+        warmup_steps=0,
+        max_seq_len=48,
+    )
     if not (root / "icae-data" / "pretrain_train.jsonl").exists():
         data.prepare_pretrain(cfg)
     try:
@@ -228,17 +283,21 @@ def table_rows(root: Path, memo: dict | None = None) -> list[str]:
         model = build(name, tok)
         lay = arch.layout(model)
         c = cells(name, root, memo, tok)
-        roles = ", ".join(f"{r}={'+'.join(sorted({_short(x) for x in v}))}"
-                          for r, v in adapters.role_table(model).items())
+        roles = ", ".join(
+            f"{r}={'+'.join(sorted({_short(x) for x in v}))}" for r, v in adapters.role_table(model).items()
+        )
         if name in MOE and c["ia3"] == "ok":
             c["ia3"] = "ok (q k v o; MoE experts: LoRA only)"
-        rows.append(f"| {name} | {lay.model_type} | {lay.block} | {roles} | " + " | ".join(
-            c[k] for k in CHECKS) + " |")
+        rows.append(
+            f"| {name} | {lay.model_type} | {lay.block} | {roles} | " + " | ".join(c[k] for k in CHECKS) + " |"
+        )
     return rows
 
 
-HEADER = ("| matrix name | model_type | block | roles (q k v o g u d) | capture | LoRA | IA3 | prompt | prefix "
-          "| IAV α=0 | ICAE |\n|---|---|---|---|---|---|---|---|---|---|---|")
+HEADER = (
+    "| matrix name | model_type | block | roles (q k v o g u d) | capture | LoRA | IA3 | prompt | prefix "
+    "| IAV α=0 | ICAE |\n|---|---|---|---|---|---|---|---|---|---|---|"
+)
 BEGIN, END = "<!-- arch-matrix:begin -->", "<!-- arch-matrix:end -->"
 
 
@@ -259,6 +318,6 @@ if __name__ == "__main__":
     if "--write" in sys.argv:
         doc = Path(__file__).resolve().parents[2] / "docs" / "core.md"
         s = doc.read_text()
-        s = s[: s.index(BEGIN)] + text + s[s.index(END) + len(END):]
+        s = s[: s.index(BEGIN)] + text + s[s.index(END) + len(END) :]
         doc.write_text(s)
     print(text)

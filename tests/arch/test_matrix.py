@@ -40,8 +40,13 @@ def test_icae_defaults_pretrain_and_ae(name, arch_tok, arch_root, arch_memo):
     assert got == "ok", got
 
 
-@pytest.mark.parametrize("a,b,wide_b", [pytest.param("opt", "falcon", None, marks=pytest.mark.arch(fast=True)),
-                                         pytest.param("gpt_neox", "gemma2", 64, marks=pytest.mark.arch)])
+@pytest.mark.parametrize(
+    "a,b,wide_b",
+    [
+        pytest.param("opt", "falcon", None, marks=pytest.mark.arch(fast=True)),
+        pytest.param("gpt_neox", "gemma2", 64, marks=pytest.mark.arch),
+    ],
+)
 def test_xmodel_map_between_widths(a, b, wide_b, arch_tok, tmp_path):
     from actlab.core import arch
     from actlab.core.testing import micro_model
@@ -50,8 +55,12 @@ def test_xmodel_map_between_widths(a, b, wide_b, arch_tok, tmp_path):
 
     ma = M.build(a, arch_tok)
     mb = micro_model(b, arch_tok, seed=1, hidden=wide_b) if wide_b else M.build(b, arch_tok, seed=1)
-    texts = [f"the {c} {x} is {y} ." for c in ("cat", "dog", "fox", "bird") for x in ("red", "blue", "good")
-             for y in ("left", "right")]
+    texts = [
+        f"the {c} {x} is {y} ."
+        for c in ("cat", "dog", "fox", "bird")
+        for x in ("red", "blue", "good")
+        for y in ("left", "right")
+    ]
     p = load_pairs(extract_pairs(ma, arch_tok, mb, arch_tok, texts, tmp_path / "pairs", heldout=0.25))
     da, db = arch.hidden_size(ma), arch.hidden_size(mb)
     assert da != db and p.a.shape[-1] == da and p.b.shape[-1] == db
@@ -70,7 +79,7 @@ def test_docs_table_is_the_matrix(arch_tok, arch_root, arch_memo):
 
     doc = (Path(__file__).resolve().parents[2] / "docs" / "core.md").read_text()
     assert M.BEGIN in doc and M.END in doc, "docs/core.md lacks the architecture table markers"
-    have = doc[doc.index(M.BEGIN): doc.index(M.END) + len(M.END)]
+    have = doc[doc.index(M.BEGIN) : doc.index(M.END) + len(M.END)]
     want = M.table(arch_root, arch_memo)
     assert have == want, "docs/core.md's architecture table is stale: python -m tests.arch.matrix --write"
 

@@ -18,17 +18,20 @@ def _leaves(targets):
     return {x.rsplit(".", 1)[-1] for x in targets.modules}
 
 
-@pytest.mark.parametrize("name,spec,want", [
-    ("phi3", "k", {"qkv_proj"}),                      # one fused module serves q, k and v
-    ("phi3", "u", {"gate_up_proj"}),
-    ("gpt_neox", "qo", {"query_key_value", "dense"}),
-    ("falcon", "kvd", {"query_key_value", "dense_4h_to_h"}),
-    ("gpt2", "o", {"c_proj"}),
-    ("opt", "ud", {"fc1", "fc2"}),                    # the MLP's linears sit on OPT's layer
-    ("gptj", "od", {"out_proj", "fc_out"}),
-    ("phi", "od", {"dense", "fc2"}),
-    ("llama", "qko", {"q_proj", "k_proj", "o_proj"}),
-])
+@pytest.mark.parametrize(
+    "name,spec,want",
+    [
+        ("phi3", "k", {"qkv_proj"}),  # one fused module serves q, k and v
+        ("phi3", "u", {"gate_up_proj"}),
+        ("gpt_neox", "qo", {"query_key_value", "dense"}),
+        ("falcon", "kvd", {"query_key_value", "dense_4h_to_h"}),
+        ("gpt2", "o", {"c_proj"}),
+        ("opt", "ud", {"fc1", "fc2"}),  # the MLP's linears sit on OPT's layer
+        ("gptj", "od", {"out_proj", "fc_out"}),
+        ("phi", "od", {"dense", "fc2"}),
+        ("llama", "qko", {"q_proj", "k_proj", "o_proj"}),
+    ],
+)
 def test_roles_resolve_to_the_real_modules(name, spec, want, tok):
     model = M.build(name, tok)
     t = adapters.resolve_targets(model, spec)
@@ -83,11 +86,14 @@ def test_all_linear_and_explicit_lists(tok):
         adapters.resolve_targets(model, "q_proj,dense")
 
 
-@pytest.mark.parametrize("spec,msg", [
-    ("qg", "--lora_type 'qg': gpt_neox has no module for role g; its roles are qkvoud (q=query_key_value"),
-    ("qq", "a role letter is repeated"),
-    ("q k", "bad --lora_type 'q k'"),
-])
+@pytest.mark.parametrize(
+    "spec,msg",
+    [
+        ("qg", "--lora_type 'qg': gpt_neox has no module for role g; its roles are qkvoud (q=query_key_value"),
+        ("qq", "a role letter is repeated"),
+        ("q k", "bad --lora_type 'q k'"),
+    ],
+)
 def test_bad_targets_are_one_line(spec, msg, tok):
     with pytest.raises(ActlabError) as e:
         adapters.peft_config("lora", M.build("gpt_neox", tok), modules=spec)
@@ -117,8 +123,16 @@ def test_prompt_tuning_is_as_wide_as_the_input_embeddings(tok):
 
 # (layers, kv heads as cached, head size): multi-query Falcon caches 1 head; the new Falcon layout caches its 2 KV
 # groups expanded to the 4 query heads; GQA Llama its 2 KV heads; Gemma-2 head_dim 16 (× 4 heads ≠ hidden 32)
-@pytest.mark.parametrize("name,geometry", [("falcon", (2, 1, 8)), ("falcon_new", (2, 4, 8)), ("llama", (2, 2, 8)),
-                                           ("gemma2", (2, 2, 16)), ("gpt2", (2, 4, 8))])
+@pytest.mark.parametrize(
+    "name,geometry",
+    [
+        ("falcon", (2, 1, 8)),
+        ("falcon_new", (2, 4, 8)),
+        ("llama", (2, 2, 8)),
+        ("gemma2", (2, 2, 16)),
+        ("gpt2", (2, 4, 8)),
+    ],
+)
 def test_prefix_is_sized_from_the_kv_cache(name, geometry, tok):
     model = M.build(name, tok)
     cfg = adapters.peft_config("prefix", model, num_virtual_tokens=3)
@@ -142,7 +156,10 @@ def test_an_architecture_peft_cannot_serve_is_one_line(family, tok, monkeypatch)
         return real(self, *a, **k)
 
     monkeypatch.setattr(type(model.model), "forward", broken)
-    for call in (lambda: adapters.peft_config(family, model, num_virtual_tokens=3), lambda: adapters.attach(model, cfg)):
+    for call in (
+        lambda: adapters.peft_config(family, model, num_virtual_tokens=3),
+        lambda: adapters.attach(model, cfg),
+    ):
         with pytest.raises(ActlabError) as e:
             call()
         assert str(e.value).startswith(f"{family} tuning cannot run on llama: PEFT's virtual tokens do not fit")
@@ -165,8 +182,10 @@ def test_missing_site_names_the_sites_that_exist(tok):
     with pytest.raises(ActlabError) as e:
         with capture(model, "mlp_output", layers=0):
             pass
-    assert str(e.value) == ("site 'mlp_output' does not exist in llama (no mlp module in its layers); its sites are: "
-                            "attn_output, block_output, or a module path")
+    assert str(e.value) == (
+        "site 'mlp_output' does not exist in llama (no mlp module in its layers); its sites are: "
+        "attn_output, block_output, or a module path"
+    )
 
 
 def test_opt_mlp_site_is_per_token_and_writable(tok):
@@ -182,8 +201,10 @@ def test_opt_mlp_site_is_per_token_and_writable(tok):
 
 
 # --------------------------------------------------------------------------------------------------- heads
-@pytest.mark.parametrize("name,linear", [("llama", True), ("cohere", False), ("gemma2", False), ("granite", False),
-                                         ("opt", True), ("phi", True)])
+@pytest.mark.parametrize(
+    "name,linear",
+    [("llama", True), ("cohere", False), ("gemma2", False), ("granite", False), ("opt", True), ("phi", True)],
+)
 def test_head_quirks_are_found_and_kept(name, linear, tok):
     model = M.build(name, tok)
     enc = tok(["the cat is red"], return_tensors="pt")

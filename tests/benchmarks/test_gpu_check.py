@@ -56,8 +56,9 @@ def test_bf16_is_compared_with_fp32(report):
 
 
 def test_unknown_family_is_a_one_line_error(tmp_path, capsys):
-    rc = _load().main(["--shape", "micro", "--device", "cpu", "--families", "capture,nope", "--out",
-                       str(tmp_path / "x.json")])
+    rc = _load().main(
+        ["--shape", "micro", "--device", "cpu", "--families", "capture,nope", "--out", str(tmp_path / "x.json")]
+    )
     assert rc == 2
     assert "nope" in capsys.readouterr().out
     assert not (tmp_path / "x.json").exists()
@@ -66,9 +67,30 @@ def test_unknown_family_is_a_one_line_error(tmp_path, capsys):
 def test_shell_wrapper_passes_its_arguments(tmp_path):
     out = tmp_path / "g.json"
     env = {**os.environ, "PY": sys.executable, "OMP_NUM_THREADS": "1"}
-    p = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_check.sh"), "--shape", "micro", "--device", "cpu",
-                        "--threads", "1", "--reps", "1", "--families", "capture", "--dtypes", "fp32", "--out",
-                        str(out)], capture_output=True, text=True, env=env, timeout=300)
+    p = subprocess.run(
+        [
+            "bash",
+            str(ROOT / "benchmarks" / "gpu_check.sh"),
+            "--shape",
+            "micro",
+            "--device",
+            "cpu",
+            "--threads",
+            "1",
+            "--reps",
+            "1",
+            "--families",
+            "capture",
+            "--dtypes",
+            "fp32",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert p.returncode == 0, p.stdout + p.stderr
     res = json.loads(out.read_text())
     assert res["shape"] == "micro" and list(res["families"]) == ["capture"] and res["dtypes"] == ["fp32"]

@@ -24,8 +24,13 @@ runpy.run_path(script, run_name="__main__")
 
 
 def _run(script: str, blocked: str, *args: str):
-    return subprocess.run([sys.executable, "-c", BLOCK, str(ROOT / "benchmarks" / script), blocked, *args],
-                          capture_output=True, text=True, timeout=300, cwd=ROOT)
+    return subprocess.run(
+        [sys.executable, "-c", BLOCK, str(ROOT / "benchmarks" / script), blocked, *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
 
 
 def test_icl_benchmark_skips_without_lm_eval():

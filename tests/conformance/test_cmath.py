@@ -11,23 +11,35 @@ from actlab.data.parsers import cmath_topic_rows, parse_cmath
 
 
 def _row(topic, q, a):
-    return {"role_1": "Mathematician_RoleType.ASSISTANT", "topic;": topic, "sub_topic": "Solving linear equations",
-            "message_1": q, "message_2": a}
+    return {
+        "role_1": "Mathematician_RoleType.ASSISTANT",
+        "topic;": topic,
+        "sub_topic": "Solving linear equations",
+        "message_1": q,
+        "message_2": a,
+    }
 
 
 ROWS = [
-    _row("Algebra", "Solve for x: 2x + 3 = 7", "Subtract 3 from both sides: 2x = 4.\nDivide by 2: x = 2.\n\n"
-         "So, the solution is x = 2."),
-    _row("Algebra", "Simplify 3(x + 2) - x", "Distribute: 3x + 6 - x.\nCombine like terms: 2x + 6."
-         "\nTherefore, the simplified expression is 2x + 6."),
+    _row(
+        "Algebra",
+        "Solve for x: 2x + 3 = 7",
+        "Subtract 3 from both sides: 2x = 4.\nDivide by 2: x = 2.\n\nSo, the solution is x = 2.",
+    ),
+    _row(
+        "Algebra",
+        "Simplify 3(x + 2) - x",
+        "Distribute: 3x + 6 - x.\nCombine like terms: 2x + 6.\nTherefore, the simplified expression is 2x + 6.",
+    ),
     _row("Calculus", "d/dx x^2?", "The derivative is 2x, so the answer is \\boxed{2x}."),
     _row("Number theory", "Remainder of 17 / 5?", "17 = 3*5 + 2, so the remainder = 2"),
     _row("Algebra", "Evaluate 1,000 + 250", "1,000 + 250 = 1,250"),
 ]
 
 
-@pytest.mark.parametrize("row,want", [(ROWS[0], "2"), (ROWS[1], "2x+6"), (ROWS[2], "2x"), (ROWS[3], "2"),
-                                      (ROWS[4], "1250")])
+@pytest.mark.parametrize(
+    "row,want", [(ROWS[0], "2"), (ROWS[1], "2x+6"), (ROWS[2], "2x"), (ROWS[3], "2"), (ROWS[4], "1250")]
+)
 def test_parse_final_answers(row, want):
     assert parse_cmath(row["message_2"]) == want
 

@@ -22,12 +22,22 @@ def test_command_for_several_gpus_round_trips(tmp_path):
     from actlab.iav.config import TrainConfig
     from actlab.iav.verbs import launch_command
 
-    cfg = _cfg(["--output_dir", str(tmp_path / "o"), "--lambda_kl", "0.2", "--bf16", "--batch_size", "2",
-                "--gradient_checkpointing"])
+    cfg = _cfg(
+        [
+            "--output_dir",
+            str(tmp_path / "o"),
+            "--lambda_kl",
+            "0.2",
+            "--bf16",
+            "--batch_size",
+            "2",
+            "--gradient_checkpointing",
+        ]
+    )
     cmd = launch_command(cfg, n_gpus=4)
     i = cmd.index("accelerate.commands.launch")
-    assert cmd[i + 1:i + 4] == ["--multi_gpu", "--num_processes", "4"]
-    tail = cmd[cmd.index("actlab.cli.main") + 1:]
+    assert cmd[i + 1 : i + 4] == ["--multi_gpu", "--num_processes", "4"]
+    tail = cmd[cmd.index("actlab.cli.main") + 1 :]
     assert tail[:2] == ["iav", "train"]
     back = config_from_namespace(schema(TrainConfig), make_parser(tail).parse_args(tail))
     assert back == cfg.train  # the launched processes train exactly this config
@@ -50,9 +60,30 @@ def test_no_gpu_trains_in_process(tmp_path, capsys, micro_tok, micro_llama, monk
     micro_llama.save_pretrained(d)
     micro_tok.save_pretrained(d)
     out = tmp_path / "run"
-    rc = main(["iav", "launch", "--model_name_or_path", str(d), "--output_dir", str(out), "--num_train_samples", "8",
-               "--num_val_samples", "0", "--batch_size", "4", "--seq_length", "48", "--max_prompt_length", "24",
-               "--max_steps", "1", "--device", "cpu"])
+    rc = main(
+        [
+            "iav",
+            "launch",
+            "--model_name_or_path",
+            str(d),
+            "--output_dir",
+            str(out),
+            "--num_train_samples",
+            "8",
+            "--num_val_samples",
+            "0",
+            "--batch_size",
+            "4",
+            "--seq_length",
+            "48",
+            "--max_prompt_length",
+            "24",
+            "--max_steps",
+            "1",
+            "--device",
+            "cpu",
+        ]
+    )
     assert rc == 0
     cap = capsys.readouterr()
     assert "one process (visible GPUs: 0)" in cap.err  # the status line (logged); the result on stdout
@@ -60,8 +91,9 @@ def test_no_gpu_trains_in_process(tmp_path, capsys, micro_tok, micro_llama, monk
     assert (out / "COMPLETE").exists() and json.loads((out / "config.json").read_text())["max_steps"] == 1
 
 
-@pytest.mark.parametrize("argv,msg", [(["--num_processes", "0"], "--num_processes"),
-                                      (["--learning_rate", "0"], "learning_rate")])
+@pytest.mark.parametrize(
+    "argv,msg", [(["--num_processes", "0"], "--num_processes"), (["--learning_rate", "0"], "learning_rate")]
+)
 def test_bad_input(argv, msg, tmp_path, capsys):
     assert main(["iav", "launch", "--output_dir", str(tmp_path / "o"), *argv]) == 2
     err = capsys.readouterr().err

@@ -42,12 +42,52 @@ SIZES = {
     "--seq_length": {"2048": "48"},
     "--num_prompts": {"300": "4"},
 }
-_ICAE = ["--model_name", "{micro}", "--fixed_mem_size", "4", "--mean_compression_rate", "2", "--lora_r", "4",
-         "--lora_alpha", "8", "--max_steps", "2", "--num_train_samples", "16", "--num_eval_samples", "4",
-         "--per_device_train_batch_size", "4", "--max_seq_len", "64", "--warmup_steps", "0", "--max_new_tokens", "4",
-         "--batch_size", "4"]
-_IAV_TRAIN = ["--model_name_or_path", "{micro}", "--num_train_samples", "8", "--num_val_samples", "0", "--batch_size",
-              "4", "--seq_length", "48", "--max_prompt_length", "24", "--max_steps", "1", "--device", "cpu"]
+_ICAE = [
+    "--model_name",
+    "{micro}",
+    "--fixed_mem_size",
+    "4",
+    "--mean_compression_rate",
+    "2",
+    "--lora_r",
+    "4",
+    "--lora_alpha",
+    "8",
+    "--max_steps",
+    "2",
+    "--num_train_samples",
+    "16",
+    "--num_eval_samples",
+    "4",
+    "--per_device_train_batch_size",
+    "4",
+    "--max_seq_len",
+    "64",
+    "--warmup_steps",
+    "0",
+    "--max_new_tokens",
+    "4",
+    "--batch_size",
+    "4",
+]
+_IAV_TRAIN = [
+    "--model_name_or_path",
+    "{micro}",
+    "--num_train_samples",
+    "8",
+    "--num_val_samples",
+    "0",
+    "--batch_size",
+    "4",
+    "--seq_length",
+    "48",
+    "--max_prompt_length",
+    "24",
+    "--max_steps",
+    "1",
+    "--device",
+    "cpu",
+]
 #: flags appended to every micro run of a verb (the micro model and smoke-run lengths; the seed's 1B-7B models and
 #: full epochs are what the flags above them say)
 APPEND = {
@@ -57,8 +97,17 @@ APPEND = {
     "iav cache": ["--ref_model", "{micro}", "--num_samples", "8", "--seq_length", "48", "--max_prompt_length", "24"],
     "iav train": _IAV_TRAIN,
     "iav launch": _IAV_TRAIN,
-    "iav evaluate": ["--alphas", "0", "1", "--max_new_tokens", "4", "--batch_size", "4", "--output_dir",
-                     "runs/iav_eval"],
+    "iav evaluate": [
+        "--alphas",
+        "0",
+        "1",
+        "--max_new_tokens",
+        "4",
+        "--batch_size",
+        "4",
+        "--output_dir",
+        "runs/iav_eval",
+    ],
     "icae prepare-pretrain": _ICAE,
     "icae pretrain": _ICAE,
     "icae finetune": _ICAE,
@@ -66,9 +115,25 @@ APPEND = {
 }
 #: the working directory a README's user starts from (the IA2 LoRA README assumes prepared data)
 SETUP = {
-    "ia2-lora.md": [["data", "prepare", "--dataset", "gsm8k", "--num_train_samples", "40", "--num_val_samples", "12"],
-                    ["data", "make-train", "--datasets", "gsm8k", "--num_train_examples", "4", "8", "16",
-                     "--num_runs", "3", "--max_icl_demos", "5", "--num_dev_examples", "4"]],
+    "ia2-lora.md": [
+        ["data", "prepare", "--dataset", "gsm8k", "--num_train_samples", "40", "--num_val_samples", "12"],
+        [
+            "data",
+            "make-train",
+            "--datasets",
+            "gsm8k",
+            "--num_train_examples",
+            "4",
+            "8",
+            "16",
+            "--num_runs",
+            "3",
+            "--max_icl_demos",
+            "5",
+            "--num_dev_examples",
+            "4",
+        ],
+    ],
 }
 
 
@@ -135,13 +200,21 @@ def render_tables(entries=ENTRIES) -> str:
     """The docs/conformance.md block: the count, then one table per family."""
     c = counts(entries)
     templates = sum(1 for e in entries if e["status"] == "pass" and e.get("run") is False)
-    lines = [f"**{c['passing']} / {c['total']}** seed command lines and described behaviours conform "
-             f"({c['pass']} pass: run to exit 0, or, for the {templates} usage templates, parsed into their "
-             f"configs; {c['refused']} are deliberate one-line refusals); **{c['open']} are "
-             f"open** (not yet implemented); {c['na']} setup lines (conda, pip, git, cd) are not actlab commands "
-             f"and are not counted.", "", "Open (not yet implemented; expected failures in the test):", ""]
-    lines += [f"- {e['source']}:{e['line']} — {e['reason'].removeprefix('not yet implemented: ')}"
-              for e in entries if e["status"] == "open"]
+    lines = [
+        f"**{c['passing']} / {c['total']}** seed command lines and described behaviours conform "
+        f"({c['pass']} pass: run to exit 0, or, for the {templates} usage templates, parsed into their "
+        f"configs; {c['refused']} are deliberate one-line refusals); **{c['open']} are "
+        f"open** (not yet implemented); {c['na']} setup lines (conda, pip, git, cd) are not actlab commands "
+        f"and are not counted.",
+        "",
+        "Open (not yet implemented; expected failures in the test):",
+        "",
+    ]
+    lines += [
+        f"- {e['source']}:{e['line']} — {e['reason'].removeprefix('not yet implemented: ')}"
+        for e in entries
+        if e["status"] == "open"
+    ]
     lines.append("")
     for fam in FAMILIES:
         rows = [e for e in entries if e["family"] == fam]
@@ -152,8 +225,10 @@ def render_tables(entries=ENTRIES) -> str:
             outcome = e["status"] if e["status"] in ("pass", "na") else f"{e['status']}: {e.get('reason', '')}"
             if e["status"] == "pass" and e.get("reason"):
                 outcome = f"pass ({e['reason']})"
-            lines.append(f"| {e['source']}:{e['line']} | {_cell(e['original'])} | {_cell(e.get('actlab'))} | "
-                         f"{outcome.replace('|', '/')} |")
+            lines.append(
+                f"| {e['source']}:{e['line']} | {_cell(e['original'])} | {_cell(e.get('actlab'))} | "
+                f"{outcome.replace('|', '/')} |"
+            )
         lines.append("")
     return "\n".join(lines).rstrip() + "\n"
 
@@ -195,7 +270,8 @@ def test_doc_table_matches_fixture():
     """docs/conformance.md shows exactly the fixture (count and per-family tables)."""
     assert DOC.exists()
     assert doc_block(DOC.read_text(encoding="utf-8")) == render_tables(), (
-        "docs/conformance.md is out of date: python -m tests.conformance.test_seed_commands")
+        "docs/conformance.md is out of date: python -m tests.conformance.test_seed_commands"
+    )
 
 
 def test_no_reference_to_the_seed_files_at_run_time():
@@ -255,12 +331,20 @@ def test_open_gaps(entry):
 def _hub_rows():
     from tests.data import hub_rows
 
-    alpaca = [{"instruction": f"Name a colour {i}.", "output": "red", "generator": "ref", "dataset": "helpful_base"}
-              for i in range(8)]
-    return {"openai/gsm8k": lambda: hub_rows.gsm8k(60), "stanfordnlp/sst2": lambda: hub_rows.sst2(60),
-            "allenai/sciq": lambda: hub_rows.sciq(60), "allenai/qasc": lambda: hub_rows.qasc(60),
-            "fancyzhx/ag_news": lambda: hub_rows.agnews(60), "Dahoas/full-hh-rlhf": lambda: hub_rows.hh(16),
-            "tatsu-lab/alpaca_eval": lambda: alpaca, "camel-ai/math": lambda: hub_rows.camel_math(120)}
+    alpaca = [
+        {"instruction": f"Name a colour {i}.", "output": "red", "generator": "ref", "dataset": "helpful_base"}
+        for i in range(8)
+    ]
+    return {
+        "openai/gsm8k": lambda: hub_rows.gsm8k(60),
+        "stanfordnlp/sst2": lambda: hub_rows.sst2(60),
+        "allenai/sciq": lambda: hub_rows.sciq(60),
+        "allenai/qasc": lambda: hub_rows.qasc(60),
+        "fancyzhx/ag_news": lambda: hub_rows.agnews(60),
+        "Dahoas/full-hh-rlhf": lambda: hub_rows.hh(16),
+        "tatsu-lab/alpaca_eval": lambda: alpaca,
+        "camel-ai/math": lambda: hub_rows.camel_math(120),
+    }
 
 
 @pytest.fixture
@@ -323,8 +407,15 @@ def test_readme_in_order(source, user_world, capsys, monkeypatch):
         if e["status"] == "refused" and not (rc == 2 and len(lines) == 1 and e["message"] in lines[0]):
             failures.append(f"{e['id']}: expected the refusal {e['message']!r}, got exit {rc}: {err.strip()[-300:]}")
     assert not failures, "\n".join(failures)
-    expected = [x["id"] for x in ENTRIES if x["source"] == source and x["status"] in ("pass", "refused")
-                and x.get("kind", "command") == "command" and x.get("run") is not False and not x.get("check_path")]
+    expected = [
+        x["id"]
+        for x in ENTRIES
+        if x["source"] == source
+        and x["status"] in ("pass", "refused")
+        and x.get("kind", "command") == "command"
+        and x.get("run") is not False
+        and not x.get("check_path")
+    ]
     assert ran == expected
 
 

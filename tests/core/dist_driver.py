@@ -32,7 +32,17 @@ try:  # a user error on rank 0 reaches every rank as the same one line
 except ActlabError as e:
     err = str(e)
 d.barrier()
-out = {"rank": d.rank, "shard": list(mine), "p": p.grad.tolist(), "q": q.grad.tolist(), "sums": sums, "obj": obj,
-       "partial": partial, "decided": decided, "first": first, "err": err}
+out = {
+    "rank": d.rank,
+    "shard": list(mine),
+    "p": p.grad.tolist(),
+    "q": q.grad.tolist(),
+    "sums": sums,
+    "obj": obj,
+    "partial": partial,
+    "decided": decided,
+    "first": first,
+    "err": err,
+}
 with open(f"{sys.argv[1]}.{d.rank}.json", "w") as f:
     json.dump(out, f)

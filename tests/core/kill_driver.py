@@ -33,13 +33,27 @@ def zoo_spec():
     from actlab.zoo.tokenizer import TokenizerSpec
 
     return ZooSpec(
-        name="micro", description="test-only micro entry",
-        corpus=CorpusSpec({"icl": 0.5, "passages": 0.25, "arithmetic": 0.25}, max_len=96,
-                          warmup_mix={"icl_copy": 1.0}, warmup_steps=4, warmup_batch=6),
-        model=ModelSpec(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-                        num_key_value_heads=2, max_position_embeddings=128),
+        name="micro",
+        description="test-only micro entry",
+        corpus=CorpusSpec(
+            {"icl": 0.5, "passages": 0.25, "arithmetic": 0.25},
+            max_len=96,
+            warmup_mix={"icl_copy": 1.0},
+            warmup_steps=4,
+            warmup_batch=6,
+        ),
+        model=ModelSpec(
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            max_position_embeddings=128,
+        ),
         train=TrainSpec(steps=6, batch_size=4, warmup=2, threads=1, ckpt_every=2, eval_tasks=4),
-        tokenizer=TokenizerSpec(vocab_size=600, n_docs=150), seed=0)
+        tokenizer=TokenizerSpec(vocab_size=600, n_docs=150),
+        seed=0,
+    )
 
 
 def _stop(action: str) -> None:
@@ -75,8 +89,11 @@ def arm(when: str) -> None:
 
         def replace(src, dst, *a, **k):
             name = Path(dst).name
-            if (kind == "ckpt" and name in CKPT_NAMES and hit()) or (kind == "done" and name == "COMPLETE") or (
-                    kind == "shard" and name.startswith("shard-") and hit()):
+            if (
+                (kind == "ckpt" and name in CKPT_NAMES and hit())
+                or (kind == "done" and name == "COMPLETE")
+                or (kind == "shard" and name.startswith("shard-") and hit())
+            ):
                 _stop(action)
             return real_replace(src, dst, *a, **k)
 
@@ -84,8 +101,12 @@ def arm(when: str) -> None:
     elif kind == "step":
         import torch
 
-        for cls in {c for c in (torch.optim.Adam, torch.optim.AdamW) for c in c.__mro__ if "step" in c.__dict__
-                    and c is not torch.optim.Optimizer}:  # AdamW inherits Adam.step: patch each step once
+        for cls in {
+            c
+            for c in (torch.optim.Adam, torch.optim.AdamW)
+            for c in c.__mro__
+            if "step" in c.__dict__ and c is not torch.optim.Optimizer
+        }:  # AdamW inherits Adam.step: patch each step once
             real_step = cls.step
 
             def step(self, *a, _real=real_step, **k):

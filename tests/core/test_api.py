@@ -58,22 +58,35 @@ def test_train_returns_the_run_directory_in_every_family(world, tmp_path):
     from actlab import ia2, iav, icae, xmodel
 
     assert world["iav_run"] == world["root"] / "iav" and (world["iav_run"] / "heads").is_dir()
-    assert all(r.parent.parent == world["outputs"] / m and (r / "config.json").is_file()
-               for m, r in world["ia2_runs"].items())
+    assert all(
+        r.parent.parent == world["outputs"] / m and (r / "config.json").is_file() for m, r in world["ia2_runs"].items()
+    )
     pre = icae.ICAEConfig(output_dir=str(world["root"] / "icae"), **world["icae_cfg"])
     assert world["icae_run"] == world["root"] / "icae" / "pretrain" and icae.train(pre) == world["icae_run"]
     ckpt = str(world["icae_run"] / "icae.safetensors")
-    ft = icae.train(icae.ICAEConfig(**{**pre.__dict__, "task": "qa", "checkpoint_path": ckpt,
-                                       "output_dir": str(tmp_path / "icae")}))
+    ft = icae.train(
+        icae.ICAEConfig(
+            **{**pre.__dict__, "task": "qa", "checkpoint_path": ckpt, "output_dir": str(tmp_path / "icae")}
+        )
+    )
     assert ft == tmp_path / "icae" / "finetune_qa" and (ft / "icae.safetensors").is_file()
     assert icae.evaluate(icae.ICAEConfig(**{**pre.__dict__, "checkpoint_path": ckpt}))["n"] == 2
-    res = iav.evaluate(iav.EvalConfig(heads=str(world["iav_run"]), num_prompts=2, alphas=[0.0, 1.0],
-                                      max_new_tokens=3, output_dir=str(tmp_path / "eval")))
+    res = iav.evaluate(
+        iav.EvalConfig(
+            heads=str(world["iav_run"]),
+            num_prompts=2,
+            alphas=[0.0, 1.0],
+            max_new_tokens=3,
+            output_dir=str(tmp_path / "eval"),
+        )
+    )
     assert {m["method"] for m in res["methods"]} >= {"base"}
     assert all(p.exists() for p in ia2.evaluate(_eval_cfg(world)))
     pairs = str(_extract(world, tmp_path))
-    assert xmodel.train(xmodel.AlignConfig(pairs=pairs, layer_a=-1, layer_b=0, method="ridge",
-                                           out=str(tmp_path / "m"))) == tmp_path / "m"
+    assert (
+        xmodel.train(xmodel.AlignConfig(pairs=pairs, layer_a=-1, layer_b=0, method="ridge", out=str(tmp_path / "m")))
+        == tmp_path / "m"
+    )
     assert (tmp_path / "m" / "scores.json").is_file()
 
 
@@ -434,8 +447,9 @@ def _extract(w, tmp_path):
     from actlab.xmodel.config import ExtractConfig
     from actlab.xmodel.verbs import extract
 
-    return extract(ExtractConfig(model_a=w["a"], model_b=w["b"], out=str(tmp_path / "p"), n_texts=24, heldout=0.25,
-                                 shard_size=8))
+    return extract(
+        ExtractConfig(model_a=w["a"], model_b=w["b"], out=str(tmp_path / "p"), n_texts=24, heldout=0.25, shard_size=8)
+    )
 
 
 def _align(w, tmp_path, monkeypatch):

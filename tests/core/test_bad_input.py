@@ -121,8 +121,11 @@ SPECIFIC = [
     ("ia2 train", ["--output_dir", "{fx}/a_file"], ["--output_dir", "a_file", "is a file"]),
     ("ia2 train", ["--dataset", "syn_sst2", "--data_dir", "{fx}/data_latin1"], ["main.json", "not UTF-8"]),
     ("ia2 train", ["--dataset", "syn_sst2", "--data_dir", "{fx}/data_keys"], ["main.json", "lacks val_examples"]),
-    ("ia2 train", ["--dataset", "syn_sst2", "--data_dir", "{fx}/data_run", "--num_train_examples", "4"],
-     ["4_0.json", "not valid JSON"]),
+    (
+        "ia2 train",
+        ["--dataset", "syn_sst2", "--data_dir", "{fx}/data_run", "--num_train_examples", "4"],
+        ["4_0.json", "not valid JSON"],
+    ),
     ("ia2 train", ["--model_id", "{fx}/corrupt_model"], ["corrupt_model", "model.safetensors", "not a readable"]),
     ("ia2 train", ["--model_id", "{fx}/a_dir"], ["--model_id", "a_dir", "config.json"]),
     ("ia2 train", ["--model_id", "{fx}/a_file"], ["--model_id", "a_file", "is a file"]),
@@ -280,8 +283,11 @@ SPECIFIC = [
     ("icae pretrain", ["--output_dir", "{fx}/a_file"], ["output_dir", "a_file", "is a file"]),
     ("icae pretrain", ["--config_path", "{fx}/icae_str_int.yaml"], ["fixed_mem_size", "'32'"]),
     ("icae finetune", ["--checkpoint_path", "{fx}/ia2_adapter"], ["ia2_adapter", "not an ICAE checkpoint"]),
-    ("icae finetune", ["--checkpoint_path", "{fx}/ia2_adapter/adapter_model.safetensors"],
-     ["adapter_model.safetensors", "not an ICAE checkpoint"]),
+    (
+        "icae finetune",
+        ["--checkpoint_path", "{fx}/ia2_adapter/adapter_model.safetensors"],
+        ["adapter_model.safetensors", "not an ICAE checkpoint"],
+    ),
     ("icae finetune", ["--checkpoint_path", "{fx}/corrupt.safetensors"], ["corrupt.safetensors", "not a readable"]),
     ("icae finetune", ["--checkpoint_path", "{fx}/truncated.safetensors"], ["truncated.safetensors", "truncated"]),
     ("icae finetune", ["--checkpoint_path", "{fx}/missing.safetensors"], ["missing.safetensors", "does not exist"]),
@@ -359,8 +365,13 @@ def fx(tmp_path_factory) -> Path:
         (d / name).mkdir()
         (d / name / "config.json").write_text("{}")
         (d / name / "model.safetensors").write_bytes(weights)
-    pools = {"data_latin1": "caf\xe9".encode("latin-1"), "data_schema": b"[1, 2]", "data_trunc": b'{"train_exa',
-             "data_keys": b'{"train_examples": []}', "data_run": b'{"train_examples": [], "val_examples": []}'}
+    pools = {
+        "data_latin1": "caf\xe9".encode("latin-1"),
+        "data_schema": b"[1, 2]",
+        "data_trunc": b'{"train_exa',
+        "data_keys": b'{"train_examples": []}',
+        "data_run": b'{"train_examples": [], "val_examples": []}',
+    }
     for name, text in pools.items():
         (d / name / "syn_sst2").mkdir(parents=True)
         (d / name / "syn_sst2" / "main.json").write_bytes(text)
@@ -368,8 +379,10 @@ def fx(tmp_path_factory) -> Path:
     (d / "data_run" / "syn_sst2" / "train" / "4_0.json").write_text('{"train": {"examples": [')
     (d / "ia2_adapter").mkdir()
     (d / "ia2_adapter" / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA"}))
-    save_file({"base_model.model.layers.0.q_proj.lora_A.weight": torch.zeros(2, 8)},
-              str(d / "ia2_adapter" / "adapter_model.safetensors"))
+    save_file(
+        {"base_model.model.layers.0.q_proj.lora_A.weight": torch.zeros(2, 8)},
+        str(d / "ia2_adapter" / "adapter_model.safetensors"),
+    )
     assert struct.unpack("<Q", raw[:8])[0] > 0
     return d
 
@@ -414,16 +427,29 @@ def test_the_table_is_big_and_covers_every_verb():
     assert specific == set(BASE)  # each verb also has its own cases
 
 
-@pytest.mark.parametrize("argv,needle", [
-    (["ia2", "train", "--training_method", "act", "--config_path", "{fx}/lora_r_abc.yaml"], "'abc'"),
-    (["xmodel", "align", "--pairs", "{fx}/a_file", "--layer_a", "0", "--layer_b", "0", "--out", "m"], "a_file"),
-    (["icae", "finetune", "--checkpoint_path", "{fx}/ia2_adapter"], "not an ICAE checkpoint"),
-])
+@pytest.mark.parametrize(
+    "argv,needle",
+    [
+        (["ia2", "train", "--training_method", "act", "--config_path", "{fx}/lora_r_abc.yaml"], "'abc'"),
+        (["xmodel", "align", "--pairs", "{fx}/a_file", "--layer_a", "0", "--layer_b", "0", "--out", "m"], "a_file"),
+        (["icae", "finetune", "--checkpoint_path", "{fx}/ia2_adapter"], "not an ICAE checkpoint"),
+    ],
+)
 def test_bad_input_in_a_subprocess(argv, needle, fx, tmp_path):
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[2] / "src"),
-                                                       os.environ.get("PYTHONPATH", "")])}
-    r = subprocess.run([sys.executable, "-m", "actlab.cli.main", *[a.replace("{fx}", str(fx)) for a in argv]],
-                       cwd=tmp_path, capture_output=True, text=True, env=env, timeout=120)
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(
+            [str(Path(__file__).resolve().parents[2] / "src"), os.environ.get("PYTHONPATH", "")]
+        ),
+    }
+    r = subprocess.run(
+        [sys.executable, "-m", "actlab.cli.main", *[a.replace("{fx}", str(fx)) for a in argv]],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     lines = [x for x in r.stderr.splitlines() if x.strip()]
     assert r.returncode == 2 and len(lines) == 1 and needle in lines[0] and "Traceback" not in r.stderr, r.stderr
     assert not any(tmp_path.iterdir())

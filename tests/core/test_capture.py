@@ -74,9 +74,12 @@ def test_gpt2_without_position_ids_would_differ(micro_tok):
 def test_positions_tensor_and_slice(micro_llama, micro_tok):
     enc = encode(micro_tok, TEXTS[:3], side="right")
     last = enc["attention_mask"].sum(1) - 1
-    with torch.no_grad(), capture(micro_llama, "attn_output", layers=[0, -1], positions=last) as cap, \
-            capture(micro_llama, "attn_output", layers=[0, -1]) as full, \
-            capture(micro_llama, "attn_output", layers=0, positions=slice(1, 3)) as sl:
+    with (
+        torch.no_grad(),
+        capture(micro_llama, "attn_output", layers=[0, -1], positions=last) as cap,
+        capture(micro_llama, "attn_output", layers=[0, -1]) as full,
+        capture(micro_llama, "attn_output", layers=0, positions=slice(1, 3)) as sl,
+    ):
         micro_llama(**enc)
     assert cap.layer_ids == [0, 1]
     for i in range(3):
@@ -116,8 +119,12 @@ def test_hooks_removed_after_exception(micro_llama):
 
 def test_raw_module_paths(micro_llama, micro_tok):
     enc = encode(micro_tok, TEXTS[:2])
-    with torch.no_grad(), capture(micro_llama, "model.layers.{layer}.mlp.down_proj", layers=[1]) as cap, \
-            capture(micro_llama, "mlp_output", layers=[1]) as ref, capture(micro_llama, "model.norm") as nrm:
+    with (
+        torch.no_grad(),
+        capture(micro_llama, "model.layers.{layer}.mlp.down_proj", layers=[1]) as cap,
+        capture(micro_llama, "mlp_output", layers=[1]) as ref,
+        capture(micro_llama, "model.norm") as nrm,
+    ):
         out = micro_llama(**model_inputs(micro_llama, enc), output_hidden_states=True)
     torch.testing.assert_close(cap["model.layers.{layer}.mlp.down_proj", 1], ref[1])
     torch.testing.assert_close(nrm["model.norm", None], out.hidden_states[-1])
@@ -151,14 +158,18 @@ def test_peft_wrapped_models_resolve_the_same_sites(micro_tok):
     for layer in range(2):
         torch.testing.assert_close(cap[layer], ref[layer])
     # prompt tuning: the sequence is 5 + L long inside; capture returns positions aligned with the input tokens
-    pt = get_peft_model(micro_model("llama", micro_tok), PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=5))
+    pt = get_peft_model(
+        micro_model("llama", micro_tok), PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=5)
+    )
     with torch.no_grad(), capture(pt, "block_output", positions=-1) as cap, capture(pt, "block_output") as full:
         out = pt(**enc, output_hidden_states=True)
     assert out.hidden_states[1].shape[1] == 5 + enc["input_ids"].shape[1]
     torch.testing.assert_close(full[0], out.hidden_states[1][:, 5:])
     torch.testing.assert_close(cap[0], out.hidden_states[1][:, -1])
     # prefix tuning: no positional shift
-    px = get_peft_model(micro_model("llama", micro_tok), PrefixTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=5))
+    px = get_peft_model(
+        micro_model("llama", micro_tok), PrefixTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=5)
+    )
     with torch.no_grad(), capture(px, "block_output", layers=0) as cap:
         out = px(**enc, output_hidden_states=True)
     assert cap[0].shape[1] == enc["input_ids"].shape[1]
@@ -177,8 +188,11 @@ def test_intervene_writes_at_the_intended_layer(micro_tok, mode):
     with torch.no_grad():
         with capture(model, "attn_output") as attn_clean:
             clean = model(**model_inputs(model, enc), output_hidden_states=True).hidden_states
-        with intervene(model, "block_output", 1, v, mode=mode) as h, capture(model, "block_output") as cap, \
-                capture(model, "attn_output") as attn:
+        with (
+            intervene(model, "block_output", 1, v, mode=mode) as h,
+            capture(model, "block_output") as cap,
+            capture(model, "attn_output") as attn,
+        ):
             out = model(**model_inputs(model, enc), output_hidden_states=True).hidden_states
     expected = {"replace": v, "add": clean[2][:, -1] + v, "mean": (clean[2][:, -1] + v) / 2}[mode]
     assert h.applied == 1
@@ -203,8 +217,11 @@ def test_intervene_prefill_only_during_generate(micro_llama, micro_tok):
 
 def test_capture_during_generate_first_call_and_all_calls(micro_llama, micro_tok):
     enc = encode(micro_tok, TEXTS[:2])
-    with torch.no_grad(), capture(micro_llama, "attn_output", layers=0, positions=-1) as cap, \
-            capture(micro_llama, "attn_output", layers=0, positions=-1, first_call_only=True) as first:
+    with (
+        torch.no_grad(),
+        capture(micro_llama, "attn_output", layers=0, positions=-1) as cap,
+        capture(micro_llama, "attn_output", layers=0, positions=-1, first_call_only=True) as first,
+    ):
         micro_llama.generate(**enc, max_new_tokens=4, do_sample=False, pad_token_id=micro_tok.pad_token_id)
     assert len(cap.calls(0)) == 4 and len(first.calls(0)) == 1
     assert cap.cat(0).shape == (2, 4, 32)

@@ -28,8 +28,10 @@ def test_unknown_choice_message():
 
 # ---------------------------------------------------------------------------------------------- configs
 def test_help_is_fast_and_imports_no_torch():
-    code = ("import sys\nfrom actlab.cli.main import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
-            "assert 'torch' not in sys.modules and 'transformers' not in sys.modules, 'heavy import'")
+    code = (
+        "import sys\nfrom actlab.cli.main import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+        "assert 'torch' not in sys.modules and 'transformers' not in sys.modules, 'heavy import'"
+    )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert "<family>" in r.stdout
@@ -175,18 +177,27 @@ def test_new_entry_points_called_with_their_config(tmp_path):
     out = run_prepare(PrepareConfig(dataset=["syn_sst2"], num_train_samples=20, num_val_samples=4, data_dir=str(d)))
     assert out[0]["metadata"]["num_train_examples"] == 20 and not out[0]["skipped"]
     assert run_prepare(PrepareConfig(dataset="syn_sst2", data_dir=str(d)))[0]["skipped"]
-    paths = run_make_train(MakeTrainConfig(datasets="syn_sst2", num_train_examples=[4, 8], num_runs=2,
-                                           data_dir=str(d)))
+    paths = run_make_train(
+        MakeTrainConfig(datasets="syn_sst2", num_train_examples=[4, 8], num_runs=2, data_dir=str(d))
+    )
     assert len(paths) == 4 and all(p.exists() for p in paths)
     assert dict((r[0], r[4]) for r in list_rows(DataListConfig(str(d))))["syn_sst2"] == "yes"
     with pytest.raises(ActlabError, match="no evaluation results"):
         plot(PlotConfig(trained_dataset="syn_sst2", outputs_dir=str(tmp_path / "empty")))
     with pytest.raises(ActlabError, match="no evaluation results"):
         plot_all(PlotAllConfig(outputs_dir=str(tmp_path / "empty")))
-    cli_cfg = config_from_dict(sweep_cli_config(), {"training_methods": ["act", "tok"], "datasets": ["syn_sst2"],
-                                                    "num_train_examples": [4], "lrs": [1e-3, 1e-4],
-                                                    "data_dir": str(d), "output_dir": str(tmp_path / "o"),
-                                                    "dry_run": True})
+    cli_cfg = config_from_dict(
+        sweep_cli_config(),
+        {
+            "training_methods": ["act", "tok"],
+            "datasets": ["syn_sst2"],
+            "num_train_examples": [4],
+            "lrs": [1e-3, 1e-4],
+            "data_dir": str(d),
+            "output_dir": str(tmp_path / "o"),
+            "dry_run": True,
+        },
+    )
     rows = sweep(cli_cfg)
     assert len(rows) == 4 and not (tmp_path / "o").exists()
 
@@ -205,14 +216,25 @@ def test_xmodel_verbs_called_with_their_config(tmp_path):
         dirs.append(str(tmp_path / name))
     txt = tmp_path / "t.txt"
     txt.write_text("\n".join(f"the cat {w} is red" for w in "one two three four five six seven eight".split()))
-    pairs = extract(ExtractConfig(model_a=dirs[0], model_b=dirs[1], texts=str(txt), heldout=0.5,
-                                  out=str(tmp_path / "p")))
+    pairs = extract(
+        ExtractConfig(model_a=dirs[0], model_b=dirs[1], texts=str(txt), heldout=0.5, out=str(tmp_path / "p"))
+    )
     scores = align(AlignConfig(pairs=str(pairs), layer_a=-1, layer_b=0, method="ridge", out=str(tmp_path / "m")))
     assert scores["layer_b"] == 0 and "r2" in scores and (tmp_path / "m" / "scores.json").exists()
     with pytest.raises(ActlabError, match="--layer_a 5 was not extracted"):
         align(AlignConfig(pairs=str(pairs), layer_a=5, layer_b=0, out=str(tmp_path / "m2")))
-    res = communicate(CommunicateConfig(model_a=dirs[0], model_b=dirs[1], k=1, j=0, n=2, methods=["b_alone", "ac"],
-                                        map=str(tmp_path / "m"), max_new_tokens=2))
+    res = communicate(
+        CommunicateConfig(
+            model_a=dirs[0],
+            model_b=dirs[1],
+            k=1,
+            j=0,
+            n=2,
+            methods=["b_alone", "ac"],
+            map=str(tmp_path / "m"),
+            max_new_tokens=2,
+        )
+    )
     assert set(res["methods"]) == {"b_alone", "ac"}
 
 

@@ -94,8 +94,26 @@ def test_sampling_draws_like_a_cacheless_decoder_with_the_same_generator(micro_t
         probs = torch.softmax(top_p_filter(scores / 0.8, 0.9), -1)
         return torch.multinomial(probs, 1, generator=g).squeeze(-1)
 
-    ours = decode(PlainStepper(lm), micro_tok, PROMPTS, max_new_tokens=12, do_sample=True, temperature=0.8,
-                  top_p=0.9, seed=5, return_ids=True)
+    ours = decode(
+        PlainStepper(lm),
+        micro_tok,
+        PROMPTS,
+        max_new_tokens=12,
+        do_sample=True,
+        temperature=0.8,
+        top_p=0.9,
+        seed=5,
+        return_ids=True,
+    )
     assert ours == _recompute(lm, micro_tok, PROMPTS, 12, draw)
-    assert ours != decode(PlainStepper(lm), micro_tok, PROMPTS, max_new_tokens=12, do_sample=True, temperature=0.8,
-                          top_p=0.9, seed=6, return_ids=True)
+    assert ours != decode(
+        PlainStepper(lm),
+        micro_tok,
+        PROMPTS,
+        max_new_tokens=12,
+        do_sample=True,
+        temperature=0.8,
+        top_p=0.9,
+        seed=6,
+        return_ids=True,
+    )

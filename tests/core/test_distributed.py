@@ -51,9 +51,23 @@ def test_two_gloo_processes(tmp_path):
     with socket.socket() as s:  # a free port: other runs of this test may be rendezvousing at the same time
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
-                        str(port), str(Path(__file__).with_name("dist_driver.py")), str(tmp_path / "out")],
-                       env=env, capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node",
+            "2",
+            "--master_port",
+            str(port),
+            str(Path(__file__).with_name("dist_driver.py")),
+            str(tmp_path / "out"),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     got = [json.loads((tmp_path / f"out.{k}.json").read_text()) for k in (0, 1)]
     assert got[0]["shard"] + got[1]["shard"] == list(range(7)) and got[0]["shard"] == [0, 1, 2]

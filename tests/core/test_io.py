@@ -93,8 +93,9 @@ def test_optimizer_state_round_trip(tmp_path, fused):
     def make():
         torch.manual_seed(0)
         ps = [torch.nn.Parameter(torch.randn(5, 3)), torch.nn.Parameter(torch.randn(3))]
-        opt = torch.optim.AdamW([{"params": ps[:1], "weight_decay": 0.1}, {"params": ps[1:], "weight_decay": 0.0}],
-                                lr=0.05, fused=fused)
+        opt = torch.optim.AdamW(
+            [{"params": ps[:1], "weight_decay": 0.1}, {"params": ps[1:], "weight_decay": 0.0}], lr=0.05, fused=fused
+        )
         return ps, opt
 
     def step(ps, opt, i):
@@ -139,8 +140,10 @@ def test_written_files_follow_the_umask(tmp_path, umask, mode):
 
     old = os.umask(umask)
     try:
-        files = [io.atomic_write_json(tmp_path / "a.json", {"a": 1}),
-                 io.save_tensors(tmp_path / "t.safetensors", {"x": torch.ones(2)})]
+        files = [
+            io.atomic_write_json(tmp_path / "a.json", {"a": 1}),
+            io.save_tensors(tmp_path / "t.safetensors", {"x": torch.ones(2)}),
+        ]
         rd = io.RunDir(tmp_path / "run")
         rd.write_config({"lr": 1})
         rd.log({"step": 1})
@@ -222,8 +225,9 @@ def test_fingerprint_and_diff():
     a = {"lr": 1e-3, "output_dir": "x", "loss": {"beta": 0.1, "kl": 0.0}, "layers": (1, 2)}
     b = {"lr": 1e-3, "output_dir": "y", "loss": {"beta": 0.2, "kl": 0.0}, "layers": [1, 2]}
     assert io.config_fingerprint(a, exclude=("output_dir",)) != io.config_fingerprint(b, exclude=("output_dir",))
-    assert io.config_fingerprint(a, exclude=("output_dir", "loss")) == io.config_fingerprint(b, exclude=("output_dir",
-                                                                                                          "loss"))
+    assert io.config_fingerprint(a, exclude=("output_dir", "loss")) == io.config_fingerprint(
+        b, exclude=("output_dir", "loss")
+    )
     assert io.diff_configs(a, b, exclude=("output_dir",)) == ["loss.beta: 0.1 -> 0.2"]  # tuples = lists
     assert io.diff_configs(a, b) == ["output_dir: 'x' -> 'y'", "loss.beta: 0.1 -> 0.2"]
     # a field the old record lacks counts as its default; another value is a difference
@@ -240,10 +244,15 @@ def test_run_state_and_begin(tmp_path):
         assert rd.begin(cfg, **kw) == "fresh"
         rd.log({"step": 1})
         (path / "ckpt.safetensors").write_text("x")
-    assert json.loads((path / "config.json").read_text())["_fingerprint"] == io.config_fingerprint(cfg, ("output_dir",))
+    assert json.loads((path / "config.json").read_text())["_fingerprint"] == io.config_fingerprint(
+        cfg, ("output_dir",)
+    )
     assert io.run_state(path, {**cfg, "output_dir": "b"}, **kw) == "resume"  # output paths do not count
-    with pytest.raises(io.ConfigMismatch, match=r"holds a started run with another config \(steps: 4 -> 8\); use "
-                                                r"--overwrite"):
+    with pytest.raises(
+        io.ConfigMismatch,
+        match=r"holds a started run with another config \(steps: 4 -> 8\); use "
+        r"--overwrite",
+    ):
         io.run_state(path, {**cfg, "steps": 8}, **kw)
     with io.RunDir(path) as rd:
         rd.mark_complete()
@@ -292,8 +301,14 @@ def test_checkpoint_resumes_exactly(tmp_path):
     for _ in range(2):
         _step(lin, opt, sched)
     random.seed(5)
-    checkpoint.save(tmp_path / "c.safetensors", {"w": lin.weight, "b": lin.bias}, step=2, optimizer=opt,
-                    scheduler=sched, extra={"best": 0.5})
+    checkpoint.save(
+        tmp_path / "c.safetensors",
+        {"w": lin.weight, "b": lin.bias},
+        step=2,
+        optimizer=opt,
+        scheduler=sched,
+        extra={"best": 0.5},
+    )
     for _ in range(2):
         _step(lin, opt, sched)
     want, want_py = lin.weight.detach().clone(), random.random()

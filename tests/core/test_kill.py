@@ -21,8 +21,14 @@ DS = "syn_sst2_remap"
 
 
 def drive(verb, cfg, when=None, mark=None, wait=True):
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "ACTLAB_QUIET": "1",
-           "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1",
+        "ACTLAB_QUIET": "1",
+        "HF_HUB_OFFLINE": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+    }
     if mark is not None:
         env["KILL_DRIVER_MARK"] = str(mark)
     cmd = [sys.executable, str(DRIVER), verb, json.dumps(cfg)] + ([when] if when else [])
@@ -72,9 +78,22 @@ def world(tmp_path_factory):
 
 # ------------------------------------------------------------------------------------------------------------ IA2
 def _ia2_cfg(world, out, **kw):
-    cfg = dict(training_method="act", dataset=DS, model_id=str(world / "llama"), data_dir=str(world / "data"),
-               output_dir=str(out), num_train_examples=4, max_steps=6, checkpoint_every=2, lr=1e-2, lora_r=4,
-               lora_alpha=8, dev_eval_steps=1, patience=100, lora_dropout=0.1)  # dropout: the RNG state matters
+    cfg = dict(
+        training_method="act",
+        dataset=DS,
+        model_id=str(world / "llama"),
+        data_dir=str(world / "data"),
+        output_dir=str(out),
+        num_train_examples=4,
+        max_steps=6,
+        checkpoint_every=2,
+        lr=1e-2,
+        lora_r=4,
+        lora_alpha=8,
+        dev_eval_steps=1,
+        patience=100,
+        lora_dropout=0.1,
+    )  # dropout: the RNG state matters
     cfg.update(kw)
     return cfg
 
@@ -160,9 +179,11 @@ def test_two_processes_one_run_directory(world, tmp_path):
 # ------------------------------------------------------------------------------------------------------ IA2 sweep
 def test_sweep_worker_dies_with_the_sweep(tmp_path):
     """A worker started by the sweep gets SIGKILL from the kernel when the sweep is killed with -9."""
-    code = ("import subprocess, sys, os; from actlab.ia2.sweep import _die_with_parent; "
-            "p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)'], "
-            "preexec_fn=_die_with_parent(os.getpid())); print(p.pid, flush=True); p.wait()")
+    code = (
+        "import subprocess, sys, os; from actlab.ia2.sweep import _die_with_parent; "
+        "p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)'], "
+        "preexec_fn=_die_with_parent(os.getpid())); print(p.pid, flush=True); p.wait()"
+    )
     sweep_proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     child = int(sweep_proc.stdout.readline())
     os.kill(sweep_proc.pid, signal.SIGKILL)
@@ -188,11 +209,14 @@ def test_killed_sweep_then_rerun(world, tmp_path):
     cfg = _ia2_cfg(world, tmp_path / "run", max_steps=120, num_epochs=120, checkpoint_every=20)
     path = _ia2_path(cfg)
     base = {k: v for k, v in cfg.items() if k != "training_method"}
-    code = ("import json, sys; from actlab.ia2.sweep import SweepConfig, sweep; "
-            "sweep(SweepConfig(training_methods=['act'], base=json.loads(sys.argv[1])))")
+    code = (
+        "import json, sys; from actlab.ia2.sweep import SweepConfig, sweep; "
+        "sweep(SweepConfig(training_methods=['act'], base=json.loads(sys.argv[1])))"
+    )
     env = {**os.environ, "OMP_NUM_THREADS": "1", "ACTLAB_QUIET": "1", "HF_HUB_OFFLINE": "1"}
-    sw = subprocess.Popen([sys.executable, "-c", code, json.dumps(base)], env=env, stdout=subprocess.DEVNULL,
-                          stderr=subprocess.DEVNULL)
+    sw = subprocess.Popen(
+        [sys.executable, "-c", code, json.dumps(base)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     t0 = time.time()
     while len(steps(path)) < 30 and time.time() - t0 < 200:
         time.sleep(0.1)
@@ -216,9 +240,20 @@ def test_killed_sweep_then_rerun(world, tmp_path):
 
 # ------------------------------------------------------------------------------------------------------------ IAV
 def _iav_cfg(world, out):
-    return dict(model_name_or_path=str(world / "llama"), output_dir=str(out), num_train_samples=16, num_val_samples=4,
-                batch_size=2, seq_length=48, max_prompt_length=24, save_steps=2, eval_steps=2, device="cpu",
-                learning_rate=1e-2, max_steps=6)
+    return dict(
+        model_name_or_path=str(world / "llama"),
+        output_dir=str(out),
+        num_train_samples=16,
+        num_val_samples=4,
+        batch_size=2,
+        seq_length=48,
+        max_prompt_length=24,
+        save_steps=2,
+        eval_steps=2,
+        device="cpu",
+        learning_rate=1e-2,
+        max_steps=6,
+    )
 
 
 def test_iav_kill_after_a_logged_step_and_inside_a_checkpoint_write(world, tmp_path):
@@ -234,16 +269,31 @@ def test_iav_kill_after_a_logged_step_and_inside_a_checkpoint_write(world, tmp_p
     train(TrainConfig(**cfg))  # the rerun
     ref = train(TrainConfig(**_iav_cfg(world, tmp_path / "ref")))
     assert steps(path) == [1, 2, 3, 4, 5, 6]
-    same_tensors(load_file(path / "heads" / "iav_heads.safetensors"), load_file(ref / "heads" / "iav_heads.safetensors"))
+    same_tensors(
+        load_file(path / "heads" / "iav_heads.safetensors"), load_file(ref / "heads" / "iav_heads.safetensors")
+    )
     no_temp_files(path)
 
 
 # ----------------------------------------------------------------------------------------------------------- ICAE
 def _icae_cfg(world, out, **kw):
-    cfg = dict(model_name=str(world / "llama"), output_dir=str(out), data_dir=str(world / "icae_data"),
-               fixed_mem_size=4, mean_compression_rate=2, lora_r=4, max_seq_len=64, num_train_samples=20,
-               num_eval_samples=4, max_steps=6, save_steps=2, logging_steps=3, per_device_train_batch_size=2,
-               warmup_steps=1, device="cpu")  # logging every 3, checkpoints every 2: the accumulators resume
+    cfg = dict(
+        model_name=str(world / "llama"),
+        output_dir=str(out),
+        data_dir=str(world / "icae_data"),
+        fixed_mem_size=4,
+        mean_compression_rate=2,
+        lora_r=4,
+        max_seq_len=64,
+        num_train_samples=20,
+        num_eval_samples=4,
+        max_steps=6,
+        save_steps=2,
+        logging_steps=3,
+        per_device_train_batch_size=2,
+        warmup_steps=1,
+        device="cpu",
+    )  # logging every 3, checkpoints every 2: the accumulators resume
     cfg.update(kw)
     return cfg
 
@@ -292,8 +342,13 @@ def test_xmodel_extract_kill_inside_a_shard_write_and_other_settings(world, tmp_
     from actlab.xmodel.experiments import load_texts
 
     texts = load_texts("syn_passages", 12, 0)
-    cfg = dict(model_a=str(world / "llama"), model_b=str(world / "llama"), texts=texts, out=str(tmp_path / "pairs"),
-               shard_size=4)
+    cfg = dict(
+        model_a=str(world / "llama"),
+        model_b=str(world / "llama"),
+        texts=texts,
+        out=str(tmp_path / "pairs"),
+        shard_size=4,
+    )
     killed(drive("xmodel-extract", cfg, "kill@shard:2"))
     out = Path(cfg["out"])
     assert sorted(p.name for p in out.glob("shard-*")) == ["shard-00000.safetensors"]
@@ -309,8 +364,9 @@ def test_xmodel_extract_kill_inside_a_shard_write_and_other_settings(world, tmp_
     extract(out)  # the rerun
     extract(tmp_path / "ref")
     for s in range(3):
-        same_tensors(load_file(out / f"shard-{s:05d}.safetensors"),
-                     load_file(tmp_path / "ref" / f"shard-{s:05d}.safetensors"))
+        same_tensors(
+            load_file(out / f"shard-{s:05d}.safetensors"), load_file(tmp_path / "ref" / f"shard-{s:05d}.safetensors")
+        )
     no_temp_files(out)
     with pytest.raises(ConfigMismatch, match="pooling: 'last' -> 'mean'"):  # a used directory is never reused
         extract(out, pooling="mean")

@@ -33,8 +33,11 @@ def test_zoo_two_file_checkpoint(tmp_path):
     part = final.with_name("micro.partial")
     tensors, meta = _read(part / "checkpoint.safetensors")
     extra = json.loads(meta["extra"])
-    save_tensors(part / "checkpoint.safetensors", {k: v for k, v in tensors.items() if not k.startswith("rng.")},
-                 {"optimizer": meta["optimizer"]})
+    save_tensors(
+        part / "checkpoint.safetensors",
+        {k: v for k, v in tensors.items() if not k.startswith("rng.")},
+        {"optimizer": meta["optimizer"]},
+    )
     atomic_write_json(part / "checkpoint.json", {"step": 2, "log": extra["log"], "elapsed_s": 1.0})
     build(zoo_spec(), final)
     assert json.loads((final / "manifest.json").read_text())["train"]["resumed_from_step"] == 2
@@ -61,9 +64,20 @@ def test_ia2_single_file_checkpoint_with_counters_in_metadata(world, tmp_path, m
     from actlab.ia2.trainer import train
 
     def cfg(out):
-        return IA2TrainConfig("act", dataset="syn_sst2_remap", model_id=str(world / "llama"),
-                              data_dir=str(world / "data"), output_dir=str(out), num_train_examples=4, max_steps=4,
-                              checkpoint_every=2, lr=1e-2, lora_r=4, lora_alpha=8, patience=100)
+        return IA2TrainConfig(
+            "act",
+            dataset="syn_sst2_remap",
+            model_id=str(world / "llama"),
+            data_dir=str(world / "data"),
+            output_dir=str(out),
+            num_train_examples=4,
+            max_steps=4,
+            checkpoint_every=2,
+            lr=1e-2,
+            lora_r=4,
+            lora_alpha=8,
+            patience=100,
+        )
 
     real, calls = losses.compute_losses, []
 
@@ -83,8 +97,11 @@ def test_ia2_single_file_checkpoint_with_counters_in_metadata(world, tmp_path, m
     ck = path / "checkpoint" / "state.safetensors"
     tensors, meta = _read(ck)
     counters = json.loads(meta["extra"])["counters"]
-    save_tensors(ck, {k: v for k, v in tensors.items() if not k.startswith("rng.")},
-                 {"counters": json.dumps(counters), "optimizer": meta["optimizer"]})
+    save_tensors(
+        ck,
+        {k: v for k, v in tensors.items() if not k.startswith("rng.")},
+        {"counters": json.dumps(counters), "optimizer": meta["optimizer"]},
+    )
     caplog.set_level("INFO", logger="actlab")
     train(cfg(tmp_path / "run"))
     assert "from step 2" in caplog.text
@@ -99,9 +116,19 @@ def test_iav_checkpoint_directory(world, tmp_path, caplog):
     from actlab.iav.trainer import train
 
     def cfg(out):
-        return TrainConfig(model_name_or_path=str(world / "llama"), output_dir=str(out), num_train_samples=16,
-                           num_val_samples=0, batch_size=2, seq_length=48, max_prompt_length=24, save_steps=2,
-                           device="cpu", learning_rate=1e-2, max_steps=4)
+        return TrainConfig(
+            model_name_or_path=str(world / "llama"),
+            output_dir=str(out),
+            num_train_samples=16,
+            num_val_samples=0,
+            batch_size=2,
+            seq_length=48,
+            max_prompt_length=24,
+            save_steps=2,
+            device="cpu",
+            learning_rate=1e-2,
+            max_steps=4,
+        )
 
     with pytest.raises(KeyboardInterrupt):
         train(cfg(tmp_path / "run"), kill_after_steps=3)
@@ -111,8 +138,11 @@ def test_iav_checkpoint_directory(world, tmp_path, caplog):
     d = run / "checkpoint"
     d.mkdir()
     save_tensors(d / "heads.safetensors", {k: v for k, v in tensors.items() if not k.startswith(("opt.", "rng."))})
-    save_tensors(d / "optimizer.safetensors", {k: v for k, v in tensors.items() if k.startswith("opt.")},
-                 {"optimizer": meta["optimizer"]})
+    save_tensors(
+        d / "optimizer.safetensors",
+        {k: v for k, v in tensors.items() if k.startswith("opt.")},
+        {"optimizer": meta["optimizer"]},
+    )
     atomic_write_json(d / "state.json", {**json.loads(meta["extra"]), "scheduler": json.loads(meta["scheduler"])})
     caplog.set_level("INFO", logger="actlab")
     train(cfg(run))

@@ -11,8 +11,9 @@ from actlab.core.models import resolve
 
 
 def test_core_does_not_import_the_zoo():
-    code = ("import sys, actlab.core.models as m, actlab.core.config, actlab.core.io; "
-            "print('actlab.zoo' in sys.modules)")
+    code = (
+        "import sys, actlab.core.models as m, actlab.core.config, actlab.core.io; print('actlab.zoo' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
 

@@ -24,8 +24,9 @@ def _adapters(tok):
 
     cfgs = {
         "lora": LoraConfig(task_type="CAUSAL_LM", r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False),
-        "ia3": IA3Config(task_type="CAUSAL_LM", target_modules=["k_proj", "v_proj", "down_proj"],
-                         feedforward_modules=["down_proj"]),
+        "ia3": IA3Config(
+            task_type="CAUSAL_LM", target_modules=["k_proj", "v_proj", "down_proj"], feedforward_modules=["down_proj"]
+        ),
         "prompt": PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=5),
         "prefix": PrefixTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=5),
     }

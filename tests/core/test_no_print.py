@@ -19,8 +19,12 @@ def prints(path: Path) -> list[str]:
     for node in ast.walk(tree):
         if isinstance(node, ast.Name) and node.id == "print" and isinstance(node.ctx, ast.Load):
             out.append(f"{node.lineno}: print")
-        elif (isinstance(node, ast.Attribute) and node.attr == "stdout" and isinstance(node.value, ast.Name)
-              and node.value.id == "sys"):
+        elif (
+            isinstance(node, ast.Attribute)
+            and node.attr == "stdout"
+            and isinstance(node.value, ast.Name)
+            and node.value.id == "sys"
+        ):
             out.append(f"{node.lineno}: sys.stdout")
     return sorted(out, key=lambda x: int(x.split(":")[0]))
 

@@ -33,15 +33,27 @@ def test_ia2_finished_run_of_another_config(world, tmp_path):
     from actlab.ia2.trainer import train
 
     def cfg(**kw):
-        base = dict(dataset=DS, model_id=str(world / "llama"), data_dir=str(world / "data"),
-                    output_dir=str(tmp_path), num_train_examples=4, max_steps=2, lr=1e-2, lora_r=4, lora_alpha=8)
+        base = dict(
+            dataset=DS,
+            model_id=str(world / "llama"),
+            data_dir=str(world / "data"),
+            output_dir=str(tmp_path),
+            num_train_examples=4,
+            max_steps=2,
+            lr=1e-2,
+            lora_r=4,
+            lora_alpha=8,
+        )
         return IA2TrainConfig("act", **{**base, **kw})
 
     path = train(cfg())
     before = _snapshot(path)
     assert train(cfg(checkpoint_every=1, micro_batch_size=2)) == path and _snapshot(path) == before  # same result
-    with pytest.raises(ConfigMismatch, match=r"holds a finished run with another config \(patience: 5 -> 2; "
-                                             r"max_steps: 2 -> 3\); use --overwrite"):
+    with pytest.raises(
+        ConfigMismatch,
+        match=r"holds a finished run with another config \(patience: 5 -> 2; "
+        r"max_steps: 2 -> 3\); use --overwrite",
+    ):
         train(cfg(max_steps=3, patience=2))  # same run name, other budget: never returned as if it were the one
     assert _snapshot(path) == before  # nothing written
     train(cfg(max_steps=3, overwrite=True))
@@ -58,9 +70,21 @@ def test_icae_finished_run_of_another_config(world, tmp_path):
     from actlab.icae.config import ICAEConfig
 
     def cfg(**kw):
-        base = dict(model_name=str(world / "llama"), output_dir=str(tmp_path), fixed_mem_size=4,
-                    mean_compression_rate=2, lora_r=4, max_seq_len=64, num_train_samples=8, max_steps=2,
-                    save_steps=1, logging_steps=1, per_device_train_batch_size=2, warmup_steps=1, device="cpu")
+        base = dict(
+            model_name=str(world / "llama"),
+            output_dir=str(tmp_path),
+            fixed_mem_size=4,
+            mean_compression_rate=2,
+            lora_r=4,
+            max_seq_len=64,
+            num_train_samples=8,
+            max_steps=2,
+            save_steps=1,
+            logging_steps=1,
+            per_device_train_batch_size=2,
+            warmup_steps=1,
+            device="cpu",
+        )
         return ICAEConfig(**{**base, **kw})
 
     data.prepare_pretrain(cfg())
@@ -77,9 +101,17 @@ def test_iav_finished_run_of_another_config(world, tmp_path):
     from actlab.iav.trainer import train
 
     def cfg(**kw):
-        base = dict(model_name_or_path=str(world / "llama"), output_dir=str(tmp_path / "run"), num_train_samples=8,
-                    num_val_samples=0, batch_size=4, seq_length=48, max_prompt_length=24, max_steps=2,
-                    device="cpu")
+        base = dict(
+            model_name_or_path=str(world / "llama"),
+            output_dir=str(tmp_path / "run"),
+            num_train_samples=8,
+            num_val_samples=0,
+            batch_size=4,
+            seq_length=48,
+            max_prompt_length=24,
+            max_steps=2,
+            device="cpu",
+        )
         return TrainConfig(**{**base, **kw})
 
     out = train(cfg())
@@ -103,12 +135,22 @@ def test_trained_runs_are_readable_under_the_umask(world, tmp_path):
 
     old = os.umask(0o022)
     try:
-        run = train(IA2TrainConfig("act", dataset=DS, model_id=str(world / "llama"), data_dir=str(world / "data"),
-                                   output_dir=str(tmp_path), num_train_examples=4, max_steps=1))
+        run = train(
+            IA2TrainConfig(
+                "act",
+                dataset=DS,
+                model_id=str(world / "llama"),
+                data_dir=str(world / "data"),
+                output_dir=str(tmp_path),
+                num_train_examples=4,
+                max_steps=1,
+            )
+        )
         zoo = build(zoo_spec(), tmp_path / "models" / "micro")
     finally:
         os.umask(old)
     files = [p for d in (run, zoo) for p in d.iterdir() if p.is_file()]
-    assert any(p.name == "adapter_model.safetensors" for p in files) and any(p.name == "model.safetensors"
-                                                                             for p in files)
+    assert any(p.name == "adapter_model.safetensors" for p in files) and any(
+        p.name == "model.safetensors" for p in files
+    )
     assert {p.name: oct(stat.S_IMODE(p.stat().st_mode)) for p in files} == {p.name: "0o644" for p in files}

@@ -61,10 +61,10 @@ def _wandb_records(f: Path) -> tuple[set, list[dict]]:
         if left < 7:  # a block's tail too short for a header is padding
             pos += left
             continue
-        _crc, n, kind = struct.unpack("<IHB", data[pos:pos + 7])
+        _crc, n, kind = struct.unpack("<IHB", data[pos : pos + 7])
         if pos + 7 + n > len(data):  # a record still being written
             break
-        buf += data[pos + 7:pos + 7 + n]
+        buf += data[pos + 7 : pos + 7 + n]
         pos += 7 + n
         if kind in (1, 4):  # FULL or LAST chunk of a record
             rec = pb.Record()
@@ -73,8 +73,7 @@ def _wandb_records(f: Path) -> tuple[set, list[dict]]:
             kinds.add(rec.WhichOneof("record_type"))
             if rec.WhichOneof("record_type") == "history":
                 row = {(i.key or "/".join(i.nested_key)): json.loads(i.value_json) for i in rec.history.item}
-                rows.append({"step": rec.history.step.num,
-                             **{k: v for k, v in row.items() if not k.startswith("_")}})
+                rows.append({"step": rec.history.step.num, **{k: v for k, v in row.items() if not k.startswith("_")}})
     return kinds, rows
 
 
@@ -110,8 +109,11 @@ def test_report_to_values():
     assert check_report_to(None) == [] and check_report_to(["none"]) == [] and check_report_to("none") == []
     assert check_report_to(["tensorboard,wandb", "tensorboard"]) == ["tensorboard", "wandb"]
     assert check_report_to(["none"], wandb=True) == ["wandb"]  # --wandb_log is --report_to wandb
-    with pytest.raises(ActlabError, match=r"--report_to: unknown tracker 'tensorbord'; valid choices: none, "
-                                          r"tensorboard, wandb, mlflow"):
+    with pytest.raises(
+        ActlabError,
+        match=r"--report_to: unknown tracker 'tensorbord'; valid choices: none, "
+        r"tensorboard, wandb, mlflow",
+    ):
         check_report_to(["tensorbord"])
 
 
@@ -142,8 +144,10 @@ def test_missing_tracker_package_is_one_line(monkeypatch):
 
 @needs_tb
 def test_rundir_mirrors_numeric_fields_and_writes_nothing_for_a_done_run(tmp_path):
-    rows = [{"step": 1, "loss/train": 0.5, "lr": 1e-3, "phase": "warmup", "dev/acc": None},
-            {"step": 3, "loss/train": 0.25, "dev/acc": 0.75, "flag": True, "loss/nan": float("nan")}]
+    rows = [
+        {"step": 1, "loss/train": 0.5, "lr": 1e-3, "phase": "warmup", "dev/acc": None},
+        {"step": 3, "loss/train": 0.25, "dev/acc": 0.75, "flag": True, "loss/nan": float("nan")},
+    ]
     cfg = {"lr": 1e-3, "layers": [1, 2], "opt": {"beta": 0.9}, "path": None}
     with RunDir(tmp_path / "run", report_to=["tensorboard"]) as rd:
         assert rd.begin(cfg) == "fresh"
@@ -175,8 +179,14 @@ def test_only_the_main_process_reports(tmp_path, monkeypatch):
 def wandb_offline(tmp_path, monkeypatch):
     d = tmp_path / "wandb_root"
     d.mkdir()
-    for k, v in {"WANDB_MODE": "offline", "WANDB_DIR": str(d), "WANDB_SILENT": "true", "WANDB_CONSOLE": "off",
-                 "WANDB_CONFIG_DIR": str(d / "config"), "WANDB_CACHE_DIR": str(d / "cache")}.items():
+    for k, v in {
+        "WANDB_MODE": "offline",
+        "WANDB_DIR": str(d),
+        "WANDB_SILENT": "true",
+        "WANDB_CONSOLE": "off",
+        "WANDB_CONFIG_DIR": str(d / "config"),
+        "WANDB_CACHE_DIR": str(d / "cache"),
+    }.items():
         monkeypatch.setenv(k, v)
     return d
 
@@ -209,15 +219,53 @@ def world(tmp_path_factory):
 
 
 def _ia2(world, out, *extra):
-    return ["ia2", "train", "--training_method", "act", "--dataset", "syn_sst2_remap", "--model_id",
-            str(world / "llama"), "--data_dir", str(world / "data"), "--output_dir", str(out),
-            "--num_train_examples", "4", "--max_steps", "3", *extra]
+    return [
+        "ia2",
+        "train",
+        "--training_method",
+        "act",
+        "--dataset",
+        "syn_sst2_remap",
+        "--model_id",
+        str(world / "llama"),
+        "--data_dir",
+        str(world / "data"),
+        "--output_dir",
+        str(out),
+        "--num_train_examples",
+        "4",
+        "--max_steps",
+        "3",
+        *extra,
+    ]
 
 
 def _iav(world, out, *extra):
-    return ["iav", "train", "--model_name_or_path", str(world / "llama"), "--output_dir", str(out),
-            "--num_train_samples", "8", "--num_val_samples", "4", "--batch_size", "4", "--seq_length", "48",
-            "--max_prompt_length", "24", "--max_steps", "2", "--eval_steps", "1", "--device", "cpu", *extra]
+    return [
+        "iav",
+        "train",
+        "--model_name_or_path",
+        str(world / "llama"),
+        "--output_dir",
+        str(out),
+        "--num_train_samples",
+        "8",
+        "--num_val_samples",
+        "4",
+        "--batch_size",
+        "4",
+        "--seq_length",
+        "48",
+        "--max_prompt_length",
+        "24",
+        "--max_steps",
+        "2",
+        "--eval_steps",
+        "1",
+        "--device",
+        "cpu",
+        *extra,
+    ]
 
 
 def _run_dir(out: Path) -> Path:
@@ -250,9 +298,22 @@ def test_icae_pretrain_finetune_report_to_tensorboard(tmp_path):
     from actlab.icae.model import ICAE
 
     tok = micro_tokenizer()
-    opts = dict(fixed_mem_size=4, mean_compression_rate=2, lora_r=4, max_seq_len=200, output_dir=str(tmp_path / "r"),
-                num_train_samples=20, num_eval_samples=2, batch_size=2, max_steps=4, logging_steps=2, save_steps=2,
-                per_device_train_batch_size=2, warmup_steps=1, report_to=["tensorboard"])
+    opts = dict(
+        fixed_mem_size=4,
+        mean_compression_rate=2,
+        lora_r=4,
+        max_seq_len=200,
+        output_dir=str(tmp_path / "r"),
+        num_train_samples=20,
+        num_eval_samples=2,
+        batch_size=2,
+        max_steps=4,
+        logging_steps=2,
+        save_steps=2,
+        per_device_train_batch_size=2,
+        warmup_steps=1,
+        report_to=["tensorboard"],
+    )
     cfg = ICAEConfig(**opts)
     icae = ICAE(micro_model("llama", tok), tok, cfg)
     data.prepare_pretrain(cfg)
@@ -270,8 +331,11 @@ def test_bad_or_missing_tracker_exit_2_nothing_written(world, tmp_path, capsys, 
     assert main(_ia2(world, out, "--report_to", "tensorbord")) == 2
     assert "--report_to: unknown tracker 'tensorbord'" in _one_line_error(capsys)
     _hide(monkeypatch, "tensorboard")
-    for argv in (_ia2(world, out, "--report_to", "tensorboard"), _iav(world, out, "--report_to", "tensorboard"),
-                 ["icae", "pretrain", "--output_dir", str(out), "--report_to", "tensorboard"]):
+    for argv in (
+        _ia2(world, out, "--report_to", "tensorboard"),
+        _iav(world, out, "--report_to", "tensorboard"),
+        ["icae", "pretrain", "--output_dir", str(out), "--report_to", "tensorboard"],
+    ):
         assert main(argv) == 2
         assert "pip install 'actlab[tensorboard]'" in _one_line_error(capsys)
         assert not out.exists()
@@ -297,9 +361,21 @@ def test_icae_report_to_wandb_offline(tmp_path, wandb_offline):
     from actlab.icae.model import ICAE
 
     tok = micro_tokenizer()
-    cfg = ICAEConfig(fixed_mem_size=4, mean_compression_rate=2, lora_r=4, max_seq_len=200,
-                     output_dir=str(tmp_path / "r"), num_train_samples=20, batch_size=2, max_steps=4, logging_steps=2,
-                     save_steps=2, per_device_train_batch_size=2, warmup_steps=1, report_to=["wandb"])
+    cfg = ICAEConfig(
+        fixed_mem_size=4,
+        mean_compression_rate=2,
+        lora_r=4,
+        max_seq_len=200,
+        output_dir=str(tmp_path / "r"),
+        num_train_samples=20,
+        batch_size=2,
+        max_steps=4,
+        logging_steps=2,
+        save_steps=2,
+        per_device_train_batch_size=2,
+        warmup_steps=1,
+        report_to=["wandb"],
+    )
     data.prepare_pretrain(cfg)
     trainer.pretrain(cfg, ICAE(micro_model("llama", tok), tok, cfg))
     assert_same(expected(wandb_history(wandb_offline)), read_jsonl(tmp_path / "r" / "pretrain" / "metrics.jsonl"))
@@ -326,8 +402,9 @@ def mlflow_metrics(uri: str, experiment: str = "actlab") -> dict[str, list[tuple
     runs = client.search_runs([exp.experiment_id])
     assert len(runs) == 1, runs
     run = runs[0]
-    return {k: sorted((m.step, m.value) for m in client.get_metric_history(run.info.run_id, k))
-            for k in run.data.metrics}
+    return {
+        k: sorted((m.step, m.value) for m in client.get_metric_history(run.info.run_id, k)) for k in run.data.metrics
+    }
 
 
 @needs_mlflow

@@ -90,8 +90,21 @@ def test_prepare_is_deterministic_disjoint_and_cuts_runs(tmp_path, name):
 def test_adding_the_sets_left_the_corpus_generators_alone():
     # the zoo corpus draws only from DOC_GENERATORS; the new sets are dataset rows, not corpus documents
     assert "syn_sst2_wide" not in world.DOC_GENERATORS and "syn_landmarks" not in world.DOC_GENERATORS
-    assert sorted(world.DOC_GENERATORS) == ["arithmetic", "countries", "dialogs", "facts", "icl", "icl_copy",
-                                            "passages", "squad", "tipsheets"]
+    assert sorted(world.DOC_GENERATORS) == [
+        "arithmetic",
+        "countries",
+        "dialogs",
+        "facts",
+        "icl",
+        "icl_copy",
+        "passages",
+        "squad",
+        "tipsheets",
+    ]
     # syn_sst2's rows are unchanged by the new key tuple next to SST2_KEYS
     assert {r["sentence"].split()[-1] for r in world.synthetic_rows("syn_sst2", "train", 200, 0)} == {
-        "awful", "boring", "great", "lovely"}
+        "awful",
+        "boring",
+        "great",
+        "lovely",
+    }

@@ -30,10 +30,12 @@ def _upstream_cut(pool_size, N, run, max_icl_demos, num_dev):
         pick = list(pick)
         np.random.shuffle(pick)
         demos.append([int(x) for x in pick])
-    return order[:N], order[N:N + n_dev], order[N + n_dev:], demos
+    return order[:N], order[N : N + n_dev], order[N + n_dev :], demos
 
 
-@pytest.mark.parametrize("N, run, k, dev", [(8, 0, 256, 48), (8, 3, 3, 48), (16, 1, 5, 4), (2, 2, 256, 48), (1, 0, 5, 5)])
+@pytest.mark.parametrize(
+    "N, run, k, dev", [(8, 0, 256, 48), (8, 3, 3, 48), (16, 1, 5, 4), (2, 2, 256, 48), (1, 0, 5, 5)]
+)
 def test_cut_matches_upstream_draws(N, run, k, dev):
     cut = cut_run(30, N, run, k, dev)
     tr, dv, rem, demos = _upstream_cut(30, N, run, k, dev)

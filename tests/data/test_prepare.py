@@ -17,8 +17,7 @@ def _perm(n):  # what datasets.Dataset.shuffle(seed=42) does
 
 def test_sst2_pools_layout_shuffle_and_truncation(tmp_path):
     train, val = hub_rows.sst2(40), hub_rows.sst2(30)
-    path = prepare("sst2", tmp_path, num_train_samples=10, num_val_samples=5,
-                   rows={"train": train, "validation": val})
+    path = prepare("sst2", tmp_path, num_train_samples=10, num_val_samples=5, rows={"train": train, "validation": val})
     assert path == tmp_path / "sst2" / "main.json"
     doc = json.loads(path.read_text())
     assert set(doc) == {"metadata", "train_examples", "val_examples"}
@@ -78,8 +77,12 @@ def test_strategytf_double_shuffle(tmp_path):
     doc = build_pools(get_dataset("strategytf"), 100, 10, rows=rows)
     first = [rows[i] for i in _perm(30)]
     head, tail = first[:20], first[20:]
-    assert [e["prompt"] for e in doc["train_examples"]] == [f"Question:{head[i]['question']}\nAnswer:" for i in _perm(20)]
-    assert [e["prompt"] for e in doc["val_examples"]] == [f"Question:{tail[i]['question']}\nAnswer:" for i in _perm(10)]
+    assert [e["prompt"] for e in doc["train_examples"]] == [
+        f"Question:{head[i]['question']}\nAnswer:" for i in _perm(20)
+    ]
+    assert [e["prompt"] for e in doc["val_examples"]] == [
+        f"Question:{tail[i]['question']}\nAnswer:" for i in _perm(10)
+    ]
 
 
 def test_gsm8ks_uses_one_split_for_both_pools(tmp_path):
@@ -89,8 +92,9 @@ def test_gsm8ks_uses_one_split_for_both_pools(tmp_path):
 
 
 def test_sciq_remap_and_qasc_remap_pools(tmp_path):
-    doc = build_pools(get_dataset("sciq_remap"), 5, 3, rows={"train": hub_rows.sciq(10),
-                                                              "validation": hub_rows.sciq(6)})
+    doc = build_pools(
+        get_dataset("sciq_remap"), 5, 3, rows={"train": hub_rows.sciq(10), "validation": hub_rows.sciq(6)}
+    )
     for e in doc["train_examples"] + doc["val_examples"]:
         assert e["answer"] in ["apple", "Friday", "banana", "Saturday"]
         correct = e["prompt"].split(f"[{e['answer']}]")[1].split("\n")[0]
@@ -111,7 +115,10 @@ def test_hub_path_uses_load_dataset(tmp_path, monkeypatch):
     monkeypatch.setattr(datasets, "load_dataset", fake_load)
     path = prepare("hmath", tmp_path, 6, 4, subset="algebra")
     assert path == tmp_path / "hmath_algebra" / "main.json"
-    assert calls == [("EleutherAI/hendrycks_math", "algebra", "train"), ("EleutherAI/hendrycks_math", "algebra", "test")]
+    assert calls == [
+        ("EleutherAI/hendrycks_math", "algebra", "train"),
+        ("EleutherAI/hendrycks_math", "algebra", "test"),
+    ]
     assert all(e["gold"].isdigit() for e in load_pool("hmath_algebra", tmp_path))
 
 
@@ -196,13 +203,17 @@ def test_script_datasets_fall_back_to_the_parquet_export(tmp_path, monkeypatch):
 
     monkeypatch.setattr(datasets, "load_dataset", fake_load)
     prepare("strategytf", tmp_path, 100, 10)
-    assert calls == [("wics/strategy-qa", None, "test", None),
-                     ("wics/strategy-qa", None, "test", "refs/convert/parquet")]
+    assert calls == [
+        ("wics/strategy-qa", None, "test", None),
+        ("wics/strategy-qa", None, "test", "refs/convert/parquet"),
+    ]
     assert len(load_pool("strategytf", tmp_path, "val")) == 10
 
 
-@pytest.mark.parametrize("name", ["syn_sst2", "syn_agnews", "syn_gsm8k", "syn_squad", "syn_hh", "syn_passages",
-                                  "syn_countries", "syn_tipsheets"])
+@pytest.mark.parametrize(
+    "name",
+    ["syn_sst2", "syn_agnews", "syn_gsm8k", "syn_squad", "syn_hh", "syn_passages", "syn_countries", "syn_tipsheets"],
+)
 def test_real_zoo_synthetic_rows(name, tmp_path):
     world = pytest.importorskip("actlab.data.world")
     if not hasattr(world, "synthetic_rows"):

@@ -15,10 +15,31 @@ from actlab.data.registry import (
 )
 from tests.data import hub_rows
 
-IA2_SEED_NAMES = ["gsm8k", "gsm8ks", "hmath_algebra", "cmath", "sciqa", "sciq_remap", "qasc_remap", "sst2", "poems",
-                  "finsen", "agnews", "bbcnews", "strategytf"]
-SYNTHETIC = ["syn_sst2", "syn_agnews", "syn_gsm8k", "syn_squad", "syn_hh", "syn_passages", "syn_countries",
-             "syn_tipsheets"]
+IA2_SEED_NAMES = [
+    "gsm8k",
+    "gsm8ks",
+    "hmath_algebra",
+    "cmath",
+    "sciqa",
+    "sciq_remap",
+    "qasc_remap",
+    "sst2",
+    "poems",
+    "finsen",
+    "agnews",
+    "bbcnews",
+    "strategytf",
+]
+SYNTHETIC = [
+    "syn_sst2",
+    "syn_agnews",
+    "syn_gsm8k",
+    "syn_squad",
+    "syn_hh",
+    "syn_passages",
+    "syn_countries",
+    "syn_tipsheets",
+]
 
 
 def test_every_seed_and_synthetic_name_is_registered():
@@ -33,7 +54,9 @@ def test_hub_sources():
     assert (get_dataset("gsm8k").hub_path, get_dataset("gsm8k").hub_config) == ("openai/gsm8k", "main")
     assert get_dataset("gsm8ks").hub_path == "apple/GSM-Symbolic" and get_dataset("gsm8ks").splits == ("test", "test")
     assert (get_dataset("hmath_algebra").hub_path, get_dataset("hmath_algebra").hub_config) == (
-        "EleutherAI/hendrycks_math", "algebra")
+        "EleutherAI/hendrycks_math",
+        "algebra",
+    )
     assert get_dataset("finsen").hub_config == "sentences_50agree"
     assert get_dataset("poems").splits == (None, "train") and get_dataset("poems").eval_only
     assert get_dataset("bbcnews").splits == (None, "test") and get_dataset("bbcnews").eval_only
@@ -74,7 +97,11 @@ def test_sst2_format():
 def test_finsen_poems_agnews_format():
     assert _ex("finsen", {"sentence": "Sales rose .", "label": 1})["prompt"] == "Text:Sales rose .\nLabel:"
     assert _ex("poems", {"id": 0, "verse_text": "o sweet rose", "label": 0}) == {
-        "prompt": "Text:o sweet rose\nLabel:", "answer": "0", "label": 0, "gold": "0"}
+        "prompt": "Text:o sweet rose\nLabel:",
+        "answer": "0",
+        "label": 0,
+        "gold": "0",
+    }
     ex = _ex("agnews", {"text": "Stocks fall", "label": 2})
     assert (ex["prompt"], ex["answer"], ex["label"]) == ("Text:Stocks fall\nLabel:", "2", 2)
     assert _ex("agnews_remap", {"text": "x", "label": 3})["answer"] == "Saturday"
@@ -84,7 +111,7 @@ def test_bbcnews_cut_and_label_map():
     text = "Apple launches " + "new phone " * 40
     ex = _ex("bbcnews", {"text": text, "label": 0, "label_text": "tech"})
     assert ex["prompt"] == f"Text:{bbc_cut(text)}\nLabel:"
-    body = ex["prompt"][len("Text:"):-len("\nLabel:")]
+    body = ex["prompt"][len("Text:") : -len("\nLabel:")]
     assert len(body) <= 256 and text.startswith(body) and not body.endswith(" ")
     # tech->3, business->2, sport->1, entertainment->0, politics->0 (agnews label space)
     got = [_ex("bbcnews", {"text": "a b c", "label": lab, "label_text": ""})["label"] for lab in range(5)]
@@ -105,7 +132,9 @@ def test_qasc_format_and_remap():
     assert ex["prompt"] == f"Question:What does 2 do?\nChoices:\n{choices}\nAnswer:"
     assert (ex["answer"], ex["label"]) == ("2", 2)
     exr = _ex("qasc_remap", row)
-    assert exr["prompt"].startswith("Question:What does 2 do?\nChoices:\n[apple]opt0-2\n[Friday]opt1-2\n[banana]opt2-2")
+    assert exr["prompt"].startswith(
+        "Question:What does 2 do?\nChoices:\n[apple]opt0-2\n[Friday]opt1-2\n[banana]opt2-2"
+    )
     assert exr["prompt"].endswith("[Monday]opt7-2\n\nAnswer:")
     assert exr["answer"] == "banana" and exr["label"] == 2
 
@@ -139,8 +168,12 @@ def test_sciq_format_matches_upstream_option_stream():
 def test_gsm8k_family_format():
     row = hub_rows.gsm8k(1)[0]
     ex = _ex("gsm8k", row)
-    assert ex == {"prompt": "Question:Tom has 0 apples and buys 2. How many?\nAnswer:", "answer": row["answer"],
-                  "label": None, "gold": "2"}
+    assert ex == {
+        "prompt": "Question:Tom has 0 apples and buys 2. How many?\nAnswer:",
+        "answer": row["answer"],
+        "label": None,
+        "gold": "2",
+    }
     exs = _ex("gsm8ks", hub_rows.gsm_symbolic(2)[1])
     assert exs["gold"] == "1001" and exs["answer"].endswith("#### 1,001")
     assert get_dataset("gsm8k").max_new_tokens == 200 and get_dataset("gsm8k").stop_strings == ("\n\n",)
@@ -160,8 +193,12 @@ def test_hmath_format():
 def test_sciqa_format():
     row = hub_rows.sciq(1)[0]
     ex = _ex("sciqa", row)
-    assert ex == {"prompt": "Question:What is thing 0?\nAnswer:", "answer": "Support for 0.\n#### right-0",
-                  "label": None, "gold": "right-0"}
+    assert ex == {
+        "prompt": "Question:What is thing 0?\nAnswer:",
+        "answer": "Support for 0.\n#### right-0",
+        "label": None,
+        "gold": "right-0",
+    }
 
 
 def test_squad_hh_keep_raw_rows():
@@ -179,8 +216,13 @@ def test_synthetic_formats_like_their_namesakes():
     assert _ex("syn_gsm8k", row) == _ex("gsm8k", row)
     ex = _ex("syn_passages", {"text": "A passage."})
     assert (ex["prompt"], ex["answer"], ex["row"]) == ("A passage.", "", {"text": "A passage."})
-    row = {"person": "Alice", "landmark": "the Louvre", "prompt_a": "Alice is at the Louvre.",
-           "prompt_b": "Which country is Alice in? Answer:", "answer": "France"}
+    row = {
+        "person": "Alice",
+        "landmark": "the Louvre",
+        "prompt_a": "Alice is at the Louvre.",
+        "prompt_b": "Which country is Alice in? Answer:",
+        "answer": "France",
+    }
     row["skyline"] = row["prompt_a"] + " " + row["prompt_b"]
     ex = _ex("syn_countries", row)
     assert ex["prompt"].endswith("Answer:") and ex["answer"] == "France" and ex["row"]["prompt_b"] == row["prompt_b"]

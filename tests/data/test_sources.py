@@ -34,8 +34,10 @@ def test_hub_failure_is_one_line_in_one_style(monkeypatch):
     monkeypatch.setattr(datasets, "load_dataset", offline)
     with pytest.raises(ActlabError) as e:
         load_rows("hh_rlhf", "test", 2, hint="use syn_hh offline")
-    assert str(e.value) == ("could not load Dahoas/full-hh-rlhf split 'test' from the hub for dataset 'hh_rlhf': "
-                            "ConnectionError: Couldn't reach the Hub; use syn_hh offline")
+    assert str(e.value) == (
+        "could not load Dahoas/full-hh-rlhf split 'test' from the hub for dataset 'hh_rlhf': "
+        "ConnectionError: Couldn't reach the Hub; use syn_hh offline"
+    )
     with pytest.raises(ActlabError, match=r"^could not stream allenai/c4 \(config 'en'\) split 'validation'"):
         load_hub("allenai/c4", "en", "validation", streaming=True)
 

@@ -33,18 +33,34 @@ def ia2_world(tmp_path_factory):
                 base = micro_model("llama", tok)  # seeds torch itself: draw the adapter's init after it
                 torch.manual_seed(k)
                 if method.startswith("ia3"):
-                    pc = IA3Config(target_modules=["q_proj", "k_proj", "o_proj"], feedforward_modules=["o_proj"],
-                                   init_ia3_weights=False)
+                    pc = IA3Config(
+                        target_modules=["q_proj", "k_proj", "o_proj"],
+                        feedforward_modules=["o_proj"],
+                        init_ia3_weights=False,
+                    )
                 else:
-                    pc = LoraConfig(r=2, lora_alpha=2, target_modules=["q_proj", "k_proj", "o_proj"],
-                                    init_lora_weights=False)
+                    pc = LoraConfig(
+                        r=2, lora_alpha=2, target_modules=["q_proj", "k_proj", "o_proj"], init_lora_weights=False
+                    )
                 pm = get_peft_model(base, pc)
                 d = outputs / method / "syn_sst2" / f"micro_{method}_{lr}_{run}"
                 pm.save_pretrained(d)
-                cfg = dict(training_method=method, dataset="syn_sst2", model_id=str(model_dir), lora_type="qko",
-                           lora_r=2, lora_alpha=2, ia3_type="qko", num_virtual_tokens=20, num_generated_tokens=1,
-                           num_train_examples=4, lr=lr, run_idx=run,
-                           label_type=None if method == "act" else "ground_truth", ce_loss_weight=None)
+                cfg = dict(
+                    training_method=method,
+                    dataset="syn_sst2",
+                    model_id=str(model_dir),
+                    lora_type="qko",
+                    lora_r=2,
+                    lora_alpha=2,
+                    ia3_type="qko",
+                    num_virtual_tokens=20,
+                    num_generated_tokens=1,
+                    num_train_examples=4,
+                    lr=lr,
+                    run_idx=run,
+                    label_type=None if method == "act" else "ground_truth",
+                    ce_loss_weight=None,
+                )
                 (d / "config.json").write_text(json.dumps(cfg))
                 (d / "COMPLETE").write_text("")
     return {"root": root, "model_dir": model_dir, "data": data, "outputs": outputs}

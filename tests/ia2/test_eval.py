@@ -10,8 +10,16 @@ from actlab.core.models import next_token_logits
 from actlab.ia2.evaluate import common_prefix_len, shared_prefix_next_token_logits
 
 DEMOS = "the cat is red\nlabel:1\n\nthe dog is blue\nlabel:0\n\nthe fox is good\nlabel:1\n\n"
-QUERIES = ["one two three", "apple", "the bird is bad and the tree is green", "red", "alice has two dogs",
-           "what is this", "bob", "carol and dave have more books than eve"]
+QUERIES = [
+    "one two three",
+    "apple",
+    "the bird is bad and the tree is green",
+    "red",
+    "alice has two dogs",
+    "what is this",
+    "bob",
+    "carol and dave have more books than eve",
+]
 
 
 def _one_by_one(model, tok, prompts):
@@ -44,8 +52,10 @@ def test_prefix_cache_under_lora_equals_one_by_one(micro_llama, micro_tok):
 
     from peft import LoraConfig, get_peft_model
 
-    model = get_peft_model(copy.deepcopy(micro_llama), LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "o_proj"],
-                                                                   init_lora_weights=False)).eval()
+    model = get_peft_model(
+        copy.deepcopy(micro_llama),
+        LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "o_proj"], init_lora_weights=False),
+    ).eval()
     prompts = [f"{DEMOS}{q}\nlabel:" for q in QUERIES[:5]]
     ref = _one_by_one(model, micro_tok, prompts)
     got = shared_prefix_next_token_logits(model, micro_tok, prompts, batch_size=4)
@@ -63,9 +73,21 @@ def test_no_shared_prefix_falls_back(micro_llama, micro_tok):
 def _fake_run(root, method, dataset, N, lr, run_idx, **extra):
     d = root / method / dataset / f"tiny_{N}_{lr}_{run_idx}"
     d.mkdir(parents=True)
-    cfg = dict(method=method, dataset=dataset, model_id="tiny", lora_type="qko", lora_r=8, lora_alpha=8,
-               num_generated_tokens=1, num_train_examples=N, lr=lr, run_idx=run_idx, label_type="ground_truth",
-               ce_loss_weight=0.02, **extra)
+    cfg = dict(
+        method=method,
+        dataset=dataset,
+        model_id="tiny",
+        lora_type="qko",
+        lora_r=8,
+        lora_alpha=8,
+        num_generated_tokens=1,
+        num_train_examples=N,
+        lr=lr,
+        run_idx=run_idx,
+        label_type="ground_truth",
+        ce_loss_weight=0.02,
+        **extra,
+    )
     (d / "config.json").write_text(json.dumps(cfg))
     (d / "COMPLETE").write_text("")
     return d

@@ -32,8 +32,16 @@ def test_cosine_by_layer_token():
 
 def test_analyze_cli_on_micro_world(ia2_world, capsys):
     w = ia2_world
-    common = ["--outputs_dir", str(w["outputs"]), "--data_dir", str(w["data"]), "--plots_dir", str(w["root"] / "ap"),
-              "--model_id", str(w["model_dir"])]
+    common = [
+        "--outputs_dir",
+        str(w["outputs"]),
+        "--data_dir",
+        str(w["data"]),
+        "--plots_dir",
+        str(w["root"] / "ap"),
+        "--model_id",
+        str(w["model_dir"]),
+    ]
     assert run_cli(["analyze", "subspace-overlap", "--methods", "tok", "act", *common]) == 0
     assert (w["root"] / "ap" / "unified" / "syn_sst2" / "analysis" / "subspace_overlap.png").exists()
     import json
@@ -54,8 +62,23 @@ def test_analyze_cli_on_micro_world(ia2_world, capsys):
         assert -1e-9 <= r["overlap"] <= 1 + 1e-9
         # modules wider than the rank make this a case that can fail (not 1 by construction)
         assert min(vals) < 0.99
-    assert run_cli(["analyze", "activation-similarity", "--model_types", "tok", "act", "--num_samples", "4",
-                    "--icl_max_demos", "3", *common]) == 0
+    assert (
+        run_cli(
+            [
+                "analyze",
+                "activation-similarity",
+                "--model_types",
+                "tok",
+                "act",
+                "--num_samples",
+                "4",
+                "--icl_max_demos",
+                "3",
+                *common,
+            ]
+        )
+        == 0
+    )
     assert (w["root"] / "ap" / "unified" / "syn_sst2" / "analysis" / "activation_similarity.png").exists()
     docs = [json.loads(p.read_text()) for p in (w["outputs"] / "analysis" / "activation_similarity").rglob("*.json")]
     assert len(docs) == 6  # tok ×2 runs, act ×2 lrs ×2 runs
@@ -84,5 +107,6 @@ def test_last_token_fast_path_equals_per_example(micro_llama, micro_tok):
     prompts = ["the cat is red\nlabel:", "one two\nlabel:", "alice has more books than bob and carol\nlabel:"]
     fast = _last_token_acts(micro_llama, micro_tok, prompts, "attn_output", batch_size=2)
     for p, f in zip(prompts, fast, strict=True):
-        torch.testing.assert_close(f, _acts_on_own_tokens(micro_llama, micro_tok, p, 1, "attn_output"),
-                                   atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(
+            f, _acts_on_own_tokens(micro_llama, micro_tok, p, 1, "attn_output"), atol=1e-5, rtol=1e-4
+        )

@@ -25,14 +25,26 @@ def trained(tmp_path_factory):
     tok = micro_tokenizer()
     model = micro_model("llama", tok)
     out = root / "outputs"
-    common = dict(dataset=DS, model_id="micro", data_dir=str(data), output_dir=str(out), num_train_examples=4,
-                  lora_r=2, lora_alpha=4, max_steps=2, lr=1e-2, dev_eval_steps=1)
+    common = dict(
+        dataset=DS,
+        model_id="micro",
+        data_dir=str(data),
+        output_dir=str(out),
+        num_train_examples=4,
+        lora_r=2,
+        lora_alpha=4,
+        max_steps=2,
+        lr=1e-2,
+        dev_eval_steps=1,
+    )
     paths = {}
-    for key, method, kw in (("tok_T1", "tok", dict(label_type="icl_outputs", num_generated_tokens=1)),
-                            ("tok_T2", "tok", dict(label_type="icl_outputs", num_generated_tokens=2)),
-                            ("tok_gt", "tok", dict(label_type="ground_truth", num_generated_tokens=1)),
-                            ("t2a_icl", "t2a", dict(label_type="icl_outputs", num_generated_tokens=1)),
-                            ("t2a_gt", "t2a", dict(label_type="ground_truth", num_generated_tokens=1))):
+    for key, method, kw in (
+        ("tok_T1", "tok", dict(label_type="icl_outputs", num_generated_tokens=1)),
+        ("tok_T2", "tok", dict(label_type="icl_outputs", num_generated_tokens=2)),
+        ("tok_gt", "tok", dict(label_type="ground_truth", num_generated_tokens=1)),
+        ("t2a_icl", "t2a", dict(label_type="icl_outputs", num_generated_tokens=1)),
+        ("t2a_gt", "t2a", dict(label_type="ground_truth", num_generated_tokens=1)),
+    ):
         paths[key] = train(IA2TrainConfig(method, **common, **kw), micro_model("llama", tok), tok)
     return {"root": root, "data": data, "outputs": out, "model": model, "tok": tok, "runs": paths}
 
@@ -40,8 +52,15 @@ def trained(tmp_path_factory):
 def _cfg(w, **kw):
     from actlab.ia2.evaluate import EvalConfig
 
-    base = dict(model_types=["tok", "t2a"], trained_datasets=[DS], icl_max_demos=2, num_eval_examples=6,
-                outputs_dir=str(w["outputs"]), data_dir=str(w["data"]), model_id="micro")
+    base = dict(
+        model_types=["tok", "t2a"],
+        trained_datasets=[DS],
+        icl_max_demos=2,
+        num_eval_examples=6,
+        outputs_dir=str(w["outputs"]),
+        data_dir=str(w["data"]),
+        model_id="micro",
+    )
     base.update(kw)
     return EvalConfig(**base)
 
@@ -136,8 +155,14 @@ def test_num_generated_tokens_eval_sets_the_generation_length(trained, monkeypat
 
     monkeypatch.setattr(models_mod, "generate", spy)
     pre = {"micro": (w["model"], w["tok"])}
-    base = dict(model_types=["base"], trained_datasets=None, eval_datasets=["syn_gsm8k"], num_eval_examples=3,
-                num_examples=[4], icl_source_datasets=[DS])
+    base = dict(
+        model_types=["base"],
+        trained_datasets=None,
+        eval_datasets=["syn_gsm8k"],
+        num_eval_examples=3,
+        num_examples=[4],
+        icl_source_datasets=[DS],
+    )
     paths3 = evaluate(_cfg(w, num_generated_tokens_eval=3, **base), preloaded=pre, log=None)
     assert seen and set(seen) == {3}
     seen.clear()

@@ -46,7 +46,7 @@ def _ece_ia2_reference(conf, corr, n_bins=15):
     if size == 0:
         groups = [pairs]
     else:
-        groups = [pairs[b * size:(b + 1) * size] for b in range(n_bins - 1)] + [pairs[(n_bins - 1) * size:]]
+        groups = [pairs[b * size : (b + 1) * size] for b in range(n_bins - 1)] + [pairs[(n_bins - 1) * size :]]
     total = 0.0
     for g in groups:
         acc = sum(c for _, c in g) / len(g)
@@ -59,7 +59,7 @@ def _ece_ia2_reference(conf, corr, n_bins=15):
 def test_ece_follows_the_ia2_binning(n):
     rng = np.random.default_rng(n)
     conf = rng.uniform(0.3, 1.0, n)
-    corr = (rng.uniform(size=n) < conf ** 2).astype(float)  # overconfident, so bins matter
+    corr = (rng.uniform(size=n) < conf**2).astype(float)  # overconfident, so bins matter
     exp = _ece_ia2_reference(conf.tolist(), corr.tolist())
     assert ece(conf, corr) == pytest.approx(exp, abs=1e-12)
     sizes = [b["count"] for b in calibration_bins(conf, corr)]
@@ -96,6 +96,7 @@ def test_entropy():
 
 class _Tok:
     """decode() for ids 0..4 -> ' a', ' b', 'c ', 'd', 'e'."""
+
     words = [" a", " b", "c ", "d", "e"]
 
     def decode(self, ids):
@@ -107,8 +108,9 @@ def test_score_logits_by_hand():
 
     p = torch.tensor([[0.5, 0.3, 0.1, 0.05, 0.05], [0.1, 0.2, 0.6, 0.05, 0.05]])
     logits = p.log()
-    metrics, recs = score_logits(logits, _Tok(), golds=["a", "b"], labels=["a", "b"], label_token_ids=[0, 1],
-                                 gold_labels=[0, 1], top_k=2)
+    metrics, recs = score_logits(
+        logits, _Tok(), golds=["a", "b"], labels=["a", "b"], label_token_ids=[0, 1], gold_labels=[0, 1], top_k=2
+    )
     # example 0: top1 ' a' == 'a' correct; renormalised top-2 p1 = .5/.8 ; example 1: top1 'c' wrong, p1 = .6/.8
     assert [r["correct"] for r in recs] == [True, False]
     assert recs[0]["confidence"] == pytest.approx(0.625) and recs[1]["confidence"] == pytest.approx(0.75)
@@ -133,8 +135,9 @@ def test_multi_token_scoring_with_registry_parsers():
     assert [r["correct"] for r in recs] == [True, True, False, True]
     assert m["accuracy"] == pytest.approx(0.75)
     boxed = get_dataset("hmath_algebra")
-    m, recs = score_generations(["so \\boxed{\\dfrac{1}{2}} done", "none"], [boxed.parse("\\boxed{\\frac{1}{2}}"), "3"],
-                                boxed)
+    m, recs = score_generations(
+        ["so \\boxed{\\dfrac{1}{2}} done", "none"], [boxed.parse("\\boxed{\\frac{1}{2}}"), "3"], boxed
+    )
     assert [r["correct"] for r in recs] == [True, False]
     sciqa = get_dataset("sciqa")
     m, recs = score_generations(["blah #### x\n#### mitochondria "], ["mitochondria"], sciqa)

@@ -11,14 +11,36 @@ def _common(w):
 
 def test_evaluate_plot_chain(ia2_world, capsys):
     w = ia2_world
-    rc = run_cli(["evaluate", "--model_types", "base", "tok", "act", "ia3-tok", "--trained_datasets", "syn_sst2",
-                  "--icl_max_demos", "3", "--uncertainty_analysis", "--num_eval_examples", "12", "--batch_size", "5",
-                  "--model_id", str(w["model_dir"]), *_common(w)])
+    rc = run_cli(
+        [
+            "evaluate",
+            "--model_types",
+            "base",
+            "tok",
+            "act",
+            "ia3-tok",
+            "--trained_datasets",
+            "syn_sst2",
+            "--icl_max_demos",
+            "3",
+            "--uncertainty_analysis",
+            "--num_eval_examples",
+            "12",
+            "--batch_size",
+            "5",
+            "--model_id",
+            str(w["model_dir"]),
+            *_common(w),
+        ]
+    )
     assert rc == 0, capsys.readouterr().err
     ev = w["outputs"] / "evaluations"
     base_files = sorted(p.name for p in (ev / "base_uncertainty" / "syn_sst2").glob("*.json"))
-    assert base_files == ["micro_base_on_syn_sst2_demos3_T1_N4_0.json", "micro_base_on_syn_sst2_demos3_T1_N4_1.json",
-                          "micro_base_without_icl_T1.json"]
+    assert base_files == [
+        "micro_base_on_syn_sst2_demos3_T1_N4_0.json",
+        "micro_base_on_syn_sst2_demos3_T1_N4_1.json",
+        "micro_base_without_icl_T1.json",
+    ]
     tok_files = sorted(p.name for p in (ev / "tok_uncertainty" / "syn_sst2").glob("*.json"))
     # trained results are named after their run directory (which holds T, label type, lr, run, ...)
     assert tok_files == [f"micro_syn_sst2_on_syn_sst2_demos3_T1_micro_tok_0.001_{r}.json" for r in (0, 1)]
@@ -33,20 +55,58 @@ def test_evaluate_plot_chain(ia2_world, capsys):
     assert doc["accuracy_delta"] == doc["with_icl_accuracy"] - doc["without_icl_accuracy"]
     # rerun: everything exists -> nothing recomputed (mtimes unchanged)
     before = {p: p.stat().st_mtime_ns for p in ev.rglob("*.json")}
-    assert run_cli(["evaluate", "--model_types", "base", "tok", "act", "ia3-tok", "--icl_max_demos", "3",
-                    "--uncertainty_analysis", "--num_eval_examples", "12", "--model_id", str(w["model_dir"]),
-                    *_common(w)]) == 0
+    assert (
+        run_cli(
+            [
+                "evaluate",
+                "--model_types",
+                "base",
+                "tok",
+                "act",
+                "ia3-tok",
+                "--icl_max_demos",
+                "3",
+                "--uncertainty_analysis",
+                "--num_eval_examples",
+                "12",
+                "--model_id",
+                str(w["model_dir"]),
+                *_common(w),
+            ]
+        )
+        == 0
+    )
     assert {p: p.stat().st_mtime_ns for p in ev.rglob("*.json")} == before
 
     plots = w["root"] / "plots"
-    rc = run_cli(["plot", "--trained_dataset", "syn_sst2", "--icl_max_demos", "3", "--uncertainty_mode",
-                  "--outputs_dir", str(w["outputs"]), "--plots_dir", str(plots)])
+    rc = run_cli(
+        [
+            "plot",
+            "--trained_dataset",
+            "syn_sst2",
+            "--icl_max_demos",
+            "3",
+            "--uncertainty_mode",
+            "--outputs_dir",
+            str(w["outputs"]),
+            "--plots_dir",
+            str(plots),
+        ]
+    )
     assert rc == 0, capsys.readouterr().err
     d = plots / "unified" / "syn_sst2" / "syn_sst2_syn_sst2_3"
     names = {p.name for p in d.iterdir()}
-    for n in ("micro_accuracy_with_icl.png", "micro_accuracy_without_icl.png", "micro_top1_accuracy_with_icl.png",
-              "micro_label_accuracy_with_icl.png", "micro_uncertainty_with_icl.png", "micro_ece_with_icl.png",
-              "micro_reliability.png", "micro_family_comparison.png", "report.html"):
+    for n in (
+        "micro_accuracy_with_icl.png",
+        "micro_accuracy_without_icl.png",
+        "micro_top1_accuracy_with_icl.png",
+        "micro_label_accuracy_with_icl.png",
+        "micro_uncertainty_with_icl.png",
+        "micro_ece_with_icl.png",
+        "micro_reliability.png",
+        "micro_family_comparison.png",
+        "report.html",
+    ):
         assert n in names, n
         assert (d / n).stat().st_size > 500
     html = (d / "report.html").read_text()
@@ -62,8 +122,21 @@ def test_best_lr_selection_and_table(ia2_world):
 
     w = ia2_world
     if not (w["outputs"] / "evaluations").exists():
-        run_cli(["evaluate", "--model_types", "act", "--icl_max_demos", "3", "--uncertainty_analysis",
-                 "--num_eval_examples", "12", "--model_id", str(w["model_dir"]), *_common(w)])
+        run_cli(
+            [
+                "evaluate",
+                "--model_types",
+                "act",
+                "--icl_max_demos",
+                "3",
+                "--uncertainty_analysis",
+                "--num_eval_examples",
+                "12",
+                "--model_id",
+                str(w["model_dir"]),
+                *_common(w),
+            ]
+        )
     docs = load_results(w["outputs"], uncertainty=True)
     exp = collect(docs, "syn_sst2", "syn_sst2", "syn_sst2", 3, uncertainty=True)
     # the chosen act lr has the higher mean without-ICL accuracy of the two
@@ -81,15 +154,48 @@ def test_best_lr_selection_and_table(ia2_world):
 def test_bad_input_one_line_exit_2(ia2_world, tmp_path, capsys):
     w = ia2_world
     cases = [
-        (["evaluate", "--model_types", "tna", "--trained_datasets", "syn_sst2", *_common(w)],
-         ["model_types=tna", "trained_datasets=syn_sst2", "existing:"]),
+        (
+            ["evaluate", "--model_types", "tna", "--trained_datasets", "syn_sst2", *_common(w)],
+            ["model_types=tna", "trained_datasets=syn_sst2", "existing:"],
+        ),
         (["evaluate", "--model_types", "act", "--lrs", "0.5", *_common(w)], ["lrs=0.5", "act/syn_sst2"]),
-        (["evaluate", "--model_types", "tok", "--eval_datasets", "syn_agnews", "--model_id", str(w["model_dir"]),
-          *_common(w)], ["syn_agnews", "not prepared", "actlab data prepare"]),
-        (["evaluate", "--model_types", "base", "--trained_datasets", "syn_sst2", "--icl_max_demos", "500",
-          "--num_examples", "4", "--model_id", str(w["model_dir"]), "--outputs_dir", str(tmp_path / "o"),
-          "--data_dir", str(w["data"])], ["icl_max_demos 500", "remaining"]),
-        (["plot", "--trained_dataset", "syn_sst2", "--outputs_dir", str(tmp_path / "empty")], ["no evaluation results"]),
+        (
+            [
+                "evaluate",
+                "--model_types",
+                "tok",
+                "--eval_datasets",
+                "syn_agnews",
+                "--model_id",
+                str(w["model_dir"]),
+                *_common(w),
+            ],
+            ["syn_agnews", "not prepared", "actlab data prepare"],
+        ),
+        (
+            [
+                "evaluate",
+                "--model_types",
+                "base",
+                "--trained_datasets",
+                "syn_sst2",
+                "--icl_max_demos",
+                "500",
+                "--num_examples",
+                "4",
+                "--model_id",
+                str(w["model_dir"]),
+                "--outputs_dir",
+                str(tmp_path / "o"),
+                "--data_dir",
+                str(w["data"]),
+            ],
+            ["icl_max_demos 500", "remaining"],
+        ),
+        (
+            ["plot", "--trained_dataset", "syn_sst2", "--outputs_dir", str(tmp_path / "empty")],
+            ["no evaluation results"],
+        ),
         (["plot-all", "--outputs_dir", str(tmp_path / "empty")], ["no evaluation results"]),
         (["evaluate", "--model_types", "sft", *_common(w)], ["unknown model type 'sft'"]),
     ]
@@ -108,8 +214,21 @@ def test_hyperparameter_insights_plot(ia2_world):
 
     w = ia2_world
     if not (w["outputs"] / "evaluations").exists():
-        run_cli(["evaluate", "--model_types", "act", "--icl_max_demos", "3", "--uncertainty_analysis",
-                 "--num_eval_examples", "12", "--model_id", str(w["model_dir"]), *_common(w)])
+        run_cli(
+            [
+                "evaluate",
+                "--model_types",
+                "act",
+                "--icl_max_demos",
+                "3",
+                "--uncertainty_analysis",
+                "--num_eval_examples",
+                "12",
+                "--model_id",
+                str(w["model_dir"]),
+                *_common(w),
+            ]
+        )
     docs = load_results(w["outputs"], uncertainty=True)
     exp = collect(docs, "syn_sst2", "syn_sst2", "syn_sst2", 3, uncertainty=True)
     rows = [r for r in hyperparameter_rows(exp) if r["method"] == "act"]

@@ -8,9 +8,30 @@ def test_dry_run_shows_finished_runs_as_skipped(world, tmp_path, capsys):  # noq
     out = tmp_path / "o"
     assert main(_args(world, out, "--training_method", "act", "--lr", "1e-3", "--run_idx", "0")) == 0
     capsys.readouterr()
-    argv = ["ia2", "sweep", "--training_methods", "act", "--datasets", DS, "--num_train_examples", "4",
-            "--lrs", "1e-3", "--run_indices", "0", "1", "--model_id", str(world / "llama"), "--data_dir",
-            str(world / "data"), "--output_dir", str(out), "--max_steps", "2", "--dry_run"]
+    argv = [
+        "ia2",
+        "sweep",
+        "--training_methods",
+        "act",
+        "--datasets",
+        DS,
+        "--num_train_examples",
+        "4",
+        "--lrs",
+        "1e-3",
+        "--run_indices",
+        "0",
+        "1",
+        "--model_id",
+        str(world / "llama"),
+        "--data_dir",
+        str(world / "data"),
+        "--output_dir",
+        str(out),
+        "--max_steps",
+        "2",
+        "--dry_run",
+    ]
     assert main(argv) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     status = {line.split()[1].rsplit("_", 1)[1]: line.split()[0] for line in lines}

@@ -16,9 +16,27 @@ submitit = pytest.importorskip("submitit")
 
 
 def _argv(world, out, *extra):  # noqa: F811
-    return ["ia2", "sweep", "--launcher", "slurm", "--slurm_cluster", "local", "--datasets", DS,
-            "--num_train_examples", "4", "--run_indices", "0", "--model_id", str(world / "llama"), "--data_dir",
-            str(world / "data"), "--output_dir", str(out), *extra]
+    return [
+        "ia2",
+        "sweep",
+        "--launcher",
+        "slurm",
+        "--slurm_cluster",
+        "local",
+        "--datasets",
+        DS,
+        "--num_train_examples",
+        "4",
+        "--run_indices",
+        "0",
+        "--model_id",
+        str(world / "llama"),
+        "--data_dir",
+        str(world / "data"),
+        "--output_dir",
+        str(out),
+        *extra,
+    ]
 
 
 def _jobs(out):
@@ -58,8 +76,20 @@ def test_without_submitit_one_line_exit_2(world, tmp_path, capsys, monkeypatch):
 
 
 def _long(world, out):  # noqa: F811
-    return _argv(world, out, "--training_methods", "act", "--max_steps", "150", "--num_epochs", "1000",
-                 "--patience", "100000", "--checkpoint_every", "5")
+    return _argv(
+        world,
+        out,
+        "--training_methods",
+        "act",
+        "--max_steps",
+        "150",
+        "--num_epochs",
+        "1000",
+        "--patience",
+        "100000",
+        "--checkpoint_every",
+        "5",
+    )
 
 
 def _wait_steps(run, n, timeout=300):

@@ -9,8 +9,11 @@ from actlab.ia2.plots import ICL, Experiment, format_paired, format_table, paire
 
 def _doc(method, run, acc, with_icl=False):
     m = {"accuracy": acc, "ece": 0.1, "label_accuracy": acc, "entropy": 0.5}
-    return {"config": {"model_type": method, "run_idx": run}, "with_icl": m if with_icl else None,
-            "without_icl": None if with_icl else m}
+    return {
+        "config": {"model_type": method, "run_idx": run},
+        "with_icl": m if with_icl else None,
+        "without_icl": None if with_icl else m,
+    }
 
 
 def _exp():
@@ -18,10 +21,12 @@ def _exp():
     sft = [0.62, 0.69, 0.70, 0.75]
     ia2 = [0.66, 0.74, 0.71, 0.80]
     exp = Experiment("d", "d", "d", 3, "m")
-    exp.entries = {ICL: {4: [_doc("base", r, a, True) for r, a in enumerate(icl)]},
-                   "tok": {4: [_doc("tok", r, a) for r, a in enumerate(sft)]},
-                   # one act run missing: pairs use the runs both have
-                   "act": {4: [_doc("act", r, a) for r, a in enumerate(ia2) if r != 2]}}
+    exp.entries = {
+        ICL: {4: [_doc("base", r, a, True) for r, a in enumerate(icl)]},
+        "tok": {4: [_doc("tok", r, a) for r, a in enumerate(sft)]},
+        # one act run missing: pairs use the runs both have
+        "act": {4: [_doc("act", r, a) for r, a in enumerate(ia2) if r != 2]},
+    }
     return exp, icl, sft, ia2
 
 

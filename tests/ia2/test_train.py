@@ -31,9 +31,20 @@ def tok():
 
 def _cfg(method, data_dir, out, **kw):
     obj = method.split("-")[-1]
-    base = dict(dataset=DS, model_id="micro", data_dir=str(data_dir), output_dir=str(out), num_train_examples=4,
-                num_generated_tokens=2, num_virtual_tokens=3, lora_r=4, lora_alpha=8, max_steps=3, lr=1e-2,
-                dev_eval_steps=1)
+    base = dict(
+        dataset=DS,
+        model_id="micro",
+        data_dir=str(data_dir),
+        output_dir=str(out),
+        num_train_examples=4,
+        num_generated_tokens=2,
+        num_virtual_tokens=3,
+        lora_r=4,
+        lora_alpha=8,
+        max_steps=3,
+        lr=1e-2,
+        dev_eval_steps=1,
+    )
     if obj in ("tok", "a2t", "t2a"):
         base["label_type"] = "icl_outputs"
     if obj == "tna":
@@ -51,12 +62,18 @@ def test_method_names():
 
 def test_seed_naming():
     kw = dict(model_id="meta-llama/Llama-3.2-1B", lora_type="qkv", num_train_examples=100, lr=1e-4, run_idx=0)
-    assert naming_mod.run_name(IA2TrainConfig("tok", label_type="icl_outputs", **kw)) == \
-        "Llama-3.2-1B_qkv_8_8_1_100_0.0001_0_icl_outputs"
+    assert (
+        naming_mod.run_name(IA2TrainConfig("tok", label_type="icl_outputs", **kw))
+        == "Llama-3.2-1B_qkv_8_8_1_100_0.0001_0_icl_outputs"
+    )
     assert naming_mod.run_name(IA2TrainConfig("act", **kw)) == "Llama-3.2-1B_qkv_8_8_1_100_0.0001_0"
-    assert naming_mod.run_name(IA2TrainConfig("tna", ce_loss_weight=0.002, **kw)) == \
-        "Llama-3.2-1B_qkv_8_8_1_100_0.0001_0_0.002"
-    assert naming_mod.run_name(IA2TrainConfig("ia3-act", ia3_type="qkv", **kw)) == "Llama-3.2-1B_ia3_qkv_1_100_0.0001_0"
+    assert (
+        naming_mod.run_name(IA2TrainConfig("tna", ce_loss_weight=0.002, **kw))
+        == "Llama-3.2-1B_qkv_8_8_1_100_0.0001_0_0.002"
+    )
+    assert (
+        naming_mod.run_name(IA2TrainConfig("ia3-act", ia3_type="qkv", **kw)) == "Llama-3.2-1B_ia3_qkv_1_100_0.0001_0"
+    )
     c = IA2TrainConfig("prompt-a2t", label_type="ground_truth", num_virtual_tokens=20, **kw)
     assert str(naming_mod.run_dir(c)) == "outputs/prompt-a2t/gsm8k/Llama-3.2-1B_prompt_20_1_100_0.0001_0_ground_truth"
     assert str(naming_mod.parent_dir(c)) == "outputs/prompt-act/gsm8k/Llama-3.2-1B_prompt_20_1_100_0.0001_0"
@@ -168,7 +185,9 @@ def test_prompt_tuning_offset_matches_manual_forward(tok):
     from actlab.ia2.losses import student_forward
 
     nv = 5
-    pm = get_peft_model(micro_model("llama", tok), PromptTuningConfig(task_type=TaskType.CAUSAL_LM, num_virtual_tokens=nv))
+    pm = get_peft_model(
+        micro_model("llama", tok), PromptTuningConfig(task_type=TaskType.CAUSAL_LM, num_virtual_tokens=nv)
+    )
     q = [tok("Text: good good\nLabel:")["input_ids"], tok("Text: bad\nLabel:")["input_ids"]]
     y = [[7, 8, 9], [10]]
     logits, acts, valid = student_forward(pm, q, y, tok.pad_token_id, site="attn_output", layers=None)
@@ -177,7 +196,10 @@ def test_prompt_tuning_offset_matches_manual_forward(tok):
         ids = torch.tensor([q[i] + y[i][:-1]])
         emb = torch.cat([pm.get_prompt(batch_size=1), base.get_input_embeddings()(ids)], 1)
         rec = []
-        hooks = [layer.self_attn.register_forward_hook(lambda m, a, o, rec=rec: rec.append(o[0])) for layer in base.model.layers]
+        hooks = [
+            layer.self_attn.register_forward_hook(lambda m, a, o, rec=rec: rec.append(o[0]))
+            for layer in base.model.layers
+        ]
         with torch.no_grad():
             full = base(inputs_embeds=emb).logits
         for h in hooks:
@@ -195,7 +217,9 @@ def test_prompt_tuning_offset_matches_manual_forward(tok):
 def test_resume_after_kill(data_dir, tmp_path, tok, monkeypatch):
     from actlab.ia2 import losses
 
-    ref = train(_cfg("act", data_dir, tmp_path / "ref", max_steps=4, checkpoint_every=2), micro_model("llama", tok), tok)
+    ref = train(
+        _cfg("act", data_dir, tmp_path / "ref", max_steps=4, checkpoint_every=2), micro_model("llama", tok), tok
+    )
     real = losses.compute_losses
     calls = {"n": 0}
 
@@ -228,8 +252,11 @@ def test_resume_after_kill(data_dir, tmp_path, tok, monkeypatch):
 
 def test_early_stopping_restores_best(data_dir, tmp_path, tok):
     # a huge lr makes the dev loss blow up after the first steps → early stop → best state restored
-    path = train(_cfg("act", data_dir, tmp_path, max_steps=None, num_epochs=30, lr=3.0, patience=2),
-                 micro_model("llama", tok), tok)
+    path = train(
+        _cfg("act", data_dir, tmp_path, max_steps=None, num_epochs=30, lr=3.0, patience=2),
+        micro_model("llama", tok),
+        tok,
+    )
     s = json.loads((path / "train_summary.json").read_text())
     rows = [json.loads(x) for x in (path / "metrics.jsonl").read_text().splitlines()]
     assert s["early_stopped"] and s["steps"] < 30
@@ -249,8 +276,9 @@ def test_losses_match_upstream_formulas(tok):
     torch.testing.assert_close(act_loss(acts, tg, valid), want)
     logits = torch.randn(2, 4, 11, generator=g)
     labels = [[1, 2, 3, 4], [5, 6]]
-    want = torch.stack([F.cross_entropy(logits[0], torch.tensor(labels[0])),
-                        F.cross_entropy(logits[1, :2], torch.tensor(labels[1]))]).mean()
+    want = torch.stack(
+        [F.cross_entropy(logits[0], torch.tensor(labels[0])), F.cross_entropy(logits[1, :2], torch.tensor(labels[1]))]
+    ).mean()
     torch.testing.assert_close(ce_loss(logits, labels, valid), want)
     # stopping the forward after the deepest aligned site gives the same activations and gradients
     m = micro_model("llama", tok)
@@ -304,28 +332,37 @@ def test_gradient_checkpointing_on_and_same_weights(method, data_dir, tmp_path, 
     plain run's adapter weights (float tolerance)."""
     from actlab.core.gradckpt import is_gradient_checkpointing
 
-    pa, plain = train(_cfg(method, data_dir, tmp_path / "plain", max_steps=2), micro_model("llama", tok), tok,
-                     return_model=True)
+    pa, plain = train(
+        _cfg(method, data_dir, tmp_path / "plain", max_steps=2), micro_model("llama", tok), tok, return_model=True
+    )
     seen = []
     model = micro_model("llama", tok)
     real = model.forward
 
     def spy(*a, **k):  # what the model's layers have while the training steps run
-        seen.append((model.training, is_gradient_checkpointing(model),
-                     all(layer.gradient_checkpointing for layer in model.model.layers)))
+        seen.append(
+            (
+                model.training,
+                is_gradient_checkpointing(model),
+                all(layer.gradient_checkpointing for layer in model.model.layers),
+            )
+        )
         return real(*a, **k)
 
     model.forward = spy
-    pb, ckpt = train(_cfg(method, data_dir, tmp_path / "gc", max_steps=2, gradient_checkpointing=True), model, tok,
-                    return_model=True)
+    pb, ckpt = train(
+        _cfg(method, data_dir, tmp_path / "gc", max_steps=2, gradient_checkpointing=True),
+        model,
+        tok,
+        return_model=True,
+    )
     assert any(s == (True, True, True) for s in seen), seen
     assert not is_gradient_checkpointing(plain)
     a, b = adapters.adapter_state(plain), adapters.adapter_state(ckpt)
     assert set(a) == set(b)
     for k in a:
         assert torch.allclose(a[k], b[k], atol=1e-5, rtol=1e-4), (method, k, (a[k] - b[k]).abs().max())
-    la, lb = ([json.loads(x)["train/loss"] for x in (p / "metrics.jsonl").read_text().splitlines()]
-              for p in (pa, pb))
+    la, lb = ([json.loads(x)["train/loss"] for x in (p / "metrics.jsonl").read_text().splitlines()] for p in (pa, pb))
     assert la == pytest.approx(lb, rel=1e-4, abs=1e-6) and la[0] != la[1]  # the same steps, and they trained
 
 

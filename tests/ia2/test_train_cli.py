@@ -26,20 +26,38 @@ def world(tmp_path_factory):
 
 
 def _args(world, out, *extra, model="llama"):
-    return ["ia2", "train", "--dataset", DS, "--model_id", str(world / model), "--data_dir", str(world / "data"),
-            "--output_dir", str(out), "--num_train_examples", "4", "--max_steps", "2", *extra]
+    return [
+        "ia2",
+        "train",
+        "--dataset",
+        DS,
+        "--model_id",
+        str(world / model),
+        "--data_dir",
+        str(world / "data"),
+        "--output_dir",
+        str(out),
+        "--num_train_examples",
+        "4",
+        "--max_steps",
+        "2",
+        *extra,
+    ]
 
 
-@pytest.mark.parametrize("extra,msg", [
-    (["--training_method", "actt"], "unknown training method 'actt' (did you mean 'act'?)"),
-    (["--training_method", "tok"], "needs --label_type"),
-    (["--training_method", "tna", "--ce_loss_weight", "2"], "--ce_loss_weight must be in [0, 1]"),
-    (["--training_method", "ia3-act", "--ia3_type", "qg"], "gpt2 has no module for role g"),
-    (["--training_method", "prompt-act", "--num_virtual_tokens", "0"], "--num_virtual_tokens must be a positive"),
-    (["--training_method", "act", "--dataset", "syn_agnews"], "is not prepared"),
-    (["--training_method", "act", "--num_train_examples", "8"], "is not made"),
-    (["--training_method", "a2t", "--label_type", "icl_outputs"], "continues from the act adapter"),
-])
+@pytest.mark.parametrize(
+    "extra,msg",
+    [
+        (["--training_method", "actt"], "unknown training method 'actt' (did you mean 'act'?)"),
+        (["--training_method", "tok"], "needs --label_type"),
+        (["--training_method", "tna", "--ce_loss_weight", "2"], "--ce_loss_weight must be in [0, 1]"),
+        (["--training_method", "ia3-act", "--ia3_type", "qg"], "gpt2 has no module for role g"),
+        (["--training_method", "prompt-act", "--num_virtual_tokens", "0"], "--num_virtual_tokens must be a positive"),
+        (["--training_method", "act", "--dataset", "syn_agnews"], "is not prepared"),
+        (["--training_method", "act", "--num_train_examples", "8"], "is not made"),
+        (["--training_method", "a2t", "--label_type", "icl_outputs"], "continues from the act adapter"),
+    ],
+)
 def test_bad_input_one_line_exit_2(world, tmp_path, capsys, extra, msg):
     out = tmp_path / "out"
     model = "gpt2" if "ia3-act" in extra else "llama"
@@ -63,10 +81,37 @@ def test_train_cli_then_skip(world, tmp_path, capsys):
 
 
 def test_sweep_dry_run_grid(world, tmp_path, capsys):
-    rc = main(["ia2", "sweep", "--training_methods", "tok", "tna", "--include_sequential", "--sequential_first",
-               "--datasets", DS, "--num_train_examples", "4", "--lrs", "1e-3", "1e-4", "--run_indices", "0", "1",
-               "--ce_loss_weights", "0.1", "0.5", "--model_id", str(world / "llama"), "--data_dir",
-               str(world / "data"), "--output_dir", str(tmp_path / "o"), "--dry_run"])
+    rc = main(
+        [
+            "ia2",
+            "sweep",
+            "--training_methods",
+            "tok",
+            "tna",
+            "--include_sequential",
+            "--sequential_first",
+            "--datasets",
+            DS,
+            "--num_train_examples",
+            "4",
+            "--lrs",
+            "1e-3",
+            "1e-4",
+            "--run_indices",
+            "0",
+            "1",
+            "--ce_loss_weights",
+            "0.1",
+            "0.5",
+            "--model_id",
+            str(world / "llama"),
+            "--data_dir",
+            str(world / "data"),
+            "--output_dir",
+            str(tmp_path / "o"),
+            "--dry_run",
+        ]
+    )
     lines = capsys.readouterr().out.strip().splitlines()
     assert rc == 0
     # tok, act, a2t, t2a: 2 lrs x 2 runs each; tna: x 2 ce weights
@@ -77,8 +122,14 @@ def test_sweep_dry_run_grid(world, tmp_path, capsys):
 def test_sweep_missing_parent_blocked(world, tmp_path, capsys):
     from actlab.ia2.sweep import SweepConfig, sweep
 
-    base = dict(dataset=[DS], num_train_examples=[4], model_id=str(world / "llama"), data_dir=str(world / "data"),
-                output_dir=str(tmp_path / "o"), max_steps=1)
+    base = dict(
+        dataset=[DS],
+        num_train_examples=[4],
+        model_id=str(world / "llama"),
+        data_dir=str(world / "data"),
+        output_dir=str(tmp_path / "o"),
+        max_steps=1,
+    )
     rows = sweep(SweepConfig(["a2t"], label_types=["icl_outputs"], base=base))
     assert [r["status"] for r in rows] == ["blocked"] and "missing parent" in rows[0]["error"]
 
@@ -88,10 +139,33 @@ def test_sweep_missing_parent_blocked(world, tmp_path, capsys):
 def test_sweep_two_workers(world, tmp_path, capsys):
     """tok + act + a2t + t2a in 2 CPU worker processes; parents first; one broken run does not stop the others."""
     out = tmp_path / "o"
-    argv = ["ia2", "sweep", "--training_methods", "tok", "act", "--include_sequential", "--sequential_first",
-            "--datasets", DS, "--num_train_examples", "4", "--lrs", "1e-3", "--run_indices", "0",
-            "--model_id", str(world / "llama"), "--data_dir", str(world / "data"), "--output_dir", str(out),
-            "--max_steps", "2", "--max_parallel", "2"]
+    argv = [
+        "ia2",
+        "sweep",
+        "--training_methods",
+        "tok",
+        "act",
+        "--include_sequential",
+        "--sequential_first",
+        "--datasets",
+        DS,
+        "--num_train_examples",
+        "4",
+        "--lrs",
+        "1e-3",
+        "--run_indices",
+        "0",
+        "--model_id",
+        str(world / "llama"),
+        "--data_dir",
+        str(world / "data"),
+        "--output_dir",
+        str(out),
+        "--max_steps",
+        "2",
+        "--max_parallel",
+        "2",
+    ]
     rc = main(argv)
     cap = capsys.readouterr()
     text = cap.out
@@ -118,9 +192,31 @@ def test_sweep_two_workers(world, tmp_path, capsys):
     shutil.copytree(world / "data", data)
     (data / DS / "train" / "4_1.json").write_text("{not json")
     out2 = tmp_path / "o2"
-    rc = main(["ia2", "sweep", "--training_methods", "act", "--datasets", DS, "--num_train_examples", "4",
-               "--run_indices", "0", "1", "--model_id", str(world / "llama"), "--data_dir", str(data),
-               "--output_dir", str(out2), "--max_steps", "1", "--max_parallel", "2"])
+    rc = main(
+        [
+            "ia2",
+            "sweep",
+            "--training_methods",
+            "act",
+            "--datasets",
+            DS,
+            "--num_train_examples",
+            "4",
+            "--run_indices",
+            "0",
+            "1",
+            "--model_id",
+            str(world / "llama"),
+            "--data_dir",
+            str(data),
+            "--output_dir",
+            str(out2),
+            "--max_steps",
+            "1",
+            "--max_parallel",
+            "2",
+        ]
+    )
     assert rc == 1
     rows = {r["name"]: r for r in json.loads((out2 / "sweep_summary.json").read_text())}
     assert rows["llama_qko_8_8_1_4_0.0001_0"]["status"] == "done"
@@ -133,8 +229,21 @@ def test_train_from_config_path(world, tmp_path, capsys):
     assert main(_args(world, out, "--training_method", "act")) == 0
     run = out / "act" / DS / "llama_qko_8_8_1_4_0.0001_0"
     # a run's config.json is a valid --config_path; flags override it
-    assert main(["ia2", "train", "--config_path", str(run / "config.json"), "--training_method", "tok",
-                 "--label_type", "ground_truth"]) == 0
+    assert (
+        main(
+            [
+                "ia2",
+                "train",
+                "--config_path",
+                str(run / "config.json"),
+                "--training_method",
+                "tok",
+                "--label_type",
+                "ground_truth",
+            ]
+        )
+        == 0
+    )
     assert (out / "tok" / DS / "llama_qko_8_8_1_4_0.0001_0_ground_truth" / "COMPLETE").exists()
     capsys.readouterr()
     assert main(["ia2", "train"]) == 2

@@ -19,8 +19,11 @@ def model(tok):
 
 
 def _prompts(tok):
-    texts = ["the cat is red\nlabel: yes\n\nthe dog is blue\nlabel:", "one two\nlabel:",
-             "apple banana orange apple\nlabel: no\n\nred blue green\nlabel: yes\n\ntree house\nlabel:"]
+    texts = [
+        "the cat is red\nlabel: yes\n\nthe dog is blue\nlabel:",
+        "one two\nlabel:",
+        "apple banana orange apple\nlabel: no\n\nred blue green\nlabel: yes\n\ntree house\nlabel:",
+    ]
     return [tok(t)["input_ids"] for t in texts]
 
 
@@ -55,8 +58,15 @@ def test_cache_reused_keyed_and_rebuilt(tmp_path, tok, caplog):
     d = tmp_path / "data"
     prepare("syn_sst2", d, num_train_samples=20, num_val_samples=4)
     make_train("syn_sst2", d, num_train_examples=[4], num_runs=1, max_icl_demos=2)
-    kw = dict(dataset="syn_sst2", model_id="micro", data_dir=str(d), output_dir=str(tmp_path / "o"),
-              num_train_examples=4, num_generated_tokens=2, cache_dir=str(tmp_path / "cache"))
+    kw = dict(
+        dataset="syn_sst2",
+        model_id="micro",
+        data_dir=str(d),
+        output_dir=str(tmp_path / "o"),
+        num_train_examples=4,
+        num_generated_tokens=2,
+        cache_dir=str(tmp_path / "cache"),
+    )
     _, _, items, f1, hit = prep(IA2TrainConfig("act", **kw), micro_model("llama", tok), tok)
     assert not hit and f1.exists() and f1.suffix == ".safetensors"
     _, _, items2, f2, hit = prep(IA2TrainConfig("tna", ce_loss_weight=0.1, **kw), micro_model("llama", tok), tok)
@@ -64,8 +74,9 @@ def test_cache_reused_keyed_and_rebuilt(tmp_path, tok, caplog):
     torch.testing.assert_close(items2["train"][0]["acts"], items["train"][0]["acts"])
     _, _, _, f3, hit = prep(IA2TrainConfig("act", **{**kw, "num_generated_tokens": 3}), micro_model("llama", tok), tok)
     assert not hit and f3 != f1  # keyed by T
-    _, _, _, f4, hit = prep(IA2TrainConfig("act", **{**kw, "act_site": "block_output"}), micro_model("llama", tok),
-                            tok)
+    _, _, _, f4, hit = prep(
+        IA2TrainConfig("act", **{**kw, "act_site": "block_output"}), micro_model("llama", tok), tok
+    )
     assert not hit and f4 != f1  # keyed by site
     _, _, _, f5, hit = prep(IA2TrainConfig("act", **kw), micro_model("llama", tok, seed=3), tok)
     assert not hit and f5 != f1  # keyed by model weights
@@ -79,8 +90,10 @@ def test_cache_reused_keyed_and_rebuilt(tmp_path, tok, caplog):
 
 
 def test_target_build_resumes_after_kill(model, tok, tmp_path, monkeypatch, caplog):
-    enc = {"train": [T.Encoded(p, p, [1], 0) for p in _prompts(tok) * 2], "dev": [T.Encoded(p, p, [1], 0)
-                                                                                  for p in _prompts(tok)[:1]]}
+    enc = {
+        "train": [T.Encoded(p, p, [1], 0) for p in _prompts(tok) * 2],
+        "dev": [T.Encoded(p, p, [1], 0) for p in _prompts(tok)[:1]],
+    }
     meta = {"model_id": "m", "T": 2}
     f = tmp_path / "c" / "t.safetensors"
     kw = dict(cache_file=f, meta=meta, T=2, site="attn_output", layers=None, topk=4, batch_size=1, chunk_size=2)

@@ -17,12 +17,50 @@ from safetensors.torch import load_file
 def test_accelerate_two_cpu_processes(tmp_path, micro_dir):
     out = tmp_path / "run"
     env = {**os.environ, "ACTLAB_QUIET": "1", "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-           "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "actlab.cli.main", "iav", "train",
-           "--model_name_or_path", micro_dir, "--output_dir", str(out), "--num_train_samples", "16",
-           "--num_val_samples", "4", "--batch_size", "2", "--seq_length", "48", "--max_prompt_length", "24",
-           "--max_steps", "3", "--save_steps", "2", "--eval_steps", "2", "--device", "cpu",
-           "--lambda_kl", "0", "--lambda_l2", "0"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "-m",
+        "actlab.cli.main",
+        "iav",
+        "train",
+        "--model_name_or_path",
+        micro_dir,
+        "--output_dir",
+        str(out),
+        "--num_train_samples",
+        "16",
+        "--num_val_samples",
+        "4",
+        "--batch_size",
+        "2",
+        "--seq_length",
+        "48",
+        "--max_prompt_length",
+        "24",
+        "--max_steps",
+        "3",
+        "--save_steps",
+        "2",
+        "--eval_steps",
+        "2",
+        "--device",
+        "cpu",
+        "--lambda_kl",
+        "0",
+        "--lambda_l2",
+        "0",
+    ]
     r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     assert (out / "COMPLETE").exists()
@@ -36,9 +74,22 @@ def test_accelerate_two_cpu_processes(tmp_path, micro_dir):
     from actlab.iav.config import LossConfig, TrainConfig
     from actlab.iav.trainer import train
 
-    one = train(TrainConfig(model_name_or_path=micro_dir, output_dir=str(tmp_path / "one"), num_train_samples=16,
-                            num_val_samples=4, batch_size=4, seq_length=48, max_prompt_length=24, max_steps=3,
-                            save_steps=2, eval_steps=2, device="cpu", loss=LossConfig(lambda_kl=0.0, lambda_l2=0.0)))
+    one = train(
+        TrainConfig(
+            model_name_or_path=micro_dir,
+            output_dir=str(tmp_path / "one"),
+            num_train_samples=16,
+            num_val_samples=4,
+            batch_size=4,
+            seq_length=48,
+            max_prompt_length=24,
+            max_steps=3,
+            save_steps=2,
+            eval_steps=2,
+            device="cpu",
+            loss=LossConfig(lambda_kl=0.0, lambda_l2=0.0),
+        )
+    )
     ref = load_file(one / "heads" / "iav_heads.safetensors")
     for k in ref:
         assert (ref[k] - heads[k]).abs().max() < 1e-4, k
@@ -53,10 +104,33 @@ def test_sigkill_then_resume(tmp_path, micro_dir):
     env = {**os.environ, "ACTLAB_QUIET": "1", "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
 
     def cmd(out, steps):
-        return [sys.executable, "-m", "actlab.cli.main", "iav", "train", "--model_name_or_path", micro_dir,
-                "--output_dir", str(out), "--num_train_samples", "32", "--num_val_samples", "0", "--batch_size", "2",
-                "--seq_length", "48", "--max_prompt_length", "24", "--max_steps", str(steps), "--save_steps", "2",
-                "--device", "cpu"]
+        return [
+            sys.executable,
+            "-m",
+            "actlab.cli.main",
+            "iav",
+            "train",
+            "--model_name_or_path",
+            micro_dir,
+            "--output_dir",
+            str(out),
+            "--num_train_samples",
+            "32",
+            "--num_val_samples",
+            "0",
+            "--batch_size",
+            "2",
+            "--seq_length",
+            "48",
+            "--max_prompt_length",
+            "24",
+            "--max_steps",
+            str(steps),
+            "--save_steps",
+            "2",
+            "--device",
+            "cpu",
+        ]
 
     p = subprocess.Popen(cmd(tmp_path / "killed", 120), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     from actlab.iav.trainer import latest_checkpoint

@@ -12,9 +12,20 @@ from actlab.iav.trainer import latest_checkpoint, train
 
 
 def _cfg(micro_dir, out, **kw):
-    base = dict(model_name_or_path=micro_dir, output_dir=str(out), num_train_samples=16, num_val_samples=0,
-                batch_size=4, seq_length=48, max_prompt_length=24, save_steps=1, device="cpu", learning_rate=1e-2,
-                warmup_ratio=0.0, max_steps=4)
+    base = dict(
+        model_name_or_path=micro_dir,
+        output_dir=str(out),
+        num_train_samples=16,
+        num_val_samples=0,
+        batch_size=4,
+        seq_length=48,
+        max_prompt_length=24,
+        save_steps=1,
+        device="cpu",
+        learning_rate=1e-2,
+        warmup_ratio=0.0,
+        max_steps=4,
+    )
     base.update(kw)
     return TrainConfig(**base)
 
@@ -34,7 +45,10 @@ def test_save_total_limit_keeps_the_newest(tmp_path, micro_dir):
         assert (out / d / "checkpoint.safetensors").exists() and (out / d / "iav_heads.safetensors").exists()
     # no limit: every save_steps-th step stays
     out2 = train(_cfg(micro_dir, tmp_path / "all", save_steps=2))
-    assert sorted(p.name for p in out2.iterdir() if p.name.startswith("checkpoint")) == ["checkpoint-2", "checkpoint-4"]
+    assert sorted(p.name for p in out2.iterdir() if p.name.startswith("checkpoint")) == [
+        "checkpoint-2",
+        "checkpoint-4",
+    ]
 
 
 def test_save_total_limit_must_be_positive(tmp_path, micro_dir):
@@ -53,12 +67,15 @@ def test_from_pretrained_run_dir_and_checkpoint_dir(tmp_path, micro_dir):
         assert torch.equal(v, saved[k]), k
     assert not torch.allclose(_logits(ck2, micro_dir), _logits(final, micro_dir))  # step 2 is not the end
     # the heads at step 4 (the last checkpoint) are the final heads
-    assert torch.allclose(_logits(IAVModel.from_pretrained(out / "checkpoint-4"), micro_dir),
-                          _logits(final, micro_dir), atol=1e-6)
+    assert torch.allclose(
+        _logits(IAVModel.from_pretrained(out / "checkpoint-4"), micro_dir), _logits(final, micro_dir), atol=1e-6
+    )
     # an unfinished run: its newest complete checkpoint
     (out / "heads" / "iav_heads.safetensors").unlink()
-    assert torch.equal(_logits(IAVModel.from_pretrained(out), micro_dir),
-                       _logits(IAVModel.from_pretrained(out / "checkpoint-4"), micro_dir))
+    assert torch.equal(
+        _logits(IAVModel.from_pretrained(out), micro_dir),
+        _logits(IAVModel.from_pretrained(out / "checkpoint-4"), micro_dir),
+    )
     with pytest.raises(ActlabError, match="no IAV heads"):
         IAVModel.from_pretrained(tmp_path / "nothing")
 

@@ -13,10 +13,19 @@ def test_summary_over_seeds(tmp_path):
     dpo = [0.30, 0.40, 0.20]
 
     def res(i):
-        rows = [("base", "base", 0.0, base), ("iav@0", "iav", 0.0, iav0), ("iav@2", "iav", 2.0, iav2),
-                ("dpo", "dpo", 0.0, dpo)]
-        return {"num_prompts": 10, "methods": [{"method": m, "kind": k, "alpha": a, "reward": v[i], "kl_ref": 0.1,
-                                                "win_rate_vs_base": 0.5} for m, k, a, v in rows]}
+        rows = [
+            ("base", "base", 0.0, base),
+            ("iav@0", "iav", 0.0, iav0),
+            ("iav@2", "iav", 2.0, iav2),
+            ("dpo", "dpo", 0.0, dpo),
+        ]
+        return {
+            "num_prompts": 10,
+            "methods": [
+                {"method": m, "kind": k, "alpha": a, "reward": v[i], "kl_ref": 0.1, "win_rate_vs_base": 0.5}
+                for m, k, a, v in rows
+            ],
+        }
 
     sm = summarize_seeds({s: res(s) for s in range(3)})
     by = {r["method"]: r for r in sm["methods"]}

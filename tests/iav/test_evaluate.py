@@ -18,8 +18,10 @@ def test_metrics_by_hand():
 
 
 def test_prompt_schemas():
-    assert record_prompt({"instruction": "Say hi", "dataset": "x"}, "alpaca_eval")["prompt"] == \
-        "\n\nHuman: Say hi\n\nAssistant:"
+    assert (
+        record_prompt({"instruction": "Say hi", "dataset": "x"}, "alpaca_eval")["prompt"]
+        == "\n\nHuman: Say hi\n\nAssistant:"
+    )
     r = record_prompt({"question_id": "q1", "turns": [{"content": "Why?"}]}, "arena_hard")
     assert r["id"] == "q1" and r["question"] == "Why?"
     hh = "\n\nHuman: hi\n\nAssistant:"
@@ -37,11 +39,21 @@ def test_prompt_schemas():
 def test_kl_to_ref_is_zero_for_the_reference(micro_tok, micro_llama):
     prompts = ["the cat is", "one two"]
     gens = [[5, 6, 7], [8]]
-    same = mean_kl_to_ref(lambda i, m: torch.log_softmax(micro_llama(input_ids=i, attention_mask=m).logits, -1),
-                          micro_llama, micro_tok, prompts, gens)
+    same = mean_kl_to_ref(
+        lambda i, m: torch.log_softmax(micro_llama(input_ids=i, attention_mask=m).logits, -1),
+        micro_llama,
+        micro_tok,
+        prompts,
+        gens,
+    )
     assert same == pytest.approx(0.0, abs=1e-6)
-    flat = mean_kl_to_ref(lambda i, m: torch.full((*i.shape, len(micro_tok)), -torch.log(torch.tensor(float(len(micro_tok))))),
-                          micro_llama, micro_tok, prompts, gens)
+    flat = mean_kl_to_ref(
+        lambda i, m: torch.full((*i.shape, len(micro_tok)), -torch.log(torch.tensor(float(len(micro_tok))))),
+        micro_llama,
+        micro_tok,
+        prompts,
+        gens,
+    )
     assert flat > 0.01
 
 
@@ -63,15 +75,32 @@ def test_evaluate_end_to_end_and_exports(tmp_path, micro_dir, micro_dir_b, promp
         fb = str(fbm.save_pretrained(tmp_path / "heads_fb"))
     if prompt_set == "alpaca_eval":
         pfile = tmp_path / "alpaca.json"
-        pfile.write_text(json.dumps([{"instruction": "the cat", "dataset": "helpful_base"},
-                                     {"instruction": "one two", "dataset": "oasst"}]))
+        pfile.write_text(
+            json.dumps(
+                [{"instruction": "the cat", "dataset": "helpful_base"}, {"instruction": "one two", "dataset": "oasst"}]
+            )
+        )
     elif prompt_set == "arena_hard":
         pfile = tmp_path / "question.jsonl"
-        pfile.write_text("\n".join(json.dumps({"question_id": f"q{i}", "turns": [{"content": t}]})
-                                   for i, t in enumerate(["the cat", "a dog"])) + "\n")
-    cfg = EvalConfig(heads=str(tmp_path / "heads"), heads_frozen_base=fb, arm_model=micro_dir_b, dpo_model=micro_dir_b,
-                     prompt_set=prompt_set, prompts_file=str(pfile) if pfile else None, num_prompts=3,
-                     alphas=[0.0, 1.0, 2.0], max_new_tokens=4, output_dir=str(tmp_path / "eval"))
+        pfile.write_text(
+            "\n".join(
+                json.dumps({"question_id": f"q{i}", "turns": [{"content": t}]})
+                for i, t in enumerate(["the cat", "a dog"])
+            )
+            + "\n"
+        )
+    cfg = EvalConfig(
+        heads=str(tmp_path / "heads"),
+        heads_frozen_base=fb,
+        arm_model=micro_dir_b,
+        dpo_model=micro_dir_b,
+        prompt_set=prompt_set,
+        prompts_file=str(pfile) if pfile else None,
+        num_prompts=3,
+        alphas=[0.0, 1.0, 2.0],
+        max_new_tokens=4,
+        output_dir=str(tmp_path / "eval"),
+    )
     s = evaluate(cfg)
     names = [m["method"] for m in s["methods"]]
     fb_names = ["iav-fb@0", "iav-fb@1", "iav-fb@2"] if fb else []

@@ -12,7 +12,9 @@ from actlab.iav.loss import Side, dpo_loss, iav_loss, kl_full, kl_topk, l2_norm,
 
 def test_dpo_term_by_hand():
     # β[(π_w − ref_w) − (π_l − ref_l)] = 0.5·[(−1 − −2) − (−3 − −2.5)] = 0.5·1.5 = 0.75
-    loss, rw, rl = dpo_loss(torch.tensor([-1.0]), torch.tensor([-3.0]), torch.tensor([-2.0]), torch.tensor([-2.5]), 0.5)
+    loss, rw, rl = dpo_loss(
+        torch.tensor([-1.0]), torch.tensor([-3.0]), torch.tensor([-2.0]), torch.tensor([-2.5]), 0.5
+    )
     assert loss.item() == pytest.approx(-math.log(1 / (1 + math.exp(-0.75))), abs=1e-6)
     assert rw.item() == pytest.approx(0.5) and rl.item() == pytest.approx(-0.25)
 
@@ -48,8 +50,15 @@ def test_l2_by_hand():
 
 
 def _side(ids, attn, resp, z_final, z_base, a, z_ref):
-    return Side(ids=torch.tensor([ids]), attn=torch.tensor([attn]), resp=torch.tensor([resp]),
-                z_final=z_final, z_base=z_base, a=a, z_ref=z_ref)
+    return Side(
+        ids=torch.tensor([ids]),
+        attn=torch.tensor([attn]),
+        resp=torch.tensor([resp]),
+        z_final=z_final,
+        z_base=z_base,
+        a=a,
+        z_ref=z_ref,
+    )
 
 
 def test_corrected_loss_assembles_terms_by_hand():
@@ -112,8 +121,15 @@ def test_token_logps_shift():
     assert torch.allclose(got, torch.log(torch.tensor([[0.9, 0.7]])))
 
 
-@pytest.mark.parametrize("kw,match", [({"loss": "fathful"}, "did you mean 'faithful'"), ({"beta": float("nan")}, "beta"),
-                                      ({"lambda_kl": -1.0}, "lambda_kl"), ({"train_alpha": -1.0}, "train_alpha")])
+@pytest.mark.parametrize(
+    "kw,match",
+    [
+        ({"loss": "fathful"}, "did you mean 'faithful'"),
+        ({"beta": float("nan")}, "beta"),
+        ({"lambda_kl": -1.0}, "lambda_kl"),
+        ({"train_alpha": -1.0}, "train_alpha"),
+    ],
+)
 def test_bad_loss_config(kw, match):
     with pytest.raises(ActlabError, match=match):
         LossConfig(**kw)

@@ -96,8 +96,9 @@ def test_top_p_filter():
 
 def test_genarm_alpha0_is_base(micro_tok, own_llama):
     arm = micro_model("llama", micro_tok, seed=5)
-    assert generate_genarm(own_llama, arm, micro_tok, PROMPTS, alpha=0.0, max_new_tokens=6) == \
-        generate_plain(own_llama, micro_tok, PROMPTS, max_new_tokens=6)
+    assert generate_genarm(own_llama, arm, micro_tok, PROMPTS, alpha=0.0, max_new_tokens=6) == generate_plain(
+        own_llama, micro_tok, PROMPTS, max_new_tokens=6
+    )
 
 
 @pytest.mark.parametrize("bad", [-0.5, float("nan"), float("inf")])
@@ -122,8 +123,10 @@ def test_save_load_round_trip(tmp_path, micro_tok, micro_dir, micro_dir_b):
     for name in ("base_head", "align_head", "ref_head"):
         assert torch.equal(getattr(back, name).weight, getattr(iav, name).weight)
     enc = tok(PROMPTS, return_tensors="pt", padding=True)
-    assert torch.equal(back(enc.input_ids, enc.attention_mask, alpha=1.3)["z_final"],
-                       iav(enc.input_ids, enc.attention_mask, alpha=1.3)["z_final"])
+    assert torch.equal(
+        back(enc.input_ids, enc.attention_mask, alpha=1.3)["z_final"],
+        iav(enc.input_ids, enc.attention_mask, alpha=1.3)["z_final"],
+    )
     with pytest.raises(ActlabError, match="another backbone"):
         IAVModel.from_pretrained(tmp_path / "heads", backbone=micro_dir_b)
     with pytest.raises(ActlabError, match="no IAV heads"):

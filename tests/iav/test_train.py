@@ -12,9 +12,20 @@ from actlab.iav.trainer import train
 
 
 def _cfg(micro_dir, out, **kw):
-    base = dict(model_name_or_path=micro_dir, output_dir=str(out), num_train_samples=16, num_val_samples=4,
-                batch_size=4, seq_length=48, max_prompt_length=24, save_steps=2, eval_steps=2, device="cpu",
-                learning_rate=1e-2, warmup_ratio=0.0)
+    base = dict(
+        model_name_or_path=micro_dir,
+        output_dir=str(out),
+        num_train_samples=16,
+        num_val_samples=4,
+        batch_size=4,
+        seq_length=48,
+        max_prompt_length=24,
+        save_steps=2,
+        eval_steps=2,
+        device="cpu",
+        learning_rate=1e-2,
+        warmup_ratio=0.0,
+    )
     loss = kw.pop("loss", LossConfig())
     base.update(kw)
     return TrainConfig(**base, loss=loss)
@@ -39,8 +50,17 @@ def test_training_changes_only_the_heads(tmp_path, micro_dir):
     assert torch.equal(iav.ref_head.weight, w0)
     rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [1, 2, 3]
-    for k in ("loss/total", "loss/pref", "loss/kl", "loss/l2", "rewards/margins", "rewards/accuracies",
-              "logps/chosen", "grad_norm", "lr"):
+    for k in (
+        "loss/total",
+        "loss/pref",
+        "loss/kl",
+        "loss/l2",
+        "rewards/margins",
+        "rewards/accuracies",
+        "logps/chosen",
+        "grad_norm",
+        "lr",
+    ):
         assert k in rows[0]
     assert "eval/loss/pref" in rows[1] and "eval/rewards/margins" in rows[-1]
     assert rows[0]["loss/pref"] == pytest.approx(0.6931, abs=1e-3)  # z_final = z_ref at step 0 → margin 0
@@ -126,7 +146,8 @@ def test_cache_round_trip_equals_frozen_head(tmp_path, micro_dir):
     fcache = load_cache(fpath, fdata, vocab_size=len(tok), expect={"seq_length": 48, "loss": "faithful"}, hint="h")
     fcfg = LossConfig(loss="faithful")
     assert batch_loss(iav, fdata, idx, fcfg, cache=fcache)[1]["loss/kl"].item() == pytest.approx(
-        batch_loss(iav, fdata, idx, fcfg)[1]["loss/kl"].item(), rel=1e-4)
+        batch_loss(iav, fdata, idx, fcfg)[1]["loss/kl"].item(), rel=1e-4
+    )
 
 
 def test_training_with_cache_of_another_reference(tmp_path, micro_dir, micro_dir_b):
@@ -137,8 +158,16 @@ def test_training_with_cache_of_another_reference(tmp_path, micro_dir, micro_dir
     assert rows[0]["loss/pref"] != pytest.approx(0.6931, abs=1e-3)
 
 
-@pytest.mark.parametrize("case,match", [("seq_length", "seq_length=64"), ("samples", "holds 8 pairs"),
-                                        ("model", "vocabulary"), ("old", "pickle"), ("hash", "hash")])
+@pytest.mark.parametrize(
+    "case,match",
+    [
+        ("seq_length", "seq_length=64"),
+        ("samples", "holds 8 pairs"),
+        ("model", "vocabulary"),
+        ("old", "pickle"),
+        ("hash", "hash"),
+    ],
+)
 def test_cache_mismatch_is_one_clear_error(tmp_path, micro_dir, micro_dir_other_vocab, case, match):
     cfg = _cfg(micro_dir, tmp_path / "run", max_steps=1, cache_file=str(tmp_path / "c.safetensors"))
     if case == "seq_length":

@@ -34,18 +34,24 @@ from actlab.zoo import evaluate
 from actlab.zoo.specs import ZOO, CorpusSpec, ModelSpec
 
 STEPS, WARMUP = 250, 100
-MICRO = ModelSpec(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-                  num_key_value_heads=4, max_position_embeddings=256)
+MICRO = ModelSpec(
+    hidden_size=64,
+    intermediate_size=128,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=4,
+    max_position_embeddings=256,
+)
 COPY_MAIN = {k: v for k, v in ZOO["tiny-copy"].corpus.mix.items() if k in ("passage_repeat", "passage_repeat_restart")}
 NO_REPEAT = {"fresh_passages": 1.0}  # the recipe's fresh-attribute passages, never repeated
 
 
 def _spec(mix: dict, warmup_mix: dict):
     base = ZOO["tiny-copy"]
-    corpus = CorpusSpec(mix, max_len=base.corpus.max_len, warmup_mix=warmup_mix, warmup_steps=WARMUP,
-                        warmup_batch=32)
-    train = dataclasses.replace(base.train, steps=STEPS, batch_size=16, lr=1e-2, warmup=20, ckpt_every=10**6,
-                                threads=1)
+    corpus = CorpusSpec(mix, max_len=base.corpus.max_len, warmup_mix=warmup_mix, warmup_steps=WARMUP, warmup_batch=32)
+    train = dataclasses.replace(
+        base.train, steps=STEPS, batch_size=16, lr=1e-2, warmup=20, ckpt_every=10**6, threads=1
+    )
     return dataclasses.replace(base, corpus=corpus, model=MICRO, train=train)
 
 

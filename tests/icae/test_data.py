@@ -31,9 +31,18 @@ def test_hub_squad_and_trajectories(monkeypatch):
 
 def test_repoqa_release_file(tmp_path):
     code = "def a():\n    return 1\n\ndef b():\n    return 2\n"
-    rel = {"python": [{"repo": "r", "content": {"m.py": code},
-                       "needles": [{"name": "a", "path": "m.py", "start_line": 0, "end_line": 1, "description": "one"},
-                                   {"name": "b", "path": "m.py", "start_line": 3, "end_line": 4, "description": "two"}]}]}
+    rel = {
+        "python": [
+            {
+                "repo": "r",
+                "content": {"m.py": code},
+                "needles": [
+                    {"name": "a", "path": "m.py", "start_line": 0, "end_line": 1, "description": "one"},
+                    {"name": "b", "path": "m.py", "start_line": 3, "end_line": 4, "description": "two"},
+                ],
+            }
+        ]
+    }
     (tmp_path / "repoqa-2024.json").write_text(json.dumps(rel))
     tasks = data.load_repoqa_release(str(tmp_path), 10)
     assert [t["gold"] for t in tasks] == ["def a():\n    return 1", "def b():\n    return 2"]

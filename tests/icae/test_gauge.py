@@ -43,9 +43,16 @@ def test_mean_ci_and_verdict():
 
 def test_passage_facts_read_the_templates():
     f = world.passage_facts(REF)
-    assert {k: v[0] for k, v in f.items()} == {"name": "Ben", "job": "teacher", "city": "Lima", "age": "53",
-                                               "color": "orange", "landmark": "Lake Titicaca", "country": "Peru"}
-    assert REF[f["landmark"][1]: f["landmark"][2]] == "Lake Titicaca"
+    assert {k: v[0] for k, v in f.items()} == {
+        "name": "Ben",
+        "job": "teacher",
+        "city": "Lima",
+        "age": "53",
+        "color": "orange",
+        "landmark": "Lake Titicaca",
+        "country": "Peru",
+    }
+    assert REF[f["landmark"][1] : f["landmark"][2]] == "Lake Titicaca"
     spans = world.name_spans(REF, "Ben")
     assert len(spans) == 4 and spans[:2] == [(0, 3), (36, 39)] and {REF[a:b] for a, b in spans} == {"Ben"}
     assert world.name_spans("Bent Ben", "Ben") == [(5, 8)]  # whole words only
@@ -124,13 +131,25 @@ def test_compression_figure_runs_each_rate_and_seed(make_icae, tmp_path, monkeyp
 
     def fake_build(cfg):
         built.append((cfg.mean_compression_rate, cfg.seed))
-        return make_icae(perturb=False, fixed_mem_size=8, mean_compression_rate=cfg.mean_compression_rate,
-                         seed=cfg.seed)
+        return make_icae(
+            perturb=False, fixed_mem_size=8, mean_compression_rate=cfg.mean_compression_rate, seed=cfg.seed
+        )
 
     monkeypatch.setattr(trainer, "build_model", fake_build)
-    cfg = ICAEConfig(fixed_mem_size=8, lora_r=4, output_dir=str(tmp_path), num_train_samples=20, num_eval_samples=3,
-                     batch_size=3, max_new_tokens=4, max_steps=2, logging_steps=1, save_steps=100,
-                     per_device_train_batch_size=2, warmup_steps=1)
+    cfg = ICAEConfig(
+        fixed_mem_size=8,
+        lora_r=4,
+        output_dir=str(tmp_path),
+        num_train_samples=20,
+        num_eval_samples=3,
+        batch_size=3,
+        max_new_tokens=4,
+        max_steps=2,
+        logging_steps=1,
+        save_steps=100,
+        per_device_train_batch_size=2,
+        warmup_steps=1,
+    )
     res = demo.compression_figure(cfg, rates=(1, 4), seeds=(0, 1))
     assert built == [(1, 0), (1, 1), (4, 0), (4, 1)]
     assert set(res["per_rate"]) == {"1", "4"} and len(res["runs"]) == 4
@@ -148,17 +167,20 @@ def test_hub_sets_get_floors_and_nll_but_no_facts(make_icae, monkeypatch):
     from actlab.icae.config import ICAEConfig
 
     texts = [f"text number {i} is about the {'cat' if i % 2 else 'dog'}" for i in range(200)]
-    monkeypatch.setattr(data, "_hub", lambda path, split, config=None: datasets.Dataset.from_list(
-        [{"text": t} for t in texts]))
+    monkeypatch.setattr(
+        data, "_hub", lambda path, split, config=None: datasets.Dataset.from_list([{"text": t} for t in texts])
+    )
     icae = make_icae(fixed_mem_size=4, mean_compression_rate=2)
     cfg = ICAEConfig(data_source="hub", pretrain_dataset="some/texts", num_eval_samples=2, batch_size=2)
     refs = data.pretrain_texts(cfg, "test", 2)
     assert refs == texts[:2]
     g = infer.ae_gauge_for(icae, cfg, refs, ["text number", "the dog"])
-    train = texts[2: 2 + gauge.FLOOR_CANDIDATES]  # hub training texts start after the held-out ones
+    train = texts[2 : 2 + gauge.FLOOR_CANDIDATES]  # hub training texts start after the held-out ones
     assert g["gauge/floor_random"] == pytest.approx(gauge.random_floor(train, refs))
     assert g["gauge/floor_constant_selected_on"] == "a separate slice"
     assert g["gauge/floor_constant"] == pytest.approx(
-        gauge.constant_floor(train, refs, texts[2 + gauge.FLOOR_CANDIDATES: 2 + gauge.FLOOR_CANDIDATES
-                                                 + gauge.SELECT_REFS])[0])
+        gauge.constant_floor(
+            train, refs, texts[2 + gauge.FLOOR_CANDIDATES : 2 + gauge.FLOOR_CANDIDATES + gauge.SELECT_REFS]
+        )[0]
+    )
     assert "gauge/name_tf" not in g and g["gauge/nll_no_slots"] > 0

@@ -42,8 +42,11 @@ def test_llm_lora_checkpointing_on_and_gradients_equal(micro_tok, tmp_path):
     from actlab.icae.config import ICAEConfig
 
     def make():
-        llm = SimpleLLM(micro_model("llama", micro_tok, seed=0), micro_tok,
-                        ICAEConfig(model_type="llm", lora_r=4, lora_dropout=0.0, max_seq_len=64)).add_lora()
+        llm = SimpleLLM(
+            micro_model("llama", micro_tok, seed=0),
+            micro_tok,
+            ICAEConfig(model_type="llm", lora_r=4, lora_dropout=0.0, max_seq_len=64),
+        ).add_lora()
         with torch.no_grad():  # lora_B starts at 0: perturb so that lora_A gets a gradient too
             g = torch.Generator().manual_seed(1)
             for n, p in llm.model.named_parameters():

@@ -18,11 +18,12 @@ def test_llm_rows_score_the_target_tokens_only(micro_tok, tmp_path):
     cfg = _cfg(tmp_path, model_type="llm")
     llm = _llm(micro_tok, cfg)
     tgt = micro_tok(" rome", add_special_tokens=False)["input_ids"] + [micro_tok.eos_token_id]
-    pre = llm.rows(["bob is in rome", "the cat is red and the dog is blue"], ["\nQuestion: where ?\nAnswer:"] * 2,
-                   [tgt, tgt])
+    pre = llm.rows(
+        ["bob is in rome", "the cat is red and the dog is blue"], ["\nQuestion: where ?\nAnswer:"] * 2, [tgt, tgt]
+    )
     for i in range(2):
         lab = pre.labels[i]
-        assert lab[lab != -100].tolist() == tgt and lab[-len(tgt):].tolist() == tgt
+        assert lab[lab != -100].tolist() == tgt and lab[-len(tgt) :].tolist() == tgt
     # the loss is the mean CE over those positions (against a hand computation)
     with torch.no_grad():
         logits = llm.model(inputs_embeds=pre.embeds, attention_mask=pre.mask, position_ids=pre.pids).logits
@@ -85,8 +86,18 @@ def test_infer_writes_the_seed_layout(micro_tok, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     cfg = _cfg(tmp_path, task="qa", model_type="llm")
     monkeypatch.setattr(trainer, "build_model", lambda c: _llm(micro_tok, c))
-    rc = main(["icae", "infer", "--config_path", _write(cfg, tmp_path), "--predictions_dir", "data/predictions",
-               "--metrics_dir", "data/metrics"])
+    rc = main(
+        [
+            "icae",
+            "infer",
+            "--config_path",
+            _write(cfg, tmp_path),
+            "--predictions_dir",
+            "data/predictions",
+            "--metrics_dir",
+            "data/metrics",
+        ]
+    )
     assert rc == 0
     rows = read_jsonl(tmp_path / "data" / "predictions" / "qa_llm.jsonl")
     met = read_jsonl(tmp_path / "data" / "metrics" / "qa_llm.metrics.jsonl")

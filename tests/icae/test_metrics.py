@@ -56,8 +56,16 @@ def _bleu1_reference(pred_tokens, ref_tokens):
 
 def test_bleu1_keeps_numbers_and_hyphenated_words_whole():
     # NLTK's Treebank tokenisation keeps "3.14", "1,000" and "well-known" whole (a \w+ regex would split them)
-    assert M.word_tokenize("pi is 3.14, about 1,000 well-known digits") == \
-        ["pi", "is", "3.14", ",", "about", "1,000", "well-known", "digits"]
+    assert M.word_tokenize("pi is 3.14, about 1,000 well-known digits") == [
+        "pi",
+        "is",
+        "3.14",
+        ",",
+        "about",
+        "1,000",
+        "well-known",
+        "digits",
+    ]
     # ref 4 tokens, pred 2 tokens both matching: p1 = 1, BP = exp(1 - 4/2)
     ref, pred = "It is 3.14 exactly", "3.14 exactly"
     exp = _bleu1_reference(["3.14", "exactly"], ["It", "is", "3.14", "exactly"])
@@ -86,8 +94,8 @@ def _bleu4_method4_reference(cand, ref, k=5):
     c, r = len(cand), len(ref)
     ps, inc = [], 1
     for n in range(1, 5):
-        cg = Counter(tuple(cand[i:i + n]) for i in range(c - n + 1))
-        rg = Counter(tuple(ref[i:i + n]) for i in range(r - n + 1))
+        cg = Counter(tuple(cand[i : i + n]) for i in range(c - n + 1))
+        rg = Counter(tuple(ref[i : i + n]) for i in range(r - n + 1))
         num = sum(min(v, rg[g]) for g, v in cg.items())
         den = max(1, sum(cg.values()))
         if n == 1 and num == 0:

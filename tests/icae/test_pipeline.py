@@ -11,9 +11,21 @@ from actlab.icae.model import SimpleLLM
 
 
 def _cfg(tmp_path, **kw):
-    opts = dict(fixed_mem_size=8, mean_compression_rate=4, lora_r=4, output_dir=str(tmp_path / "run"),
-                num_train_samples=40, num_eval_samples=4, batch_size=2, max_new_tokens=6, max_steps=4,
-                logging_steps=2, save_steps=2, per_device_train_batch_size=4, warmup_steps=1)
+    opts = dict(
+        fixed_mem_size=8,
+        mean_compression_rate=4,
+        lora_r=4,
+        output_dir=str(tmp_path / "run"),
+        num_train_samples=40,
+        num_eval_samples=4,
+        batch_size=2,
+        max_new_tokens=6,
+        max_steps=4,
+        logging_steps=2,
+        save_steps=2,
+        per_device_train_batch_size=4,
+        warmup_steps=1,
+    )
     opts.update(kw)
     return ICAEConfig(**opts)
 

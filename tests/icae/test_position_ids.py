@@ -20,9 +20,9 @@ def test_second_chunk_and_uneven_ratio():
 
 
 def test_segment_plan():
-    assert segment_plan(10, 4, 4) == [(0, 10, 3)]          # one segment, ceil(10/4) slots (adaptive)
+    assert segment_plan(10, 4, 4) == [(0, 10, 3)]  # one segment, ceil(10/4) slots (adaptive)
     assert segment_plan(10, 4, 4, adaptive=False) == [(0, 10, 4)]
-    assert segment_plan(40, 4, 4) == [(0, 14, 4), (14, 28, 4), (28, 40, 3)]   # ceil(40/16) = 3 segments of 14
+    assert segment_plan(40, 4, 4) == [(0, 14, 4), (14, 28, 4), (28, 40, 3)]  # ceil(40/16) = 3 segments of 14
     assert segment_plan(3, 4, 4) == [(0, 3, 1)]
 
 

@@ -11,8 +11,11 @@ SHORT = "\nbob is in rome"
 
 
 def _traj(tool: str) -> list[dict]:
-    return [{"role": "tool", "content": tool}, {"role": "user", "content": "\nQuestion: where is bob ?\nAnswer:"},
-            {"role": "assistant", "content": " rome"}]
+    return [
+        {"role": "tool", "content": tool},
+        {"role": "user", "content": "\nQuestion: where is bob ?\nAnswer:"},
+        {"role": "assistant", "content": " rome"},
+    ]
 
 
 def _state(icae):
@@ -45,7 +48,9 @@ def test_mixed_short_and_long_turns_train_the_long_ones(make_icae, tmp_path, mon
     icae = make_icae(perturb=False, fixed_mem_size=16, mean_compression_rate=2)
     monkeypatch.setattr(data, "trajectories", lambda cfg, split, n, turns=3: [_traj(SHORT) + _traj(LONG)] * 3)
     before = _state(icae)
-    trainer.finetune(_cfg(tmp_path, task="trajectories", fixed_mem_size=16, mean_compression_rate=2, max_steps=2), icae)
+    trainer.finetune(
+        _cfg(tmp_path, task="trajectories", fixed_mem_size=16, mean_compression_rate=2, max_steps=2), icae
+    )
     logged = read_jsonl(tmp_path / "run" / "finetune_trajectories" / "metrics.jsonl")
     assert logged[-1]["train/turns"] == 2 and logged[-1]["train/trained_turns"] == 1
     after = _state(icae)

@@ -35,12 +35,32 @@ def launch_cmd(kind: str, nproc: int, *args: str, port: int | None = None) -> li
     """argv that runs ``actlab <args>`` on ``nproc`` CPU processes through ``kind`` (torchrun | accelerate | plain)."""
     port = port or free_port()
     if kind == "torchrun":
-        pre = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc), "--master_port",
-               str(port)]
+        pre = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node",
+            str(nproc),
+            "--master_port",
+            str(port),
+        ]
     elif kind == "accelerate":
-        pre = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(nproc),
-               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port",
-               str(port)]
+        pre = [
+            sys.executable,
+            "-m",
+            "accelerate.commands.launch",
+            "--multi_gpu",
+            "--num_processes",
+            str(nproc),
+            "--num_machines",
+            "1",
+            "--mixed_precision",
+            "no",
+            "--dynamo_backend",
+            "no",
+            "--main_process_port",
+            str(port),
+        ]
     elif kind == "plain":
         assert nproc == 1, "plain runs one process"
         pre = [sys.executable]
@@ -51,10 +71,25 @@ def launch_cmd(kind: str, nproc: int, *args: str, port: int | None = None) -> li
 
 def launch_env(**extra: str) -> dict[str, str]:
     """The environment of a launched test run: one thread per process, offline, no launcher variables inherited."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1",
-           "TOKENIZERS_PARALLELISM": "false", "ACTLAB_QUIET": "1", **extra}
-    for k in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT", "LOCAL_WORLD_SIZE",
-              "ACCELERATE_USE_CPU", "ACCELERATE_MIXED_PRECISION"):
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1",
+        "HF_HUB_OFFLINE": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+        "ACTLAB_QUIET": "1",
+        **extra,
+    }
+    for k in (
+        "WORLD_SIZE",
+        "RANK",
+        "LOCAL_RANK",
+        "MASTER_ADDR",
+        "MASTER_PORT",
+        "LOCAL_WORLD_SIZE",
+        "ACCELERATE_USE_CPU",
+        "ACCELERATE_MIXED_PRECISION",
+    ):
         if k not in extra:
             env.pop(k, None)
     return env
@@ -65,8 +100,13 @@ def launch():
     """``launch(kind, nproc, *actlab_args, timeout=300, env=None)`` → CompletedProcess (see the module doc)."""
 
     def run(kind: str, nproc: int, *args: str, timeout: float = 300, env: dict | None = None):
-        return subprocess.run(launch_cmd(kind, nproc, *args), env=launch_env(**(env or {})), capture_output=True,
-                              text=True, timeout=timeout)
+        return subprocess.run(
+            launch_cmd(kind, nproc, *args),
+            env=launch_env(**(env or {})),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
 
     return run
 

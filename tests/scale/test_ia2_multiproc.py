@@ -19,10 +19,37 @@ pytestmark = [pytest.mark.multiproc, pytest.mark.slow]  # .ci/run runs them: -m 
 
 def _args(micro_dir, data, out, method):
     label = ["--label_type", "ground_truth"] if method == "tok" else []
-    return ["ia2", "train", "--training_method", method, *label, "--dataset", DS, "--model_id", micro_dir,
-            "--data_dir", str(data), "--num_train_examples", "8", "--output_dir", str(out), "--lr", "1e-2",
-            "--batch_size", "3", "--micro_batch_size", "1", "--max_steps", "5", "--dev_eval_steps", "2",
-            "--checkpoint_every", "2", "--device", "cpu"]
+    return [
+        "ia2",
+        "train",
+        "--training_method",
+        method,
+        *label,
+        "--dataset",
+        DS,
+        "--model_id",
+        micro_dir,
+        "--data_dir",
+        str(data),
+        "--num_train_examples",
+        "8",
+        "--output_dir",
+        str(out),
+        "--lr",
+        "1e-2",
+        "--batch_size",
+        "3",
+        "--micro_batch_size",
+        "1",
+        "--max_steps",
+        "5",
+        "--dev_eval_steps",
+        "2",
+        "--checkpoint_every",
+        "2",
+        "--device",
+        "cpu",
+    ]
 
 
 def _run_dir(out: Path, method: str) -> Path:
@@ -69,7 +96,8 @@ def test_two_processes_equal_one(method, kind, micro_dir, ia2_data, tmp_path, la
     if method == "act":  # the ICL targets: built by rank 0 into one cache file (nothing partial left), then read
         caches = [p.name for p in Path(summary["target_cache"]).parent.iterdir()]
         assert caches == [Path(summary["target_cache"]).name] or sorted(caches) == sorted(
-            [Path(summary["target_cache"]).name, Path(summary["target_cache"]).name + ".lock"])
+            [Path(summary["target_cache"]).name, Path(summary["target_cache"]).name + ".lock"]
+        )
         assert not summary["targets_from_cache"]
         assert json.loads((one / "train_summary.json").read_text())["targets_from_cache"]
 

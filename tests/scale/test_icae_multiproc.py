@@ -16,9 +16,21 @@ import torch
 from actlab.core.io import read_jsonl
 
 # dropout off: a rank draws its own masks for its slice (as under DDP), the one thing that would differ
-OPTS = dict(fixed_mem_size=8, mean_compression_rate=4, lora_r=4, lora_dropout=0.0, max_seq_len=64,
-            num_train_samples=24, num_eval_samples=2, max_steps=3, logging_steps=1, save_steps=2, warmup_steps=1,
-            learning_rate=5e-3, seed=3)
+OPTS = dict(
+    fixed_mem_size=8,
+    mean_compression_rate=4,
+    lora_r=4,
+    lora_dropout=0.0,
+    max_seq_len=64,
+    num_train_samples=24,
+    num_eval_samples=2,
+    max_steps=3,
+    logging_steps=1,
+    save_steps=2,
+    warmup_steps=1,
+    learning_rate=5e-3,
+    seed=3,
+)
 
 
 def _cfg(model: str, data: Path, out: Path, **kw):
@@ -65,17 +77,27 @@ def test_pretrain_and_finetune_two_processes(micro_dir, launch, tmp_path):
     data.prepare_pretrain(_cfg(micro_dir, d, tmp_path / "one"))
     one = trainer.train(_cfg(micro_dir, d, tmp_path / "one", per_device_train_batch_size=4))
     assert one == tmp_path / "one" / "pretrain"
-    r = launch("torchrun", 2, "icae", "pretrain", *_flags(micro_dir, d, tmp_path / "two",
-                                                          per_device_train_batch_size=2))
+    r = launch(
+        "torchrun", 2, "icae", "pretrain", *_flags(micro_dir, d, tmp_path / "two", per_device_train_batch_size=2)
+    )
     assert r.returncode == 0, r.stderr[-3000:]
-    _same_run(one, tmp_path / "two" / "pretrain", "icae.safetensors",
-              ("train/loss", "train/ae_loss", "train/lm_loss", "train/grad_norm", "train/lr"))
+    _same_run(
+        one,
+        tmp_path / "two" / "pretrain",
+        "icae.safetensors",
+        ("train/loss", "train/ae_loss", "train/lm_loss", "train/grad_norm", "train/lr"),
+    )
     # fine-tuning QA from the pretrained weights, through accelerate's launcher this time
     ft = dict(task="qa", checkpoint_path=str(one / "icae.safetensors"), num_train_samples=12)
     one_ft = trainer.train(_cfg(micro_dir, d, tmp_path / "one", per_device_train_batch_size=4, **ft))
     assert one_ft == tmp_path / "one" / "finetune_qa"
-    r = launch("accelerate", 2, "icae", "finetune", *_flags(micro_dir, d, tmp_path / "two",
-                                                            per_device_train_batch_size=2, **ft))
+    r = launch(
+        "accelerate",
+        2,
+        "icae",
+        "finetune",
+        *_flags(micro_dir, d, tmp_path / "two", per_device_train_batch_size=2, **ft),
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     _same_run(one_ft, tmp_path / "two" / "finetune_qa", "icae.safetensors", ("train/loss", "train/grad_norm"))
     # fine-tuning really moved the weights (two runs that did nothing would also be equal)
@@ -108,11 +130,32 @@ def test_killed_two_process_run_resumes_like_an_uninterrupted_one(micro_dir, tmp
 
     d, steps = tmp_path / "data", 60
     data.prepare_pretrain(_cfg(micro_dir, d, tmp_path / "one"))
-    one = trainer.train(_cfg(micro_dir, d, tmp_path / "one", per_device_train_batch_size=4, max_steps=steps,
-                             save_steps=4, logging_steps=4))
-    cmd = launch_cmd("torchrun", 2, "icae", "pretrain", *_flags(micro_dir, d, tmp_path / "two", max_steps=steps,
-                                                                  save_steps=4, logging_steps=4,
-                                                                  per_device_train_batch_size=2))
+    one = trainer.train(
+        _cfg(
+            micro_dir,
+            d,
+            tmp_path / "one",
+            per_device_train_batch_size=4,
+            max_steps=steps,
+            save_steps=4,
+            logging_steps=4,
+        )
+    )
+    cmd = launch_cmd(
+        "torchrun",
+        2,
+        "icae",
+        "pretrain",
+        *_flags(
+            micro_dir,
+            d,
+            tmp_path / "two",
+            max_steps=steps,
+            save_steps=4,
+            logging_steps=4,
+            per_device_train_batch_size=2,
+        ),
+    )
     ck = tmp_path / "two" / "pretrain" / "checkpoint.safetensors"
     p = subprocess.Popen(cmd, env=launch_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:

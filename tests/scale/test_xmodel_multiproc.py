@@ -15,14 +15,18 @@ import torch
 
 from actlab.xmodel.extract import load_pairs
 
-TEXTS = [f"the {c} {a} is in {p} and {n} {b} are {c}" for c, a, p, n, b in zip(
-    "red blue green red blue green red blue green red blue green red blue green red blue green red blue".split(),
-    "cat dog fox bird cat dog fox bird cat dog fox bird cat dog fox bird cat dog fox bird".split(),
-    "paris rome berlin tokyo paris rome berlin tokyo paris rome berlin tokyo paris rome berlin tokyo paris rome "
-    "berlin tokyo".split(),
-    "one two three four five six seven eight nine ten one two three four five six seven eight nine ten".split(),
-    "apple banana orange tree house car book apple banana orange tree house car book apple banana orange tree "
-    "house car".split())]
+TEXTS = [
+    f"the {c} {a} is in {p} and {n} {b} are {c}"
+    for c, a, p, n, b in zip(
+        "red blue green red blue green red blue green red blue green red blue green red blue green red blue".split(),
+        "cat dog fox bird cat dog fox bird cat dog fox bird cat dog fox bird cat dog fox bird".split(),
+        "paris rome berlin tokyo paris rome berlin tokyo paris rome berlin tokyo paris rome berlin tokyo paris rome "
+        "berlin tokyo".split(),
+        "one two three four five six seven eight nine ten one two three four five six seven eight nine ten".split(),
+        "apple banana orange tree house car book apple banana orange tree house car book apple banana orange tree "
+        "house car".split(),
+    )
+]
 EXTRACT = dict(n_texts=20, shard_size=3, heldout=0.25, batch_size=4, seed=1)
 
 

@@ -22,15 +22,20 @@ def test_slices_of_a_batch_sum_to_its_loss(micro_tok, micro_llama):
     plain LM loss (HF's ``num_items_in_batch``) and the label-weighted one."""
     from actlab.zoo.train import _loss, _token_weights
 
-    enc = micro_tok(["the cat is red", "a dog is blue and the fox is green", "one two", "label : yes"],
-                    return_tensors="pt", padding=True)
+    enc = micro_tok(
+        ["the cat is red", "a dog is blue and the fox is green", "one two", "label : yes"],
+        return_tensors="pt",
+        padding=True,
+    )
     b = {**enc, "labels": enc["input_ids"].masked_fill(enc["attention_mask"] == 0, -100)}
     scaffold = torch.tensor(micro_tok.convert_tokens_to_ids([":"]))
     for lw in (1.0, 3.0):
         whole = _loss(micro_llama, b, scaffold, lw)
         total = float(_token_weights(b, scaffold, lw).sum())
-        parts = [_loss(micro_llama, {k: v[s] for k, v in b.items()}, scaffold, lw, total=total)
-                 for s in (slice(0, 1), slice(1, 4))]
+        parts = [
+            _loss(micro_llama, {k: v[s] for k, v in b.items()}, scaffold, lw, total=total)
+            for s in (slice(0, 1), slice(1, 4))
+        ]
         assert float(sum(parts).detach()) == pytest.approx(float(whole.detach()), rel=1e-5)
     assert float(_token_weights(b, scaffold, 3.0).sum()) > float(_token_weights(b, scaffold, 1.0).sum())
 
@@ -46,10 +51,26 @@ def test_build_two_processes_gives_the_one_process_model(monkeypatch, tmp_path):
     monkeypatch.setitem(ZOO, MICRO.name, MICRO)
     one = zb.ensure_built(MICRO.name)  # this test's own $ACTLAB_HOME
     home = tmp_path / "home2"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port()),
-           str(Path(__file__).with_name("zoo_driver.py")), "zoo", "build", MICRO.name]
-    r = subprocess.run(cmd, env=launch_env(ACTLAB_HOME=str(home), PYTHONPATH=str(Path(__file__).parents[2] / "src")),
-                       capture_output=True, text=True, timeout=300)
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        str(free_port()),
+        str(Path(__file__).with_name("zoo_driver.py")),
+        "zoo",
+        "build",
+        MICRO.name,
+    ]
+    r = subprocess.run(
+        cmd,
+        env=launch_env(ACTLAB_HOME=str(home), PYTHONPATH=str(Path(__file__).parents[2] / "src")),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     two = home / "models" / MICRO.name
     assert r.stdout.count(f"{MICRO.name}: {two}") == 1  # rank 0 alone shows the result

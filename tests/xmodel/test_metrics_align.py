@@ -33,8 +33,9 @@ def _rand_orth(d, seed):
 def test_cka_invariant_to_orthogonal_scale_translation(debiased):
     g = torch.Generator().manual_seed(0)
     X = torch.randn(60, 12, generator=g, dtype=torch.float64)
-    Y = X[:, :8] @ torch.randn(8, 20, generator=g, dtype=torch.float64) + torch.randn(60, 20, generator=g,
-                                                                                    dtype=torch.float64)
+    Y = X[:, :8] @ torch.randn(8, 20, generator=g, dtype=torch.float64) + torch.randn(
+        60, 20, generator=g, dtype=torch.float64
+    )
     base = M.linear_cka(X, Y, debiased)
     X2 = 3.7 * X @ _rand_orth(12, 1) + 5.0  # a large shared offset (residual streams have one)
     Y2 = 0.01 * Y @ _rand_orth(20, 2) - 40.0
@@ -170,7 +171,9 @@ def _song_unbiased_hsic(K, L):
     np.fill_diagonal(K, 0)
     np.fill_diagonal(L, 0)
     one = np.ones(n)
-    return (np.trace(K @ L) + K.sum() * L.sum() / ((n - 1) * (n - 2)) - 2 / (n - 2) * one @ K @ L @ one) / (n * (n - 3))
+    return (np.trace(K @ L) + K.sum() * L.sum() / ((n - 1) * (n - 2)) - 2 / (n - 2) * one @ K @ L @ one) / (
+        n * (n - 3)
+    )
 
 
 def _debiased_cka_reference(X, Y):

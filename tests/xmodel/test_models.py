@@ -16,15 +16,23 @@ from actlab.xmodel.extract import (
     token_aligned_activations,
 )
 
-TEXTS = ["the cat is red .", "alice has a dog and a cat", "bob is in paris", "one two three four five",
-         "where is the book ? it is on the house", "eve has more apples than frank"]
+TEXTS = [
+    "the cat is red .",
+    "alice has a dog and a cat",
+    "bob is in paris",
+    "one two three four five",
+    "where is the book ? it is on the house",
+    "eve has more apples than frank",
+]
 
 
 @pytest.fixture(scope="module")
 def pair():
     tok = micro_tokenizer()
-    return (micro_model("llama", tok, hidden=32, layers=2), tok), (micro_model("qwen3", tok, seed=1, hidden=48,
-                                                                                layers=3), tok)
+    return (micro_model("llama", tok, hidden=32, layers=2), tok), (
+        micro_model("qwen3", tok, seed=1, hidden=48, layers=3),
+        tok,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -36,11 +44,15 @@ def bpe_tok():
     raw = Tokenizer(models.BPE(unk_token="<unk>"))
     raw.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     raw.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=["<pad>", "<unk>", "<eos>"],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    trainer = trainers.BpeTrainer(
+        vocab_size=300,
+        special_tokens=["<pad>", "<unk>", "<eos>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
     raw.train_from_iterator(TEXTS * 5, trainer)
-    tok = PreTrainedTokenizerFast(tokenizer_object=raw, pad_token="<pad>", unk_token="<unk>", eos_token="<eos>",
-                                  padding_side="left")
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=raw, pad_token="<pad>", unk_token="<unk>", eos_token="<eos>", padding_side="left"
+    )
     return tok
 
 
@@ -78,8 +90,9 @@ def test_token_alignment_across_two_tokenizers(pair, bpe_tok):
     assert xa.shape[1] == xb.shape[1] == len(src)
     for r, end in enumerate(ends):
         pre = text[:end]
-        if [o[1] for o in bpe_tok(pre, return_offsets_mapping=True)["offset_mapping"]] != \
-                [o[1] for o in eb if o[1] <= end]:
+        if [o[1] for o in bpe_tok(pre, return_offsets_mapping=True)["offset_mapping"]] != [
+            o[1] for o in eb if o[1] <= end
+        ]:
             continue  # the prefix tokenizes differently (BPE at a cut): skip this boundary
         assert torch.allclose(xa[0, r], _alone(ma, tok, pre, 0)[-1], atol=1e-5)
         assert torch.allclose(xb[0, r], _alone(mb_bpe, bpe_tok, pre, 0)[-1], atol=1e-5)
@@ -124,8 +137,11 @@ def test_injection_prefill_only_and_at_intended_layer(pair, f):
     from actlab.core.capture import intervene
 
     value = lambda sel: C.combine(a, sel, f)  # noqa: E731 - the slicing path (32 → 48)
-    with intervene(mb, "block_output", 1, value, positions=-1, mode="replace") as h, \
-            capture(mb, "block_output", layers=[1, 2]) as cap, torch.no_grad():
+    with (
+        intervene(mb, "block_output", 1, value, positions=-1, mode="replace") as h,
+        capture(mb, "block_output", layers=[1, 2]) as cap,
+        torch.no_grad(),
+    ):
         edited = mb(**enc, output_hidden_states=True).hidden_states
     assert h.applied == 1
     b_last = clean[2][0, -1]
@@ -159,13 +175,23 @@ def test_tasks_scoring_and_hub_loaders():
     assert not C.is_correct("syn_countries", " Italy France", "France")
     assert C.is_correct("syn_countries", " Which country is Bob in? Answer: France", "France")
     assert not C.is_correct("syn_countries", " Which country is Bob in? Answer:", "France")
-    gsm = [{"question": f"Tom has {i} apples and buys 2. How many?", "answer": f"{i}+2={i + 2}\n#### {i + 2}"}
-           for i in range(6)]
+    gsm = [
+        {"question": f"Tom has {i} apples and buys 2. How many?", "answer": f"{i}+2={i + 2}\n#### {i + 2}"}
+        for i in range(6)
+    ]
     g = C.task_rows("gsm8k", 4, rows=gsm)
     assert len(g) == 4 and g[0]["prompt_a"] == g[0]["prompt_b"] and g[0]["gold"].isdigit()
     assert C.is_correct("gsm8k", f"so #### {g[0]['gold']}", g[0]["gold"])
-    sq = [{"id": str(i), "title": "t", "context": f"Bob lives in Rome{i}.", "question": "Where does Bob live?",
-           "answers": {"text": [f"Rome{i}"], "answer_start": [13]}} for i in range(5)]
+    sq = [
+        {
+            "id": str(i),
+            "title": "t",
+            "context": f"Bob lives in Rome{i}.",
+            "question": "Where does Bob live?",
+            "answers": {"text": [f"Rome{i}"], "answer_start": [13]},
+        }
+        for i in range(5)
+    ]
     s = C.task_rows("squad", 3, rows=sq)
     assert s[0]["prompt_b"].startswith("Context:") and C.is_correct("squad", f" {s[0]['gold']}\nmore", s[0]["gold"])
     with pytest.raises(ActlabError, match="unknown task"):

@@ -31,10 +31,23 @@ def model_dirs(tmp_path_factory):
 
 def test_run_all_end_to_end_and_resume(tmp_path, monkeypatch):
     tok = micro_tokenizer()
-    models = ((micro_model("llama", tok, hidden=32), tok), (micro_model("llama", tok, seed=1, hidden=48, layers=3), tok))
-    cfg = XModelConfig(model_a="a", model_b="b", n_texts=40, heldout=0.25, n_eval=6, n_dev=4, epochs=1,
-                       methods=["procrustes", "ridge", "learned", "lora"], ac_maps=["learned"], max_new_tokens=2,
-                       message_tokens=4)
+    models = (
+        (micro_model("llama", tok, hidden=32), tok),
+        (micro_model("llama", tok, seed=1, hidden=48, layers=3), tok),
+    )
+    cfg = XModelConfig(
+        model_a="a",
+        model_b="b",
+        n_texts=40,
+        heldout=0.25,
+        n_eval=6,
+        n_dev=4,
+        epochs=1,
+        methods=["procrustes", "ridge", "learned", "lora"],
+        ac_maps=["learned"],
+        max_new_tokens=2,
+        message_tokens=4,
+    )
     res = run_all(cfg, tmp_path / "run", models=models)
     run = tmp_path / "run"
     for f in ("COMPLETE", "cka_debiased.png", "grid.png", "maps/learned/map.safetensors", "results.md"):
@@ -79,11 +92,13 @@ def test_cli_bad_input_one_line(capsys, model_dirs, tmp_path):
     assert "same" in err
     err = _one_line(capsys, ["xmodel", "communicate", "--model_a", a, "--model_b", b, "--k", "7", "--n", "2"])
     assert "layer 7 out of range for a 2-layer model; valid: 0..1" in err
-    err = _one_line(capsys, ["xmodel", "run-all", "--model_a", a, "--model_b", b, "--f", "avg",
-                             "--out", str(tmp_path / "r")])
+    err = _one_line(
+        capsys, ["xmodel", "run-all", "--model_a", a, "--model_b", b, "--f", "avg", "--out", str(tmp_path / "r")]
+    )
     assert "unknown f 'avg'" in err
-    err = _one_line(capsys, ["xmodel", "run-all", "--model_a", a, "--model_b", b, "--n_texts", "12",
-                             "--out", str(tmp_path / "r")])
+    err = _one_line(
+        capsys, ["xmodel", "run-all", "--model_a", a, "--model_b", b, "--n_texts", "12", "--out", str(tmp_path / "r")]
+    )
     assert "at least 4" in err
     with pytest.raises(SystemExit) as e:
         main(["xmodel", "communicate", "--model_a", a, "--model_b", b, "--f", "avg"])
@@ -95,13 +110,70 @@ def test_cli_extract_align_communicate(capsys, model_dirs, tmp_path):
     a, b = model_dirs
     txt = tmp_path / "t.txt"
     txt.write_text("\n".join(f"the cat {w} is red" for w in ("one two three four five six seven eight".split())))
-    assert main(["xmodel", "extract", "--model_a", a, "--model_b", b, "--texts", str(txt), "--heldout", "0.5",
-                 "--out", str(tmp_path / "p")]) == 0
-    assert main(["xmodel", "align", "--pairs", str(tmp_path / "p"), "--method", "ridge", "--layer_a", "-1",
-                 "--layer_b", "0", "--out", str(tmp_path / "m")]) == 0
+    assert (
+        main(
+            [
+                "xmodel",
+                "extract",
+                "--model_a",
+                a,
+                "--model_b",
+                b,
+                "--texts",
+                str(txt),
+                "--heldout",
+                "0.5",
+                "--out",
+                str(tmp_path / "p"),
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "xmodel",
+                "align",
+                "--pairs",
+                str(tmp_path / "p"),
+                "--method",
+                "ridge",
+                "--layer_a",
+                "-1",
+                "--layer_b",
+                "0",
+                "--out",
+                str(tmp_path / "m"),
+            ]
+        )
+        == 0
+    )
     assert A.load_map(tmp_path / "m").cfg.d_out == 48
-    assert main(["xmodel", "communicate", "--model_a", a, "--model_b", b, "--k", "1", "--j", "0", "--n", "3",
-                 "--map", str(tmp_path / "m"), "--methods", "b_alone,ac", "--out", str(tmp_path / "c")]) == 0
+    assert (
+        main(
+            [
+                "xmodel",
+                "communicate",
+                "--model_a",
+                a,
+                "--model_b",
+                b,
+                "--k",
+                "1",
+                "--j",
+                "0",
+                "--n",
+                "3",
+                "--map",
+                str(tmp_path / "m"),
+                "--methods",
+                "b_alone,ac",
+                "--out",
+                str(tmp_path / "c"),
+            ]
+        )
+        == 0
+    )
     assert "ac " in capsys.readouterr().out and (tmp_path / "c" / "communicate.json").exists()
 
 
@@ -111,9 +183,29 @@ def test_torchrun_two_cpu_processes_match_single(model_dirs, tmp_path):
     txt = tmp_path / "t.txt"
     txt.write_text("\n".join(f"alice has {n} red book" for n in range(10)))
     env = {**os.environ, "ACTLAB_QUIET": "1", "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
-           "-m", "actlab.cli.main", "xmodel", "extract", "--model_a", a, "--model_b", b, "--texts", str(txt),
-           "--shard_size", "3", "--out", str(tmp_path / "dist")]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        "29517",
+        "-m",
+        "actlab.cli.main",
+        "xmodel",
+        "extract",
+        "--model_a",
+        a,
+        "--model_b",
+        b,
+        "--texts",
+        str(txt),
+        "--shard_size",
+        "3",
+        "--out",
+        str(tmp_path / "dist"),
+    ]
     r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
     assert r.returncode == 0, r.stderr[-2000:]
     from actlab.core.io import load_tensors, read_json
@@ -121,8 +213,25 @@ def test_torchrun_two_cpu_processes_match_single(model_dirs, tmp_path):
 
     ranks = {load_tensors(tmp_path / "dist" / f"shard-{s:05d}.safetensors")[1]["rank"] for s in range(4)}
     assert ranks == {"0", "1"} and read_json(tmp_path / "dist" / "pairs.json")["world_size"] == 2
-    assert main(["xmodel", "extract", "--model_a", a, "--model_b", b, "--texts", str(txt), "--shard_size", "3",
-                 "--out", str(tmp_path / "single")]) == 0
+    assert (
+        main(
+            [
+                "xmodel",
+                "extract",
+                "--model_a",
+                a,
+                "--model_b",
+                b,
+                "--texts",
+                str(txt),
+                "--shard_size",
+                "3",
+                "--out",
+                str(tmp_path / "single"),
+            ]
+        )
+        == 0
+    )
     d, s = load_pairs(tmp_path / "dist"), load_pairs(tmp_path / "single")
     assert torch.allclose(d.a, s.a, atol=1e-5) and torch.allclose(d.b, s.b, atol=1e-5)
     assert torch.equal(d.test, s.test)
@@ -131,10 +240,42 @@ def test_torchrun_two_cpu_processes_match_single(model_dirs, tmp_path):
 
 def test_cli_demo_on_local_models_token_pooling(capsys, model_dirs, tmp_path):
     a, b = model_dirs
-    rc = main(["xmodel", "demo", "--model_a", a, "--model_b", b, "--pooling", "tokens", "--n_texts", "16",
-               "--heldout", "0.25", "--n_eval", "4", "--n_dev", "0", "--k", "1", "--j", "0", "--epochs", "1",
-               "--methods", "procrustes,ridge", "--ac_maps", "ridge", "--max_new_tokens", "2",
-               "--message_tokens", "2", "--out", str(tmp_path / "demo")])
+    rc = main(
+        [
+            "xmodel",
+            "demo",
+            "--model_a",
+            a,
+            "--model_b",
+            b,
+            "--pooling",
+            "tokens",
+            "--n_texts",
+            "16",
+            "--heldout",
+            "0.25",
+            "--n_eval",
+            "4",
+            "--n_dev",
+            "0",
+            "--k",
+            "1",
+            "--j",
+            "0",
+            "--epochs",
+            "1",
+            "--methods",
+            "procrustes,ridge",
+            "--ac_maps",
+            "ridge",
+            "--max_new_tokens",
+            "2",
+            "--message_tokens",
+            "2",
+            "--out",
+            str(tmp_path / "demo"),
+        ]
+    )
     out = capsys.readouterr().out
     assert rc == 0 and "Debiased CKA" in out and "| ac[ridge] |" in out and "AC / NL compute" in out
     for s in (0, 1, 2):  # one run per seed, then the summary over seeds
@@ -153,11 +294,15 @@ def test_summary_over_seeds_is_a_t_interval_and_pairs_by_seed():
     acc = {"b_alone": [0.05, 0.10, 0.07], "nl": [0.08, 0.09, 0.10], "ac": [0.07, 0.12, 0.08]}
 
     def run(i):
-        maps = {m: {"r2": v[i], "cosine": 0.9, "cka_debiased": 0.5, "infonce": 4.0, "n_trainable": 10}
-                for m, v in r2.items()}
-        return {"config": {"model_a": "a", "model_b": "b"},
-                "maps": {"k": 1, "j": 0, "n_test": 5, "methods": maps},
-                "communicate": {"n": 9, "task": "t", "methods": {m: {"accuracy": v[i]} for m, v in acc.items()}}}
+        maps = {
+            m: {"r2": v[i], "cosine": 0.9, "cka_debiased": 0.5, "infonce": 4.0, "n_trainable": 10}
+            for m, v in r2.items()
+        }
+        return {
+            "config": {"model_a": "a", "model_b": "b"},
+            "maps": {"k": 1, "j": 0, "n_test": 5, "methods": maps},
+            "communicate": {"n": 9, "task": "t", "methods": {m: {"accuracy": v[i]} for m, v in acc.items()}},
+        }
 
     sm = summarize({s: run(s) for s in range(3)})
     lo, hi = sps.ttest_1samp(r2["ridge"], 0).confidence_interval(0.95)

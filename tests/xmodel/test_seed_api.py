@@ -100,8 +100,7 @@ def test_adapters_seed_defaults_and_training(tmp_path):
         assert not any(p.requires_grad for p in m.parameters())
     # LoRA starts at the scaled, translated Procrustes base (B = 0) and only the low-rank part and bias train
     start = X.LoRAAdapter(da, db, rank=4).fit(Xa, Yb, A.TrainConfig(epochs=0))
-    torch.testing.assert_close(start(Xa), A.procrustes(Xa, Yb, scale=True, translate=True)(Xa), atol=1e-4,
-                               rtol=1e-4)
+    torch.testing.assert_close(start(Xa), A.procrustes(Xa, Yb, scale=True, translate=True)(Xa), atol=1e-4, rtol=1e-4)
     trained = X.LoRAAdapter(da, db, rank=4).fit(Xa, Yb, tc)
     torch.testing.assert_close(trained.W, start.W)  # the base is frozen
     assert float(trained.lora_B.abs().max()) > 0
@@ -170,8 +169,9 @@ def test_train_learned_projection_from_models(micro_pair):
 
     (ma, ta), (mb, tb) = micro_pair
     texts = [f"the cat number {i} is red" for i in range(20)]
-    w = X.train_learned_projection(ma, mb, ta, tb, 32, 48, layer_idx=1, layer_idx_b=0, num_samples=16,
-                                   num_epochs=2, batch_size=8, texts=texts)
+    w = X.train_learned_projection(
+        ma, mb, ta, tb, 32, 48, layer_idx=1, layer_idx_b=0, num_samples=16, num_epochs=2, batch_size=8, texts=texts
+    )
     assert isinstance(w, X.LearnedProjection) and (w.cfg.d_in, w.cfg.d_out) == (32, 48)
     assert w.cfg.info["n"] == 16 and w.cfg.info["layer_b"] == 0
     # one implementation: the paper's W on the same last-token activations
@@ -207,9 +207,20 @@ def test_run_experiments_seed_call_shapes(model_dirs, tmp_path):
 
 def test_run_activation_communication_experiment(model_dirs, tmp_path):
     a, b = model_dirs
-    res = X.run_activation_communication_experiment(model_a_id=a, model_b_id=b, n_eval=4, n_similarity=6,
-                                                    n_projection=24, epochs=1, k=1, j=0, similarity_tokens=3,
-                                                    max_new_tokens=2, message_tokens=3, out=tmp_path / "ac")
+    res = X.run_activation_communication_experiment(
+        model_a_id=a,
+        model_b_id=b,
+        n_eval=4,
+        n_similarity=6,
+        n_projection=24,
+        epochs=1,
+        k=1,
+        j=0,
+        similarity_tokens=3,
+        max_new_tokens=2,
+        message_tokens=3,
+        out=tmp_path / "ac",
+    )
     assert set(res["layers"]) == {"0-0", "1-1"} and res["config"]["projection"]  # widths differ → the paper's W
     for r in res["layers"].values():
         assert r["map"] == "learned" and 0.0 <= r["f1"] <= 1.0 and 0.0 <= r["f1_shuffled"] <= 1.0
@@ -239,10 +250,29 @@ def test_procrustes_layer_list_align_and_run_all(model_dirs, micro_pair, tmp_pat
     a, b = model_dirs
     txt = tmp_path / "t.txt"
     txt.write_text("\n".join(f"the cat {i} is red and the dog {i} is blue" for i in range(16)))
-    assert main(["xmodel", "extract", "--model_a", a, "--model_b", b, "--texts", str(txt), "--heldout", "0.5",
-                 "--out", str(tmp_path / "p")]) == 0
-    assert main(["xmodel", "align", "--pairs", str(tmp_path / "p"), "--layers", "0", "1", "--out",
-                 str(tmp_path / "m")]) == 0
+    assert (
+        main(
+            [
+                "xmodel",
+                "extract",
+                "--model_a",
+                a,
+                "--model_b",
+                b,
+                "--texts",
+                str(txt),
+                "--heldout",
+                "0.5",
+                "--out",
+                str(tmp_path / "p"),
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(["xmodel", "align", "--pairs", str(tmp_path / "p"), "--layers", "0", "1", "--out", str(tmp_path / "m")])
+        == 0
+    )
     out = capsys.readouterr().out
     assert "A[0] → B[0]" in out and "A[1] → B[1]" in out
     scores = json.loads((tmp_path / "m" / "scores.json").read_text())
@@ -255,24 +285,45 @@ def test_procrustes_layer_list_align_and_run_all(model_dirs, micro_pair, tmp_pat
     xt = pairs.split("test", "a", 1)
     torch.testing.assert_close(one(xt), ref(xt))
     # one line, exit 2: both forms, a missing layer
-    for argv, msg in ((["--layers", "0", "--layer_a", "0"], "--layers replaces"), ([], "give --layer_a"),
-                      (["--layers", "5"], "--layers 5 was not extracted")):
+    for argv, msg in (
+        (["--layers", "0", "--layer_a", "0"], "--layers replaces"),
+        ([], "give --layer_a"),
+        (["--layers", "5"], "--layers 5 was not extracted"),
+    ):
         rc = main(["xmodel", "align", "--pairs", str(tmp_path / "p"), "--out", str(tmp_path / "bad"), *argv])
         err = capsys.readouterr().err
         assert rc == 2 and msg in err and "Traceback" not in err, err
     # run-all: procrustes_layers stage
-    cfg = XModelConfig(model_a="a", model_b="b", n_texts=24, heldout=0.25, n_eval=2, n_dev=0, k=1, j=1, epochs=1,
-                       methods=["procrustes"], ac_maps=[], max_new_tokens=1, message_tokens=1,
-                       procrustes_layers=[0, 1])
+    cfg = XModelConfig(
+        model_a="a",
+        model_b="b",
+        n_texts=24,
+        heldout=0.25,
+        n_eval=2,
+        n_dev=0,
+        k=1,
+        j=1,
+        epochs=1,
+        methods=["procrustes"],
+        ac_maps=[],
+        max_new_tokens=1,
+        message_tokens=1,
+        procrustes_layers=[0, 1],
+    )
     res = run_all(cfg, tmp_path / "run", models=micro_pair)
     assert set(res["procrustes_layers"]["results"]) == {"0-0", "1-1"}
     assert (tmp_path / "run" / "procrustes_layers.json").exists()
     assert "Procrustes per layer" in (tmp_path / "run" / "results.md").read_text()
     # at the communication layers, the per-layer map is the run's Procrustes map
-    assert res["procrustes_layers"]["results"]["1-1"]["r2"] == pytest.approx(res["maps"]["methods"]["procrustes"]["r2"])
+    assert res["procrustes_layers"]["results"]["1-1"]["r2"] == pytest.approx(
+        res["maps"]["methods"]["procrustes"]["r2"]
+    )
     with pytest.raises(ActlabError, match="out of range"):
-        run_all(XModelConfig(model_a="a", model_b="b", n_texts=24, procrustes_layers=[0, 8, 16, 24]),
-                tmp_path / "run2", models=micro_pair)
+        run_all(
+            XModelConfig(model_a="a", model_b="b", n_texts=24, procrustes_layers=[0, 8, 16, 24]),
+            tmp_path / "run2",
+            models=micro_pair,
+        )
 
 
 @pytest.mark.slow
@@ -284,14 +335,59 @@ def test_torchrun_run_all_gives_the_single_process_result(model_dirs, tmp_path):
     a, b = model_dirs
     txt = tmp_path / "t.txt"
     txt.write_text("\n".join(f"alice has {n} red books and {n + 1} blue pens" for n in range(24)))
-    flags = ["xmodel", "run-all", "--model_a", a, "--model_b", b, "--texts", str(txt), "--n_texts", "24",
-             "--heldout", "0.25", "--shard_size", "5", "--n_eval", "3", "--n_dev", "2", "--epochs", "1",
-             "--methods", "procrustes,ridge,learned", "--ac_maps", "ridge", "--max_new_tokens", "2",
-             "--message_tokens", "2", "--procrustes_layers", "0,1"]
+    flags = [
+        "xmodel",
+        "run-all",
+        "--model_a",
+        a,
+        "--model_b",
+        b,
+        "--texts",
+        str(txt),
+        "--n_texts",
+        "24",
+        "--heldout",
+        "0.25",
+        "--shard_size",
+        "5",
+        "--n_eval",
+        "3",
+        "--n_dev",
+        "2",
+        "--epochs",
+        "1",
+        "--methods",
+        "procrustes,ridge,learned",
+        "--ac_maps",
+        "ridge",
+        "--max_new_tokens",
+        "2",
+        "--message_tokens",
+        "2",
+        "--procrustes_layers",
+        "0,1",
+    ]
     env = {**os.environ, "ACTLAB_QUIET": "1", "OMP_NUM_THREADS": "1"}
-    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
-                        "29523", "-m", "actlab.cli.main", *flags, "--out", str(tmp_path / "dist")], env=env,
-                       capture_output=True, text=True, timeout=400)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node",
+            "2",
+            "--master_port",
+            "29523",
+            "-m",
+            "actlab.cli.main",
+            *flags,
+            "--out",
+            str(tmp_path / "dist"),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=400,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     assert r.stdout.count("Debiased CKA") == 1  # rank 0 prints the tables once
     assert main([*flags, "--out", str(tmp_path / "single")]) == 0
@@ -316,9 +412,35 @@ def _close(x, y, tol=1e-4) -> bool:
 
 def test_cli_communicate_text_similarity(model_dirs, tmp_path, capsys):
     a, b = model_dirs
-    assert main(["xmodel", "communicate", "--model_a", b, "--model_b", b, "--k", "1", "--j", "1", "--n", "2",
-                 "--methods", "b_alone", "--similarity_layers", "0,1", "--n_similarity", "4",
-                 "--similarity_tokens", "3", "--out", str(tmp_path / "c")]) == 0
+    assert (
+        main(
+            [
+                "xmodel",
+                "communicate",
+                "--model_a",
+                b,
+                "--model_b",
+                b,
+                "--k",
+                "1",
+                "--j",
+                "1",
+                "--n",
+                "2",
+                "--methods",
+                "b_alone",
+                "--similarity_layers",
+                "0,1",
+                "--n_similarity",
+                "4",
+                "--similarity_tokens",
+                "3",
+                "--out",
+                str(tmp_path / "c"),
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "text similarity A[0] → B[0]: word F1 1.000" in out and "A[1] → B[1]" in out  # A = B: its own state
     doc = json.loads((tmp_path / "c" / "communicate.json").read_text())
@@ -334,8 +456,14 @@ def test_c4_text_source_streams_hub_schema_rows(monkeypatch):
     from actlab.xmodel.config import ExtractConfig
     from actlab.xmodel.experiments import load_texts
 
-    docs = [{"text": f"  Document {i} " + "words " * (3 if i % 3 == 0 else 120), "timestamp": "2019-04-25T12:57:54Z",
-             "url": f"https://example.com/{i}"} for i in range(40)]  # allenai/c4 en: text, timestamp, url
+    docs = [
+        {
+            "text": f"  Document {i} " + "words " * (3 if i % 3 == 0 else 120),
+            "timestamp": "2019-04-25T12:57:54Z",
+            "url": f"https://example.com/{i}",
+        }
+        for i in range(40)
+    ]  # allenai/c4 en: text, timestamp, url
     calls = []
 
     def load_dataset(path, name=None, split=None, streaming=False, **kw):

@@ -12,10 +12,21 @@ from actlab.zoo.tokenizer import TokenizerSpec
 MICRO = ZooSpec(
     name="micro",
     description="test-only micro entry",
-    corpus=CorpusSpec({"icl": 0.5, "passages": 0.25, "arithmetic": 0.25}, max_len=96,
-                      warmup_mix={"icl_copy": 1.0}, warmup_steps=4, warmup_batch=6),  # the resume crosses phases
-    model=ModelSpec(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-                    num_key_value_heads=2, max_position_embeddings=128),
+    corpus=CorpusSpec(
+        {"icl": 0.5, "passages": 0.25, "arithmetic": 0.25},
+        max_len=96,
+        warmup_mix={"icl_copy": 1.0},
+        warmup_steps=4,
+        warmup_batch=6,
+    ),  # the resume crosses phases
+    model=ModelSpec(
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=128,
+    ),
     train=TrainSpec(steps=6, batch_size=4, warmup=2, threads=1, ckpt_every=2, eval_tasks=4),
     tokenizer=TokenizerSpec(vocab_size=600, n_docs=150),
     seed=0,
@@ -44,13 +55,25 @@ def test_micro_build_loads_with_auto_classes(micro):
     assert model.config.model_type == "llama" and model.config.vocab_size == len(tok)
     assert tok.pad_token == "<pad>" and tok.padding_side == "left" and tok.model_max_length == 512
     assert tok.chat_template and "<|im_start|>" in tok.apply_chat_template(
-        [{"role": "user", "content": "hi"}], tokenize=False, add_generation_prompt=True)
+        [{"role": "user", "content": "hi"}], tokenize=False, add_generation_prompt=True
+    )
     enc = tok(["Text:a\nLabel:", "Text:the great film\nLabel:"], return_tensors="pt", padding=True)
     out = model.generate(**enc, max_new_tokens=2, do_sample=False, pad_token_id=tok.pad_token_id)
     assert out.shape == (2, enc.input_ids.shape[1] + 2)
     man = zb.read_manifest(micro)
-    for key in ("name", "seed", "spec", "n_params", "versions", "icl_accuracy", "build_seconds", "weights_sha256",
-                "train", "vocab_size", "threads"):
+    for key in (
+        "name",
+        "seed",
+        "spec",
+        "n_params",
+        "versions",
+        "icl_accuracy",
+        "build_seconds",
+        "weights_sha256",
+        "train",
+        "vocab_size",
+        "threads",
+    ):
         assert key in man, key
     assert man["spec"]["corpus"]["mix"] == MICRO.corpus.mix and man["seed"] == 0
     assert set(man["icl_accuracy"]["held_out_tasks"]) == {"0", "1", "2", "4", "8"}
@@ -137,7 +160,9 @@ def test_stale_spec_is_detected_and_rebuilt(micro, monkeypatch):
     old_sha = zb.read_manifest(micro)["weights_sha256"]
     new = dataclasses.replace(MICRO, corpus=dataclasses.replace(MICRO.corpus, mix={"passages": 1.0}))
     monkeypatch.setitem(ZOO, "micro", new)
-    with pytest.raises(zb.StaleZooCache, match=r"stale.*rebuilt on its next load, or now with `actlab zoo build micro`"):
+    with pytest.raises(
+        zb.StaleZooCache, match=r"stale.*rebuilt on its next load, or now with `actlab zoo build micro`"
+    ):
         zb.validate(micro)
     assert not zb.is_built(micro)
     assert zb.ensure_built(micro) == d  # the old build is replaced, not reused

@@ -44,7 +44,9 @@ def test_lr_constant_through_warmup_phase_then_cosine():
     assert f(0) == pytest.approx(0.5) and f(1) == pytest.approx(1.0)
     assert f(3) == f(4) == 1.0  # flat while the copy-task phase lasts
     assert 1.0 > f(10) > f(20) > f(24) >= 0.05
-    plain = ZooSpec(name="y", description="", corpus=CorpusSpec({"passages": 1.0}), train=TrainSpec(steps=25, warmup=2))
+    plain = ZooSpec(
+        name="y", description="", corpus=CorpusSpec({"passages": 1.0}), train=TrainSpec(steps=25, warmup=2)
+    )
     assert _lr_lambda(plain)(3) < 1.0  # without a warm-up phase the cosine starts right after the lr warm-up
 
 
@@ -63,7 +65,9 @@ def test_tiny_b_is_a_world_text_partner_of_tiny():
     Lewis games' world text (no ICL, no copy warm-up) so that B can answer the games given both prompts."""
     a, b = ZOO["tiny"], ZOO["tiny-b"]
     assert b.tokenizer == a.tokenizer
-    assert (b.model.hidden_size, b.model.num_hidden_layers) == (96, 3) != (a.model.hidden_size, a.model.num_hidden_layers)
+    assert (
+        (b.model.hidden_size, b.model.num_hidden_layers) == (96, 3) != (a.model.hidden_size, a.model.num_hidden_layers)
+    )
     assert b.seed != a.seed
     assert not b.corpus.warmup_mix and "icl" not in b.corpus.mix and "icl_copy" not in b.corpus.mix
     assert {"countries", "tipsheets", "facts", "passages"} <= set(b.corpus.mix)

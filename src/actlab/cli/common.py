@@ -68,10 +68,19 @@ def add_verb_arguments(p: argparse.ArgumentParser, verb: Verb) -> None:
     s = verb.schema()
     s.add_arguments(p)
     if verb.config_path:
-        p.add_argument("--config_path", default=None, metavar="FILE",
-                       help="YAML or JSON file of config keys; flags given explicitly win over it")
-    p.add_argument("--log_level", choices=LOG_LEVELS, default=argparse.SUPPRESS, dest="_log_level",
-                   help="logging level of the status lines on stderr (default: $ACTLAB_LOG_LEVEL or info)")
+        p.add_argument(
+            "--config_path",
+            default=None,
+            metavar="FILE",
+            help="YAML or JSON file of config keys; flags given explicitly win over it",
+        )
+    p.add_argument(
+        "--log_level",
+        choices=LOG_LEVELS,
+        default=argparse.SUPPRESS,
+        dest="_log_level",
+        help="logging level of the status lines on stderr (default: $ACTLAB_LOG_LEVEL or info)",
+    )
     p.set_defaults(func=_handler(verb, s, p.prog))
 
 
@@ -87,9 +96,11 @@ def check_one_process(verb: Verb, name: str) -> None:
 
     world = launched_world()
     if world > 1 and not verb.multiprocess:
-        raise ActlabError(f"{name} runs in one process, but it was launched on {world} (WORLD_SIZE={world}); run "
-                          f"it without accelerate launch / torchrun (these verbs run on several processes: "
-                          f"{', '.join(multiprocess_verbs())})")
+        raise ActlabError(
+            f"{name} runs in one process, but it was launched on {world} (WORLD_SIZE={world}); run "
+            f"it without accelerate launch / torchrun (these verbs run on several processes: "
+            f"{', '.join(multiprocess_verbs())})"
+        )
 
 
 def _handler(verb: Verb, s, prog: str = "") -> Callable:

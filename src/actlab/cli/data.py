@@ -32,8 +32,9 @@ def _prepare(cfg) -> int:
             print(f"{r['name']}: {r['path']} exists, skipped (use --force to rewrite)", file=sys.stderr)
         else:
             meta = r["metadata"]
-            print(f"{r['name']}: wrote {r['path']} ({meta['num_train_examples']} train, "
-                  f"{meta['num_val_examples']} eval)")
+            print(
+                f"{r['name']}: wrote {r['path']} ({meta['num_train_examples']} train, {meta['num_val_examples']} eval)"
+            )
     return 0
 
 
@@ -45,15 +46,34 @@ def _make_train(cfg) -> int:
     return 0
 
 
-FAMILY = Family("data", "dataset registry: list, prepare pools, make train/dev/demo runs", [
-    Verb("list", "list the registered datasets", "actlab.data.prepare:DataListConfig", _list,
-         api="actlab.data.prepare:list_rows"),
-    Verb("prepare", "load + format datasets, write data/{name}/main.json", "actlab.data.prepare:PrepareConfig",
-         _prepare, api="actlab.data.prepare:run_prepare",
-         description="Load datasets (hub, or the zoo's synthetic rows), shuffle with seed 42, format them and write "
-                     "data/{name}/main.json (train and eval pools)."),
-    Verb("make-train", "cut runs: data/{name}/train/{N}_{run}.json", "actlab.data.make_train:MakeTrainConfig",
-         _make_train, api="actlab.data.make_train:run_make_train",
-         description="Cut prepared train pools into runs of N examples with dev examples and ICL demo lists (numpy "
-                     "seed = run index), as upstream's create_training_datasets.py."),
-])
+FAMILY = Family(
+    "data",
+    "dataset registry: list, prepare pools, make train/dev/demo runs",
+    [
+        Verb(
+            "list",
+            "list the registered datasets",
+            "actlab.data.prepare:DataListConfig",
+            _list,
+            api="actlab.data.prepare:list_rows",
+        ),
+        Verb(
+            "prepare",
+            "load + format datasets, write data/{name}/main.json",
+            "actlab.data.prepare:PrepareConfig",
+            _prepare,
+            api="actlab.data.prepare:run_prepare",
+            description="Load datasets (hub, or the zoo's synthetic rows), shuffle with seed 42, format them and write "
+            "data/{name}/main.json (train and eval pools).",
+        ),
+        Verb(
+            "make-train",
+            "cut runs: data/{name}/train/{N}_{run}.json",
+            "actlab.data.make_train:MakeTrainConfig",
+            _make_train,
+            api="actlab.data.make_train:run_make_train",
+            description="Cut prepared train pools into runs of N examples with dev examples and ICL demo lists (numpy "
+            "seed = run index), as upstream's create_training_datasets.py.",
+        ),
+    ],
+)

@@ -70,5 +70,10 @@ def run(cfg: MainDemoConfig) -> int:
     return 0
 
 
-FAMILY = Verb("demo", "the main job: build the tiny model if missing and run the IA2 pipeline on it",
-              "actlab.cli.demo:MainDemoConfig", run, api="actlab.cli.demo:run")
+FAMILY = Verb(
+    "demo",
+    "the main job: build the tiny model if missing and run the IA2 pipeline on it",
+    "actlab.cli.demo:MainDemoConfig",
+    run,
+    api="actlab.cli.demo:run",
+)

@@ -39,15 +39,30 @@ def _sweep(cfg) -> int:
     return 0 if all(r["status"] in ("done", "skipped") for r in results) else 1
 
 
-FAMILY = Family("ia2", "IA2: ICL activation alignment — train, sweep, evaluate, plot, analyze", [
-    Verb("train", "train one adapter (train_unified.py)", "actlab.ia2.config:IA2TrainConfig", _train,
-         api="actlab.ia2.trainer:train", multiprocess=True,
-         description="Train one IA2/SFT adapter. A run's config.json is a valid --config_path."),
-    Verb("sweep", "grid of train runs (train_all_unified.py)", "actlab.ia2.verbs:sweep_cli_config", _sweep,
-         api="actlab.ia2.verbs:sweep",
-         description="Train a grid: methods x datasets x N x lrs x run indices x ce weights x adapter settings, with "
-                     "--max_parallel worker processes (one GPU each when GPUs exist). Axis flags take several "
-                     "values: --datasets --num_train_examples --lrs --run_indices --ce_loss_weights --lora_types "
-                     "--lora_rs --lora_alphas --ia3_types --num_virtual_tokens."),
-    *EVAL_VERBS,
-])
+FAMILY = Family(
+    "ia2",
+    "IA2: ICL activation alignment — train, sweep, evaluate, plot, analyze",
+    [
+        Verb(
+            "train",
+            "train one adapter (train_unified.py)",
+            "actlab.ia2.config:IA2TrainConfig",
+            _train,
+            api="actlab.ia2.trainer:train",
+            multiprocess=True,
+            description="Train one IA2/SFT adapter. A run's config.json is a valid --config_path.",
+        ),
+        Verb(
+            "sweep",
+            "grid of train runs (train_all_unified.py)",
+            "actlab.ia2.verbs:sweep_cli_config",
+            _sweep,
+            api="actlab.ia2.verbs:sweep",
+            description="Train a grid: methods x datasets x N x lrs x run indices x ce weights x adapter settings, with "
+            "--max_parallel worker processes (one GPU each when GPUs exist). Axis flags take several "
+            "values: --datasets --num_train_examples --lrs --run_indices --ce_loss_weights --lora_types "
+            "--lora_rs --lora_alphas --ia3_types --num_virtual_tokens.",
+        ),
+        *EVAL_VERBS,
+    ],
+)

@@ -12,13 +12,19 @@ from actlab.core.errors import ActlabError
 #: help for EvalConfig's fields (the dataclass lives in actlab.ia2.evaluate)
 EVAL_META = {
     # the singular spellings are the original single-evaluation script's flags (one value each, or several)
-    "model_types": {"aliases": ["--model_type"],
-                    "help": "base and/or trained methods (tok act tna a2t t2a, ia3-tok, prompt-act, ...)"},
-    "trained_datasets": {"aliases": ["--trained_dataset"],
-                         "help": "datasets the adapters were trained on (default: every one found)"},
+    "model_types": {
+        "aliases": ["--model_type"],
+        "help": "base and/or trained methods (tok act tna a2t t2a, ia3-tok, prompt-act, ...)",
+    },
+    "trained_datasets": {
+        "aliases": ["--trained_dataset"],
+        "help": "datasets the adapters were trained on (default: every one found)",
+    },
     "eval_datasets": {"aliases": ["--eval_dataset_name", "--eval_dataset"], "help": "default: the trained dataset"},
-    "icl_source_datasets": {"aliases": ["--icl_source_dataset"],
-                            "help": "default: the trained dataset (differs from eval = OOD)"},
+    "icl_source_datasets": {
+        "aliases": ["--icl_source_dataset"],
+        "help": "default: the trained dataset (differs from eval = OOD)",
+    },
     "num_generated_tokens_eval": {"aliases": ["--num_gen_tokens_eval"], "help": "tokens to generate during eval"},
     "icl_max_demos": {"help": "at most this many demos (min(icl_max_demos, N - 1))"},
     "lora_types": {"help": "filter on the LoRA type"},
@@ -27,8 +33,10 @@ EVAL_META = {
     "run_indices": {"help": "filter on the run index"},
     "model_id": {"help": "base model when no trained run names one"},
     "eval_with_icl": {"help": "also score trained models with demos"},
-    "use_prefix_cache": {"no_aliases": ["--no_prefix_cache"],
-                         "help": "share the demos' KV cache (same results, faster)"},
+    "use_prefix_cache": {
+        "no_aliases": ["--no_prefix_cache"],
+        "help": "share the demos' KV cache (same results, faster)",
+    },
     "force": {"help": "recompute existing results"},
 }
 
@@ -68,8 +76,16 @@ def _check_demo(cfg) -> None:
     from actlab.ia2.config import LABEL_TYPES
 
     check_out_dir("work_dir", cfg.work_dir)
-    for name in ("N", "num_runs", "num_train_samples", "num_eval_examples", "lora_r", "num_epochs", "patience",
-                 "asim_samples"):
+    for name in (
+        "N",
+        "num_runs",
+        "num_train_samples",
+        "num_eval_examples",
+        "lora_r",
+        "num_epochs",
+        "patience",
+        "asim_samples",
+    ):
         check_positive(name, getattr(cfg, name), integer=True)
     check_positive("icl_max_demos", cfg.icl_max_demos, integer=True, allow_zero=True)
     check_positive("lr", cfg.lr)
@@ -132,28 +148,71 @@ def _demo(cfg) -> int:
 
 
 EVAL_VERBS = [
-    Verb("evaluate", "evaluate base (with/without ICL) and trained adapters; skips existing results",
-         "actlab.ia2.evaluate:EvalConfig", _evaluate, api="actlab.ia2.evaluate:evaluate", meta=EVAL_META,
-         check=_check_evaluate,
-         description="The seed's evaluate_batch_optimized.py: finds trained runs by filters, scores them without "
-                     "demos (and with, on --eval_with_icl), and the base model with and without ICL demos drawn "
-                     "from each run's remaining pool."),
-    Verb("plot", "plots + report.html for one experiment (the seed's plot_unified.py)",
-         "actlab.ia2.verbs:PlotConfig", _plot, api="actlab.ia2.verbs:plot", check=_check_plots),
-    Verb("plot-all", "plots + report.html for every experiment with results", "actlab.ia2.verbs:PlotAllConfig",
-         _plot_all, api="actlab.ia2.verbs:plot_all", check=_check_plots),
-    Verb("analyze", "activation-similarity | subspace-overlap", verbs=[
-        Verb("activation-similarity", "cosine between base-with-ICL and trained-without-ICL attention outputs",
-             "actlab.ia2.verbs:ActivationSimilarityConfig", _asim, api="actlab.ia2.verbs:activation_similarity",
-             meta=EVAL_META, check=_check_runs),
-        Verb("subspace-overlap", "overlap of LoRA update subspaces between methods",
-             "actlab.ia2.verbs:SubspaceOverlapConfig", _overlap, api="actlab.ia2.verbs:subspace_overlap",
-             meta=EVAL_META, check=_check_runs),
-    ]),
-    Verb("demo", "the whole IA2 pipeline on the embedded tiny model (resumable)", "actlab.ia2.demo:DemoConfig",
-         _demo, api="actlab.ia2.demo:run_demo", check=_check_demo,
-         meta={"work_dir": {"help": "where data/, outputs/ and plots/ go"}, "methods": {"cli": False},
-               "quick": {"help": "smaller everything (smoke test)"}}),
+    Verb(
+        "evaluate",
+        "evaluate base (with/without ICL) and trained adapters; skips existing results",
+        "actlab.ia2.evaluate:EvalConfig",
+        _evaluate,
+        api="actlab.ia2.evaluate:evaluate",
+        meta=EVAL_META,
+        check=_check_evaluate,
+        description="The seed's evaluate_batch_optimized.py: finds trained runs by filters, scores them without "
+        "demos (and with, on --eval_with_icl), and the base model with and without ICL demos drawn "
+        "from each run's remaining pool.",
+    ),
+    Verb(
+        "plot",
+        "plots + report.html for one experiment (the seed's plot_unified.py)",
+        "actlab.ia2.verbs:PlotConfig",
+        _plot,
+        api="actlab.ia2.verbs:plot",
+        check=_check_plots,
+    ),
+    Verb(
+        "plot-all",
+        "plots + report.html for every experiment with results",
+        "actlab.ia2.verbs:PlotAllConfig",
+        _plot_all,
+        api="actlab.ia2.verbs:plot_all",
+        check=_check_plots,
+    ),
+    Verb(
+        "analyze",
+        "activation-similarity | subspace-overlap",
+        verbs=[
+            Verb(
+                "activation-similarity",
+                "cosine between base-with-ICL and trained-without-ICL attention outputs",
+                "actlab.ia2.verbs:ActivationSimilarityConfig",
+                _asim,
+                api="actlab.ia2.verbs:activation_similarity",
+                meta=EVAL_META,
+                check=_check_runs,
+            ),
+            Verb(
+                "subspace-overlap",
+                "overlap of LoRA update subspaces between methods",
+                "actlab.ia2.verbs:SubspaceOverlapConfig",
+                _overlap,
+                api="actlab.ia2.verbs:subspace_overlap",
+                meta=EVAL_META,
+                check=_check_runs,
+            ),
+        ],
+    ),
+    Verb(
+        "demo",
+        "the whole IA2 pipeline on the embedded tiny model (resumable)",
+        "actlab.ia2.demo:DemoConfig",
+        _demo,
+        api="actlab.ia2.demo:run_demo",
+        check=_check_demo,
+        meta={
+            "work_dir": {"help": "where data/, outputs/ and plots/ go"},
+            "methods": {"cli": False},
+            "quick": {"help": "smaller everything (smoke test)"},
+        },
+    ),
 ]
 
 

@@ -81,30 +81,65 @@ def _demo(cfg) -> int:
     return 0
 
 
-FAMILY = Family("iav", "IAV: dual-head alignment vectors (cache, train, generate, evaluate, demo)", [
-    Verb("cache", "cache a reference model's outputs over chosen + rejected (safetensors)",
-         "actlab.iav.config:CacheConfig", _cache, api="actlab.iav.cache:build_cache",
-         description="Run a reference model (may differ from the backbone; same tokenizer) over the preference set "
-                     "and write its per-token log-probs, top-k distribution and gathered logits for chosen and "
-                     "rejected sequences."),
-    Verb("train", "train the alignment (and base) head on preference pairs", "actlab.iav.config:TrainConfig", _train,
-         api="actlab.iav.trainer:train", multiprocess=True,
-         description="Train IAV heads on a frozen backbone: L = L_pref + λ_kl L_kl + λ_l2 L_l2. Checkpoints every "
-                     "--save_steps; rerunning resumes."),
-    Verb("launch", "train.sh: detect the GPUs, accelerate launch on 2+, one process otherwise",
-         "actlab.iav.verbs:IAVLaunchConfig", _launch, api="actlab.iav.verbs:launch",
-         description="What the seed's train.sh does: count the visible GPUs (CUDA_VISIBLE_DEVICES respected); with "
-                     "two or more, run `accelerate launch --multi_gpu --num_processes N -m actlab.cli.main iav train "
-                     "...`; with one or none, train in this process. Takes every `iav train` flag."),
-    Verb("generate", "generate with z_final = z_base + α·a_t", "actlab.iav.config:IAVGenerateConfig", _generate,
-         api="actlab.iav.verbs:generate",
-         description="Generate from trained IAV heads (KV cache, batching, greedy or sampling)."),
-    Verb("evaluate", "α sweep vs base, GenARM and DPO: reward, win rate, KL, distinct-n, speed",
-         "actlab.iav.verbs:IAVEvaluateConfig", _evaluate, api="actlab.iav.verbs:evaluate",
-         description="Compare IAV at several α with the base model, GenARM-style decoding and a DPO model; writes "
-                     "results.json, table.md, reward_vs_alpha.png and judge exports."),
-    Verb("demo", "tiny end to end: train IAV + DPO + ARM, sweep α, table and plot", "actlab.iav.config:IAVDemoConfig",
-         _demo, api="actlab.iav.config:demo",
-         description="On a zoo model: train IAV heads, a TRL DPO model and a GenARM ARM on syn_hh, sweep α and print "
-                     "the side-by-side table; writes the plot."),
-])
+FAMILY = Family(
+    "iav",
+    "IAV: dual-head alignment vectors (cache, train, generate, evaluate, demo)",
+    [
+        Verb(
+            "cache",
+            "cache a reference model's outputs over chosen + rejected (safetensors)",
+            "actlab.iav.config:CacheConfig",
+            _cache,
+            api="actlab.iav.cache:build_cache",
+            description="Run a reference model (may differ from the backbone; same tokenizer) over the preference set "
+            "and write its per-token log-probs, top-k distribution and gathered logits for chosen and "
+            "rejected sequences.",
+        ),
+        Verb(
+            "train",
+            "train the alignment (and base) head on preference pairs",
+            "actlab.iav.config:TrainConfig",
+            _train,
+            api="actlab.iav.trainer:train",
+            multiprocess=True,
+            description="Train IAV heads on a frozen backbone: L = L_pref + λ_kl L_kl + λ_l2 L_l2. Checkpoints every "
+            "--save_steps; rerunning resumes.",
+        ),
+        Verb(
+            "launch",
+            "train.sh: detect the GPUs, accelerate launch on 2+, one process otherwise",
+            "actlab.iav.verbs:IAVLaunchConfig",
+            _launch,
+            api="actlab.iav.verbs:launch",
+            description="What the seed's train.sh does: count the visible GPUs (CUDA_VISIBLE_DEVICES respected); with "
+            "two or more, run `accelerate launch --multi_gpu --num_processes N -m actlab.cli.main iav train "
+            "...`; with one or none, train in this process. Takes every `iav train` flag.",
+        ),
+        Verb(
+            "generate",
+            "generate with z_final = z_base + α·a_t",
+            "actlab.iav.config:IAVGenerateConfig",
+            _generate,
+            api="actlab.iav.verbs:generate",
+            description="Generate from trained IAV heads (KV cache, batching, greedy or sampling).",
+        ),
+        Verb(
+            "evaluate",
+            "α sweep vs base, GenARM and DPO: reward, win rate, KL, distinct-n, speed",
+            "actlab.iav.verbs:IAVEvaluateConfig",
+            _evaluate,
+            api="actlab.iav.verbs:evaluate",
+            description="Compare IAV at several α with the base model, GenARM-style decoding and a DPO model; writes "
+            "results.json, table.md, reward_vs_alpha.png and judge exports.",
+        ),
+        Verb(
+            "demo",
+            "tiny end to end: train IAV + DPO + ARM, sweep α, table and plot",
+            "actlab.iav.config:IAVDemoConfig",
+            _demo,
+            api="actlab.iav.config:demo",
+            description="On a zoo model: train IAV heads, a TRL DPO model and a GenARM ARM on syn_hh, sweep α and print "
+            "the side-by-side table; writes the plot.",
+        ),
+    ],
+)

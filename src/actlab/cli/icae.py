@@ -49,22 +49,58 @@ def cmd_demo(cfg) -> int:
 
     s = demo(cfg)
     rate = s.get("ae/compression_rate")
-    print(format_gauge(s, f"AE on {s['model']} at {cfg.icae.mean_compression_rate}x (measured "
-                          f"{float('nan') if rate is None else rate:.2f}x)"))
+    print(
+        format_gauge(
+            s,
+            f"AE on {s['model']} at {cfg.icae.mean_compression_rate}x (measured "
+            f"{float('nan') if rate is None else rate:.2f}x)",
+        )
+    )
     _print(s)
     return 0
 
 
 _C = "actlab.icae.config:ICAEConfig"
-FAMILY = Family("icae", "in-context autoencoder (ICAE + EPL position identifiers)", [
-    Verb("prepare-pretrain", "write the pretraining texts (offline: the zoo's synthetic passages)", _C, cmd_prepare,
-         api="actlab.icae.data:prepare_pretrain"),
-    Verb("pretrain", "AE + LM pretraining of the LoRA encoder and memory embeddings", _C, cmd_pretrain,
-         api="actlab.icae.trainer:pretrain", multiprocess=True),
-    Verb("finetune", "fine-tune on task qa (SQuAD) | repoqa | trajectories", _C, cmd_finetune,
-         api="actlab.icae.trainer:finetune", multiprocess=True),
-    Verb("infer", "evaluate task ae | qa | repoqa | trajectories; predictions + metrics JSONL", _C, cmd_infer,
-         api="actlab.icae.infer:run_infer"),
-    Verb("demo", "pretrain briefly, autoencode held-out passages (BLEU-1), QA EM/F1 vs SimpleLLM",
-         "actlab.icae.config:ICAEDemoConfig", cmd_demo, api="actlab.icae.config:demo"),
-])
+FAMILY = Family(
+    "icae",
+    "in-context autoencoder (ICAE + EPL position identifiers)",
+    [
+        Verb(
+            "prepare-pretrain",
+            "write the pretraining texts (offline: the zoo's synthetic passages)",
+            _C,
+            cmd_prepare,
+            api="actlab.icae.data:prepare_pretrain",
+        ),
+        Verb(
+            "pretrain",
+            "AE + LM pretraining of the LoRA encoder and memory embeddings",
+            _C,
+            cmd_pretrain,
+            api="actlab.icae.trainer:pretrain",
+            multiprocess=True,
+        ),
+        Verb(
+            "finetune",
+            "fine-tune on task qa (SQuAD) | repoqa | trajectories",
+            _C,
+            cmd_finetune,
+            api="actlab.icae.trainer:finetune",
+            multiprocess=True,
+        ),
+        Verb(
+            "infer",
+            "evaluate task ae | qa | repoqa | trajectories; predictions + metrics JSONL",
+            _C,
+            cmd_infer,
+            api="actlab.icae.infer:run_infer",
+        ),
+        Verb(
+            "demo",
+            "pretrain briefly, autoencode held-out passages (BLEU-1), QA EM/F1 vs SimpleLLM",
+            "actlab.icae.config:ICAEDemoConfig",
+            cmd_demo,
+            api="actlab.icae.config:demo",
+        ),
+    ],
+)

@@ -54,11 +54,17 @@ def make_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     from actlab.cli.common import LOG_LEVELS, Verb, add_verb_arguments, family_parser
 
     path = None if argv is None else _path(argv)
-    parser = OneLineParser(prog="actlab", description=__doc__.split("\n\n")[0],
-                           formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = OneLineParser(
+        prog="actlab", description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--version", action="version", version=f"actlab {__version__}")
-    parser.add_argument("--log_level", choices=LOG_LEVELS, default=argparse.SUPPRESS, dest="_log_level",
-                        help="logging level of actlab's status lines on stderr (default: $ACTLAB_LOG_LEVEL or info)")
+    parser.add_argument(
+        "--log_level",
+        choices=LOG_LEVELS,
+        default=argparse.SUPPRESS,
+        dest="_log_level",
+        help="logging level of actlab's status lines on stderr (default: $ACTLAB_LOG_LEVEL or info)",
+    )
     sub = parser.add_subparsers(dest="family", metavar="<family>", parser_class=OneLineParser)
     for name, module in FAMILIES.items():
         fam = importlib.import_module(module).FAMILY
@@ -123,8 +129,9 @@ def main(argv: list[str] | None = None) -> int:
         if os.environ.get("ACTLAB_DEBUG", "") not in ("", "0"):
             traceback.print_exc()
         msg = " ".join(str(e).split())[:300]
-        sys.stderr.write(f"actlab: {what} failed: {type(e).__name__}: {msg} (at {_where(e)}; "
-                         f"ACTLAB_DEBUG=1 shows the traceback)\n")
+        sys.stderr.write(
+            f"actlab: {what} failed: {type(e).__name__}: {msg} (at {_where(e)}; ACTLAB_DEBUG=1 shows the traceback)\n"
+        )
         return 1
     return int(rc or 0)
 

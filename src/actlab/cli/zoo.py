@@ -20,12 +20,15 @@ from actlab.core.errors import ActlabError
 class ZooBuildConfig:
     """``actlab zoo build``: train zoo model NAME offline into ``$ACTLAB_HOME/models/NAME``."""
 
-    name: str = field(metadata={"positional": True, "metavar": "NAME",
-                                "help": "zoo model name (see `actlab zoo list`)"})
-    force: bool = field(default=False, metadata={"help": "rebuild even if a (possibly corrupt) build exists",
-                                                 "flag": True})
-    seed: int | None = field(default=None, metadata={"help": "training seed (default: the entry's own seed)",
-                                                     "argtype": nonneg_int})
+    name: str = field(
+        metadata={"positional": True, "metavar": "NAME", "help": "zoo model name (see `actlab zoo list`)"}
+    )
+    force: bool = field(
+        default=False, metadata={"help": "rebuild even if a (possibly corrupt) build exists", "flag": True}
+    )
+    seed: int | None = field(
+        default=None, metadata={"help": "training seed (default: the entry's own seed)", "argtype": nonneg_int}
+    )
 
     def __post_init__(self) -> None:
         if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0):
@@ -64,8 +67,10 @@ def _build(cfg: ZooBuildConfig) -> int:
         return 0
     man = out["manifest"]
     icl = man["icl_accuracy"]["held_out_tasks"]
-    print(f"{cfg.name}: {out['dir']} ({man['n_params']:,} params, built in {man['build_seconds']:.0f} s); "
-          f"ICL accuracy by demos: " + ", ".join(f"k={k}: {v:.2f}" for k, v in icl.items()))
+    print(
+        f"{cfg.name}: {out['dir']} ({man['n_params']:,} params, built in {man['build_seconds']:.0f} s); "
+        f"ICL accuracy by demos: " + ", ".join(f"k={k}: {v:.2f}" for k, v in icl.items())
+    )
     return 0
 
 
@@ -104,11 +109,27 @@ def _list(cfg: ZooListConfig) -> int:
     return 0
 
 
-FAMILY = Family("zoo", "embedded tiny models, trained offline on a synthetic world: build, list", [
-    Verb("build", "build (train) a zoo model, or resume an interrupted build", "actlab.cli.zoo:ZooBuildConfig",
-         _build, api="actlab.cli.zoo:build", multiprocess=True,
-         description="Train zoo model NAME offline into $ACTLAB_HOME/models/NAME (a resumable NAME.partial "
-                     "checkpoint dir while it runs). Does nothing if already built."),
-    Verb("list", "list zoo models: built?, path, params, measured ICL accuracies", "actlab.cli.zoo:ZooListConfig",
-         _list, api="actlab.cli.zoo:list_models", config_path=False),
-])
+FAMILY = Family(
+    "zoo",
+    "embedded tiny models, trained offline on a synthetic world: build, list",
+    [
+        Verb(
+            "build",
+            "build (train) a zoo model, or resume an interrupted build",
+            "actlab.cli.zoo:ZooBuildConfig",
+            _build,
+            api="actlab.cli.zoo:build",
+            multiprocess=True,
+            description="Train zoo model NAME offline into $ACTLAB_HOME/models/NAME (a resumable NAME.partial "
+            "checkpoint dir while it runs). Does nothing if already built.",
+        ),
+        Verb(
+            "list",
+            "list zoo models: built?, path, params, measured ICL accuracies",
+            "actlab.cli.zoo:ZooListConfig",
+            _list,
+            api="actlab.cli.zoo:list_models",
+            config_path=False,
+        ),
+    ],
+)

@@ -36,8 +36,15 @@ from actlab.core.errors import ActlabError, unknown_choice
 
 FAMILIES = ("lora", "ia3", "prompt", "prefix")
 # role letter -> the Llama name, for messages; the real modules are resolved per model by roles()
-LETTERS = {"q": "q_proj", "k": "k_proj", "v": "v_proj", "o": "o_proj", "g": "gate_proj", "u": "up_proj",
-           "d": "down_proj"}
+LETTERS = {
+    "q": "q_proj",
+    "k": "k_proj",
+    "v": "v_proj",
+    "o": "o_proj",
+    "g": "gate_proj",
+    "u": "up_proj",
+    "d": "down_proj",
+}
 ALL_ROLES = "".join(LETTERS)
 # leaf names per role, across HF decoders; a fused module serves several roles
 _ATTN_ROLES: dict[str, tuple[str, ...]] = {
@@ -74,8 +81,8 @@ class Roles:
     """What plays each role in a model: layer-relative module paths (``self_attn.q_proj``) and MoE parameters."""
 
     modules: dict[str, list[str]] = field(default_factory=dict)  # role letter -> layer-relative module paths
-    params: dict[str, list[str]] = field(default_factory=dict)   # role letter -> layer-relative 3-D parameters
-    linears: list[str] = field(default_factory=list)             # every layer-relative linear (incl. routers)
+    params: dict[str, list[str]] = field(default_factory=dict)  # role letter -> layer-relative 3-D parameters
+    linears: list[str] = field(default_factory=list)  # every layer-relative linear (incl. routers)
 
     def have(self) -> str:
         return "".join(r for r in ALL_ROLES if self.modules.get(r) or self.params.get(r))
@@ -91,8 +98,7 @@ def roles(model: nn.Module) -> Roles:
                 continue
             top = name.split(".", 1)[0]
             in_attn = lay.attn is not None and top == lay.attn
-            in_mlp = (lay.mlp_module and top == lay.mlp) or (not lay.mlp_module and "." not in name
-                                                            and not in_attn)
+            in_mlp = (lay.mlp_module and top == lay.mlp) or (not lay.mlp_module and "." not in name and not in_attn)
             if _is_linear(mod):
                 if name not in out.linears:
                     out.linears.append(name)
@@ -179,9 +185,11 @@ def check_target_spec(option: str, spec) -> str | list[str]:
     if kind == "list":
         names = list(spec) if isinstance(spec, (list, tuple)) else [x.strip() for x in str(spec).split(",")]
         if not names or not all(n and re.fullmatch(r"[A-Za-z_][\w.]*", n) for n in names):
-            raise ActlabError(f"bad {option} {spec!r}; use letters of {ALL_ROLES} "
-                              f"({', '.join(f'{k}={v}' for k, v in LETTERS.items())}), all, all-linear, or a "
-                              "comma-separated list of module names (e.g. query_key_value,dense)")
+            raise ActlabError(
+                f"bad {option} {spec!r}; use letters of {ALL_ROLES} "
+                f"({', '.join(f'{k}={v}' for k, v in LETTERS.items())}), all, all-linear, or a "
+                "comma-separated list of module names (e.g. query_key_value,dense)"
+            )
     return spec
 
 
@@ -199,8 +207,10 @@ def resolve_targets(model: nn.Module, spec, option: str = "--lora_type", family:
         missing = [x for x in names if not any(h == x or h.endswith("." + x) for h in have)]
         if missing:
             leaves = sorted({h.rsplit(".", 1)[-1] for h in have})
-            raise ActlabError(f"{option} names {', '.join(missing)}, which {mt} does not have; its linear modules "
-                              f"are: {', '.join(leaves)}")
+            raise ActlabError(
+                f"{option} names {', '.join(missing)}, which {mt} does not have; its linear modules "
+                f"are: {', '.join(leaves)}"
+            )
         return Targets(names, [], str(spec))
     if kind == "all-linear":
         rel = list(rs.linears)
@@ -212,8 +222,10 @@ def resolve_targets(model: nn.Module, spec, option: str = "--lora_type", family:
             letters = "".join(c for c in letters if c not in missing)
             missing = []
         if missing:
-            raise ActlabError(f"{option} {spec!r}: {mt} has no module for role {', '.join(missing)}; its roles are "
-                              f"{rs.have() or 'none'} ({_describe(rs)})")
+            raise ActlabError(
+                f"{option} {spec!r}: {mt} has no module for role {', '.join(missing)}; its roles are "
+                f"{rs.have() or 'none'} ({_describe(rs)})"
+            )
         rel = []
         for c in letters:
             for n in rs.modules.get(c, []):
@@ -225,8 +237,10 @@ def resolve_targets(model: nn.Module, spec, option: str = "--lora_type", family:
     if params and family != "lora":
         moe = "".join(c for c in ALL_ROLES if rs.params.get(c))
         ok = "".join(c for c in ALL_ROLES if rs.modules.get(c) and not rs.params.get(c))
-        raise ActlabError(f"{option} {spec!r}: in {mt} roles {moe} are the MoE experts' fused weights "
-                          f"({', '.join(params)}), which PEFT's {family} cannot adapt; use roles of {ok}")
+        raise ActlabError(
+            f"{option} {spec!r}: in {mt} roles {moe} are the MoE experts' fused weights "
+            f"({', '.join(params)}), which PEFT's {family} cannot adapt; use roles of {ok}"
+        )
     return Targets(_suffixes(model, rel) if rel else [], params, str(spec))
 
 
@@ -252,8 +266,10 @@ def module_names(modules: str, model: nn.Module | None = None) -> list[str]:
     letters = ALL_ROLES if modules == "all" else modules
     bad = [c for c in letters if c not in LETTERS]
     if not letters or bad:
-        raise ActlabError(f"bad module type {modules!r}; use letters of {ALL_ROLES} "
-                          f"({', '.join(f'{k}={v}' for k, v in LETTERS.items())}) or all")
+        raise ActlabError(
+            f"bad module type {modules!r}; use letters of {ALL_ROLES} "
+            f"({', '.join(f'{k}={v}' for k, v in LETTERS.items())}) or all"
+        )
     return [LETTERS[c] for c in letters]
 
 
@@ -300,48 +316,85 @@ def _kv_geometry(model: nn.Module) -> tuple[int, int, int]:
         cache = out.past_key_values
         keys = [lay.keys for lay in cache.layers] if hasattr(cache, "layers") else [kv[0] for kv in cache]
     except Exception as e:  # noqa: BLE001 - any failure means PEFT's prefix cannot be built for this model
-        raise ActlabError(f"prefix tuning cannot run on {mt}: its forward gives no usable KV cache "
-                          f"({type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''})") from None
+        raise ActlabError(
+            f"prefix tuning cannot run on {mt}: its forward gives no usable KV cache "
+            f"({type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''})"
+        ) from None
     shapes = {tuple(k.shape[1:2]) + tuple(k.shape[3:]) for k in keys if k is not None and k.dim() == 4}
     if len(keys) != arch.num_layers(model) or len(shapes) != 1:
-        raise ActlabError(f"prefix tuning cannot run on {mt}: its layers cache keys of different shapes "
-                          f"({sorted(shapes)}), which PEFT's one-size prefix cannot serve")
-    (kv, hd), = shapes
+        raise ActlabError(
+            f"prefix tuning cannot run on {mt}: its layers cache keys of different shapes "
+            f"({sorted(shapes)}), which PEFT's one-size prefix cannot serve"
+        )
+    ((kv, hd),) = shapes
     return len(keys), int(kv), int(hd)
 
 
-def peft_config(family: str, model: nn.Module, *, modules="qko", r: int = 8, alpha: int = 8,
-                dropout: float = 0.0, num_virtual_tokens: int = 20):
+def peft_config(
+    family: str,
+    model: nn.Module,
+    *,
+    modules="qko",
+    r: int = 8,
+    alpha: int = 8,
+    dropout: float = 0.0,
+    num_virtual_tokens: int = 20,
+):
     """The PEFT config of ``family`` for ``model`` (targets resolved in and sizes read from the model)."""
     from peft import IA3Config, LoraConfig, PrefixTuningConfig, PromptTuningConfig, TaskType
 
     if family == "lora":
         t = resolve_targets(model, modules, "--lora_type", "lora")
         kw = {"target_parameters": t.parameters} if t.parameters else {}
-        return LoraConfig(task_type=TaskType.CAUSAL_LM, r=r, lora_alpha=alpha, lora_dropout=dropout,
-                          target_modules=t.modules or None, bias="none", fan_in_fan_out=conv1d_targets(model, t.modules),
-                          **kw)
+        return LoraConfig(
+            task_type=TaskType.CAUSAL_LM,
+            r=r,
+            lora_alpha=alpha,
+            lora_dropout=dropout,
+            target_modules=t.modules or None,
+            bias="none",
+            fan_in_fan_out=conv1d_targets(model, t.modules),
+            **kw,
+        )
     if family == "ia3":
         t = resolve_targets(model, modules, "--ia3_type", "ia3")
-        return IA3Config(task_type=TaskType.CAUSAL_LM, target_modules=t.modules, feedforward_modules=t.modules,
-                         fan_in_fan_out=conv1d_targets(model, t.modules))
+        return IA3Config(
+            task_type=TaskType.CAUSAL_LM,
+            target_modules=t.modules,
+            feedforward_modules=t.modules,
+            fan_in_fan_out=conv1d_targets(model, t.modules),
+        )
     if num_virtual_tokens <= 0 and family in ("prompt", "prefix"):
         raise ActlabError(f"--num_virtual_tokens must be a positive integer, got {num_virtual_tokens}")
     if family == "prompt":
         d = arch.embed_size(model)
         _dry_run(model, "prompt tuning", inputs_embeds=torch.zeros((1, num_virtual_tokens + 2, d)))
-        return PromptTuningConfig(task_type=TaskType.CAUSAL_LM, num_virtual_tokens=num_virtual_tokens,
-                                  prompt_tuning_init="RANDOM", token_dim=d, num_layers=arch.num_layers(model))
+        return PromptTuningConfig(
+            task_type=TaskType.CAUSAL_LM,
+            num_virtual_tokens=num_virtual_tokens,
+            prompt_tuning_init="RANDOM",
+            token_dim=d,
+            num_layers=arch.num_layers(model),
+        )
     if family == "prefix":
         n_layers, kv, hd = _kv_geometry(model)
         _dry_run(model, "prefix tuning", prefix=(n_layers, kv, num_virtual_tokens, hd))
-        return PrefixTuningConfig(task_type=TaskType.CAUSAL_LM, num_virtual_tokens=num_virtual_tokens,
-                                  num_layers=n_layers, num_attention_heads=kv, token_dim=kv * hd)
+        return PrefixTuningConfig(
+            task_type=TaskType.CAUSAL_LM,
+            num_virtual_tokens=num_virtual_tokens,
+            num_layers=n_layers,
+            num_attention_heads=kv,
+            token_dim=kv * hd,
+        )
     raise unknown_choice("adapter family", family, FAMILIES)
 
 
-def _dry_run(model: nn.Module, family: str, inputs_embeds: torch.Tensor | None = None,
-             prefix: tuple[int, int, int, int] | None = None) -> None:
+def _dry_run(
+    model: nn.Module,
+    family: str,
+    inputs_embeds: torch.Tensor | None = None,
+    prefix: tuple[int, int, int, int] | None = None,
+) -> None:
     """Run the base model the way PEFT will (virtual-token embeddings, or a prefix KV cache) on zeros, before any
     adapter or target is built: an architecture that cannot take it is one line (architecture + reason)."""
     base = arch.unwrap(model)
@@ -359,19 +412,26 @@ def _dry_run(model: nn.Module, family: str, inputs_embeds: torch.Tensor | None =
                 for i in range(n_layers):
                     z = torch.zeros((1, kv, nv, hd), device=p.device, dtype=p.dtype)
                     cache.update(z, z.clone(), i)
-                base(input_ids=torch.zeros((1, 2), dtype=torch.long, device=p.device), past_key_values=cache,
-                     attention_mask=torch.ones((1, nv + 2), dtype=torch.long, device=p.device))
+                base(
+                    input_ids=torch.zeros((1, 2), dtype=torch.long, device=p.device),
+                    past_key_values=cache,
+                    attention_mask=torch.ones((1, nv + 2), dtype=torch.long, device=p.device),
+                )
     except Exception as e:  # noqa: BLE001 - the reason goes into the one-line error
         msg = str(e).strip().splitlines()[0][:200] if str(e).strip() else ""
-        raise ActlabError(f"{family} cannot run on {arch.model_type(model)}: PEFT's virtual tokens do not fit this "
-                          f"architecture ({type(e).__name__}: {msg})") from None
+        raise ActlabError(
+            f"{family} cannot run on {arch.model_type(model)}: PEFT's virtual tokens do not fit this "
+            f"architecture ({type(e).__name__}: {msg})"
+        ) from None
 
 
 def conv1d_targets(model: nn.Module, names: list[str]) -> bool:
     """Whether the targets are HF ``Conv1D`` (GPT-2: weights stored transposed; PEFT needs ``fan_in_fan_out``)."""
     base = arch.unwrap(model)
-    return any(type(m).__name__ == "Conv1D" and any(n == x or n.endswith("." + x) for x in names)
-               for n, m in base.named_modules())
+    return any(
+        type(m).__name__ == "Conv1D" and any(n == x or n.endswith("." + x) for x in names)
+        for n, m in base.named_modules()
+    )
 
 
 def adapted_modules(model: nn.Module) -> list[str]:
@@ -424,18 +484,23 @@ def _check_runs(pm: nn.Module, config) -> None:
     """One tiny forward of a prompt-learning model, so an architecture PEFT cannot serve fails before any step
     with one line (architecture + reason) instead of a traceback mid-training."""
     family = {"PROMPT_TUNING": "prompt tuning", "PREFIX_TUNING": "prefix tuning"}.get(
-        getattr(config.peft_type, "value", str(config.peft_type)), str(config.peft_type))
+        getattr(config.peft_type, "value", str(config.peft_type)), str(config.peft_type)
+    )
     dev = next(pm.parameters()).device
     was = pm.training
     pm.eval()
     try:
         with torch.no_grad():
-            pm(input_ids=torch.zeros((1, 2), dtype=torch.long, device=dev),
-               attention_mask=torch.ones((1, 2), dtype=torch.long, device=dev))
+            pm(
+                input_ids=torch.zeros((1, 2), dtype=torch.long, device=dev),
+                attention_mask=torch.ones((1, 2), dtype=torch.long, device=dev),
+            )
     except Exception as e:  # noqa: BLE001 - the reason goes into the one-line error
         msg = str(e).strip().splitlines()[0][:200] if str(e).strip() else ""
-        raise ActlabError(f"{family} cannot run on {arch.model_type(pm)}: PEFT's virtual tokens do not fit this "
-                          f"architecture ({type(e).__name__}: {msg})") from None
+        raise ActlabError(
+            f"{family} cannot run on {arch.model_type(pm)}: PEFT's virtual tokens do not fit this "
+            f"architecture ({type(e).__name__}: {msg})"
+        ) from None
     finally:
         pm.train(was)
 

@@ -60,8 +60,14 @@ class Layout:
         return tuple(out)
 
     def as_dict(self) -> dict[str, str]:
-        return dict(layers=self.layers, attn=self.attn or "", mlp=self.mlp or "", norm=self.norm, embed=self.embed,
-                    lm_head=self.lm_head)
+        return dict(
+            layers=self.layers,
+            attn=self.attn or "",
+            mlp=self.mlp or "",
+            norm=self.norm,
+            embed=self.embed,
+            lm_head=self.lm_head,
+        )
 
 
 def unwrap(model: nn.Module) -> nn.Module:
@@ -101,27 +107,49 @@ def _layout(base: nn.Module) -> Layout:
             layers_name, first = name, mod[0]
             break
     if first is None:
-        raise ActlabError(f"architecture {mt!r} is not supported: no list of {n} decoder layers found in "
-                          f"{type(base).__name__}")
+        raise ActlabError(
+            f"architecture {mt!r} is not supported: no list of {n} decoder layers found in {type(base).__name__}"
+        )
     children = dict(first.named_children())
     attn = next((c for c in _ATTN_NAMES if c in children), None) or next(
-        (c for c, m in children.items() if "attention" in type(m).__name__.lower()), None)
+        (c for c, m in children.items() if "attention" in type(m).__name__.lower()), None
+    )
     mlp = next((c for c in _MLP_NAMES if c in children), None) or next(
         (c for c, m in children.items() if any(k in type(m).__name__.lower() for k in ("mlp", "moe", "feedforward"))),
-        None)
+        None,
+    )
     mlp_module = mlp is not None
     if mlp is None:  # OPT, XGLM, ...: the MLP's linears sit on the layer; its output is the last one's
         mlp = next((c for c in _MLP_OUT_NAMES if isinstance(children.get(c), nn.Linear)), None)
-    moe = mlp_module and (hasattr(children[mlp], "experts") or bool(
-        getattr(cfg, "num_local_experts", 0) or getattr(cfg, "num_experts", 0)))
+    moe = mlp_module and (
+        hasattr(children[mlp], "experts")
+        or bool(getattr(cfg, "num_local_experts", 0) or getattr(cfg, "num_experts", 0))
+    )
     block = "moe" if moe else ("parallel" if _is_parallel(cfg, mt) else "sequential")
     emb = base.get_input_embeddings() if hasattr(base, "get_input_embeddings") else None
     head = base.get_output_embeddings() if hasattr(base, "get_output_embeddings") else None
-    norm = next((name for name, _ in base.named_modules() if not name.startswith(f"{layers_name}.")
-                 and name.rsplit(".", 1)[-1] in ("norm", "ln_f", "final_layer_norm", "final_layernorm", "norm_f")), "")
-    return Layout(model_type=mt, layers=layers_name, attn=attn, mlp=mlp, mlp_module=mlp_module, block=block,
-                  embed=_name_of(base, emb), lm_head=_name_of(base, head), norm=norm,
-                  attn_site=_branch_site(children, attn), mlp_site=_branch_site(children, mlp))
+    norm = next(
+        (
+            name
+            for name, _ in base.named_modules()
+            if not name.startswith(f"{layers_name}.")
+            and name.rsplit(".", 1)[-1] in ("norm", "ln_f", "final_layer_norm", "final_layernorm", "norm_f")
+        ),
+        "",
+    )
+    return Layout(
+        model_type=mt,
+        layers=layers_name,
+        attn=attn,
+        mlp=mlp,
+        mlp_module=mlp_module,
+        block=block,
+        embed=_name_of(base, emb),
+        lm_head=_name_of(base, head),
+        norm=norm,
+        attn_site=_branch_site(children, attn),
+        mlp_site=_branch_site(children, mlp),
+    )
 
 
 def _branch_site(children: dict[str, nn.Module], name: str | None) -> str | None:
@@ -166,8 +194,9 @@ def get_module(model: nn.Module, path: str) -> nn.Module:
         names = [n for n, _ in base.named_modules() if n]
         close = difflib.get_close_matches(path, names, n=3)
         hint = f"; did you mean {', '.join(close)}?" if close else f"; e.g. {names[min(3, len(names) - 1)]}"
-        raise ActlabError(f"unknown module path {path!r} in {model_type(model)} ({type(base).__name__}){hint}"
-                          ) from None
+        raise ActlabError(
+            f"unknown module path {path!r} in {model_type(model)} ({type(base).__name__}){hint}"
+        ) from None
 
 
 def layers(model: nn.Module) -> nn.ModuleList:
@@ -291,7 +320,9 @@ def learned_positions(model: nn.Module) -> int | None:
     base = unwrap(model)
     cfg = base.config
     for name, mod in base.named_modules():
-        if name.rsplit(".", 1)[-1] in ("wpe", "embed_positions", "position_embeddings") and isinstance(mod, nn.Embedding):
+        if name.rsplit(".", 1)[-1] in ("wpe", "embed_positions", "position_embeddings") and isinstance(
+            mod, nn.Embedding
+        ):
             n = getattr(cfg, "max_position_embeddings", None) or getattr(cfg, "n_positions", None)
             return int(n or mod.num_embeddings - int(getattr(mod, "offset", 0)))
     return None

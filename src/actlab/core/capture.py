@@ -47,16 +47,23 @@ def site_path(model: nn.Module, site: str, layer: int | None) -> str:
             raise ActlabError(f"site {site!r} needs a layer")
         lay = arch.layout(model)
         if site not in lay.sites():
-            raise ActlabError(f"site {site!r} does not exist in {lay.model_type} (no {site.split('_')[0]} module in "
-                              f"its layers); its sites are: {', '.join(lay.sites())}, or a module path")
+            raise ActlabError(
+                f"site {site!r} does not exist in {lay.model_type} (no {site.split('_')[0]} module in "
+                f"its layers); its sites are: {', '.join(lay.sites())}, or a module path"
+            )
         layer = arch.check_layer(model, layer)
         base = f"{lay.layers}.{layer}"
-        return {"block_output": base, "attn_output": f"{base}.{lay.attn_site or lay.attn}",
-                "mlp_output": f"{base}.{lay.mlp_site or lay.mlp}"}[site]
+        return {
+            "block_output": base,
+            "attn_output": f"{base}.{lay.attn_site or lay.attn}",
+            "mlp_output": f"{base}.{lay.mlp_site or lay.mlp}",
+        }[site]
     if "." not in site and "{" not in site:
         lay = arch.layout(model)
-        raise ActlabError(f"unknown site {site!r}; valid in {lay.model_type}: {', '.join(lay.sites())}, or a module "
-                          f"path such as {lay.layers}.0.{lay.mlp or lay.attn}")
+        raise ActlabError(
+            f"unknown site {site!r}; valid in {lay.model_type}: {', '.join(lay.sites())}, or a module "
+            f"path such as {lay.layers}.0.{lay.mlp or lay.attn}"
+        )
     if "{layer}" in site:
         if layer is None:
             raise ActlabError(f"site {site!r} has a {{layer}} placeholder but no layer was given")
@@ -178,9 +185,17 @@ class Capture:
 
 
 @contextlib.contextmanager
-def capture(model: nn.Module, site: str | Sequence[str] = "block_output", layers: int | Sequence[int] | None = None,
-            positions: Positions = None, *, detach: bool = True, device: str | torch.device | None = None,
-            dtype: torch.dtype | None = None, first_call_only: bool = False) -> Iterator[Capture]:
+def capture(
+    model: nn.Module,
+    site: str | Sequence[str] = "block_output",
+    layers: int | Sequence[int] | None = None,
+    positions: Positions = None,
+    *,
+    detach: bool = True,
+    device: str | torch.device | None = None,
+    dtype: torch.dtype | None = None,
+    first_call_only: bool = False,
+) -> Iterator[Capture]:
     """Record activations at ``site`` for ``layers`` (None = all) during the forward calls inside the block.
 
     Args:
@@ -263,8 +278,16 @@ MODES = ("replace", "add", "mean")
 
 
 @contextlib.contextmanager
-def intervene(model: nn.Module, site: str, layer: int | None, value: torch.Tensor | Callable, *,
-              positions: Positions = -1, mode: str = "replace", prefill_only: bool = True) -> Iterator[Intervention]:
+def intervene(
+    model: nn.Module,
+    site: str,
+    layer: int | None,
+    value: torch.Tensor | Callable,
+    *,
+    positions: Positions = -1,
+    mode: str = "replace",
+    prefill_only: bool = True,
+) -> Iterator[Intervention]:
     """Write into the activation at ``site``/``layer`` at ``positions`` during the calls inside the block.
 
     ``value`` is a tensor broadcastable to the selected slice (``[B, d]`` for an int or ``[B]`` positions) or a

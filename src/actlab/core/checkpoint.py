@@ -80,8 +80,16 @@ def _set_rng_state(tensors: dict, info: dict) -> None:
         np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
 
 
-def save(path: str | Path, tensors: dict[str, torch.Tensor], *, step: int, optimizer=None, scheduler=None,
-         rng: bool = True, extra: dict | None = None) -> Path:
+def save(
+    path: str | Path,
+    tensors: dict[str, torch.Tensor],
+    *,
+    step: int,
+    optimizer=None,
+    scheduler=None,
+    rng: bool = True,
+    extra: dict | None = None,
+) -> Path:
     """Write one checkpoint file atomically (see the module doc). ``tensors`` names must not start with
     ``opt.``/``rng.``; tensors sharing storage (tied embeddings) are stored as copies."""
     bad = [k for k in tensors if k.startswith(RESERVED)]
@@ -118,12 +126,15 @@ def load(path: str | Path, *, optimizer=None, scheduler=None, rng: bool = True) 
     try:
         tensors, meta = load_tensors(path)
     except ActlabError:
-        raise ActlabError(f"checkpoint {path} is corrupt (not a readable safetensors file); delete it to start the "
-                          "run over") from None
+        raise ActlabError(
+            f"checkpoint {path} is corrupt (not a readable safetensors file); delete it to start the run over"
+        ) from None
     legacy = meta.get("format") != FORMAT
     if not legacy and meta.get("version") != VERSION:
-        raise ActlabError(f"checkpoint {path} has format version {meta.get('version')!r}; this actlab reads "
-                          f"{VERSION}: delete it to start the run over, or use the actlab that wrote it")
+        raise ActlabError(
+            f"checkpoint {path} has format version {meta.get('version')!r}; this actlab reads "
+            f"{VERSION}: delete it to start the run over, or use the actlab that wrote it"
+        )
     if optimizer is not None and meta.get("optimizer") and not legacy:
         load_optimizer_tensors(optimizer, tensors, meta["optimizer"])
     if scheduler is not None and meta.get("scheduler"):
@@ -131,5 +142,11 @@ def load(path: str | Path, *, optimizer=None, scheduler=None, rng: bool = True) 
     if rng and not legacy:
         _set_rng_state(tensors, json.loads(meta.get("rng") or "{}"))
     own = {k: v for k, v in tensors.items() if legacy or not k.startswith(RESERVED)}
-    return Checkpoint(path=path, step=None if legacy else int(meta["step"]), tensors=own,
-                      extra={} if legacy else json.loads(meta.get("extra") or "{}"), meta=meta, legacy=legacy)
+    return Checkpoint(
+        path=path,
+        step=None if legacy else int(meta["step"]),
+        tensors=own,
+        extra={} if legacy else json.loads(meta.get("extra") or "{}"),
+        meta=meta,
+        legacy=legacy,
+    )

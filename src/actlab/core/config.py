@@ -86,8 +86,9 @@ def _type_name(t) -> str:
     t, _ = _strip_optional(t)
     if _is_list(t):
         return f"a list of {_type_name(typing.get_args(t)[0])}" if typing.get_args(t) else "a list"
-    return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}.get(t, getattr(t, "__name__",
-                                                                                                       str(t)))
+    return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}.get(
+        t, getattr(t, "__name__", str(t))
+    )
 
 
 def _default(f: dataclasses.Field):
@@ -171,17 +172,29 @@ class Schema:
             default = self.default(leaf)
             help_ = meta.get("help", "")
             if help_defaults and default is not dataclasses.MISSING and default is not None and default != []:
-                help_ = f"{help_} (default: {_fmt_default(default)})" if help_ else f"(default: {_fmt_default(default)})"
+                help_ = (
+                    f"{help_} (default: {_fmt_default(default)})" if help_ else f"(default: {_fmt_default(default)})"
+                )
             meta["help"] = help_.replace("%", "%%")
             if own.get("positional"):
                 kw = {k: v for k, v in meta.items() if k in ("help", "choices", "metavar")}
                 base, _ = _strip_optional(leaf.type)
-                parser.add_argument(leaf.name, type=base if base in (int, float) else str,
-                                    nargs=None if leaf.required else "?", default=argparse.SUPPRESS, **kw)
+                parser.add_argument(
+                    leaf.name,
+                    type=base if base in (int, float) else str,
+                    nargs=None if leaf.required else "?",
+                    default=argparse.SUPPRESS,
+                    **kw,
+                )
                 continue
             if own.get("flag"):  # a plain store_true switch (no optional value that could eat a positional)
-                parser.add_argument(f"--{leaf.name}", *meta.get("aliases", []), action="store_true",
-                                    default=argparse.SUPPRESS, help=meta["help"])
+                parser.add_argument(
+                    f"--{leaf.name}",
+                    *meta.get("aliases", []),
+                    action="store_true",
+                    default=argparse.SUPPRESS,
+                    help=meta["help"],
+                )
                 continue
             f2 = copy.copy(leaf.field)
             f2.metadata = types.MappingProxyType(meta)
@@ -203,8 +216,9 @@ class Schema:
                     a.type = _split_type(elem, sep)
                     a.metavar = a.metavar or leaf.name.upper()
             for alias in own.get("no_aliases", ()):
-                parser.add_argument(alias, action="store_false", dest=leaf.name, default=argparse.SUPPRESS,
-                                    help=f"= --no_{leaf.name}")
+                parser.add_argument(
+                    alias, action="store_false", dest=leaf.name, default=argparse.SUPPRESS, help=f"= --no_{leaf.name}"
+                )
 
     def default(self, leaf: Leaf):
         """A leaf's default: its field's, or the value in the enclosing field's default instance."""
@@ -241,8 +255,9 @@ class Schema:
         for name, leaf in self.leaves.items():
             if leaf.required and name not in values:
                 positional = leaf.field.metadata.get("positional")
-                raise ActlabError(f"{name} is required" if positional else
-                                  f"--{name} is required (or a --config_path that sets it)")
+                raise ActlabError(
+                    f"{name} is required" if positional else f"--{name} is required (or a --config_path that sets it)"
+                )
         return self._build((), values)
 
     def _build(self, path, values):
@@ -295,8 +310,10 @@ class Schema:
                     out[key] = v
                     continue
                 if base in (int, float) and isinstance(v, (bool, str)):
-                    raise ActlabError(f"{source}: {key}: expected {_type_name(base)}, got {v!r}"
-                                      + (" (a string)" if isinstance(v, str) else ""))
+                    raise ActlabError(
+                        f"{source}: {key}: expected {_type_name(base)}, got {v!r}"
+                        + (" (a string)" if isinstance(v, str) else "")
+                    )
                 if base is str and not isinstance(v, str):
                     raise ActlabError(f"{source}: {key}: expected a string, got {v!r}")
                 if {**leaf.field.metadata, **self.meta.get(key, {})}.get("positional"):
@@ -404,8 +421,9 @@ def read_config_file(path: str | Path, option: str = "--config_path") -> dict[st
         except yaml.YAMLError as e:
             mark = getattr(e, "problem_mark", None)
             where = f" at line {mark.line + 1}" if mark is not None else ""
-            raise ActlabError(f"{option} {p}: not valid YAML ({getattr(e, 'problem', None) or 'parse error'}"
-                              f"{where})") from None
+            raise ActlabError(
+                f"{option} {p}: not valid YAML ({getattr(e, 'problem', None) or 'parse error'}{where})"
+            ) from None
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -421,12 +439,15 @@ def _yaml_loader():
 
     global _LOADER
     if _LOADER is None:
+
         class Loader(yaml.SafeLoader):
             pass
 
-        Loader.add_implicit_resolver("tag:yaml.org,2002:float",
-                                     re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
-                                     list("-+0123456789"))
+        Loader.add_implicit_resolver(
+            "tag:yaml.org,2002:float",
+            re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+            list("-+0123456789"),
+        )
         _LOADER = Loader
     return _LOADER
 
@@ -485,8 +506,9 @@ def check_positive(name: str, v, *, integer: bool = False, allow_zero: bool = Fa
     if integer:
         ok = isinstance(v, int) and not isinstance(v, bool) and (v >= 0 if allow_zero else v > 0)
         if not ok:
-            raise ActlabError(f"--{name} must be {'an integer >= 0' if allow_zero else 'a positive integer'}, "
-                              f"got {v!r}")
+            raise ActlabError(
+                f"--{name} must be {'an integer >= 0' if allow_zero else 'a positive integer'}, got {v!r}"
+            )
         return
     ok = isinstance(v, (int, float)) and not isinstance(v, bool) and (not finite or math.isfinite(v))
     if not ok or not (v >= 0 if allow_zero else v > 0):
@@ -499,8 +521,9 @@ def check_range(name: str, v, lo: float, hi: float, *, lo_open: bool = False, hi
     ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
     ok = ok and (v > lo if lo_open else v >= lo) and (v < hi if hi_open else v <= hi)
     if not ok:
-        raise ActlabError(f"--{name} must be in {'(' if lo_open else '['}{lo:g}, {hi:g}{')' if hi_open else ']'}, "
-                          f"got {v!r}")
+        raise ActlabError(
+            f"--{name} must be in {'(' if lo_open else '['}{lo:g}, {hi:g}{')' if hi_open else ']'}, got {v!r}"
+        )
 
 
 def check_device(name: str, device: str | None) -> None:
@@ -510,8 +533,9 @@ def check_device(name: str, device: str | None) -> None:
     import re
 
     if not re.fullmatch(r"cpu|mps|cuda(:\d+)?", str(device)):
-        raise ActlabError(f"--{name} {device!r} is not a device; valid: cpu, cuda, cuda:N, mps (default: best "
-                          f"available)")
+        raise ActlabError(
+            f"--{name} {device!r} is not a device; valid: cpu, cuda, cuda:N, mps (default: best available)"
+        )
     if str(device).startswith("cuda"):
         import torch
 
@@ -519,8 +543,10 @@ def check_device(name: str, device: str | None) -> None:
             raise ActlabError(f"--{name} {device}: CUDA is not available on this machine; valid here: cpu")
         idx = int(device.split(":")[1]) if ":" in device else 0
         if idx >= torch.cuda.device_count():
-            raise ActlabError(f"--{name} {device}: only {torch.cuda.device_count()} CUDA device(s); valid: "
-                              f"cuda:0..cuda:{torch.cuda.device_count() - 1}")
+            raise ActlabError(
+                f"--{name} {device}: only {torch.cuda.device_count()} CUDA device(s); valid: "
+                f"cuda:0..cuda:{torch.cuda.device_count() - 1}"
+            )
     if device == "mps":
         import torch
 
@@ -528,8 +554,9 @@ def check_device(name: str, device: str | None) -> None:
             raise ActlabError(f"--{name} mps: MPS is not available on this machine; valid here: cpu")
 
 
-def check_dtype(name: str, dtype: str | None, valid=("auto", "float32", "fp32", "bfloat16", "bf16", "float16",
-                                                     "fp16")) -> None:
+def check_dtype(
+    name: str, dtype: str | None, valid=("auto", "float32", "fp32", "bfloat16", "bf16", "float16", "fp16")
+) -> None:
     if dtype is not None and dtype not in valid:
         raise ActlabError(f"--{name} {dtype!r} is not a dtype; valid: {', '.join(valid)}")
 
@@ -579,8 +606,9 @@ def check_safetensors(option: str, path: str | Path) -> list[str]:
         if 8 + n + end > size:
             raise ValueError(f"tensor data ends at byte {8 + n + end} but the file has {size}")
     except (struct.error, ValueError, KeyError, TypeError, UnicodeDecodeError) as e:
-        raise ActlabError(f"{opt} {p} is not a readable safetensors file (truncated or corrupt: "
-                          f"{' '.join(str(e).split())[:120]})") from None
+        raise ActlabError(
+            f"{opt} {p} is not a readable safetensors file (truncated or corrupt: {' '.join(str(e).split())[:120]})"
+        ) from None
     return [k for k in header if k != "__metadata__"]
 
 
@@ -617,8 +645,9 @@ def check_records(option: str, path: str | Path, required: tuple[str, ...] = ())
         elif isinstance(doc, list):
             records = doc
         else:
-            raise ActlabError(f"{opt} {p}: expected a list of records (or {{split: [records]}}), got "
-                              f"{type(doc).__name__}")
+            raise ActlabError(
+                f"{opt} {p}: expected a list of records (or {{split: [records]}}), got {type(doc).__name__}"
+            )
         bad = next((i for i, r in enumerate(records) if not isinstance(r, dict)), None)
         if bad is not None:
             raise ActlabError(f"{opt} {p}: record {bad} is a {type(records[bad]).__name__}, expected an object")
@@ -629,8 +658,10 @@ def check_records(option: str, path: str | Path, required: tuple[str, ...] = ())
     for i, r in enumerate(records):
         missing = [k for k in required if k not in r]
         if missing:
-            raise ActlabError(f"{opt} {p}: record {i} lacks {', '.join(missing)} (has: {', '.join(sorted(r))}); "
-                              f"needed: {', '.join(required)}")
+            raise ActlabError(
+                f"{opt} {p}: record {i} lacks {', '.join(missing)} (has: {', '.join(sorted(r))}); "
+                f"needed: {', '.join(required)}"
+            )
     return len(records)
 
 
@@ -645,8 +676,9 @@ def check_model(option: str, name: str | None) -> None:
             raise ActlabError(f"--{option} {name}: no such directory")
         return
     if not p.is_dir():
-        raise ActlabError(f"--{option} {p} is a file; give a model directory (save_pretrained), a zoo name or a "
-                          f"hub id")
+        raise ActlabError(
+            f"--{option} {p} is a file; give a model directory (save_pretrained), a zoo name or a hub id"
+        )
     if not (p / "config.json").is_file():
         raise ActlabError(f"--{option} {p} has no config.json: not a model directory (save_pretrained)")
     for f in sorted(p.glob("*.safetensors")):
@@ -665,11 +697,14 @@ def check_json_doc(what: str, path: str | Path, keys: tuple[str, ...] = ()) -> N
     try:
         doc = json.loads(text)
     except json.JSONDecodeError as e:
-        raise ActlabError(f"{what} {p}: not valid JSON ({e.msg} at line {e.lineno}; a truncated file?); delete it "
-                          f"and recreate it") from None
+        raise ActlabError(
+            f"{what} {p}: not valid JSON ({e.msg} at line {e.lineno}; a truncated file?); delete it and recreate it"
+        ) from None
     if not isinstance(doc, dict):
         raise ActlabError(f"{what} {p}: expected a JSON object with {', '.join(keys)}, got {type(doc).__name__}")
     missing = [k for k in keys if k not in doc]
     if missing:
-        raise ActlabError(f"{what} {p} lacks {', '.join(missing)} (has: {', '.join(sorted(doc))}); not a file "
-                          f"written by actlab? recreate it")
+        raise ActlabError(
+            f"{what} {p} lacks {', '.join(missing)} (has: {', '.join(sorted(doc))}); not a file "
+            f"written by actlab? recreate it"
+        )

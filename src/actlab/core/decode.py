@@ -60,9 +60,18 @@ def check_sampling(max_new_tokens: int, temperature: float) -> None:
 
 
 @torch.no_grad()
-def decode_loop(stepper: Stepper, max_new_tokens: int, *, stop_ids: Iterable[int] = (), pad_id: int = 0,
-                do_sample: bool = False, temperature: float = 1.0, top_p: float = 1.0,
-                generator: torch.Generator | None = None, timings: dict | None = None) -> list[list[int]]:
+def decode_loop(
+    stepper: Stepper,
+    max_new_tokens: int,
+    *,
+    stop_ids: Iterable[int] = (),
+    pad_id: int = 0,
+    do_sample: bool = False,
+    temperature: float = 1.0,
+    top_p: float = 1.0,
+    generator: torch.Generator | None = None,
+    timings: dict | None = None,
+) -> list[list[int]]:
     """Run ``stepper`` for at most ``max_new_tokens`` tokens; the new ids of each row, cut before its first stop id.
 
     ``timings`` (a dict) accumulates ``ttft_s`` (the prefill and first scores), ``decode_s`` (the rest),
@@ -123,9 +132,10 @@ class LMCache:
         self.forward, self.past = forward, None
 
     def run(self, ids: torch.Tensor, mask: torch.Tensor):
-        pos = position_ids_from_mask(mask)[:, -ids.shape[1]:]
-        out = self.forward(input_ids=ids, attention_mask=mask, position_ids=pos, past_key_values=self.past,
-                           use_cache=True)
+        pos = position_ids_from_mask(mask)[:, -ids.shape[1] :]
+        out = self.forward(
+            input_ids=ids, attention_mask=mask, position_ids=pos, past_key_values=self.past, use_cache=True
+        )
         self.past = out.past_key_values
         return out
 
@@ -159,9 +169,21 @@ class _Bound:
 
 
 @torch.no_grad()
-def decode(stepper, tok, prompts: Sequence[str], *, max_new_tokens: int = 64, do_sample: bool = False,
-           temperature: float = 1.0, top_p: float = 1.0, batch_size: int = 16, seed: int = 0,
-           device: torch.device | None = None, return_ids: bool = False, stop_at_eos: bool = True) -> list:
+def decode(
+    stepper,
+    tok,
+    prompts: Sequence[str],
+    *,
+    max_new_tokens: int = 64,
+    do_sample: bool = False,
+    temperature: float = 1.0,
+    top_p: float = 1.0,
+    batch_size: int = 16,
+    seed: int = 0,
+    device: torch.device | None = None,
+    return_ids: bool = False,
+    stop_at_eos: bool = True,
+) -> list:
     """Generate for ``prompts`` with a prompt-level ``stepper``; texts (or new-token id lists) cut at EOS.
 
     Prompts are left-padded in batches of ``batch_size``; sampling draws from one CPU generator seeded with ``seed``
@@ -175,9 +197,17 @@ def decode(stepper, tok, prompts: Sequence[str], *, max_new_tokens: int = 64, do
     stops = (tok.eos_token_id,) if stop_at_eos and tok.eos_token_id is not None else ()
     outs: list = []
     for s in range(0, len(prompts), batch_size):
-        enc = encode(tok, list(prompts[s: s + batch_size]), side="left")
+        enc = encode(tok, list(prompts[s : s + batch_size]), side="left")
         bound = _Bound(stepper, enc["input_ids"].to(device), enc["attention_mask"].to(device))
-        rows = decode_loop(bound, max_new_tokens, stop_ids=stops, pad_id=pad, do_sample=do_sample,
-                           temperature=temperature, top_p=top_p, generator=gen)
+        rows = decode_loop(
+            bound,
+            max_new_tokens,
+            stop_ids=stops,
+            pad_id=pad,
+            do_sample=do_sample,
+            temperature=temperature,
+            top_p=top_p,
+            generator=gen,
+        )
         outs += rows if return_ids else [tok.decode(r, skip_special_tokens=True) for r in rows]
     return outs

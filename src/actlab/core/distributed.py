@@ -66,7 +66,7 @@ class Dist:
     def shard(self, seq: Sequence) -> Sequence:
         """This rank's contiguous slice of ``seq`` (sizes differ by at most one; a rank may get none)."""
         n = len(seq)
-        return seq[self.rank * n // self.world:(self.rank + 1) * n // self.world]
+        return seq[self.rank * n // self.world : (self.rank + 1) * n // self.world]
 
     def barrier(self) -> None:
         if self.active:
@@ -83,7 +83,7 @@ class Dist:
         off = 0
         for p, g in zip(params, grads):
             n = g.numel()
-            p.grad = flat[off:off + n].view_as(g).to(g.dtype)
+            p.grad = flat[off : off + n].view_as(g).to(g.dtype)
             off += n
 
     def sum_floats(self, values: dict[str, float], *, keys_may_differ: bool = False) -> dict[str, float]:
@@ -164,17 +164,21 @@ def start(device: str | None = None, *, verb: str = "this verb") -> Dist:
 
         return Dist(device=pick_device(None if device == "auto" else device))
     if device not in (None, "auto", "cpu", "cuda"):
-        raise ActlabError(f"--device {device!r} names one device, but {verb} was launched on {world} processes "
-                          f"(each takes cuda:LOCAL_RANK); valid under a launcher: auto, cuda, cpu")
+        raise ActlabError(
+            f"--device {device!r} names one device, but {verb} was launched on {world} processes "
+            f"(each takes cuda:LOCAL_RANK); valid under a launcher: auto, cuda, cpu"
+        )
     from accelerate import PartialState
 
     cpu = device == "cpu" or (device in (None, "auto") and not torch.cuda.is_available())
     state = PartialState(cpu=cpu)
     if state.num_processes != world or not torch.distributed.is_initialized():
-        raise ActlabError(f"the launcher started {world} processes (WORLD_SIZE={world}) but they formed a group of "
-                          f"{state.num_processes}: each would train its own copy into one run directory; launch with "
-                          f"`accelerate launch --multi_gpu --num_processes {world}` or `torchrun --nproc_per_node "
-                          f"{world}` (on CPU, --multi_gpu starts gloo workers)")
+        raise ActlabError(
+            f"the launcher started {world} processes (WORLD_SIZE={world}) but they formed a group of "
+            f"{state.num_processes}: each would train its own copy into one run directory; launch with "
+            f"`accelerate launch --multi_gpu --num_processes {world}` or `torchrun --nproc_per_node "
+            f"{world}` (on CPU, --multi_gpu starts gloo workers)"
+        )
     atexit.register(_close_group)
     d = Dist(rank=state.process_index, world=world, local_rank=state.local_process_index, device=state.device)
     if d.is_main:

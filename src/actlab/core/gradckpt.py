@@ -21,8 +21,10 @@ def enable_gradient_checkpointing(model, frozen_base: bool = False):
 
     base = model.get_base_model() if callable(getattr(model, "get_base_model", None)) else model
     if not getattr(base, "supports_gradient_checkpointing", False):
-        raise ActlabError(f"--gradient_checkpointing: {type(base).__name__} does not support it; "
-                          "valid: --gradient_checkpointing false")
+        raise ActlabError(
+            f"--gradient_checkpointing: {type(base).__name__} does not support it; "
+            "valid: --gradient_checkpointing false"
+        )
     fn = getattr(model, "activation_checkpointing_enable", None)
     if fn is not None:
         fn(activation_checkpointing_kwargs=dict(KWARGS))

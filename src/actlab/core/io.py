@@ -178,7 +178,9 @@ def atomic_write_jsonl(path: str | os.PathLike, rows: list[Mapping]) -> Path:
 
 
 # ------------------------------------------------------------------------------------------------------ safetensors
-def save_tensors(path: str | os.PathLike, tensors: Mapping[str, Any], metadata: Mapping[str, str] | None = None) -> Path:
+def save_tensors(
+    path: str | os.PathLike, tensors: Mapping[str, Any], metadata: Mapping[str, str] | None = None
+) -> Path:
     """Save a dict of tensors as safetensors, atomically. Tensors are made contiguous and moved to CPU."""
     from safetensors.torch import save_file
 
@@ -234,7 +236,7 @@ def load_optimizer_tensors(opt, tensors: Mapping[str, Any], meta: str | None = N
     state: dict[int, dict] = {}
     for k, v in tensors.items():
         if k.startswith(prefix):
-            i, name = k[len(prefix):].split(".", 1)
+            i, name = k[len(prefix) :].split(".", 1)
             state.setdefault(int(i), {})[name] = v
     for k, v in info.get("scalars", {}).items():
         i, name = k.split(".", 1)
@@ -252,8 +254,13 @@ def git_sha() -> str | None:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5)
         if sha.returncode != 0:
             return None
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
-                               capture_output=True, text=True, timeout=5)
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=here,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
         return sha.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
     except (OSError, subprocess.SubprocessError):
         return None
@@ -368,8 +375,15 @@ class DirLock:
         self.pid = os.getpid()
 
     @classmethod
-    def acquire(cls, directory: str | os.PathLike, *, blocking: bool = False, what: str = "run directory",
-                on_wait=None, lock_file: str | os.PathLike | None = None) -> DirLock:
+    def acquire(
+        cls,
+        directory: str | os.PathLike,
+        *,
+        blocking: bool = False,
+        what: str = "run directory",
+        on_wait=None,
+        lock_file: str | os.PathLike | None = None,
+    ) -> DirLock:
         """Take the lock of ``directory`` (created if missing; the lock file is ``lock_file`` or ``<dir>/.lock``);
         busy → :class:`RunDirBusy` naming the holder, or with ``blocking`` wait for it (``on_wait(holder)`` is called
         once first)."""
@@ -392,8 +406,10 @@ class DirLock:
                 if not blocking:
                     os.close(fd)
                     target = d if lock_file is None else lf.with_suffix("")
-                    raise RunDirBusy(f"{what} {target} is in use by {holder} (lock file {lf}); wait for it to end or "
-                                     "stop it, or use another output directory") from None
+                    raise RunDirBusy(
+                        f"{what} {target} is in use by {holder} (lock file {lf}); wait for it to end or "
+                        "stop it, or use another output directory"
+                    ) from None
                 if on_wait is not None:
                     on_wait(holder)
                 fcntl.flock(fd, fcntl.LOCK_EX)
@@ -465,8 +481,15 @@ def lock_holder(directory: str | os.PathLike) -> str | None:
 
 
 # ----------------------------------------------------------------------------------------------------- run dirs
-def run_state(path: str | os.PathLike, config: Any = None, *, exclude: Iterable[str] = (),
-              defaults: Mapping | None = None, overwrite: bool = False, progress: Iterable[str] = ()) -> str:
+def run_state(
+    path: str | os.PathLike,
+    config: Any = None,
+    *,
+    exclude: Iterable[str] = (),
+    defaults: Mapping | None = None,
+    overwrite: bool = False,
+    progress: Iterable[str] = (),
+) -> str:
     """What opening run directory ``path`` for ``config`` will do, without writing anything:
 
     * ``"done"`` — complete, and its recorded config has the same fingerprint: skip it;
@@ -497,8 +520,10 @@ def run_state(path: str | os.PathLike, config: Any = None, *, exclude: Iterable[
     if overwrite:
         return "redo"
     shown = "; ".join(diff[:8]) + (f"; and {len(diff) - 8} more" if len(diff) > 8 else "")
-    raise ConfigMismatch(f"{p} holds a {'finished' if complete else 'started'} run with another config ({shown}); "
-                         "use --overwrite to redo it, or another output directory")
+    raise ConfigMismatch(
+        f"{p} holds a {'finished' if complete else 'started'} run with another config ({shown}); "
+        "use --overwrite to redo it, or another output directory"
+    )
 
 
 class RunDir:
@@ -513,8 +538,14 @@ class RunDir:
     ...     rd.log({"step": 1, "loss/train": 0.5}); rd.mark_complete()
     """
 
-    def __init__(self, path: str | os.PathLike, wandb_log: bool = False, wandb_project: str = "actlab",
-                 lock: bool = True, report_to: Iterable[str] | str | None = None):
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        wandb_log: bool = False,
+        wandb_project: str = "actlab",
+        lock: bool = True,
+        report_to: Iterable[str] | str | None = None,
+    ):
         self.path = Path(path)
         #: the experiment trackers every :meth:`log` row also goes to (``wandb_log`` = ``report_to=["wandb"]``);
         #: checked (packages installed) before anything is written, started on the first config or row
@@ -566,14 +597,23 @@ class RunDir:
             else:
                 p.unlink()
 
-    def begin(self, config: Any, *, exclude: Iterable[str] = (), defaults: Mapping | None = None,
-              overwrite: bool = False, progress: Iterable[str] = (), extra: Mapping | None = None) -> str:
+    def begin(
+        self,
+        config: Any,
+        *,
+        exclude: Iterable[str] = (),
+        defaults: Mapping | None = None,
+        overwrite: bool = False,
+        progress: Iterable[str] = (),
+        extra: Mapping | None = None,
+    ) -> str:
         """Start (or resume) the run of ``config``: :func:`run_state` under the lock, then act on it — ``"done"``:
         nothing written; ``"redo"``: the directory is cleared first; else ``config.json`` is (re)written with
         ``extra`` keys and the config's fingerprint. Returns the state. ``config.json`` records every field;
         ``exclude`` names those that do not change results (they never make a run differ)."""
-        state = run_state(self.path, config, exclude=exclude, defaults=defaults, overwrite=overwrite,
-                          progress=progress)
+        state = run_state(
+            self.path, config, exclude=exclude, defaults=defaults, overwrite=overwrite, progress=progress
+        )
         if state == "done":
             return state
         if state == "redo":
@@ -701,8 +741,9 @@ TRACKERS = {"tensorboard": "tensorboard", "wandb": "wandb", "mlflow": "mlflow"}
 REPORT_TO_CHOICES = ("none", *TRACKERS)
 
 
-def check_report_to(value: Iterable[str] | str | None, *, wandb: bool = False, installed: bool = False,
-                    option: str = "report_to") -> list[str]:
+def check_report_to(
+    value: Iterable[str] | str | None, *, wandb: bool = False, installed: bool = False, option: str = "report_to"
+) -> list[str]:
     """``--report_to`` as a list of tracker names (``none`` / empty: no tracker; ``wandb``: also the old
     ``--wandb_log`` switch). A name outside :data:`REPORT_TO_CHOICES` is a one-line :class:`ActlabError`; with
     ``installed``, so is a tracker whose package is missing (naming the ``pip install 'actlab[...]'`` extra)."""
@@ -737,9 +778,14 @@ def report_to_field():
     """The ``report_to`` field of a trainer's config (``--report_to tensorboard wandb``, or comma-separated)."""
     import dataclasses
 
-    return dataclasses.field(default=("none",), metadata={  # a plain default: schemas built from it copy it
-        "sep": ",", "metavar": "TRACKER",
-        "help": "experiment trackers that also get every metrics.jsonl row: " + ", ".join(REPORT_TO_CHOICES)})
+    return dataclasses.field(
+        default=("none",),
+        metadata={  # a plain default: schemas built from it copy it
+            "sep": ",",
+            "metavar": "TRACKER",
+            "help": "experiment trackers that also get every metrics.jsonl row: " + ", ".join(REPORT_TO_CHOICES),
+        },
+    )
 
 
 def is_main_process() -> bool:

@@ -24,8 +24,16 @@ def lazy_exports(package: str, where: Mapping[str, str], namespace: dict) -> tup
             return mod if module == name and not attr else getattr(mod, attr or name)
         raise AttributeError(f"module {package!r} has no attribute {name!r}")
 
-    names = sorted({*where, *(n for n, v in namespace.items() if callable(v) and not n.startswith("_")
-                               and getattr(v, "__module__", None) == package)})
+    names = sorted(
+        {
+            *where,
+            *(
+                n
+                for n, v in namespace.items()
+                if callable(v) and not n.startswith("_") and getattr(v, "__module__", None) == package
+            ),
+        }
+    )
 
     def __dir__():
         return names

@@ -33,8 +33,9 @@ def setup_logging(level: str | None = None) -> None:
     name = (level or os.environ.get("ACTLAB_LOG_LEVEL") or "info").upper()
     if name.lower() not in LOG_LEVELS:
         raise ActlabError(f"ACTLAB_LOG_LEVEL {name.lower()!r} is not a level; valid: {', '.join(LOG_LEVELS)}")
-    logging.basicConfig(level="DEBUG" if name == "DEBUG" else "WARNING",
-                        format="%(levelname)s %(name)s: %(message)s", force=True)
+    logging.basicConfig(
+        level="DEBUG" if name == "DEBUG" else "WARNING", format="%(levelname)s %(name)s: %(message)s", force=True
+    )
     ours = logging.getLogger("actlab")
     for h in list(ours.handlers):
         ours.removeHandler(h)

@@ -37,11 +37,12 @@ def _chunks(order: np.ndarray, n_bins: int, binning: str) -> list[np.ndarray]:
     size = order.size // n_bins
     if size == 0:
         return [order]
-    return [order[i * size: (i + 1) * size] for i in range(n_bins - 1)] + [order[(n_bins - 1) * size:]]
+    return [order[i * size : (i + 1) * size] for i in range(n_bins - 1)] + [order[(n_bins - 1) * size :]]
 
 
-def calibration_bins(confidences: Sequence[float], correct: Sequence[float | bool], n_bins: int = 15,
-                     binning: str = "ia2") -> list[dict]:
+def calibration_bins(
+    confidences: Sequence[float], correct: Sequence[float | bool], n_bins: int = 15, binning: str = "ia2"
+) -> list[dict]:
     """Equal-count bins over the sorted confidences: ``[{"count", "confidence", "accuracy", "lo", "hi"}]``.
 
     ``binning``: ``"ia2"`` (``n // n_bins`` per bin, remainder in the last, one bin below ``n_bins`` examples) or
@@ -59,13 +60,21 @@ def calibration_bins(confidences: Sequence[float], correct: Sequence[float | boo
         if chunk.size == 0:
             continue
         c = conf[chunk]
-        bins.append({"count": int(chunk.size), "confidence": float(c.mean()), "accuracy": float(corr[chunk].mean()),
-                     "lo": float(c.min()), "hi": float(c.max())})
+        bins.append(
+            {
+                "count": int(chunk.size),
+                "confidence": float(c.mean()),
+                "accuracy": float(corr[chunk].mean()),
+                "lo": float(c.min()),
+                "hi": float(c.max()),
+            }
+        )
     return bins
 
 
-def ece(confidences: Sequence[float], correct: Sequence[float | bool], n_bins: int = 15,
-        binning: str = "ia2") -> float:
+def ece(
+    confidences: Sequence[float], correct: Sequence[float | bool], n_bins: int = 15, binning: str = "ia2"
+) -> float:
     """Expected calibration error with ``n_bins`` equal-count bins (NaN for no examples); ``binning`` as above."""
     bins = calibration_bins(confidences, correct, n_bins, binning)
     n = sum(b["count"] for b in bins)

@@ -39,8 +39,14 @@ def pick_device(device: str | torch.device | None = None) -> torch.device:
     return torch.device("cpu")
 
 
-_DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
-           "float16": torch.float16, "fp16": torch.float16}
+_DTYPES = {
+    "float32": torch.float32,
+    "fp32": torch.float32,
+    "bfloat16": torch.bfloat16,
+    "bf16": torch.bfloat16,
+    "float16": torch.float16,
+    "fp16": torch.float16,
+}
 
 
 def pick_dtype(device: torch.device, dtype: str | torch.dtype | None = None) -> torch.dtype:
@@ -81,8 +87,10 @@ def resolve(name_or_path: str) -> tuple[str, str]:
         return "local", os.path.expanduser(name)
     known = model_names.known_names()
     if _looks_like_path(name):
-        raise ActlabError(f"model path {name!r} does not exist; give an existing directory, a hub id (org/name), "
-                          f"or an embedded name: {', '.join(known)}")
+        raise ActlabError(
+            f"model path {name!r} does not exist; give an existing directory, a hub id (org/name), "
+            f"or an embedded name: {', '.join(known)}"
+        )
     if "/" not in name or name.count("/") > 1:
         from actlab.core.errors import unknown_choice
 
@@ -138,8 +146,15 @@ def load_tokenizer(name_or_path: str, *, trust_remote_code: bool = False):
     return prepare_tokenizer(tok)
 
 
-def load(name_or_path: str = "tiny", *, dtype: str | torch.dtype | None = None, device: str | None = None,
-         trust_remote_code: bool = False, attn_implementation: str | None = None, revision: str | None = None):
+def load(
+    name_or_path: str = "tiny",
+    *,
+    dtype: str | torch.dtype | None = None,
+    device: str | None = None,
+    trust_remote_code: bool = False,
+    attn_implementation: str | None = None,
+    revision: str | None = None,
+):
     """Return ``(model, tokenizer)`` in eval mode on the chosen device, tokenizer left-padded with a pad token.
 
     Args:
@@ -165,8 +180,9 @@ def load(name_or_path: str = "tiny", *, dtype: str | torch.dtype | None = None, 
     if revision and kind == "hub":
         kw["revision"] = revision
     try:
-        tok = AutoTokenizer.from_pretrained(ref, trust_remote_code=trust_remote_code,
-                                            **({"revision": revision} if revision and kind == "hub" else {}))
+        tok = AutoTokenizer.from_pretrained(
+            ref, trust_remote_code=trust_remote_code, **({"revision": revision} if revision and kind == "hub" else {})
+        )
         model = AutoModelForCausalLM.from_pretrained(ref, **kw)
     except (OSError, ValueError, KeyError) as e:
         from actlab.core import model_names
@@ -230,12 +246,19 @@ def padding_side(tok, side: str) -> Iterator:
         tok.padding_side = old
 
 
-def encode(tok, texts: Sequence[str], side: str = "left", add_special_tokens: bool = True,
-           max_length: int | None = None):
+def encode(
+    tok, texts: Sequence[str], side: str = "left", add_special_tokens: bool = True, max_length: int | None = None
+):
     """Tokenize a batch with padding on ``side`` (returns PyTorch tensors)."""
     with padding_side(tok, side):
-        return tok(list(texts), return_tensors="pt", padding=True, add_special_tokens=add_special_tokens,
-                   truncation=max_length is not None, max_length=max_length)
+        return tok(
+            list(texts),
+            return_tensors="pt",
+            padding=True,
+            add_special_tokens=add_special_tokens,
+            truncation=max_length is not None,
+            max_length=max_length,
+        )
 
 
 def _batches(n: int, batch_size: int) -> Iterator[range]:
@@ -261,8 +284,8 @@ def pad_left(seqs: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, 
     mask = torch.zeros((len(seqs), n), dtype=torch.long)
     for i, s in enumerate(seqs):
         if len(s):
-            ids[i, n - len(s):] = torch.as_tensor(list(s), dtype=torch.long)
-            mask[i, n - len(s):] = 1
+            ids[i, n - len(s) :] = torch.as_tensor(list(s), dtype=torch.long)
+            mask[i, n - len(s) :] = 1
     return ids, mask
 
 
@@ -292,8 +315,9 @@ def next_token_logits(model, tok, prompts: Sequence[str], batch_size: int = 16) 
 
 
 @torch.no_grad()
-def sequence_logprobs(model, tok, prompts: Sequence[str], continuations: Sequence[str],
-                      batch_size: int = 16) -> list[torch.Tensor]:
+def sequence_logprobs(
+    model, tok, prompts: Sequence[str], continuations: Sequence[str], batch_size: int = 16
+) -> list[torch.Tensor]:
     """Per-token log-probs (fp32) of each continuation given its prompt (right padding; batched = one by one).
 
     The continuation is tokenized without special tokens and appended to the prompt's ids.
@@ -326,7 +350,7 @@ class _StopOnStrings:
 
     def __call__(self, input_ids: torch.Tensor, scores, **kw) -> torch.Tensor:
         done = []
-        for row in input_ids[:, self.start:]:
+        for row in input_ids[:, self.start :]:
             text = self.tok.decode(row[-64:], skip_special_tokens=True)
             done.append(any(s in text for s in self.stops))
         return torch.tensor(done, device=input_ids.device)
@@ -351,9 +375,19 @@ def _prompt_tuning_inputs(model, ids: torch.Tensor, mask: torch.Tensor) -> tuple
 
 
 @torch.no_grad()
-def generate(model, tok, prompts: Sequence[str], max_new_tokens: int = 32, batch_size: int = 16,
-             stop_strings: Sequence[str] | None = None, do_sample: bool = False, temperature: float = 1.0,
-             top_p: float = 1.0, return_ids: bool = False, **kw) -> list[str] | list[list[int]]:
+def generate(
+    model,
+    tok,
+    prompts: Sequence[str],
+    max_new_tokens: int = 32,
+    batch_size: int = 16,
+    stop_strings: Sequence[str] | None = None,
+    do_sample: bool = False,
+    temperature: float = 1.0,
+    top_p: float = 1.0,
+    return_ids: bool = False,
+    **kw,
+) -> list[str] | list[list[int]]:
     """Generate continuations (left padding, KV cache); text is cut at the first stop string.
 
     Greedy by default; batched output equals one-by-one output, also under PEFT prompt/prefix tuning.

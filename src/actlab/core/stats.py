@@ -114,8 +114,9 @@ def fmt_ci(values: Sequence[float | None], scale: float = 1.0, digits: int = 1, 
     return fmt(mean_ci(values, level), scale, digits)
 
 
-def fmt_diff(a: Sequence[float | None], b: Sequence[float | None], scale: float = 1.0, digits: int = 1,
-             level: float = LEVEL) -> str:
+def fmt_diff(
+    a: Sequence[float | None], b: Sequence[float | None], scale: float = 1.0, digits: int = 1, level: float = LEVEL
+) -> str:
     """:func:`paired_diff` formatted with a sign (``"+9.3 ± 1.4"``)."""
     return fmt(paired_diff(a, b, level), scale, digits, sign=True)
 

@@ -32,13 +32,21 @@ def micro_tokenizer(padding_side: str = "left", extra_words: tuple[str, ...] = (
     raw.pre_tokenizer = pre_tokenizers.Sequence(
         [pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation(), pre_tokenizers.Digits(individual_digits=True)]
     )
-    raw.post_processor = processors.TemplateProcessing(single="<s> $A", pair="<s> $A $B",
-                                                       special_tokens=[("<s>", vocab["<s>"])])
+    raw.post_processor = processors.TemplateProcessing(
+        single="<s> $A", pair="<s> $A $B", special_tokens=[("<s>", vocab["<s>"])]
+    )
     from tokenizers import decoders
 
     raw.decoder = decoders.WordPiece(prefix="##", cleanup=False)  # joins words with spaces
-    tok = PreTrainedTokenizerFast(tokenizer_object=raw, bos_token="<s>", eos_token="</s>", unk_token="<unk>",
-                                  pad_token="<pad>", padding_side=padding_side, model_max_length=512)
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=raw,
+        bos_token="<s>",
+        eos_token="</s>",
+        unk_token="<unk>",
+        pad_token="<pad>",
+        padding_side=padding_side,
+        model_max_length=512,
+    )
     return tok
 
 
@@ -50,13 +58,23 @@ MATRIX: dict[str, tuple[str, dict]] = {
     "mistral": ("mistral", {}),
     "gemma": ("gemma", {}),
     # the Gemmas' head_dim × heads is not their hidden size (as Gemma-2 2B: 8 × 256 ≠ 2304)
-    "gemma2": ("gemma2", dict(final_logit_softcapping=5.0, attn_logit_softcapping=20.0, query_pre_attn_scalar=16,
-                              sliding_window=8, head_dim=16)),
+    "gemma2": (
+        "gemma2",
+        dict(
+            final_logit_softcapping=5.0,
+            attn_logit_softcapping=20.0,
+            query_pre_attn_scalar=16,
+            sliding_window=8,
+            head_dim=16,
+        ),
+    ),
     "gemma3_text": ("gemma3_text", dict(query_pre_attn_scalar=16, sliding_window=8, head_dim=16)),
     "phi3": ("phi3", {}),
     "phi": ("phi", {}),
-    "granite": ("granite", dict(embedding_multiplier=2.0, logits_scaling=2.0, residual_multiplier=0.5,
-                                attention_multiplier=0.25)),
+    "granite": (
+        "granite",
+        dict(embedding_multiplier=2.0, logits_scaling=2.0, residual_multiplier=0.5, attention_multiplier=0.25),
+    ),
     "gpt2": ("gpt2", {}),
     "gpt_neox": ("gpt_neox", {}),
     "gptj": ("gptj", {}),
@@ -67,10 +85,21 @@ MATRIX: dict[str, tuple[str, dict]] = {
     "olmo2": ("olmo2", {}),
     "cohere": ("cohere", dict(logit_scale=4.0)),
     "mixtral": ("mixtral", dict(num_local_experts=4, num_experts_per_tok=2)),
-    "qwen3_moe": ("qwen3_moe", dict(num_experts=4, num_local_experts=4, num_experts_per_tok=2, moe_intermediate_size=16,
-                                    norm_topk_prob=True, head_dim=16)),
-    "qwen2_moe": ("qwen2_moe", dict(num_experts=4, num_experts_per_tok=2, moe_intermediate_size=16,
-                                    shared_expert_intermediate_size=32)),
+    "qwen3_moe": (
+        "qwen3_moe",
+        dict(
+            num_experts=4,
+            num_local_experts=4,
+            num_experts_per_tok=2,
+            moe_intermediate_size=16,
+            norm_topk_prob=True,
+            head_dim=16,
+        ),
+    ),
+    "qwen2_moe": (
+        "qwen2_moe",
+        dict(num_experts=4, num_experts_per_tok=2, moe_intermediate_size=16, shared_expert_intermediate_size=32),
+    ),
     "bloom": ("bloom", {}),
     "gpt_bigcode": ("gpt_bigcode", dict(multi_query=True)),
     "starcoder2": ("starcoder2", {}),
@@ -80,8 +109,17 @@ OPT_EMBED = 32
 OPT_HIDDEN = 48
 
 
-def micro_config(arch: str, tok, *, hidden: int = 32, layers: int = 2, heads: int = 4, kv_heads: int = 2,
-                 ffn: int = 64, max_pos: int = 256):
+def micro_config(
+    arch: str,
+    tok,
+    *,
+    hidden: int = 32,
+    layers: int = 2,
+    heads: int = 4,
+    kv_heads: int = 2,
+    ffn: int = 64,
+    max_pos: int = 256,
+):
     """A tiny random config for ``arch``: a key of :data:`MATRIX` (``falcon`` = multi-query, ``falcon_new`` = the
     new decoder layout with grouped KV heads; ``opt`` is ``OPT_HIDDEN`` wide with ``OPT_EMBED``-wide embeddings)."""
     from transformers import AutoConfig
@@ -91,30 +129,93 @@ def micro_config(arch: str, tok, *, hidden: int = 32, layers: int = 2, heads: in
 
         raise unknown_choice("micro architecture", arch, tuple(MATRIX))
     mt, extra = MATRIX[arch]
-    common = dict(vocab_size=len(tok), pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id,
-                  eos_token_id=tok.eos_token_id)
+    common = dict(
+        vocab_size=len(tok),
+        pad_token_id=tok.pad_token_id,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+    )
     if arch == "gpt2":
-        return AutoConfig.for_model("gpt2", n_embd=hidden, n_layer=layers, n_head=heads, n_inner=ffn,
-                                    n_positions=max_pos, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, **common)
+        return AutoConfig.for_model(
+            "gpt2",
+            n_embd=hidden,
+            n_layer=layers,
+            n_head=heads,
+            n_inner=ffn,
+            n_positions=max_pos,
+            resid_pdrop=0.0,
+            embd_pdrop=0.0,
+            attn_pdrop=0.0,
+            **common,
+        )
     if mt == "gptj":
-        return AutoConfig.for_model("gptj", n_embd=hidden, n_layer=layers, n_head=heads, n_inner=ffn,
-                                    n_positions=max_pos, rotary_dim=hidden // heads // 2, resid_pdrop=0.0,
-                                    embd_pdrop=0.0, attn_pdrop=0.0, tie_word_embeddings=False, **common)
+        return AutoConfig.for_model(
+            "gptj",
+            n_embd=hidden,
+            n_layer=layers,
+            n_head=heads,
+            n_inner=ffn,
+            n_positions=max_pos,
+            rotary_dim=hidden // heads // 2,
+            resid_pdrop=0.0,
+            embd_pdrop=0.0,
+            attn_pdrop=0.0,
+            tie_word_embeddings=False,
+            **common,
+        )
     if mt == "opt":
-        return AutoConfig.for_model("opt", hidden_size=OPT_HIDDEN, word_embed_proj_dim=OPT_EMBED, ffn_dim=ffn,
-                                    num_hidden_layers=layers, num_attention_heads=heads, max_position_embeddings=max_pos,
-                                    dropout=0.0, attention_dropout=0.0, tie_word_embeddings=True, **common)
+        return AutoConfig.for_model(
+            "opt",
+            hidden_size=OPT_HIDDEN,
+            word_embed_proj_dim=OPT_EMBED,
+            ffn_dim=ffn,
+            num_hidden_layers=layers,
+            num_attention_heads=heads,
+            max_position_embeddings=max_pos,
+            dropout=0.0,
+            attention_dropout=0.0,
+            tie_word_embeddings=True,
+            **common,
+        )
     if mt in ("bloom", "gpt_bigcode"):
-        names = dict(hidden_size=hidden, n_layer=layers, n_head=heads) if mt == "bloom" else dict(
-            n_embd=hidden, n_layer=layers, n_head=heads, n_inner=ffn, n_positions=max_pos, resid_pdrop=0.0,
-            embd_pdrop=0.0, attn_pdrop=0.0)
+        names = (
+            dict(hidden_size=hidden, n_layer=layers, n_head=heads)
+            if mt == "bloom"
+            else dict(
+                n_embd=hidden,
+                n_layer=layers,
+                n_head=heads,
+                n_inner=ffn,
+                n_positions=max_pos,
+                resid_pdrop=0.0,
+                embd_pdrop=0.0,
+                attn_pdrop=0.0,
+            )
+        )
         return AutoConfig.for_model(mt, tie_word_embeddings=False, **names, **extra, **common)
     if mt == "falcon":
-        return AutoConfig.for_model("falcon", hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
-                                    num_kv_heads=kv_heads, ffn_hidden_size=ffn, max_position_embeddings=max_pos,
-                                    tie_word_embeddings=False, **extra, **common)
-    kw = dict(hidden_size=hidden, intermediate_size=ffn, num_hidden_layers=layers, num_attention_heads=heads,
-              num_key_value_heads=kv_heads, max_position_embeddings=max_pos, tie_word_embeddings=False, **common)
+        return AutoConfig.for_model(
+            "falcon",
+            hidden_size=hidden,
+            num_hidden_layers=layers,
+            num_attention_heads=heads,
+            num_kv_heads=kv_heads,
+            ffn_hidden_size=ffn,
+            max_position_embeddings=max_pos,
+            tie_word_embeddings=False,
+            **extra,
+            **common,
+        )
+    kw = dict(
+        hidden_size=hidden,
+        intermediate_size=ffn,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        num_key_value_heads=kv_heads,
+        max_position_embeddings=max_pos,
+        tie_word_embeddings=False,
+        **common,
+    )
     if mt == "gpt_neox":
         kw.pop("num_key_value_heads")
         kw.update(hidden_dropout=0.0, attention_dropout=0.0)

@@ -13,7 +13,22 @@ from actlab.data.registry import DatasetSpec, build_icl_prompt, get_dataset, lis
 from actlab.data.sources import hub_error, load_hub, load_rows
 
 __all__ = [
-    "DatasetSpec", "build_icl_prompt", "get_dataset", "hub_error", "list_datasets", "load_hub", "load_pool",
-    "load_rows", "load_run", "make_train", "parse_answer_gsm8k", "parse_boxed", "parse_hash", "pool_path", "prepare",
-    "read_pool", "remap_words", "train_path",
+    "DatasetSpec",
+    "build_icl_prompt",
+    "get_dataset",
+    "hub_error",
+    "list_datasets",
+    "load_hub",
+    "load_pool",
+    "load_rows",
+    "load_run",
+    "make_train",
+    "parse_answer_gsm8k",
+    "parse_boxed",
+    "parse_hash",
+    "pool_path",
+    "prepare",
+    "read_pool",
+    "remap_words",
+    "train_path",
 ]

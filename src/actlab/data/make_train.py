@@ -47,15 +47,17 @@ def cut_run(pool_size: int, N: int, run: int, max_icl_demos: int = 256, num_dev_
     if N < 1:
         raise ActlabError(f"num_train_examples must be >= 1, got {N}")
     if N > pool_size:
-        raise ActlabError(f"num_train_examples {N} exceeds the train pool ({pool_size} examples); "
-                          f"prepare a larger pool (--num_train_samples) or use N <= {pool_size}")
+        raise ActlabError(
+            f"num_train_examples {N} exceeds the train pool ({pool_size} examples); "
+            f"prepare a larger pool (--num_train_samples) or use N <= {pool_size}"
+        )
     rng = np.random.RandomState(run)
     order = list(range(pool_size))
     rng.shuffle(order)
     n_dev = min(num_dev_examples, N // 2)
     train_idx = order[:N]
-    dev_idx = order[N:N + n_dev]
-    remaining = order[N + n_dev:]
+    dev_idx = order[N : N + n_dev]
+    remaining = order[N + n_dev :]
     k = min(max_icl_demos, N - 1) if N > 1 else 0
     demos: list[list[int]] = []
     for i in range(N):
@@ -63,31 +65,54 @@ def cut_run(pool_size: int, N: int, run: int, max_icl_demos: int = 256, num_dev_
         chosen = list(rng.choice(candidates, k, replace=False)) if len(candidates) > k else candidates
         rng.shuffle(chosen)
         demos.append([int(j) for j in chosen])
-    return {"train": [int(i) for i in train_idx], "dev": [int(i) for i in dev_idx],
-            "remaining": [int(i) for i in remaining], "train_demos": demos, "dev_demos": demos[:n_dev]}
+    return {
+        "train": [int(i) for i in train_idx],
+        "dev": [int(i) for i in dev_idx],
+        "remaining": [int(i) for i in remaining],
+        "train_demos": demos,
+        "dev_demos": demos[:n_dev],
+    }
 
 
 def make_run(name: str, pool: dict, N: int, run: int, max_icl_demos: int = 256, num_dev_examples: int = 48) -> dict:
     """The document of ``data/{name}/train/{N}_{run}.json`` for a loaded pool."""
     train_pool = pool["train_examples"]
     if not train_pool:  # eval-only set
-        return {"dataset": name, "N": N, "run": run, "demo_type": "eval_only",
-                "remaining_indices": list(range(len(pool["val_examples"])))}
+        return {
+            "dataset": name,
+            "N": N,
+            "run": run,
+            "demo_type": "eval_only",
+            "remaining_indices": list(range(len(pool["val_examples"]))),
+        }
     cut = cut_run(len(train_pool), N, run, max_icl_demos, num_dev_examples)
     return {
-        "dataset": name, "N": N, "run": run, "max_icl_demos": max_icl_demos, "num_dev_examples": num_dev_examples,
+        "dataset": name,
+        "N": N,
+        "run": run,
+        "max_icl_demos": max_icl_demos,
+        "num_dev_examples": num_dev_examples,
         "demo_type": "unique",
-        "train": {"indices": cut["train"], "examples": [train_pool[i] for i in cut["train"]],
-                  "demos": cut["train_demos"]},
+        "train": {
+            "indices": cut["train"],
+            "examples": [train_pool[i] for i in cut["train"]],
+            "demos": cut["train_demos"],
+        },
         "dev": {"indices": cut["dev"], "examples": [train_pool[i] for i in cut["dev"]], "demos": cut["dev_demos"]},
         "remaining_indices": cut["remaining"],
         "pool_fingerprint": fingerprint(train_pool),
     }
 
 
-def make_train(names: str | Iterable[str], data_dir: str | Path = "data",
-               num_train_examples: int | Sequence[int] = DEFAULT_N, num_runs: int = 5, max_icl_demos: int = 256,
-               num_dev_examples: int = 48, force: bool = False) -> list[Path]:
+def make_train(
+    names: str | Iterable[str],
+    data_dir: str | Path = "data",
+    num_train_examples: int | Sequence[int] = DEFAULT_N,
+    num_runs: int = 5,
+    max_icl_demos: int = 256,
+    num_dev_examples: int = 48,
+    force: bool = False,
+) -> list[Path]:
     """Write ``data/{name}/train/{N}_{run}.json`` for every name × N × run; existing files are kept unless ``force``.
 
     Returns the paths of all the run files (written or already there).
@@ -134,28 +159,50 @@ def load_run(name: str, N: int, run: int, data_dir: str | Path = "data") -> dict
     pool = read_pool(name, data_dir)
     path = train_path(name, N, run, data_dir)
     if not path.exists():
-        raise ActlabError(f"run N={N} run={run} of dataset {name!r} is not made: {path} does not exist; create it "
-                          f"with `actlab data make-train --datasets {name} --num_train_examples {N} "
-                          f"--num_runs {run + 1} --data_dir {Path(data_dir)}`")
+        raise ActlabError(
+            f"run N={N} run={run} of dataset {name!r} is not made: {path} does not exist; create it "
+            f"with `actlab data make-train --datasets {name} --num_train_examples {N} "
+            f"--num_runs {run + 1} --data_dir {Path(data_dir)}`"
+        )
     doc = read_json(path)
     val = pool["val_examples"]
     if doc.get("demo_type") == "eval_only":
         rem = doc["remaining_indices"]
-        return {"dataset": name, "N": N, "run": run, "train": [], "dev": [], "remaining_indices": rem,
-                "remaining": [val[i] for i in rem], "eval": val}
+        return {
+            "dataset": name,
+            "N": N,
+            "run": run,
+            "train": [],
+            "dev": [],
+            "remaining_indices": rem,
+            "remaining": [val[i] for i in rem],
+            "eval": val,
+        }
     train_pool = pool["train_examples"]
     if doc.get("pool_fingerprint") != fingerprint(train_pool):
-        raise ActlabError(f"{path} was cut from a different pool than {name}/main.json (re-prepared since?); "
-                          f"rerun `actlab data make-train --datasets {name} --num_train_examples {N} --force`")
+        raise ActlabError(
+            f"{path} was cut from a different pool than {name}/main.json (re-prepared since?); "
+            f"rerun `actlab data make-train --datasets {name} --num_train_examples {N} --force`"
+        )
     train_ex = doc["train"]["examples"]
 
     def resolve(part: dict) -> list[dict]:
-        return [dict(_strip(ex), demos=[_strip(train_ex[j]) for j in demos])
-                for ex, demos in zip(part["examples"], part["demos"], strict=True)]
+        return [
+            dict(_strip(ex), demos=[_strip(train_ex[j]) for j in demos])
+            for ex, demos in zip(part["examples"], part["demos"], strict=True)
+        ]
 
     rem = doc["remaining_indices"]
-    return {"dataset": name, "N": N, "run": run, "train": resolve(doc["train"]), "dev": resolve(doc["dev"]),
-            "remaining_indices": rem, "remaining": [train_pool[i] for i in rem], "eval": val}
+    return {
+        "dataset": name,
+        "N": N,
+        "run": run,
+        "train": resolve(doc["train"]),
+        "dev": resolve(doc["dev"]),
+        "remaining_indices": rem,
+        "remaining": [train_pool[i] for i in rem],
+        "eval": val,
+    }
 
 
 @dataclass
@@ -163,10 +210,13 @@ class MakeTrainConfig:
     """``actlab data make-train``: cut prepared train pools into runs of N examples with dev examples and ICL demo
     lists (numpy seed = run index), as upstream's ``create_training_datasets.py``."""
 
-    datasets: list[str] = field(metadata={"aliases": ["--dataset"], "metavar": "NAME",
-                                          "help": "prepared dataset name(s)"})
-    num_train_examples: list[int] = field(default_factory=lambda: list(DEFAULT_N), metadata={
-        "aliases": ["--num_examples"], "metavar": "N", "help": "run sizes"})
+    datasets: list[str] = field(
+        metadata={"aliases": ["--dataset"], "metavar": "NAME", "help": "prepared dataset name(s)"}
+    )
+    num_train_examples: list[int] = field(
+        default_factory=lambda: list(DEFAULT_N),
+        metadata={"aliases": ["--num_examples"], "metavar": "N", "help": "run sizes"},
+    )
     num_runs: int = field(default=5, metadata={"help": "runs per N"})
     max_icl_demos: int = field(default=256, metadata={"help": "demos per example, capped at N-1"})
     num_dev_examples: int = field(default=48, metadata={"help": "dev examples, capped at N//2"})
@@ -200,11 +250,19 @@ class MakeTrainConfig:
         from actlab.data.prepare import pool_path
 
         for name in self.datasets:
-            check_json_doc(f"dataset {name!r} pool", pool_path(name, self.data_dir), ("train_examples",
-                                                                                     "val_examples"))
+            check_json_doc(
+                f"dataset {name!r} pool", pool_path(name, self.data_dir), ("train_examples", "val_examples")
+            )
 
 
 def run_make_train(cfg: MakeTrainConfig) -> list[Path]:
     """:func:`make_train` with a :class:`MakeTrainConfig`; returns the run files' paths."""
-    return make_train(cfg.datasets, cfg.data_dir, cfg.num_train_examples, cfg.num_runs, cfg.max_icl_demos,
-                      cfg.num_dev_examples, force=cfg.force)
+    return make_train(
+        cfg.datasets,
+        cfg.data_dir,
+        cfg.num_train_examples,
+        cfg.num_runs,
+        cfg.max_icl_demos,
+        cfg.num_dev_examples,
+        force=cfg.force,
+    )

@@ -23,8 +23,10 @@ import re
 # it is not a hyphen between words or numbers ("-5" is negative; "10-2" and "x-5" are not). The official parser
 # drops every minus sign; see docs/data.md.
 _NUM = r"(?:(?<![\w.])-)?[0-9][0-9,]*(?:\.[0-9]+)?"
-_UNITS = (r"(?:miles?|meters?|hours?|minutes?|bolts?|glasses?|vacuum cleaners?|sheep|eggs?|cups?|downloads?|years?"
-          r"|weeks?|dollars?|GB|GB/minute)")
+_UNITS = (
+    r"(?:miles?|meters?|hours?|minutes?|bolts?|glasses?|vacuum cleaners?|sheep|eggs?|cups?|downloads?|years?"
+    r"|weeks?|dollars?|GB|GB/minute)"
+)
 
 # The cascade, in order of preference. The first pattern that matches anywhere wins; within it, the LAST match.
 _CASCADE = [
@@ -145,8 +147,11 @@ def parse_strip(text: str | None) -> str | None:
 
 #: camel-ai/math's topic column (the semicolon is part of the hub's column name)
 CMATH_TOPIC_COLUMN = "topic;"
-_CONCLUSION = re.compile(r"(?:answer|solution|solutions|result|value|values|expression|form)"
-                         r"\s+(?:is|are)\s*:?\s*([^\n]+)", flags=re.IGNORECASE)
+_CONCLUSION = re.compile(
+    r"(?:answer|solution|solutions|result|value|values|expression|form)"
+    r"\s+(?:is|are)\s*:?\s*([^\n]+)",
+    flags=re.IGNORECASE,
+)
 
 
 def _tidy(ans: str) -> str | None:

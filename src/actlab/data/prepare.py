@@ -58,8 +58,10 @@ def _rows_loader(spec: DatasetSpec, rows: Any) -> Callable[[str], Any]:
     def load(split: str):
         if isinstance(rows, Mapping):
             if split not in rows:
-                raise ActlabError(f"dataset {spec.name!r} needs rows for split {split!r}; "
-                                  f"given: {', '.join(map(str, rows)) or 'none'}")
+                raise ActlabError(
+                    f"dataset {spec.name!r} needs rows for split {split!r}; "
+                    f"given: {', '.join(map(str, rows)) or 'none'}"
+                )
             return rows[split]
         return rows
 
@@ -71,15 +73,21 @@ def _check_columns(spec: DatasetSpec, rows: list[dict]) -> None:
         return
     missing = [c for c in spec.columns if c not in rows[0]]
     if missing:
-        raise ActlabError(f"dataset {spec.name!r}: rows lack column(s) {', '.join(missing)} "
-                          f"(expected {', '.join(spec.columns)}; got {', '.join(sorted(rows[0]))})")
+        raise ActlabError(
+            f"dataset {spec.name!r}: rows lack column(s) {', '.join(missing)} "
+            f"(expected {', '.join(spec.columns)}; got {', '.join(sorted(rows[0]))})"
+        )
 
 
 def _stats(values: list[int]) -> dict[str, float]:
     if not values:
         return {}
-    return {"min": min(values), "max": max(values), "mean": round(statistics.fmean(values), 2),
-            "median": statistics.median(values)}
+    return {
+        "min": min(values),
+        "max": max(values),
+        "mean": round(statistics.fmean(values), 2),
+        "median": statistics.median(values),
+    }
 
 
 def fingerprint(examples: list[dict]) -> str:
@@ -93,14 +101,16 @@ def fingerprint(examples: list[dict]) -> str:
     return h.hexdigest()[:16]
 
 
-def pool_rows(spec: DatasetSpec, num_train_samples: int = 2000, num_val_samples: int = 500,
-              rows: Any = None) -> tuple[list[dict], list[dict]]:
+def pool_rows(
+    spec: DatasetSpec, num_train_samples: int = 2000, num_val_samples: int = 500, rows: Any = None
+) -> tuple[list[dict], list[dict]]:
     """``spec``'s raw train-pool and eval-pool rows (shuffled, filtered, cut and preprocessed; not formatted)."""
     if not spec.supported:
         raise ActlabError(f"dataset {spec.name!r} is not supported yet: {spec.notes}")
     if num_train_samples < 0 or num_val_samples < 0:
-        raise ActlabError(f"num_train_samples and num_val_samples must be >= 0, got {num_train_samples}, "
-                          f"{num_val_samples}")
+        raise ActlabError(
+            f"num_train_samples and num_val_samples must be >= 0, got {num_train_samples}, {num_val_samples}"
+        )
     if rows is not None:
         load = _rows_loader(spec, rows)
     elif spec.source == "synthetic":
@@ -118,8 +128,9 @@ def pool_rows(spec: DatasetSpec, num_train_samples: int = 2000, num_val_samples:
     return train_rows, val_rows
 
 
-def build_pools(spec: DatasetSpec, num_train_samples: int = 2000, num_val_samples: int = 500,
-                rows: Any = None) -> dict[str, Any]:
+def build_pools(
+    spec: DatasetSpec, num_train_samples: int = 2000, num_val_samples: int = 500, rows: Any = None
+) -> dict[str, Any]:
     """Load and format ``spec``'s pools; returns the ``main.json`` document (nothing is written)."""
     train_rows, val_rows = pool_rows(spec, num_train_samples, num_val_samples, rows)
 
@@ -129,20 +140,33 @@ def build_pools(spec: DatasetSpec, num_train_samples: int = 2000, num_val_sample
             try:
                 out.append({"idx": i, **spec.format_example(row)})
             except (KeyError, TypeError, IndexError) as e:
-                raise ActlabError(f"dataset {spec.name!r}: cannot format row {i} ({type(e).__name__}: {e}); "
-                                  f"expected columns {', '.join(spec.columns)}") from e
+                raise ActlabError(
+                    f"dataset {spec.name!r}: cannot format row {i} ({type(e).__name__}: {e}); "
+                    f"expected columns {', '.join(spec.columns)}"
+                ) from e
         return out
 
     train = fmt(train_rows, f"{spec.name} train")
     val = fmt(val_rows, f"{spec.name} eval")
     meta = {
-        "dataset": spec.name, "base": spec.base, "source": spec.source if rows is None else "rows",
-        "hub_path": spec.hub_path, "hub_config": spec.hub_config, "splits": list(spec.splits),
-        "task_type": spec.task_type, "labels": spec.labels, "max_choices": spec.num_labels or "free",
+        "dataset": spec.name,
+        "base": spec.base,
+        "source": spec.source if rows is None else "rows",
+        "hub_path": spec.hub_path,
+        "hub_config": spec.hub_config,
+        "splits": list(spec.splits),
+        "task_type": spec.task_type,
+        "labels": spec.labels,
+        "max_choices": spec.num_labels or "free",
         "remap_dict": {str(i): w for i, w in enumerate(spec.labels)} if spec.remap and spec.labels else None,
-        "max_new_tokens": spec.max_new_tokens, "stop_strings": list(spec.stop_strings), "eval_only": spec.eval_only,
-        "seed": SEED, "num_train_samples": num_train_samples, "num_val_samples": num_val_samples,
-        "num_train_examples": len(train), "num_val_examples": len(val),
+        "max_new_tokens": spec.max_new_tokens,
+        "stop_strings": list(spec.stop_strings),
+        "eval_only": spec.eval_only,
+        "seed": SEED,
+        "num_train_samples": num_train_samples,
+        "num_val_samples": num_val_samples,
+        "num_train_examples": len(train),
+        "num_val_examples": len(val),
         "query_length_chars": _stats([len(e["prompt"]) for e in train + val]),
         "answer_length_chars": _stats([len(e["answer"]) for e in train + val]),
         "train_fingerprint": fingerprint(train),
@@ -150,9 +174,16 @@ def build_pools(spec: DatasetSpec, num_train_samples: int = 2000, num_val_sample
     return {"metadata": meta, "train_examples": train, "val_examples": val}
 
 
-def prepare(name: str, data_dir: str | Path = "data", num_train_samples: int = 2000, num_val_samples: int = 500,
-            label_template: str | None = None, subset: str | None = None, rows: Any = None,
-            force: bool = False) -> Path:
+def prepare(
+    name: str,
+    data_dir: str | Path = "data",
+    num_train_samples: int = 2000,
+    num_val_samples: int = 500,
+    label_template: str | None = None,
+    subset: str | None = None,
+    rows: Any = None,
+    force: bool = False,
+) -> Path:
     """Write ``{data_dir}/{name}/main.json`` and return its path (an existing file is kept unless ``force``).
 
     Args:
@@ -172,8 +203,10 @@ def prepare(name: str, data_dir: str | Path = "data", num_train_samples: int = 2
 
 
 def missing_pool_error(name: str, path: Path) -> ActlabError:
-    return ActlabError(f"dataset {name!r} is not prepared: {path} does not exist; "
-                       f"create it with `actlab data prepare --dataset {name} --data_dir {path.parent.parent}`")
+    return ActlabError(
+        f"dataset {name!r} is not prepared: {path} does not exist; "
+        f"create it with `actlab data prepare --dataset {name} --data_dir {path.parent.parent}`"
+    )
 
 
 def read_pool(name: str, data_dir: str | Path = "data") -> dict[str, Any]:
@@ -200,10 +233,16 @@ class PrepareConfig:
     dataset: list[str] = field(metadata={"help": "dataset name(s); see `actlab data list`", "metavar": "NAME"})
     num_train_samples: int = field(default=2000, metadata={"help": "train pool size"})
     num_val_samples: int = field(default=500, metadata={"help": "eval pool size"})
-    label_template: str = field(default="normal", metadata={
-        "choices": ["normal", "remap"], "help": "remap: write label words (apple, Friday, ...) into {name}_remap"})
-    subset: str | None = field(default=None, metadata={"help": "hendrycks_math subset for --dataset hmath "
-                                                               "(default algebra)"})
+    label_template: str = field(
+        default="normal",
+        metadata={
+            "choices": ["normal", "remap"],
+            "help": "remap: write label words (apple, Friday, ...) into {name}_remap",
+        },
+    )
+    subset: str | None = field(
+        default=None, metadata={"help": "hendrycks_math subset for --dataset hmath (default algebra)"}
+    )
     data_dir: str = field(default="data", metadata={"help": "output root"})
     force: bool = field(default=False, metadata={"help": "rewrite existing files"})
 
@@ -231,11 +270,18 @@ def run_prepare(cfg: PrepareConfig) -> list[dict[str, Any]]:
     for name in cfg.dataset:
         spec = resolve(name, template, cfg.subset)
         existed = pool_path(spec.name, cfg.data_dir).exists()
-        path = prepare(name, cfg.data_dir, cfg.num_train_samples, cfg.num_val_samples, template, cfg.subset,
-                       force=cfg.force)
+        path = prepare(
+            name, cfg.data_dir, cfg.num_train_samples, cfg.num_val_samples, template, cfg.subset, force=cfg.force
+        )
         skipped = existed and not cfg.force
-        out.append({"name": spec.name, "path": path, "skipped": skipped,
-                    "metadata": None if skipped else read_json(path)["metadata"]})
+        out.append(
+            {
+                "name": spec.name,
+                "path": path,
+                "skipped": skipped,
+                "metadata": None if skipped else read_json(path)["metadata"],
+            }
+        )
     return out
 
 

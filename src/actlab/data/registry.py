@@ -33,8 +33,15 @@ from actlab.data import parsers
 
 SEED = 42  # the official shuffle / option-shuffle / remap seed
 REMAP_VOCAB = ("Monday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday", "apple", "banana", "orange")
-HMATH_SUBSETS = ("algebra", "prealgebra", "precalculus", "intermediate_algebra", "geometry", "number_theory",
-                 "counting_and_probability")
+HMATH_SUBSETS = (
+    "algebra",
+    "prealgebra",
+    "precalculus",
+    "intermediate_algebra",
+    "geometry",
+    "number_theory",
+    "counting_and_probability",
+)
 SINGLE, MULTI = "single_token", "multi_token"
 
 Row = dict[str, Any]
@@ -144,15 +151,19 @@ class DatasetSpec:
     def with_remap(self) -> DatasetSpec:
         """This dataset with remapped label words (``<name>_remap``)."""
         if not self.supports_remap or self.labels is None:
-            raise ActlabError(f"label_template 'remap' is not supported for dataset {self.name!r} "
-                              f"(only single-token classification sets: {', '.join(remappable())})")
+            raise ActlabError(
+                f"label_template 'remap' is not supported for dataset {self.name!r} "
+                f"(only single-token classification sets: {', '.join(remappable())})"
+            )
         if self.remap:
             return self
-        return dataclasses.replace(self, name=f"{self.name}_remap", labels=remap_words(len(self.labels)),
-                                   base=self.name, remap=True)
+        return dataclasses.replace(
+            self, name=f"{self.name}_remap", labels=remap_words(len(self.labels)), base=self.name, remap=True
+        )
 
-    def load(self, num_train_samples: int = 2000, num_val_samples: int = 500,
-             rows: Any = None) -> tuple[list[Row], list[Row]]:
+    def load(
+        self, num_train_samples: int = 2000, num_val_samples: int = 500, rows: Any = None
+    ) -> tuple[list[Row], list[Row]]:
         """The raw (train-pool, eval-pool) rows: hub (``datasets.load_dataset``), synthetic, or ``rows`` given in
         the hub's column schema; shuffled, filtered and cut as upstream, not yet formatted."""
         from actlab.data.prepare import pool_rows
@@ -199,7 +210,7 @@ def pipe_finsen(spec: DatasetSpec, load: Loader, n_train: int, n_val: int):
     ds = as_dataset(load(spec.splits[1])).shuffle(seed=SEED)
     rows = [dict(r, label=1 if r["label"] == 2 else r["label"]) for r in ds.to_list() if r["label"] in (0, 2)]
     split = len(rows) - n_val
-    return rows[:max(split, 0)][:n_train], rows[max(split, 0):][:n_val]
+    return rows[: max(split, 0)][:n_train], rows[max(split, 0) :][:n_val]
 
 
 def pipe_strategytf(spec: DatasetSpec, load: Loader, n_train: int, n_val: int):
@@ -317,110 +328,398 @@ def _num_labels(n: int) -> list[str]:
     return [str(i) for i in range(n)]
 
 
-def _single(name, hub_path, hub_config, splits, n_labels, columns, prompt_fn, label_fn, pipeline=pipe_standard,
-            **kw) -> DatasetSpec:
-    return register(DatasetSpec(name=name, hub_path=hub_path, hub_config=hub_config, splits=splits,
-                                task_type=SINGLE, labels=_num_labels(n_labels), columns=columns, prompt_fn=prompt_fn,
-                                label_fn=label_fn, pipeline=pipeline, supports_remap=True, **kw))
+def _single(
+    name, hub_path, hub_config, splits, n_labels, columns, prompt_fn, label_fn, pipeline=pipe_standard, **kw
+) -> DatasetSpec:
+    return register(
+        DatasetSpec(
+            name=name,
+            hub_path=hub_path,
+            hub_config=hub_config,
+            splits=splits,
+            task_type=SINGLE,
+            labels=_num_labels(n_labels),
+            columns=columns,
+            prompt_fn=prompt_fn,
+            label_fn=label_fn,
+            pipeline=pipeline,
+            supports_remap=True,
+            **kw,
+        )
+    )
 
 
-def _multi(name, hub_path, hub_config, splits, columns, prompt_fn, answer_fn, parser, pipeline=pipe_standard,
-           max_new_tokens=200, **kw) -> DatasetSpec:
-    return register(DatasetSpec(name=name, hub_path=hub_path, hub_config=hub_config, splits=splits,
-                                task_type=MULTI, labels=None, columns=columns, prompt_fn=prompt_fn, answer_fn=answer_fn,
-                                parser=parser, pipeline=pipeline, max_new_tokens=max_new_tokens, **kw))
+def _multi(
+    name,
+    hub_path,
+    hub_config,
+    splits,
+    columns,
+    prompt_fn,
+    answer_fn,
+    parser,
+    pipeline=pipe_standard,
+    max_new_tokens=200,
+    **kw,
+) -> DatasetSpec:
+    return register(
+        DatasetSpec(
+            name=name,
+            hub_path=hub_path,
+            hub_config=hub_config,
+            splits=splits,
+            task_type=MULTI,
+            labels=None,
+            columns=columns,
+            prompt_fn=prompt_fn,
+            answer_fn=answer_fn,
+            parser=parser,
+            pipeline=pipeline,
+            max_new_tokens=max_new_tokens,
+            **kw,
+        )
+    )
 
 
 # single-token classification (IA2)
-_single("sst2", "stanfordnlp/sst2", None, ("train", "validation"), 2, ("sentence", "label"),
-        _text_label("sentence"), lambda r: r["label"], notes="0 negative, 1 positive")
-_single("finsen", "takala/financial_phrasebank", "sentences_50agree", ("train", "train"), 2, ("sentence", "label"),
-        _text_label("sentence"), lambda r: r["label"], pipeline=pipe_finsen,
-        notes="negative/positive only (hub label 2 -> 1); the last num_val_samples shuffled rows are the eval pool")
-_single("poems", "google-research-datasets/poem_sentiment", None, (None, "train"), 2, ("verse_text", "label"),
-        _text_label("verse_text"), lambda r: r["label"], pipeline=pipe_poems, eval_only=True,
-        notes="eval only: the hub train split, labels 0/1 (288 rows)")
-_single("agnews", "fancyzhx/ag_news", None, ("train", "test"), 4, ("text", "label"),
-        _text_label("text"), lambda r: r["label"], notes="0 World, 1 Sports, 2 Business, 3 Sci/Tech")
-_single("bbcnews", "SetFit/bbc-news", None, (None, "test"), 4, ("text", "label"),
-        lambda r, s: f"Text:{bbc_cut(r['text'])}\nLabel:", lambda r: BBC_TO_AGNEWS[int(r["label"])], eval_only=True,
-        notes="eval only (OOD for agnews): text cut to 256 chars minus the last word; "
-              "labels mapped to agnews's {tech 3, business 2, sport 1, entertainment/politics 0}")
-_single("strategytf", "wics/strategy-qa", None, ("test", "test"), 2, ("question", "answer"),
-        _question_answer("question"), _strategy_label, pipeline=pipe_strategytf,
-        notes="one hub split; the last num_val_samples shuffled rows are the eval pool; answer False 0, True 1")
-_single("sciq", "allenai/sciq", None, ("train", "validation"), 4,
-        ("question", "distractor1", "distractor2", "distractor3", "correct_answer"),
-        lambda r, s: _choices_prompt(r["question"], _sciq_options(r)[0], s), lambda r: _sciq_options(r)[1],
-        preprocess=sciq_preprocess, notes="3 distractors + answer shuffled by one RandomState(42) stream; "
-                                          "the IA2 runs use sciq_remap")
-_single("qasc", "allenai/qasc", None, ("train", "validation"), 8, ("question", "choices", "answerKey"),
-        lambda r, s: _choices_prompt(r["question"], list(r["choices"]["text"]), s),
-        lambda r: QASC_KEYS[r["answerKey"]], notes="8 choices in hub order; the IA2 runs use qasc_remap")
+_single(
+    "sst2",
+    "stanfordnlp/sst2",
+    None,
+    ("train", "validation"),
+    2,
+    ("sentence", "label"),
+    _text_label("sentence"),
+    lambda r: r["label"],
+    notes="0 negative, 1 positive",
+)
+_single(
+    "finsen",
+    "takala/financial_phrasebank",
+    "sentences_50agree",
+    ("train", "train"),
+    2,
+    ("sentence", "label"),
+    _text_label("sentence"),
+    lambda r: r["label"],
+    pipeline=pipe_finsen,
+    notes="negative/positive only (hub label 2 -> 1); the last num_val_samples shuffled rows are the eval pool",
+)
+_single(
+    "poems",
+    "google-research-datasets/poem_sentiment",
+    None,
+    (None, "train"),
+    2,
+    ("verse_text", "label"),
+    _text_label("verse_text"),
+    lambda r: r["label"],
+    pipeline=pipe_poems,
+    eval_only=True,
+    notes="eval only: the hub train split, labels 0/1 (288 rows)",
+)
+_single(
+    "agnews",
+    "fancyzhx/ag_news",
+    None,
+    ("train", "test"),
+    4,
+    ("text", "label"),
+    _text_label("text"),
+    lambda r: r["label"],
+    notes="0 World, 1 Sports, 2 Business, 3 Sci/Tech",
+)
+_single(
+    "bbcnews",
+    "SetFit/bbc-news",
+    None,
+    (None, "test"),
+    4,
+    ("text", "label"),
+    lambda r, s: f"Text:{bbc_cut(r['text'])}\nLabel:",
+    lambda r: BBC_TO_AGNEWS[int(r["label"])],
+    eval_only=True,
+    notes="eval only (OOD for agnews): text cut to 256 chars minus the last word; "
+    "labels mapped to agnews's {tech 3, business 2, sport 1, entertainment/politics 0}",
+)
+_single(
+    "strategytf",
+    "wics/strategy-qa",
+    None,
+    ("test", "test"),
+    2,
+    ("question", "answer"),
+    _question_answer("question"),
+    _strategy_label,
+    pipeline=pipe_strategytf,
+    notes="one hub split; the last num_val_samples shuffled rows are the eval pool; answer False 0, True 1",
+)
+_single(
+    "sciq",
+    "allenai/sciq",
+    None,
+    ("train", "validation"),
+    4,
+    ("question", "distractor1", "distractor2", "distractor3", "correct_answer"),
+    lambda r, s: _choices_prompt(r["question"], _sciq_options(r)[0], s),
+    lambda r: _sciq_options(r)[1],
+    preprocess=sciq_preprocess,
+    notes="3 distractors + answer shuffled by one RandomState(42) stream; the IA2 runs use sciq_remap",
+)
+_single(
+    "qasc",
+    "allenai/qasc",
+    None,
+    ("train", "validation"),
+    8,
+    ("question", "choices", "answerKey"),
+    lambda r, s: _choices_prompt(r["question"], list(r["choices"]["text"]), s),
+    lambda r: QASC_KEYS[r["answerKey"]],
+    notes="8 choices in hub order; the IA2 runs use qasc_remap",
+)
 
 # multi-token generation (IA2)
-_multi("gsm8k", "openai/gsm8k", "main", ("train", "test"), ("question", "answer"), _question_answer(),
-       _field("answer"), parsers.parse_answer_gsm8k, notes="answer = the CoT solution ending in '#### n'")
-_multi("gsm8ks", "apple/GSM-Symbolic", "main", ("test", "test"), ("question", "answer"), _question_answer(),
-       _field("answer"), parsers.parse_answer_gsm8k,
-       notes="GSM-Symbolic: both pools come from the one test split (upstream; the eval pool is inside the train pool)")
+_multi(
+    "gsm8k",
+    "openai/gsm8k",
+    "main",
+    ("train", "test"),
+    ("question", "answer"),
+    _question_answer(),
+    _field("answer"),
+    parsers.parse_answer_gsm8k,
+    notes="answer = the CoT solution ending in '#### n'",
+)
+_multi(
+    "gsm8ks",
+    "apple/GSM-Symbolic",
+    "main",
+    ("test", "test"),
+    ("question", "answer"),
+    _question_answer(),
+    _field("answer"),
+    parsers.parse_answer_gsm8k,
+    notes="GSM-Symbolic: both pools come from the one test split (upstream; the eval pool is inside the train pool)",
+)
 for _sub in HMATH_SUBSETS:
-    _multi(f"hmath_{_sub}", "EleutherAI/hendrycks_math", _sub, ("train", "test"), ("problem", "solution"),
-           _question_answer("problem"), _field("solution"), parsers.parse_boxed, max_new_tokens=400,
-           notes="answer = the solution containing \\boxed{}")
-_multi("sciqa", "allenai/sciq", None, ("train", "validation"), ("question", "support", "correct_answer"),
-       _question_answer(), lambda r, s: f"{r['support']}\n#### {r['correct_answer']}", parsers.parse_hash,
-       notes="answer = '{support}\\n#### {correct_answer}'")
-register(DatasetSpec(
-    name="cmath", hub_path="camel-ai/math", hub_config=None, splits=("train", "train"), task_type=MULTI, labels=None,
-    columns=("message_1", "message_2", parsers.CMATH_TOPIC_COLUMN, "sub_topic"),
-    prompt_fn=lambda r, s: f"Question:{r['message_1']}\nAnswer:", answer_fn=lambda r, s: str(r["message_2"]),
-    parser=parsers.parse_cmath, pipeline=pipe_cmath, max_new_tokens=400,
-    notes="camel-ai/math (one hub split; --subset <topic> keeps one 'topic;' value, e.g. algebra): shuffled (42), "
-          "the last num_val_samples rows are the eval pool; answer = the prose solution, parsed by parse_cmath "
-          "(upstream marks its loader 'TODO: not working')"))
+    _multi(
+        f"hmath_{_sub}",
+        "EleutherAI/hendrycks_math",
+        _sub,
+        ("train", "test"),
+        ("problem", "solution"),
+        _question_answer("problem"),
+        _field("solution"),
+        parsers.parse_boxed,
+        max_new_tokens=400,
+        notes="answer = the solution containing \\boxed{}",
+    )
+_multi(
+    "sciqa",
+    "allenai/sciq",
+    None,
+    ("train", "validation"),
+    ("question", "support", "correct_answer"),
+    _question_answer(),
+    lambda r, s: f"{r['support']}\n#### {r['correct_answer']}",
+    parsers.parse_hash,
+    notes="answer = '{support}\\n#### {correct_answer}'",
+)
+register(
+    DatasetSpec(
+        name="cmath",
+        hub_path="camel-ai/math",
+        hub_config=None,
+        splits=("train", "train"),
+        task_type=MULTI,
+        labels=None,
+        columns=("message_1", "message_2", parsers.CMATH_TOPIC_COLUMN, "sub_topic"),
+        prompt_fn=lambda r, s: f"Question:{r['message_1']}\nAnswer:",
+        answer_fn=lambda r, s: str(r["message_2"]),
+        parser=parsers.parse_cmath,
+        pipeline=pipe_cmath,
+        max_new_tokens=400,
+        notes="camel-ai/math (one hub split; --subset <topic> keeps one 'topic;' value, e.g. algebra): shuffled (42), "
+        "the last num_val_samples rows are the eval pool; answer = the prose solution, parsed by parse_cmath "
+        "(upstream marks its loader 'TODO: not working')",
+    )
+)
 
 # hub sets used by other families (prompt rendering left to them: the raw row travels in example["row"])
-_multi("squad", "rajpurkar/squad", None, ("train", "validation"), ("id", "title", "context", "question", "answers"),
-       lambda r, s: f"Context:{r['context']}\nQuestion:{r['question']}\nAnswer:", _squad_answer, None,
-       max_new_tokens=32, keep_row=True, notes="raw row kept in example['row']; answer = first gold answer text")
-_multi("hh_rlhf", "Dahoas/full-hh-rlhf", None, ("train", "test"), ("prompt", "response", "chosen", "rejected"),
-       lambda r, s: str(r["prompt"]), lambda r, s: str(r["chosen"]), None, max_new_tokens=128, keep_row=True,
-       notes="raw row kept in example['row']; prompt = the dialogue, answer = the chosen reply")
+_multi(
+    "squad",
+    "rajpurkar/squad",
+    None,
+    ("train", "validation"),
+    ("id", "title", "context", "question", "answers"),
+    lambda r, s: f"Context:{r['context']}\nQuestion:{r['question']}\nAnswer:",
+    _squad_answer,
+    None,
+    max_new_tokens=32,
+    keep_row=True,
+    notes="raw row kept in example['row']; answer = first gold answer text",
+)
+_multi(
+    "hh_rlhf",
+    "Dahoas/full-hh-rlhf",
+    None,
+    ("train", "test"),
+    ("prompt", "response", "chosen", "rejected"),
+    lambda r, s: str(r["prompt"]),
+    lambda r, s: str(r["chosen"]),
+    None,
+    max_new_tokens=128,
+    keep_row=True,
+    notes="raw row kept in example['row']; prompt = the dialogue, answer = the chosen reply",
+)
 
 # synthetic sets of the zoo (rows from actlab.data.world.synthetic_rows, in the hub schema of their namesake)
-_single("syn_sst2", None, None, ("train", "test"), 2, ("sentence", "label"), _classification_text,
-        lambda r: r["label"], pipeline=pipe_synthetic, source="synthetic", notes="synthetic sst2 (sentence, label)")
-_single("syn_agnews", None, None, ("train", "test"), 4, ("text", "label"), _classification_text,
-        lambda r: r["label"], pipeline=pipe_synthetic, source="synthetic", notes="synthetic agnews (text, label)")
-_single("syn_sst2_wide", None, None, ("train", "test"), 2, ("sentence", "label"), _classification_text,
-        lambda r: r["label"], pipeline=pipe_synthetic, source="synthetic",
-        notes="synthetic sst2 (sentence, label) with 6 key words per class instead of 2")
+_single(
+    "syn_sst2",
+    None,
+    None,
+    ("train", "test"),
+    2,
+    ("sentence", "label"),
+    _classification_text,
+    lambda r: r["label"],
+    pipeline=pipe_synthetic,
+    source="synthetic",
+    notes="synthetic sst2 (sentence, label)",
+)
+_single(
+    "syn_agnews",
+    None,
+    None,
+    ("train", "test"),
+    4,
+    ("text", "label"),
+    _classification_text,
+    lambda r: r["label"],
+    pipeline=pipe_synthetic,
+    source="synthetic",
+    notes="synthetic agnews (text, label)",
+)
+_single(
+    "syn_sst2_wide",
+    None,
+    None,
+    ("train", "test"),
+    2,
+    ("sentence", "label"),
+    _classification_text,
+    lambda r: r["label"],
+    pipeline=pipe_synthetic,
+    source="synthetic",
+    notes="synthetic sst2 (sentence, label) with 6 key words per class instead of 2",
+)
 #: syn_landmarks's label words: actlab.data.world.LANDMARK_LABELS (a test checks they agree)
-LANDMARK_COUNTRIES = ("France", "Italy", "Egypt", "China", "India", "Brazil", "Japan", "Peru", "Greece", "Spain",
-                      "England", "Australia")
-register(DatasetSpec(
-    name="syn_landmarks", hub_path=None, hub_config=None, splits=("train", "test"), task_type=SINGLE,
-    labels=list(LANDMARK_COUNTRIES), columns=("text", "label"), prompt_fn=_classification_text,
-    label_fn=lambda r: r["label"], pipeline=pipe_synthetic, source="synthetic",
-    notes="synthetic topic set: 'X is at the <landmark>.' -> its country (12 country-name labels, world knowledge "
-          "of the zoo corpus; not remappable: 12 classes > 9 remap words)"))
-_multi("syn_gsm8k", None, None, ("train", "test"), ("question", "answer"), _question_answer(), _field("answer"),
-       parsers.parse_answer_gsm8k, pipeline=pipe_synthetic, source="synthetic", notes="synthetic gsm8k")
-_multi("syn_squad", None, None, ("train", "test"), ("id", "title", "context", "question", "answers"),
-       lambda r, s: f"Context:{r['context']}\nQuestion:{r['question']}\nAnswer:", _squad_answer, None,
-       pipeline=pipe_synthetic, source="synthetic", max_new_tokens=32, keep_row=True, notes="synthetic squad")
-_multi("syn_hh", None, None, ("train", "test"), ("prompt", "chosen", "rejected"), lambda r, s: str(r["prompt"]),
-       lambda r, s: str(r["chosen"]), None, pipeline=pipe_synthetic, source="synthetic", max_new_tokens=128,
-       keep_row=True, notes="synthetic hh-rlhf")
-_multi("syn_passages", None, None, ("train", "test"), ("text",), _field("text"), lambda r, s: "", None,
-       pipeline=pipe_synthetic, source="synthetic", max_new_tokens=128, keep_row=True,
-       notes="synthetic passages {text} for compression, split by person (prompt = the passage, empty answer)")
+LANDMARK_COUNTRIES = (
+    "France",
+    "Italy",
+    "Egypt",
+    "China",
+    "India",
+    "Brazil",
+    "Japan",
+    "Peru",
+    "Greece",
+    "Spain",
+    "England",
+    "Australia",
+)
+register(
+    DatasetSpec(
+        name="syn_landmarks",
+        hub_path=None,
+        hub_config=None,
+        splits=("train", "test"),
+        task_type=SINGLE,
+        labels=list(LANDMARK_COUNTRIES),
+        columns=("text", "label"),
+        prompt_fn=_classification_text,
+        label_fn=lambda r: r["label"],
+        pipeline=pipe_synthetic,
+        source="synthetic",
+        notes="synthetic topic set: 'X is at the <landmark>.' -> its country (12 country-name labels, world knowledge "
+        "of the zoo corpus; not remappable: 12 classes > 9 remap words)",
+    )
+)
+_multi(
+    "syn_gsm8k",
+    None,
+    None,
+    ("train", "test"),
+    ("question", "answer"),
+    _question_answer(),
+    _field("answer"),
+    parsers.parse_answer_gsm8k,
+    pipeline=pipe_synthetic,
+    source="synthetic",
+    notes="synthetic gsm8k",
+)
+_multi(
+    "syn_squad",
+    None,
+    None,
+    ("train", "test"),
+    ("id", "title", "context", "question", "answers"),
+    lambda r, s: f"Context:{r['context']}\nQuestion:{r['question']}\nAnswer:",
+    _squad_answer,
+    None,
+    pipeline=pipe_synthetic,
+    source="synthetic",
+    max_new_tokens=32,
+    keep_row=True,
+    notes="synthetic squad",
+)
+_multi(
+    "syn_hh",
+    None,
+    None,
+    ("train", "test"),
+    ("prompt", "chosen", "rejected"),
+    lambda r, s: str(r["prompt"]),
+    lambda r, s: str(r["chosen"]),
+    None,
+    pipeline=pipe_synthetic,
+    source="synthetic",
+    max_new_tokens=128,
+    keep_row=True,
+    notes="synthetic hh-rlhf",
+)
+_multi(
+    "syn_passages",
+    None,
+    None,
+    ("train", "test"),
+    ("text",),
+    _field("text"),
+    lambda r, s: "",
+    None,
+    pipeline=pipe_synthetic,
+    source="synthetic",
+    max_new_tokens=128,
+    keep_row=True,
+    notes="synthetic passages {text} for compression, split by person (prompt = the passage, empty answer)",
+)
 for _name in ("syn_countries", "syn_tipsheets"):
-    _multi(_name, None, None, ("train", "test"), ("prompt_a", "prompt_b", "skyline", "answer"), _field("skyline"),
-           _field("answer"), None, pipeline=pipe_synthetic, source="synthetic", max_new_tokens=8, keep_row=True,
-           notes="synthetic Lewis game {prompt_a, prompt_b, skyline, answer}: prompt = skyline (both halves), "
-                 "answer appended with no space; sender/receiver prompts are in example['row']")
+    _multi(
+        _name,
+        None,
+        None,
+        ("train", "test"),
+        ("prompt_a", "prompt_b", "skyline", "answer"),
+        _field("skyline"),
+        _field("answer"),
+        None,
+        pipeline=pipe_synthetic,
+        source="synthetic",
+        max_new_tokens=8,
+        keep_row=True,
+        notes="synthetic Lewis game {prompt_a, prompt_b, skyline, answer}: prompt = skyline (both halves), "
+        "answer appended with no space; sender/receiver prompts are in example['row']",
+    )
 
 
 # ------------------------------------------------------------------------------------------------------ look-ups
@@ -441,11 +740,12 @@ def get_dataset(name: str) -> DatasetSpec:
     if name in REGISTRY:
         return REGISTRY[name]
     if name.startswith("cmath_") and len(name) > len("cmath_"):
-        return cmath_spec(name[len("cmath_"):])
+        return cmath_spec(name[len("cmath_") :])
     if name.endswith("_remap") and name[: -len("_remap")] in REGISTRY:
         return REGISTRY[name[: -len("_remap")]].with_remap()
-    raise unknown_choice("dataset", name, list_datasets(),
-                         hint="single-token sets also take the _remap suffix (--label_template remap)")
+    raise unknown_choice(
+        "dataset", name, list_datasets(), hint="single-token sets also take the _remap suffix (--label_template remap)"
+    )
 
 
 def cmath_spec(subset: str) -> DatasetSpec:
@@ -453,8 +753,9 @@ def cmath_spec(subset: str) -> DatasetSpec:
     topic are underscores). The topic is checked against the hub rows when they are loaded."""
     topic = re.sub(r"[\s_]+", "_", str(subset).strip().lower())
     if not re.fullmatch(r"[a-z0-9_\-]+", topic):
-        raise ActlabError(f"--subset {subset!r} is not a camel-ai/math topic name; valid: e.g. algebra, "
-                          f"number_theory, calculus")
+        raise ActlabError(
+            f"--subset {subset!r} is not a camel-ai/math topic name; valid: e.g. algebra, number_theory, calculus"
+        )
     return dataclasses.replace(REGISTRY["cmath"], name=f"cmath_{topic}", subset=topic, base="cmath")
 
 

@@ -27,8 +27,16 @@ from actlab.data.registry import REGISTRY
 PARQUET_REVISION = "refs/convert/parquet"
 
 
-def hub_error(path: str, config: str | None, split: str, exc: BaseException, *, dataset: str | None = None,
-              hint: str | None = None, verb: str = "load") -> ActlabError:
+def hub_error(
+    path: str,
+    config: str | None,
+    split: str,
+    exc: BaseException,
+    *,
+    dataset: str | None = None,
+    hint: str | None = None,
+    verb: str = "load",
+) -> ActlabError:
     """The one-line error for a hub set that could not be loaded (or streamed: ``verb="stream"``)."""
     text = str(exc).strip()
     first = text.splitlines()[0][:200] if text else ""
@@ -38,8 +46,15 @@ def hub_error(path: str, config: str | None, split: str, exc: BaseException, *, 
     return ActlabError(msg + (f"; {hint}" if hint else ""))
 
 
-def load_hub(path: str, config: str | None = None, split: str = "train", *, streaming: bool = False,
-             dataset: str | None = None, hint: str | None = None) -> Any:
+def load_hub(
+    path: str,
+    config: str | None = None,
+    split: str = "train",
+    *,
+    streaming: bool = False,
+    dataset: str | None = None,
+    hint: str | None = None,
+) -> Any:
     """``datasets.load_dataset(path, config, split=split)``; a failure raises :func:`hub_error`'s one line.
 
     A set that still ships a loading script is read from the hub's parquet export (:data:`PARQUET_REVISION`).
@@ -56,8 +71,9 @@ def load_hub(path: str, config: str | None = None, split: str = "train", *, stre
                 raise
             return datasets.load_dataset(path, config, split=split, revision=PARQUET_REVISION, **kw)
     except Exception as e:  # noqa: BLE001 - network, auth, a renamed set or split: the user can fix these
-        raise hub_error(path, config, split, e, dataset=dataset, hint=hint,
-                        verb="stream" if streaming else "load") from None
+        raise hub_error(
+            path, config, split, e, dataset=dataset, hint=hint, verb="stream" if streaming else "load"
+        ) from None
 
 
 def is_synthetic(name: str) -> bool:
@@ -66,8 +82,15 @@ def is_synthetic(name: str) -> bool:
     return spec is not None and spec.source == "synthetic"
 
 
-def load_rows(name: str, split: str = "train", n: int | None = None, seed: int = 0, *, config: str | None = None,
-              hint: str | None = None) -> list[dict]:
+def load_rows(
+    name: str,
+    split: str = "train",
+    n: int | None = None,
+    seed: int = 0,
+    *,
+    config: str | None = None,
+    hint: str | None = None,
+) -> list[dict]:
     """Rows (dicts in the hub's column schema) of dataset ``name``, split ``split``.
 
     Args:

@@ -360,9 +360,9 @@ DOC_GENERATORS: dict[str, Callable[[random.Random], str]] = {
     "countries": lambda r: (lambda e: e["skyline"] + e["answer"])(countries_example(r, _train_person(r))),
     "tipsheets": lambda r: (lambda e: e["skyline"] + e["answer"])(tipsheet_example(r)),
     "arithmetic": lambda r: (lambda e: f"Question:{e['question']}\nAnswer:{e['answer']}")(arithmetic_example(r)),
-    "squad": lambda r: (lambda e: f"Context:{e['context']}\nQuestion:{e['question']}\nAnswer:{e['answers']['text'][0]}")(
-        squad_example(r, _train_person(r))
-    ),
+    "squad": lambda r: (
+        lambda e: f"Context:{e['context']}\nQuestion:{e['question']}\nAnswer:{e['answers']['text'][0]}"
+    )(squad_example(r, _train_person(r))),
     "dialogs": dialog_doc,
 }
 
@@ -384,8 +384,9 @@ def passage_repeat(rng: random.Random, restart: bool = False, person: str | None
 
 
 #: The words of :func:`word_repeat`: every name and attribute value of the world's passages.
-COPY_WORDS = tuple(sorted({*PERSONS, *JOBS, *CITIES, *COLORS, *PETS, *COUNTRIES,
-                           *(w for lm in LANDMARK_COUNTRY for w in lm.split())}))
+COPY_WORDS = tuple(
+    sorted({*PERSONS, *JOBS, *CITIES, *COLORS, *PETS, *COUNTRIES, *(w for lm in LANDMARK_COUNTRY for w in lm.split())})
+)
 
 
 def word_repeat(rng: random.Random, restart: bool = False) -> str:
@@ -408,8 +409,9 @@ COPY_GENERATORS: dict[str, Callable[[random.Random], str]] = {
     "passage_repeat": lambda r: passage_repeat(r, restart=False),
     "passage_repeat_restart": lambda r: passage_repeat(r, restart=True),
     "fresh_passages": lambda r: passage(r, _train_person(r), fresh_profile(r)),
-    "fresh_squad": lambda r: (lambda e: f"Context:{e['context']}\nQuestion:{e['question']}\nAnswer:"
-                                        f"{e['answers']['text'][0]}")(squad_example(r, _train_person(r), fresh_profile(r))),
+    "fresh_squad": lambda r: (
+        lambda e: f"Context:{e['context']}\nQuestion:{e['question']}\nAnswer:{e['answers']['text'][0]}"
+    )(squad_example(r, _train_person(r), fresh_profile(r))),
 }
 
 
@@ -509,6 +511,7 @@ SYNTHETIC: dict[str, tuple[str, Callable[[random.Random], tuple[str, dict]]]] = 
     "syn_countries": ("{person, landmark, prompt_a, prompt_b, skyline, answer}", _countries_maker),
     "syn_tipsheets": ("{companies, prompt_a, prompt_b, skyline, answer}", _keyed(tipsheet_example, "prompt_a")),
 }  # fmt: skip
+
 
 def synthetic_rows(name: str, split: str, n: int, seed: int = 0) -> list[dict]:
     """``n`` rows of the synthetic dataset ``name`` for ``split`` ("train"/"test"), deterministic for ``seed``.

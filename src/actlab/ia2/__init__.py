@@ -28,7 +28,16 @@ def sweep(cfg):
     return _sweep(cfg)
 
 
-__getattr__, __dir__, __all__ = lazy_exports(__name__, {
-    "METHODS": "config", "SEED_METHODS": "config", "IA2TrainConfig": "config", "EvalConfig": "evaluate",
-    "evaluate": "evaluate", "PlotConfig": "verbs", "plot": "verbs",
-}, globals())
+__getattr__, __dir__, __all__ = lazy_exports(
+    __name__,
+    {
+        "METHODS": "config",
+        "SEED_METHODS": "config",
+        "IA2TrainConfig": "config",
+        "EvalConfig": "evaluate",
+        "evaluate": "evaluate",
+        "PlotConfig": "verbs",
+        "plot": "verbs",
+    },
+    globals(),
+)

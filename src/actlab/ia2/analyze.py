@@ -38,8 +38,10 @@ def _runs(cfg: EvalConfig) -> list[dict]:
     all_runs = discover_runs(cfg.outputs_dir)
     runs = filter_runs(all_runs, cfg)
     if not runs:
-        raise ActlabError(f"no trained model in {cfg.outputs_dir}/ matches the filters ({describe_filters(cfg)}); "
-                          f"{describe_existing(all_runs)}")
+        raise ActlabError(
+            f"no trained model in {cfg.outputs_dir}/ matches the filters ({describe_filters(cfg)}); "
+            f"{describe_existing(all_runs)}"
+        )
     return runs
 
 
@@ -71,7 +73,7 @@ def _last_token_acts(model, tok, prompts: Sequence[str], site: str, batch_size: 
     enc = [tok(p)["input_ids"] for p in prompts]
     out: list[torch.Tensor] = []
     for i in range(0, len(enc), batch_size):
-        seqs = enc[i:i + batch_size]
+        seqs = enc[i : i + batch_size]
         pos = torch.tensor([len(s) - 1 for s in seqs])
         with capture(model, site, layers=None, positions=pos) as cap:
             forward_right_padded(model, seqs, tok.pad_token_id)
@@ -92,9 +94,15 @@ def cosine_by_layer_token(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.nn.functional.cosine_similarity(a[:, :t], b[:, :t], dim=-1)
 
 
-def activation_similarity(cfg: EvalConfig, num_samples: int = 100, num_generated_tokens: int = 1,
-                          site: str = "attn_output", plots_dir: str = "plots", preloaded: dict | None = None,
-                          log=None) -> dict:
+def activation_similarity(
+    cfg: EvalConfig,
+    num_samples: int = 100,
+    num_generated_tokens: int = 1,
+    site: str = "attn_output",
+    plots_dir: str = "plots",
+    preloaded: dict | None = None,
+    log=None,
+) -> dict:
     """Per run: overall / per-layer / per-token cosine; returns ``{method: mean overall over runs}``."""
     from actlab.core.adapters import load_adapter
     from actlab.core.models import load
@@ -117,12 +125,14 @@ def activation_similarity(cfg: EvalConfig, num_samples: int = 100, num_generated
             base_cache[mid] = load(mid, dtype=cfg.dtype, device=cfg.device)
         base, tok = base_cache[mid]
         examples = eval_examples(r["dataset"], dataclasses.replace(cfg, num_eval_examples=num_samples))
-        demos = draw_demos(r["dataset"], int(r["num_train_examples"]), int(r["run_idx"]), cfg.icl_max_demos,
-                           cfg.data_dir)
+        demos = draw_demos(
+            r["dataset"], int(r["num_train_examples"]), int(r["run_idx"]), cfg.icl_max_demos, cfg.data_dir
+        )
         tkey = (mid, r["dataset"], int(r["num_train_examples"]), int(r["run_idx"]), len(examples))
         if tkey not in teacher_cache:  # the base+ICL side is shared by every method of the same (N, run)
-            teacher_cache[tkey] = _acts(base, tok, [build_icl_prompt(demos, ex) for ex in examples],
-                                        num_generated_tokens, site)
+            teacher_cache[tkey] = _acts(
+                base, tok, [build_icl_prompt(demos, ex) for ex in examples], num_generated_tokens, site
+            )
         teacher = teacher_cache[tkey]
         peft_model = load_adapter(base, find_adapter_dir(r["run_dir"])).eval()
         try:
@@ -137,12 +147,20 @@ def activation_similarity(cfg: EvalConfig, num_samples: int = 100, num_generated
         L = sims[0].shape[0]
         T = max(s.shape[1] for s in sims)
         per_token = [float(np.mean([s[:, t].mean().item() for s in sims if s.shape[1] > t])) for t in range(T)]
-        doc = {"run_dir": r["run_dir"], "method": r["method"], "dataset": r["dataset"],
-               "num_train_examples": r["num_train_examples"], "lr": r.get("lr"), "run_idx": r["run_idx"],
-               "site": site, "num_samples": len(examples), "num_generated_tokens": num_generated_tokens,
-               "overall": float(np.mean([s.mean().item() for s in sims])),
-               "per_layer": [float(np.mean([s[layer].mean().item() for s in sims])) for layer in range(L)],
-               "per_token": per_token}
+        doc = {
+            "run_dir": r["run_dir"],
+            "method": r["method"],
+            "dataset": r["dataset"],
+            "num_train_examples": r["num_train_examples"],
+            "lr": r.get("lr"),
+            "run_idx": r["run_idx"],
+            "site": site,
+            "num_samples": len(examples),
+            "num_generated_tokens": num_generated_tokens,
+            "overall": float(np.mean([s.mean().item() for s in sims])),
+            "per_layer": [float(np.mean([s[layer].mean().item() for s in sims])) for layer in range(L)],
+            "per_token": per_token,
+        }
         atomic_write_json(out, doc)
         results.append(doc)
     _plot_asim(results, Path(plots_dir))
@@ -191,8 +209,11 @@ def lora_B_matrices(adapter_dir: str | Path) -> dict[str, torch.Tensor]:
     path = Path(adapter_dir) / "adapter_model.safetensors"
     if not path.exists():
         raise ActlabError(f"no adapter_model.safetensors in {adapter_dir}")
-    return {k.replace(".lora_B.weight", "").replace(".lora_B.default.weight", ""): v.float()
-            for k, v in load_file(str(path)).items() if ".lora_B" in k}
+    return {
+        k.replace(".lora_B.weight", "").replace(".lora_B.default.weight", ""): v.float()
+        for k, v in load_file(str(path)).items()
+        if ".lora_B" in k
+    }
 
 
 def subspace_overlap_matrices(B1: torch.Tensor, B2: torch.Tensor, r: int | None = None) -> float:
@@ -203,8 +224,9 @@ def subspace_overlap_matrices(B1: torch.Tensor, B2: torch.Tensor, r: int | None 
     return float((U1.T @ U2).pow(2).sum() / r)
 
 
-def subspace_overlap(cfg: EvalConfig, methods: Sequence[str] = ("tok", "act", "tna", "a2t"), plots_dir: str = "plots",
-                     log=None) -> dict:
+def subspace_overlap(
+    cfg: EvalConfig, methods: Sequence[str] = ("tok", "act", "tna", "a2t"), plots_dir: str = "plots", log=None
+) -> dict:
     """Mean overlap per method pair over matched runs (same dataset, N, run index, lr when both have it)."""
     from actlab.ia2.evaluate import find_adapter_dir
 
@@ -230,13 +252,24 @@ def subspace_overlap(cfg: EvalConfig, methods: Sequence[str] = ("tok", "act", "t
                     continue
                 vals = [subspace_overlap_matrices(B1[k], B2[k]) for k in common]
                 d = B1[common[0]].shape[0]
-                rows.append({"dataset": ds, "N": N, "run_idx": ri, "pair": f"{m1} vs {m2}", "overlap": float(np.mean(vals)),
-                             "per_module": dict(zip(common, vals, strict=True)), "run_dirs": [r1["run_dir"], r2["run_dir"]],
-                             "random_baseline": B1[common[0]].shape[1] / d})
+                rows.append(
+                    {
+                        "dataset": ds,
+                        "N": N,
+                        "run_idx": ri,
+                        "pair": f"{m1} vs {m2}",
+                        "overlap": float(np.mean(vals)),
+                        "per_module": dict(zip(common, vals, strict=True)),
+                        "run_dirs": [r1["run_dir"], r2["run_dir"]],
+                        "random_baseline": B1[common[0]].shape[1] / d,
+                    }
+                )
                 pairs[f"{m1} vs {m2}"].append(float(np.mean(vals)))
     if not rows:
-        raise ActlabError(f"no pair of LoRA adapters of different methods ({' '.join(methods)}) shares a dataset, N and "
-                          f"run index in {cfg.outputs_dir}/; {describe_existing(runs)}")
+        raise ActlabError(
+            f"no pair of LoRA adapters of different methods ({' '.join(methods)}) shares a dataset, N and "
+            f"run index in {cfg.outputs_dir}/; {describe_existing(runs)}"
+        )
     out = Path(cfg.outputs_dir) / "analysis" / "subspace_overlap" / "overlap.json"
     atomic_write_json(out, {"rows": rows})
     _plot_overlap(rows, Path(plots_dir))

@@ -89,10 +89,22 @@ def train_configs(cfg: DemoConfig) -> list:
     order = sorted(cfg.methods, key=lambda m: (m == "a2t" or m == "t2a", m))
     for run in range(cfg.num_runs):
         for m in order:
-            kw = dict(training_method=m, dataset=cfg.dataset, model_id=cfg.model_id, num_train_examples=cfg.N,
-                      run_idx=run, lr=cfg.lr, lora_r=cfg.lora_r, lora_alpha=cfg.lora_r, num_epochs=cfg.num_epochs,
-                      patience=cfg.patience, output_dir=cfg.outputs_dir, data_dir=cfg.data_dir,
-                      max_icl_demos=cfg.icl_max_demos, **cfg.extra_train)
+            kw = dict(
+                training_method=m,
+                dataset=cfg.dataset,
+                model_id=cfg.model_id,
+                num_train_examples=cfg.N,
+                run_idx=run,
+                lr=cfg.lr,
+                lora_r=cfg.lora_r,
+                lora_alpha=cfg.lora_r,
+                num_epochs=cfg.num_epochs,
+                patience=cfg.patience,
+                output_dir=cfg.outputs_dir,
+                data_dir=cfg.data_dir,
+                max_icl_demos=cfg.icl_max_demos,
+                **cfg.extra_train,
+            )
             if m in ("tok", "a2t", "t2a"):
                 kw["label_type"] = cfg.label_type
             if m == "tna":
@@ -139,8 +151,13 @@ def run_demo(cfg: DemoConfig | None = None, preloaded: tuple | None = None) -> d
 
     t = _step(f"data: prepare {cfg.dataset} and cut N={cfg.N} × {cfg.num_runs} runs into {cfg.data_dir}/")
     base_name = spec.base or spec.name
-    prepare(base_name, cfg.data_dir, num_train_samples=cfg.num_train_samples,
-            num_val_samples=cfg.num_eval_examples, label_template="remap" if spec.remap else None)
+    prepare(
+        base_name,
+        cfg.data_dir,
+        num_train_samples=cfg.num_train_samples,
+        num_val_samples=cfg.num_eval_examples,
+        label_template="remap" if spec.remap else None,
+    )
     make_train(cfg.dataset, cfg.data_dir, num_train_examples=[cfg.N], num_runs=cfg.num_runs)
     timings["data"] = time.perf_counter() - t
 
@@ -151,21 +168,40 @@ def run_demo(cfg: DemoConfig | None = None, preloaded: tuple | None = None) -> d
     timings["train"] = time.perf_counter() - t
 
     t = _step(f"evaluate base ± ICL and the trained models on {cfg.num_eval_examples} eval examples")
-    ecfg = EvalConfig(model_types=["base", *cfg.methods], trained_datasets=[cfg.dataset],
-                      icl_max_demos=cfg.icl_max_demos, num_examples=[cfg.N], lrs=[cfg.lr],
-                      run_indices=list(range(cfg.num_runs)), model_id=cfg.model_id, uncertainty_analysis=True,
-                      num_eval_examples=cfg.num_eval_examples, outputs_dir=cfg.outputs_dir, data_dir=cfg.data_dir)
+    ecfg = EvalConfig(
+        model_types=["base", *cfg.methods],
+        trained_datasets=[cfg.dataset],
+        icl_max_demos=cfg.icl_max_demos,
+        num_examples=[cfg.N],
+        lrs=[cfg.lr],
+        run_indices=list(range(cfg.num_runs)),
+        model_id=cfg.model_id,
+        uncertainty_analysis=True,
+        num_eval_examples=cfg.num_eval_examples,
+        outputs_dir=cfg.outputs_dir,
+        data_dir=cfg.data_dir,
+    )
     evaluate(ecfg, preloaded={cfg.model_id: (model, tok)}, log=lambda m: _step(m))
     timings["evaluate"] = time.perf_counter() - t
 
     t = _step("plots + report")
     from actlab.core.models import short_name
 
-    docs = [d for d in load_results(cfg.outputs_dir, uncertainty=True)
-            if d["config"].get("num_eval_examples") == cfg.num_eval_examples
-            and short_name(d["config"]["model_id"]) == short_name(cfg.model_id)]
-    exp = collect(docs, cfg.dataset, cfg.dataset, cfg.dataset, cfg.icl_max_demos, model=short_name(cfg.model_id),
-                  uncertainty=True)
+    docs = [
+        d
+        for d in load_results(cfg.outputs_dir, uncertainty=True)
+        if d["config"].get("num_eval_examples") == cfg.num_eval_examples
+        and short_name(d["config"]["model_id"]) == short_name(cfg.model_id)
+    ]
+    exp = collect(
+        docs,
+        cfg.dataset,
+        cfg.dataset,
+        cfg.dataset,
+        cfg.icl_max_demos,
+        model=short_name(cfg.model_id),
+        uncertainty=True,
+    )
     exp.uncertainty = True
     paths = plot_experiment(exp, cfg.plots_dir)
     timings["plots"] = time.perf_counter() - t
@@ -175,13 +211,25 @@ def run_demo(cfg: DemoConfig | None = None, preloaded: tuple | None = None) -> d
     try:
         from actlab.ia2.analyze import activation_similarity, subspace_overlap
 
-        acfg = EvalConfig(model_types=list(cfg.methods), trained_datasets=[cfg.dataset], num_examples=[cfg.N],
-                          lrs=[cfg.lr], run_indices=list(range(cfg.num_runs)), model_id=cfg.model_id,
-                          icl_max_demos=cfg.icl_max_demos, outputs_dir=cfg.outputs_dir, data_dir=cfg.data_dir)
+        acfg = EvalConfig(
+            model_types=list(cfg.methods),
+            trained_datasets=[cfg.dataset],
+            num_examples=[cfg.N],
+            lrs=[cfg.lr],
+            run_indices=list(range(cfg.num_runs)),
+            model_id=cfg.model_id,
+            icl_max_demos=cfg.icl_max_demos,
+            outputs_dir=cfg.outputs_dir,
+            data_dir=cfg.data_dir,
+        )
         analyses["subspace_overlap"] = subspace_overlap(acfg, methods=cfg.methods, plots_dir=cfg.plots_dir, log=None)
         analyses["activation_similarity"] = activation_similarity(
-            acfg, num_samples=cfg.asim_samples, plots_dir=cfg.plots_dir, preloaded={cfg.model_id: (model, tok)},
-            log=None)
+            acfg,
+            num_samples=cfg.asim_samples,
+            plots_dir=cfg.plots_dir,
+            preloaded={cfg.model_id: (model, tok)},
+            log=None,
+        )
     except ActlabError as e:  # analyses are extras: report, don't fail the demo
         analyses["error"] = str(e)
     timings["analyses"] = time.perf_counter() - t
@@ -192,15 +240,22 @@ def run_demo(cfg: DemoConfig | None = None, preloaded: tuple | None = None) -> d
     paired = format_paired(prows)
     seconds = time.perf_counter() - t_all
     report = paths[-1]
-    lines = ["", f"IA2 demo — {short_name(cfg.model_id)} on {cfg.dataset}, N={cfg.N}, {cfg.num_runs} runs, "
-                 f"{cfg.num_eval_examples} eval examples, ≤{cfg.icl_max_demos} ICL demos (mean ± 95 % CI over runs)",
-             table, "", "paired differences, trained method − reference, same runs (mean ± 95 % CI; * = excludes 0)",
-             paired, width_note(rows)]
+    lines = [
+        "",
+        f"IA2 demo — {short_name(cfg.model_id)} on {cfg.dataset}, N={cfg.N}, {cfg.num_runs} runs, "
+        f"{cfg.num_eval_examples} eval examples, ≤{cfg.icl_max_demos} ICL demos (mean ± 95 % CI over runs)",
+        table,
+        "",
+        "paired differences, trained method − reference, same runs (mean ± 95 % CI; * = excludes 0)",
+        paired,
+        width_note(rows),
+    ]
     if "subspace_overlap" in analyses:
         lines.append(f"subspace overlap of LoRA updates: {_fmt(analyses['subspace_overlap'])}")
     if "activation_similarity" in analyses:
-        lines.append(f"activation similarity to base+ICL (cosine, attn_output): "
-                     f"{_fmt(analyses['activation_similarity'])}")
+        lines.append(
+            f"activation similarity to base+ICL (cosine, attn_output): {_fmt(analyses['activation_similarity'])}"
+        )
     if "error" in analyses:
         lines.append(f"analyses skipped: {analyses['error']}")
     lines += [f"report: {report}", f"plots:  {report.parent}/  ({len(paths) - 1} PNGs)"]
@@ -208,23 +263,41 @@ def run_demo(cfg: DemoConfig | None = None, preloaded: tuple | None = None) -> d
 
     ru = resource.getrusage(resource.RUSAGE_SELF)
     cpu = ru.ru_utime + ru.ru_stime
-    lines.append(f"time: {seconds:.0f} s wall, {cpu:.0f} s CPU ("
-                 + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items()) + ")")
-    return {"text": "\n".join(lines), "table": table, "paired": paired, "paired_rows": prows, "report": report,
-            "paths": paths, "seconds": seconds, "cpu_seconds": cpu, "timings": timings, "rows": rows,
-            "analyses": analyses}
+    lines.append(
+        f"time: {seconds:.0f} s wall, {cpu:.0f} s CPU ("
+        + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items())
+        + ")"
+    )
+    return {
+        "text": "\n".join(lines),
+        "table": table,
+        "paired": paired,
+        "paired_rows": prows,
+        "report": report,
+        "paths": paths,
+        "seconds": seconds,
+        "cpu_seconds": cpu,
+        "timings": timings,
+        "rows": rows,
+        "analyses": analyses,
+    }
 
 
 def width_note(rows, limit: float = 0.05) -> str:
     """One line on whether the accuracy CIs are within ±``limit`` (5 points), naming the rows that are wider."""
     import math
 
-    wide = [f"{r['name']} (±{100 * r['accuracy'].half:.1f})" for r in rows
-            if math.isfinite(r["accuracy"].half) and r["accuracy"].half > limit]
+    wide = [
+        f"{r['name']} (±{100 * r['accuracy'].half:.1f})"
+        for r in rows
+        if math.isfinite(r["accuracy"].half) and r["accuracy"].half > limit
+    ]
     if not wide:
         return f"every accuracy CI is within ±{100 * limit:.0f} points"
-    return (f"accuracy CIs wider than ±{100 * limit:.0f} points: {', '.join(wide)} — these rows cannot be told apart "
-            f"at that resolution")
+    return (
+        f"accuracy CIs wider than ±{100 * limit:.0f} points: {', '.join(wide)} — these rows cannot be told apart "
+        f"at that resolution"
+    )
 
 
 def _fmt(d: dict) -> str:

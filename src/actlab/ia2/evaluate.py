@@ -109,8 +109,10 @@ class EvalConfig:
             raise ActlabError("model_types is empty; give base and/or trained methods (tok act tna a2t ...)")
         for t in self.model_types:
             if t != "base" and method_parts(t) is None:
-                raise ActlabError(f"unknown model type {t!r}; valid: base, {', '.join(OBJECTIVES + EXTRA_OBJECTIVES)} "
-                                  f"(optionally prefixed ia3-/prompt-/prefix-)")
+                raise ActlabError(
+                    f"unknown model type {t!r}; valid: base, {', '.join(OBJECTIVES + EXTRA_OBJECTIVES)} "
+                    f"(optionally prefixed ia3-/prompt-/prefix-)"
+                )
 
 
 # ---------------------------------------------------------------------------------------------- run discovery
@@ -182,17 +184,28 @@ def describe_existing(runs: list[dict]) -> str:
         return "no trained runs exist"
     from collections import Counter
 
-    c = Counter(f"{r.get('method')}/{r.get('dataset')} N={r.get('num_train_examples')} lr={r.get('lr')}"
-                for r in runs)
+    c = Counter(f"{r.get('method')}/{r.get('dataset')} N={r.get('num_train_examples')} lr={r.get('lr')}" for r in runs)
     items = [f"{k} ×{v}" for k, v in sorted(c.items())]
     more = f" (+{len(items) - 6} more)" if len(items) > 6 else ""
     return "existing: " + "; ".join(items[:6]) + more
 
 
 # ------------------------------------------------------------------------------------------------ result paths
-def result_path(cfg_or_root: EvalConfig | str | Path, model_type: str, *, model_id: str, eval_dataset: str,
-                icl_source: str, icl_max_demos: int, T: int = 1, uncertainty: bool = False, run: dict | None = None,
-                N: int | None = None, run_idx: int | None = None, with_icl: bool = True) -> Path:
+def result_path(
+    cfg_or_root: EvalConfig | str | Path,
+    model_type: str,
+    *,
+    model_id: str,
+    eval_dataset: str,
+    icl_source: str,
+    icl_max_demos: int,
+    T: int = 1,
+    uncertainty: bool = False,
+    run: dict | None = None,
+    N: int | None = None,
+    run_idx: int | None = None,
+    with_icl: bool = True,
+) -> Path:
     """The seed's directory layout; file names carry the eval settings and, for trained models, the run's name."""
     from actlab.core.models import short_name
 
@@ -238,8 +251,9 @@ def _expand_cache(cache, b: int, config):
 
 
 @torch.no_grad()
-def shared_prefix_next_token_logits(model, tok, prompts: Sequence[str], batch_size: int = 16,
-                                    min_prefix: int = 4) -> torch.Tensor:
+def shared_prefix_next_token_logits(
+    model, tok, prompts: Sequence[str], batch_size: int = 16, min_prefix: int = 4
+) -> torch.Tensor:
     """Next-token logits (fp32, ``[n, vocab]``) of ``prompts`` that share a long token prefix (the ICL demos).
 
     The longest common token prefix of the *full* tokenizations is run once; its KV cache is expanded (a view, no
@@ -262,13 +276,18 @@ def shared_prefix_next_token_logits(model, tok, prompts: Sequence[str], batch_si
     config = getattr(model, "config", None)
     rows = []
     for start in range(0, len(enc), batch_size):
-        suff = [e[plen:] for e in enc[start:start + batch_size]]
+        suff = [e[plen:] for e in enc[start : start + batch_size]]
         b = len(suff)
         ids, mask = pad_right(suff, tok.pad_token_id)
         full_mask = torch.cat([torch.ones(b, plen, dtype=mask.dtype), mask], dim=1)
         pos = (plen + torch.arange(ids.shape[1])).unsqueeze(0).expand(b, -1)
-        o = model(input_ids=ids.to(dev), attention_mask=full_mask.to(dev), position_ids=pos.to(dev),
-                  past_key_values=_expand_cache(cache, b, config), use_cache=True)
+        o = model(
+            input_ids=ids.to(dev),
+            attention_mask=full_mask.to(dev),
+            position_ids=pos.to(dev),
+            past_key_values=_expand_cache(cache, b, config),
+            use_cache=True,
+        )
         last = (mask.sum(1) - 1).to(o.logits.device)
         rows.append(o.logits[torch.arange(b, device=o.logits.device), last].float().cpu())
     return torch.cat(rows)
@@ -287,9 +306,15 @@ def label_first_tokens(tok, prompt: str, labels: Sequence[str]) -> list[int]:
     return out
 
 
-def score_logits(logits: torch.Tensor, tok, golds: Sequence[str], labels: Sequence[str] | None,
-                 label_token_ids: Sequence[int] | None, gold_labels: Sequence[int | None] | None,
-                 top_k: int = TOP_K) -> tuple[dict, list[dict]]:
+def score_logits(
+    logits: torch.Tensor,
+    tok,
+    golds: Sequence[str],
+    labels: Sequence[str] | None,
+    label_token_ids: Sequence[int] | None,
+    gold_labels: Sequence[int | None] | None,
+    top_k: int = TOP_K,
+) -> tuple[dict, list[dict]]:
     """Single-token metrics and per-example records from next-token logits (see the module docstring)."""
     probs = torch.softmax(logits.float(), dim=-1)
     k = min(top_k, probs.shape[-1])
@@ -303,9 +328,16 @@ def score_logits(logits: torch.Tensor, tok, golds: Sequence[str], labels: Sequen
         p1 = pk[0] / s if s > 0 else 0.0
         gold = str(golds[i])
         ok = toks[0].strip() == gold
-        rec = {"pred": toks[0].strip(), "gold": gold, "correct": bool(ok), "confidence": p1,
-               "topk_correct": any(t.strip() == gold for t in toks), "entropy": entropy(pk),
-               "top_k_tokens": toks, "top_k_probs": pk}
+        rec = {
+            "pred": toks[0].strip(),
+            "gold": gold,
+            "correct": bool(ok),
+            "confidence": p1,
+            "topk_correct": any(t.strip() == gold for t in toks),
+            "entropy": entropy(pk),
+            "top_k_tokens": toks,
+            "top_k_probs": pk,
+        }
         if label_token_ids is not None and gold_labels is not None and gold_labels[i] is not None:
             lp = [float(probs[i, t]) for t in label_token_ids]
             rec["label_probs"] = dict(zip(labels, lp, strict=True))
@@ -341,8 +373,9 @@ def score_generations(texts: Sequence[str], golds: Sequence[str | None], spec) -
     return {"n": n, "accuracy": float(np.mean([r["correct"] for r in records])) if n else float("nan")}, records
 
 
-def evaluate_prompts(model, tok, spec, prompts: Sequence[str], examples: Sequence[dict], cfg: EvalConfig,
-                     shared_prefix: bool) -> tuple[dict, list[dict]]:
+def evaluate_prompts(
+    model, tok, spec, prompts: Sequence[str], examples: Sequence[dict], cfg: EvalConfig, shared_prefix: bool
+) -> tuple[dict, list[dict]]:
     """Score ``prompts`` (one per example) with the task's mode; ``shared_prefix`` enables the KV-cache path."""
     from actlab.core.models import generate, next_token_logits
 
@@ -355,8 +388,14 @@ def evaluate_prompts(model, tok, spec, prompts: Sequence[str], examples: Sequenc
         labels = spec.labels
         lab_ids = label_first_tokens(tok, examples[0]["prompt"], labels) if labels else None
         return score_logits(logits, tok, golds, labels, lab_ids, [ex.get("label") for ex in examples], cfg.top_k)
-    texts = generate(model, tok, list(prompts), max_new_tokens=eval_T(cfg, spec), batch_size=cfg.batch_size,
-                     stop_strings=list(spec.stop_strings))
+    texts = generate(
+        model,
+        tok,
+        list(prompts),
+        max_new_tokens=eval_T(cfg, spec),
+        batch_size=cfg.batch_size,
+        stop_strings=list(spec.stop_strings),
+    )
     return score_generations(texts, golds, spec)
 
 
@@ -369,8 +408,22 @@ def eval_T(cfg: EvalConfig, spec) -> int:
 
 # ------------------------------------------------------------------------------------------- result identity
 #: keys of a trained run's config that do not change its evaluation (paths, logging, devices)
-_NOT_IDENTITY = frozenset({"run_dir", "output_dir", "data_dir", "cache_dir", "device", "checkpoint_every",
-                           "wandb_log", "wandb_project", "report_to", "force", "_meta", "method"})
+_NOT_IDENTITY = frozenset(
+    {
+        "run_dir",
+        "output_dir",
+        "data_dir",
+        "cache_dir",
+        "device",
+        "checkpoint_every",
+        "wandb_log",
+        "wandb_project",
+        "report_to",
+        "force",
+        "_meta",
+        "method",
+    }
+)
 
 
 def result_identity(task: Task, cfg: EvalConfig) -> dict:
@@ -381,10 +434,17 @@ def result_identity(task: Task, cfg: EvalConfig) -> dict:
     from actlab.data import get_dataset
 
     spec = get_dataset(task.eval_dataset)
-    ident: dict[str, Any] = {"kind": task.kind, "model_type": task.model_type, "model_id": task.model_id,
-                             "eval_dataset": task.eval_dataset, "num_eval_examples": cfg.num_eval_examples,
-                             "num_generated_tokens_eval": eval_T(cfg, spec), "top_k": cfg.top_k, "dtype": cfg.dtype,
-                             "with_icl": task.kind == "base_with" or (task.kind == "trained" and cfg.eval_with_icl)}
+    ident: dict[str, Any] = {
+        "kind": task.kind,
+        "model_type": task.model_type,
+        "model_id": task.model_id,
+        "eval_dataset": task.eval_dataset,
+        "num_eval_examples": cfg.num_eval_examples,
+        "num_generated_tokens_eval": eval_T(cfg, spec),
+        "top_k": cfg.top_k,
+        "dtype": cfg.dtype,
+        "with_icl": task.kind == "base_with" or (task.kind == "trained" and cfg.eval_with_icl),
+    }
     if task.kind != "base_without":
         ident.update(icl_source=task.icl_source, icl_max_demos=cfg.icl_max_demos, N=task.N, run_idx=task.run_idx)
     if task.run is not None:
@@ -432,8 +492,10 @@ def draw_demos(source: str, N: int, run_idx: int, icl_max_demos: int, data_dir: 
     pool = run["remaining"]
     k = min(icl_max_demos, max(N - 1, 0))
     if icl_max_demos > len(pool):
-        raise ActlabError(f"--icl_max_demos {icl_max_demos} is larger than the demo pool of {source!r} run N={N} "
-                          f"run={run_idx} ({len(pool)} remaining examples); use --icl_max_demos <= {len(pool)}")
+        raise ActlabError(
+            f"--icl_max_demos {icl_max_demos} is larger than the demo pool of {source!r} run N={N} "
+            f"run={run_idx} ({len(pool)} remaining examples); use --icl_max_demos <= {len(pool)}"
+        )
     if k == 0:
         return []
     rng = np.random.RandomState(run_idx)
@@ -484,8 +546,10 @@ def plan(cfg: EvalConfig) -> list[Task]:
     all_runs = discover_runs(cfg.outputs_dir)
     runs = filter_runs(all_runs, cfg) if trained_types else []
     if trained_types and not runs:
-        raise ActlabError(f"no trained model in {cfg.outputs_dir}/ matches the filters ({describe_filters(cfg)}); "
-                          f"{describe_existing(all_runs)}")
+        raise ActlabError(
+            f"no trained model in {cfg.outputs_dir}/ matches the filters ({describe_filters(cfg)}); "
+            f"{describe_existing(all_runs)}"
+        )
     tasks: list[Task] = []
     unc = cfg.uncertainty_analysis
     trained_ds = cfg.trained_datasets or sorted({r["dataset"] for r in runs})
@@ -499,15 +563,29 @@ def plan(cfg: EvalConfig) -> list[Task]:
             for src in sources:
                 for r in (x for x in runs if x["dataset"] == tds):
                     mid = r.get("model_id", cfg.model_id)
-                    p = result_path(cfg, r["method"], model_id=mid, eval_dataset=ev, icl_source=src,
-                                    icl_max_demos=cfg.icl_max_demos, T=T, uncertainty=unc, run=r)
-                    tasks.append(Task("trained", r["method"], mid, ev, src, p, int(r["num_train_examples"]),
-                                      int(r["run_idx"]), r))
+                    p = result_path(
+                        cfg,
+                        r["method"],
+                        model_id=mid,
+                        eval_dataset=ev,
+                        icl_source=src,
+                        icl_max_demos=cfg.icl_max_demos,
+                        T=T,
+                        uncertainty=unc,
+                        run=r,
+                    )
+                    tasks.append(
+                        Task(
+                            "trained", r["method"], mid, ev, src, p, int(r["num_train_examples"]), int(r["run_idx"]), r
+                        )
+                    )
                 if "base" in cfg.model_types:
                     mids = sorted({r.get("model_id", cfg.model_id) for r in runs if r["dataset"] == tds}) or [
-                        cfg.model_id]
-                    pairs = sorted({(int(r["num_train_examples"]), int(r["run_idx"])) for r in runs
-                                    if r["dataset"] == tds})
+                        cfg.model_id
+                    ]
+                    pairs = sorted(
+                        {(int(r["num_train_examples"]), int(r["run_idx"])) for r in runs if r["dataset"] == tds}
+                    )
                     if not pairs:
                         pairs = available_runs(src, cfg.data_dir)
                         if cfg.num_examples:
@@ -518,19 +596,56 @@ def plan(cfg: EvalConfig) -> list[Task]:
                         from actlab.data import pool_path
 
                         pool_path(src, cfg.data_dir)
-                        raise ActlabError(f"no run files for ICL source {src!r} in {cfg.data_dir}/{src}/train/ "
-                                          f"(num_examples={cfg.num_examples}, run_indices={cfg.run_indices}); make "
-                                          f"them with `actlab data make-train --datasets {src}`")
+                        raise ActlabError(
+                            f"no run files for ICL source {src!r} in {cfg.data_dir}/{src}/train/ "
+                            f"(num_examples={cfg.num_examples}, run_indices={cfg.run_indices}); make "
+                            f"them with `actlab data make-train --datasets {src}`"
+                        )
                     for mid in mids:
-                        tasks.append(Task("base_without", "base", mid, ev, src,
-                                          result_path(cfg, "base", model_id=mid, eval_dataset=ev, icl_source=src,
-                                                      icl_max_demos=cfg.icl_max_demos, T=T, uncertainty=unc,
-                                                      with_icl=False)))
+                        tasks.append(
+                            Task(
+                                "base_without",
+                                "base",
+                                mid,
+                                ev,
+                                src,
+                                result_path(
+                                    cfg,
+                                    "base",
+                                    model_id=mid,
+                                    eval_dataset=ev,
+                                    icl_source=src,
+                                    icl_max_demos=cfg.icl_max_demos,
+                                    T=T,
+                                    uncertainty=unc,
+                                    with_icl=False,
+                                ),
+                            )
+                        )
                         for N, ri in pairs:
-                            tasks.append(Task("base_with", "base", mid, ev, src,
-                                              result_path(cfg, "base", model_id=mid, eval_dataset=ev, icl_source=src,
-                                                          icl_max_demos=cfg.icl_max_demos, T=T, uncertainty=unc,
-                                                          N=N, run_idx=ri), N, ri))
+                            tasks.append(
+                                Task(
+                                    "base_with",
+                                    "base",
+                                    mid,
+                                    ev,
+                                    src,
+                                    result_path(
+                                        cfg,
+                                        "base",
+                                        model_id=mid,
+                                        eval_dataset=ev,
+                                        icl_source=src,
+                                        icl_max_demos=cfg.icl_max_demos,
+                                        T=T,
+                                        uncertainty=unc,
+                                        N=N,
+                                        run_idx=ri,
+                                    ),
+                                    N,
+                                    ri,
+                                )
+                            )
     seen, out = set(), []
     for t in tasks:
         if t.path not in seen:
@@ -593,11 +708,20 @@ def run_task(task: Task, cfg: EvalConfig, models: _Models) -> dict:
     examples = eval_examples(task.eval_dataset, cfg)
     doc: dict[str, Any] = {
         "identity": result_identity(task, cfg),
-        "config": {"model_type": task.model_type, "model_id": task.model_id, "eval_dataset": task.eval_dataset,
-                   "icl_source_dataset": task.icl_source, "icl_max_demos": cfg.icl_max_demos,
-                   "num_generated_tokens_eval": eval_T(cfg, spec), "num_eval_examples": len(examples),
-                   "uncertainty_analysis": cfg.uncertainty_analysis, "task_type": spec.task_type,
-                   "num_train_examples": task.N, "run_idx": task.run_idx, "ood": task.icl_source != task.eval_dataset},
+        "config": {
+            "model_type": task.model_type,
+            "model_id": task.model_id,
+            "eval_dataset": task.eval_dataset,
+            "icl_source_dataset": task.icl_source,
+            "icl_max_demos": cfg.icl_max_demos,
+            "num_generated_tokens_eval": eval_T(cfg, spec),
+            "num_eval_examples": len(examples),
+            "uncertainty_analysis": cfg.uncertainty_analysis,
+            "task_type": spec.task_type,
+            "num_train_examples": task.N,
+            "run_idx": task.run_idx,
+            "ood": task.icl_source != task.eval_dataset,
+        },
     }
     if task.run is not None:
         doc["config"]["trained"] = {k: v for k, v in task.run.items()}
@@ -615,9 +739,17 @@ def run_task(task: Task, cfg: EvalConfig, models: _Models) -> dict:
         doc["config"]["num_demos"] = len(demos)
         prompts = [build_icl_prompt(demos, ex) for ex in examples]
         with_m, preds["with_icl"] = evaluate_prompts(model, tok, spec, prompts, examples, cfg, True)
-        wo = result_path(cfg, "base", model_id=task.model_id, eval_dataset=task.eval_dataset,
-                         icl_source=task.icl_source, icl_max_demos=cfg.icl_max_demos,
-                         T=eval_T(cfg, spec), uncertainty=cfg.uncertainty_analysis, with_icl=False)
+        wo = result_path(
+            cfg,
+            "base",
+            model_id=task.model_id,
+            eval_dataset=task.eval_dataset,
+            icl_source=task.icl_source,
+            icl_max_demos=cfg.icl_max_demos,
+            T=eval_T(cfg, spec),
+            uncertainty=cfg.uncertainty_analysis,
+            with_icl=False,
+        )
         if wo.exists():
             without_m = read_json(wo).get("without_icl")
     else:
@@ -634,8 +766,7 @@ def run_task(task: Task, cfg: EvalConfig, models: _Models) -> dict:
     doc["with_icl"], doc["without_icl"] = with_m, without_m
     doc["with_icl_accuracy"] = with_m["accuracy"] if with_m else None
     doc["without_icl_accuracy"] = without_m["accuracy"] if without_m else None
-    doc["accuracy_delta"] = (doc["with_icl_accuracy"] - doc["without_icl_accuracy"]
-                             if with_m and without_m else None)
+    doc["accuracy_delta"] = doc["with_icl_accuracy"] - doc["without_icl_accuracy"] if with_m and without_m else None
     doc["predictions"] = preds
     doc["seconds"] = time.perf_counter() - t0
     return doc

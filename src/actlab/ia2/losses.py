@@ -42,9 +42,17 @@ def _stop_hook(_mod, _inp, _out):
     raise _StopForward
 
 
-def student_forward(model, query_ids: Sequence[Sequence[int]], responses: Sequence[Sequence[int]], pad_id: int, *,
-                    site: str | None = None, layers: Sequence[int] | None = None, need_logits: bool = True,
-                    keep_hooks: contextlib.ExitStack | None = None):
+def student_forward(
+    model,
+    query_ids: Sequence[Sequence[int]],
+    responses: Sequence[Sequence[int]],
+    pad_id: int,
+    *,
+    site: str | None = None,
+    layers: Sequence[int] | None = None,
+    need_logits: bool = True,
+    keep_hooks: contextlib.ExitStack | None = None,
+):
     """One right-padded forward of ``q + y[:-1]`` per row.
 
     Returns ``(logits [B, P, V] or None, acts [L, B, P, d] or None, valid [B, P])`` at the response-predicting
@@ -64,7 +72,8 @@ def student_forward(model, query_ids: Sequence[Sequence[int]], responses: Sequen
 
         with contextlib.ExitStack() as own:
             cap = (own if keep_hooks is None else keep_hooks).enter_context(
-                capture(model, site, layers, positions=pos_d, detach=False))
+                capture(model, site, layers, positions=pos_d, detach=False)
+            )
             stop = None
             if not need_logits and (site in SITE_KINDS or "{layer}" in site):
                 deepest = max(arch.check_layer(model, x) for x in (layers or [-1]))
@@ -135,9 +144,17 @@ def kl_loss(logits: torch.Tensor, topk_idx: Sequence[torch.Tensor], topk_logp: S
     return torch.stack(losses).mean()
 
 
-def compute_losses(model, batch: list[dict], objective: str, *, pad_id: int, site: str,
-                   layers: Sequence[int] | None, ce_loss_weight: float | None = None,
-                   keep_hooks: contextlib.ExitStack | None = None) -> dict[str, torch.Tensor]:
+def compute_losses(
+    model,
+    batch: list[dict],
+    objective: str,
+    *,
+    pad_id: int,
+    site: str,
+    layers: Sequence[int] | None,
+    ce_loss_weight: float | None = None,
+    keep_hooks: contextlib.ExitStack | None = None,
+) -> dict[str, torch.Tensor]:
     """Losses of ``objective`` (tok, act, tna, tokl) on ``batch``.
 
     Each item: ``{"query_ids", "labels" (CE labels or None), "icl_ids", "acts", "topk_idx", "topk_logp"}``.
@@ -147,8 +164,9 @@ def compute_losses(model, batch: list[dict], objective: str, *, pad_id: int, sit
     out: dict[str, torch.Tensor] = {}
     if objective in ("act", "tna"):
         icl = [b["icl_ids"].tolist() for b in batch]
-        logits, acts, valid = student_forward(model, q, icl, pad_id, site=site, layers=layers,
-                                              need_logits=objective == "tna", keep_hooks=keep_hooks)
+        logits, acts, valid = student_forward(
+            model, q, icl, pad_id, site=site, layers=layers, need_logits=objective == "tna", keep_hooks=keep_hooks
+        )
         out["act"] = act_loss(acts, [b["acts"] for b in batch], valid)
         if objective == "tna":
             labels = [b["labels"] for b in batch]

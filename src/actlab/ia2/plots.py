@@ -35,8 +35,16 @@ from actlab.core.stats import CI, fmt, mean_ci, paired_diff
 from actlab.ia2.config import EXTRA_OBJECTIVES, FAMILIES, OBJECTIVES, method_parts, method_sort_key
 
 ICL, NO_ICL = "icl", "base"
-PRETTY = {"base": "Base (no ICL)", "icl": "ICL (base + demos)", "tok": "SFT", "act": "IA2", "tna": "IA2+SFT",
-          "a2t": "IA2→SFT", "t2a": "SFT→IA2", "tokl": "SFT (soft labels)"}
+PRETTY = {
+    "base": "Base (no ICL)",
+    "icl": "ICL (base + demos)",
+    "tok": "SFT",
+    "act": "IA2",
+    "tna": "IA2+SFT",
+    "a2t": "IA2→SFT",
+    "t2a": "SFT→IA2",
+    "tokl": "SFT (soft labels)",
+}
 FAMILY_PRETTY = {"lora": "LoRA", "ia3": "IA3", "prompt": "Prompt", "prefix": "Prefix"}
 HP_KEYS = ("lr", "ce_loss_weight", "label_type", "lora_type", "lora_r", "lora_alpha", "ia3_type", "num_virtual_tokens")
 
@@ -124,14 +132,22 @@ def _hp(doc: dict) -> tuple:
     return tuple(str(t.get(k)) for k in HP_KEYS)
 
 
-def collect(docs: Sequence[dict], trained_dataset: str, eval_dataset: str, icl_source: str, icl_max_demos: int,
-            model: str | None = None, uncertainty: bool | None = None) -> Experiment:
+def collect(
+    docs: Sequence[dict],
+    trained_dataset: str,
+    eval_dataset: str,
+    icl_source: str,
+    icl_max_demos: int,
+    model: str | None = None,
+    uncertainty: bool | None = None,
+) -> Experiment:
     """Gather one experiment's results and choose, per method and N, the best hyperparameters."""
     from actlab.core.models import short_name
 
-    exp = Experiment(trained_dataset, eval_dataset, icl_source, icl_max_demos, model or "",
-                     bool(uncertainty))
-    trained: dict[str, dict[int, dict[tuple, list[dict]]]] = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
+    exp = Experiment(trained_dataset, eval_dataset, icl_source, icl_max_demos, model or "", bool(uncertainty))
+    trained: dict[str, dict[int, dict[tuple, list[dict]]]] = defaultdict(
+        lambda: defaultdict(lambda: defaultdict(list))
+    )
     for d in docs:
         c = d["config"]
         if uncertainty is not None and d.get("_uncertainty", False) != uncertainty:
@@ -147,20 +163,25 @@ def collect(docs: Sequence[dict], trained_dataset: str, eval_dataset: str, icl_s
                 exp.entries.setdefault(ICL, {}).setdefault(int(c["num_train_examples"]), []).append(d)
             exp.model = exp.model or short_name(c["model_id"])
             continue
-        if (c.get("trained_dataset") != trained_dataset or c["icl_source_dataset"] != icl_source
-                or int(c["icl_max_demos"]) != icl_max_demos):
+        if (
+            c.get("trained_dataset") != trained_dataset
+            or c["icl_source_dataset"] != icl_source
+            or int(c["icl_max_demos"]) != icl_max_demos
+        ):
             continue
         exp.model = exp.model or short_name(c["model_id"])
         trained[c["model_type"]][int(c["num_train_examples"])][_hp(d)].append(d)
     for method, byN in trained.items():
         for N, groups in byN.items():
+
             def score(item):
                 ci = mean_ci([x.get("without_icl_accuracy") for x in item[1]])
                 return (-1.0 if ci.n == 0 else ci.mean, len(item[1]))
 
             hp, runs = max(groups.items(), key=score)
             exp.groups.setdefault(method, {})[N] = {
-                h: sorted(r, key=lambda x: x["config"].get("run_idx") or 0) for h, r in groups.items()}
+                h: sorted(r, key=lambda x: x["config"].get("run_idx") or 0) for h, r in groups.items()
+            }
             exp.entries.setdefault(method, {})[N] = sorted(runs, key=lambda x: x["config"].get("run_idx") or 0)
             exp.chosen.setdefault(method, {})[N] = dict(zip(HP_KEYS, hp, strict=True))
     # keep only the ICL Ns that trained methods use, when there are trained methods
@@ -171,8 +192,12 @@ def collect(docs: Sequence[dict], trained_dataset: str, eval_dataset: str, icl_s
 
 
 # ---------------------------------------------------------------------------------------------------- tables
-METRIC_COLUMNS = (("accuracy", "Accuracy (%)", 100.0), ("ece", "ECE", 1.0), ("label_accuracy", "Label acc (%)", 100.0),
-                  ("entropy", "Entropy", 1.0))
+METRIC_COLUMNS = (
+    ("accuracy", "Accuracy (%)", 100.0),
+    ("ece", "ECE", 1.0),
+    ("label_accuracy", "Label acc (%)", 100.0),
+    ("entropy", "Entropy", 1.0),
+)
 
 
 def summary_rows(exp: Experiment) -> list[dict[str, Any]]:
@@ -220,8 +245,16 @@ def paired_rows(exp: Experiment, key: str = "accuracy", references: Sequence[str
                 runs = sorted(set(a) & set(b))
                 if not runs:
                     continue
-                rows.append({"method": m, "name": pretty(m), "N": N, "vs": pretty(ref), "runs": len(runs),
-                             "diff": paired_diff([a[r] for r in runs], [b[r] for r in runs])})
+                rows.append(
+                    {
+                        "method": m,
+                        "name": pretty(m),
+                        "N": N,
+                        "vs": pretty(ref),
+                        "runs": len(runs),
+                        "diff": paired_diff([a[r] for r in runs], [b[r] for r in runs]),
+                    }
+                )
     return rows
 
 
@@ -247,8 +280,16 @@ def format_table(rows: Sequence[dict], columns=METRIC_COLUMNS[:2]) -> str:
 def format_paired(rows: Sequence[dict], label: str = "Δ accuracy (points)", scale: float = 100.0) -> str:
     """A plain-text table of paired differences (mean ± 95 % CI over runs; * = the CI excludes 0)."""
     head = ["Method", "vs", "N", "runs", label]
-    body = [[r["name"], r["vs"], str(r["N"]), str(r["runs"]),
-             fmt_cell(r["diff"], scale, sign=True) + (" *" if r["diff"].excludes_zero() else "")] for r in rows]
+    body = [
+        [
+            r["name"],
+            r["vs"],
+            str(r["N"]),
+            str(r["runs"]),
+            fmt_cell(r["diff"], scale, sign=True) + (" *" if r["diff"].excludes_zero() else ""),
+        ]
+        for r in rows
+    ]
     return _text_table(head, body)
 
 
@@ -278,8 +319,15 @@ def _series(exp: Experiment, method: str, key: str) -> tuple[list[int], list[flo
     return xs, ms, hs
 
 
-def _metric_plot(exp: Experiment, key: str, ylabel: str, path: Path, methods: Sequence[str], title: str,
-                 with_icl_trained: bool = False) -> Path | None:
+def _metric_plot(
+    exp: Experiment,
+    key: str,
+    ylabel: str,
+    path: Path,
+    methods: Sequence[str],
+    title: str,
+    with_icl_trained: bool = False,
+) -> Path | None:
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     drawn = 0
@@ -303,8 +351,14 @@ def _metric_plot(exp: Experiment, key: str, ylabel: str, path: Path, methods: Se
             xs, mu, hw = _series(exp, m, key)
         if not xs:
             continue
-        ax.errorbar(xs, mu, yerr=hw, marker="o", capsize=3,
-                    label=pretty(m) + (" + ICL" if with_icl_trained and m != ICL else ""))
+        ax.errorbar(
+            xs,
+            mu,
+            yerr=hw,
+            marker="o",
+            capsize=3,
+            label=pretty(m) + (" + ICL" if with_icl_trained and m != ICL else ""),
+        )
         drawn += 1
     if not drawn:
         plt.close(fig)
@@ -418,8 +472,15 @@ def hyperparameter_rows(exp: Experiment, key: str = "accuracy") -> list[dict[str
             chosen = tuple(str(v) for v in exp.chosen.get(method, {}).get(N, {}).values())
             for hp, runs in groups.items():
                 vals = [d["without_icl"].get(key) for d in runs if d.get("without_icl")]
-                rows.append({"method": method, "N": N, "hp": dict(zip(HP_KEYS, hp, strict=True)),
-                             "ci": mean_ci(vals), "chosen": hp == chosen})
+                rows.append(
+                    {
+                        "method": method,
+                        "N": N,
+                        "hp": dict(zip(HP_KEYS, hp, strict=True)),
+                        "ci": mean_ci(vals),
+                        "chosen": hp == chosen,
+                    }
+                )
     return rows
 
 
@@ -449,8 +510,14 @@ def _hyperparameter_plot(exp: Experiment, path: Path) -> Path | None:
             pts = sorted(pts, key=lambda r: float(r["hp"]["lr"]))
             xs = [float(r["hp"]["lr"]) for r in pts]
             label = f"N={lk[0]}" + "".join(f", {k}={v}" for k, v in zip(other, lk[1:]))
-            eb = ax.errorbar(xs, [100 * r["ci"].mean for r in pts], yerr=[100 * _half(r["ci"]) for r in pts],
-                             marker="o", capsize=3, label=label)
+            eb = ax.errorbar(
+                xs,
+                [100 * r["ci"].mean for r in pts],
+                yerr=[100 * _half(r["ci"]) for r in pts],
+                marker="o",
+                capsize=3,
+                label=label,
+            )
             for r, x in zip(pts, xs):
                 if r["chosen"]:
                     ax.plot([x], [100 * r["ci"].mean], marker="o", ms=13, mfc="none", color=eb[0].get_color())
@@ -467,13 +534,17 @@ def _hyperparameter_plot(exp: Experiment, path: Path) -> Path | None:
     return save_figure(fig, path)
 
 
-def plot_experiment(exp: Experiment, plots_dir: str | Path = "plots", plot_types: Sequence[str] = ("all",)) -> list[Path]:
+def plot_experiment(
+    exp: Experiment, plots_dir: str | Path = "plots", plot_types: Sequence[str] = ("all",)
+) -> list[Path]:
     """Write the experiment's PNGs (and ``report.html``); returns the written paths."""
     from actlab.ia2.report import write_report
 
     if not exp.entries:
-        raise ActlabError(f"no results for {exp.trained_dataset} → {exp.eval_dataset} (demos from {exp.icl_source}, "
-                          f"{exp.icl_max_demos} demos)")
+        raise ActlabError(
+            f"no results for {exp.trained_dataset} → {exp.eval_dataset} (demos from {exp.icl_source}, "
+            f"{exp.icl_max_demos} demos)"
+        )
     d = exp.plot_dir(plots_dir)
     m = exp.model or "model"
     want = set(plot_types)
@@ -482,17 +553,44 @@ def plot_experiment(exp: Experiment, plots_dir: str | Path = "plots", plot_types
     title = f"{m}: {exp.trained_dataset} → {exp.eval_dataset} (ICL from {exp.icl_source}, ≤{exp.icl_max_demos} demos)"
     out: list[Path | None] = []
     if every or "accuracy" in want:
-        out.append(_metric_plot(exp, "accuracy", "accuracy", d / f"{m}_accuracy_without_icl.png",
-                                [NO_ICL, ICL, *trained], title + "\ntrained models without ICL"))
-        out.append(_metric_plot(exp, "accuracy", "accuracy", d / f"{m}_accuracy_with_icl.png",
-                                [NO_ICL, ICL, *trained], title + "\nwith ICL", with_icl_trained=True))
+        out.append(
+            _metric_plot(
+                exp,
+                "accuracy",
+                "accuracy",
+                d / f"{m}_accuracy_without_icl.png",
+                [NO_ICL, ICL, *trained],
+                title + "\ntrained models without ICL",
+            )
+        )
+        out.append(
+            _metric_plot(
+                exp,
+                "accuracy",
+                "accuracy",
+                d / f"{m}_accuracy_with_icl.png",
+                [NO_ICL, ICL, *trained],
+                title + "\nwith ICL",
+                with_icl_trained=True,
+            )
+        )
     if exp.uncertainty or every or "uncertainty" in want:
-        for key, fname, label in (("top1_accuracy", "top1_accuracy", "top-1 accuracy"),
-                                  ("label_accuracy", "label_accuracy", "label-set accuracy"),
-                                  ("uncertainty", "uncertainty", "uncertainty (1 − p₁)"),
-                                  ("ece", "ece", "ECE (15 equal-count bins)")):
-            out.append(_metric_plot(exp, key, label, d / f"{m}_{fname}_with_icl.png", [NO_ICL, ICL, *trained],
-                                    title + "\nbase with ICL vs trained without"))
+        for key, fname, label in (
+            ("top1_accuracy", "top1_accuracy", "top-1 accuracy"),
+            ("label_accuracy", "label_accuracy", "label-set accuracy"),
+            ("uncertainty", "uncertainty", "uncertainty (1 − p₁)"),
+            ("ece", "ece", "ECE (15 equal-count bins)"),
+        ):
+            out.append(
+                _metric_plot(
+                    exp,
+                    key,
+                    label,
+                    d / f"{m}_{fname}_with_icl.png",
+                    [NO_ICL, ICL, *trained],
+                    title + "\nbase with ICL vs trained without",
+                )
+            )
         out.append(_reliability(exp, d / f"{m}_reliability.png"))
     out.append(_family_comparison(exp, d / f"{m}_family_comparison.png"))
     if every or "accuracy" in want:
@@ -503,37 +601,61 @@ def plot_experiment(exp: Experiment, plots_dir: str | Path = "plots", plot_types
 
 
 # --------------------------------------------------------------------------------------------------- commands
-def plot(trained_dataset: str, eval_dataset: str | None = None, icl_source_dataset: str | None = None,
-         icl_max_demos: int = 5, model_types: Sequence[str] | None = None, outputs_dir: str = "outputs",
-         plots_dir: str = "plots", uncertainty_mode: bool = False, plot_types: Sequence[str] = ("all",),
-         model: str | None = None) -> list[Path]:
+def plot(
+    trained_dataset: str,
+    eval_dataset: str | None = None,
+    icl_source_dataset: str | None = None,
+    icl_max_demos: int = 5,
+    model_types: Sequence[str] | None = None,
+    outputs_dir: str = "outputs",
+    plots_dir: str = "plots",
+    uncertainty_mode: bool = False,
+    plot_types: Sequence[str] = ("all",),
+    model: str | None = None,
+) -> list[Path]:
     """``actlab ia2 plot``: one experiment."""
     docs = load_results(outputs_dir, uncertainty=True if uncertainty_mode else None)
     if not docs:
-        raise ActlabError(f"no evaluation results in {outputs_dir}/evaluations/"
-                          f"{' (uncertainty mode)' if uncertainty_mode else ''}; run `actlab ia2 evaluate` first")
+        raise ActlabError(
+            f"no evaluation results in {outputs_dir}/evaluations/"
+            f"{' (uncertainty mode)' if uncertainty_mode else ''}; run `actlab ia2 evaluate` first"
+        )
     ev = eval_dataset or trained_dataset
     src = icl_source_dataset or trained_dataset
     if not uncertainty_mode and any(d["_uncertainty"] for d in docs) and not any(not d["_uncertainty"] for d in docs):
         uncertainty_mode = True
-    exp = collect(docs, trained_dataset, ev, src, icl_max_demos, model=model,
-                  uncertainty=True if uncertainty_mode else (False if any(not d["_uncertainty"] for d in docs)
-                                                             else None))
+    exp = collect(
+        docs,
+        trained_dataset,
+        ev,
+        src,
+        icl_max_demos,
+        model=model,
+        uncertainty=True if uncertainty_mode else (False if any(not d["_uncertainty"] for d in docs) else None),
+    )
     if model_types:
         keep = set(model_types) | ({ICL, NO_ICL} if "base" in model_types else set())
         exp.entries = {k: v for k, v in exp.entries.items() if k in keep}
     if not exp.entries:
         have = "; ".join(f"{t}→{e} src={s} demos={k}" for t, e, s, k, _ in experiments_in(docs)[:6])
-        raise ActlabError(f"no results for trained={trained_dataset} eval={ev} source={src} demos={icl_max_demos}; "
-                          f"results exist for: {have}")
+        raise ActlabError(
+            f"no results for trained={trained_dataset} eval={ev} source={src} demos={icl_max_demos}; "
+            f"results exist for: {have}"
+        )
     exp.uncertainty = uncertainty_mode
     return plot_experiment(exp, plots_dir, plot_types)
 
 
-def plot_all(outputs_dir: str = "outputs", plots_dir: str = "plots", trained_datasets: Sequence[str] | None = None,
-             eval_datasets: Sequence[str] | None = None, icl_source_datasets: Sequence[str] | None = None,
-             icl_max_demos: Sequence[int] | None = None, include_uncertainty: bool = True,
-             include_standard: bool = True) -> list[Path]:
+def plot_all(
+    outputs_dir: str = "outputs",
+    plots_dir: str = "plots",
+    trained_datasets: Sequence[str] | None = None,
+    eval_datasets: Sequence[str] | None = None,
+    icl_source_datasets: Sequence[str] | None = None,
+    icl_max_demos: Sequence[int] | None = None,
+    include_uncertainty: bool = True,
+    include_standard: bool = True,
+) -> list[Path]:
     """``actlab ia2 plot-all``: every experiment with results (optionally filtered)."""
     docs = load_results(outputs_dir)
     if not docs:
@@ -554,7 +676,9 @@ def plot_all(outputs_dir: str = "outputs", plots_dir: str = "plots", trained_dat
             paths += plot_experiment(exp, plots_dir)
             done += 1
     if not done:
-        raise ActlabError("no evaluation results match the filters "
-                          f"(trained={trained_datasets}, eval={eval_datasets}, source={icl_source_datasets}, "
-                          f"demos={icl_max_demos})")
+        raise ActlabError(
+            "no evaluation results match the filters "
+            f"(trained={trained_datasets}, eval={eval_datasets}, source={icl_source_datasets}, "
+            f"demos={icl_max_demos})"
+        )
     return paths

@@ -22,14 +22,21 @@ th{background:#f3f3f3} td:first-child,th:first-child{text-align:left}
 def table_html(rows: Sequence[dict]) -> str:
     from actlab.ia2.plots import METRIC_COLUMNS, fmt_cell
 
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in ["Method", "N", "runs", *[c[1] for c in METRIC_COLUMNS],
-                                                            "chosen hyperparameters"])
+    head = "".join(
+        f"<th>{html.escape(h)}</th>"
+        for h in ["Method", "N", "runs", *[c[1] for c in METRIC_COLUMNS], "chosen hyperparameters"]
+    )
     body = []
     for r in rows:
         hp = r.get("hp") or {}
         hp_s = ", ".join(f"{k}={v}" for k, v in hp.items() if v not in ("None", None))
-        cells = [html.escape(r["name"]), "—" if r["N"] is None else str(r["N"]), str(r["runs"]),
-                 *[fmt_cell(r[key], scale) for key, _, scale in METRIC_COLUMNS], html.escape(hp_s)]
+        cells = [
+            html.escape(r["name"]),
+            "—" if r["N"] is None else str(r["N"]),
+            str(r["runs"]),
+            *[fmt_cell(r[key], scale) for key, _, scale in METRIC_COLUMNS],
+            html.escape(hp_s),
+        ]
         body.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
     return f"<table><tr>{head}</tr>{''.join(body)}</table>"
 
@@ -38,11 +45,23 @@ def paired_html(rows: Sequence[dict]) -> str:
     from actlab.ia2.plots import fmt_cell
 
     if not rows:
-        return "<p class=\"note\">No method pair shares runs.</p>"
+        return '<p class="note">No method pair shares runs.</p>'
     head = "".join(f"<th>{h}</th>" for h in ("Method", "vs", "N", "runs", "Δ accuracy (points)"))
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in (
-        r["name"], r["vs"], str(r["N"]), str(r["runs"]),
-        fmt_cell(r["diff"], 100.0, sign=True) + (" *" if r["diff"].excludes_zero() else ""))) + "</tr>" for r in rows)
+    body = "".join(
+        "<tr>"
+        + "".join(
+            f"<td>{html.escape(c)}</td>"
+            for c in (
+                r["name"],
+                r["vs"],
+                str(r["N"]),
+                str(r["runs"]),
+                fmt_cell(r["diff"], 100.0, sign=True) + (" *" if r["diff"].excludes_zero() else ""),
+            )
+        )
+        + "</tr>"
+        for r in rows
+    )
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
@@ -52,10 +71,15 @@ def write_report(exp, out_dir: str | Path, pngs: Sequence[Path]) -> Path:
 
     out_dir = Path(out_dir)
     rows = summary_rows(exp)
-    figs = "".join(f'<figure><img src="{html.escape(Path(p).name)}" alt="{html.escape(Path(p).stem)}">'
-                   f"<figcaption>{html.escape(Path(p).stem)}</figcaption></figure>" for p in pngs)
-    title = (f"IA2 — {exp.model}: trained on {exp.trained_dataset}, evaluated on {exp.eval_dataset}, "
-             f"ICL demos from {exp.icl_source} (≤{exp.icl_max_demos})")
+    figs = "".join(
+        f'<figure><img src="{html.escape(Path(p).name)}" alt="{html.escape(Path(p).stem)}">'
+        f"<figcaption>{html.escape(Path(p).stem)}</figcaption></figure>"
+        for p in pngs
+    )
+    title = (
+        f"IA2 — {exp.model}: trained on {exp.trained_dataset}, evaluated on {exp.eval_dataset}, "
+        f"ICL demos from {exp.icl_source} (≤{exp.icl_max_demos})"
+    )
     ood = " (out of distribution)" if exp.icl_source != exp.eval_dataset else ""
     doc = f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>{_CSS}</style></head><body>

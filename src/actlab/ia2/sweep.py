@@ -47,8 +47,12 @@ from actlab.ia2 import naming
 from actlab.ia2.config import SEQUENTIAL, IA2TrainConfig, join_method, split_method
 
 AXES_ALL = ("dataset", "num_train_examples", "lr", "run_idx")
-AXES_FAMILY = {"lora": ("lora_type", "lora_r", "lora_alpha"), "ia3": ("ia3_type",), "prompt": ("num_virtual_tokens",),
-               "prefix": ("num_virtual_tokens",)}
+AXES_FAMILY = {
+    "lora": ("lora_type", "lora_r", "lora_alpha"),
+    "ia3": ("ia3_type",),
+    "prompt": ("num_virtual_tokens",),
+    "prefix": ("num_virtual_tokens",),
+}
 LAUNCHERS = ("local", "slurm")
 SLURM_CLUSTERS = ("auto", "slurm", "local", "debug")
 ALL_AXES = {*AXES_ALL, *(a for axes in AXES_FAMILY.values() for a in axes), "ce_loss_weight"}
@@ -81,8 +85,9 @@ class SweepConfig:
         if self.launcher not in LAUNCHERS:
             raise ActlabError(f"--launcher {self.launcher!r} is not valid; valid: {', '.join(LAUNCHERS)}")
         if self.slurm_cluster not in SLURM_CLUSTERS:
-            raise ActlabError(f"--slurm_cluster {self.slurm_cluster!r} is not valid; valid: "
-                              f"{', '.join(SLURM_CLUSTERS)}")
+            raise ActlabError(
+                f"--slurm_cluster {self.slurm_cluster!r} is not valid; valid: {', '.join(SLURM_CLUSTERS)}"
+            )
         if self.slurm_time < 1:
             raise ActlabError(f"--slurm_time must be >= 1 (minutes), got {self.slurm_time}")
         if self.slurm_gpus_per_node < 0:
@@ -143,9 +148,11 @@ def check_data(grid: list[IA2TrainConfig]) -> None:
         get_dataset(c.dataset)
         p = train_path(c.dataset, c.num_train_examples, c.run_idx, c.data_dir)
         if not p.exists():
-            raise ActlabError(f"no run file {p} for dataset {c.dataset!r}; create it with `actlab data make-train "
-                              f"--datasets {c.dataset} --num_train_examples {c.num_train_examples} --num_runs "
-                              f"{c.run_idx + 1} --data_dir {c.data_dir}`")
+            raise ActlabError(
+                f"no run file {p} for dataset {c.dataset!r}; create it with `actlab data make-train "
+                f"--datasets {c.dataset} --num_train_examples {c.num_train_examples} --num_runs "
+                f"{c.run_idx + 1} --data_dir {c.data_dir}`"
+            )
 
 
 def _gpu_count() -> int:
@@ -176,9 +183,19 @@ def sweep(cfg: SweepConfig) -> list[dict]:
     check_data(grid)
     key = {id(c): str(naming.run_dir(c)) for c in grid}
     in_grid = {str(naming.run_dir(c)) for c in grid}
-    rows = {key[id(c)]: {"method": c.training_method, "dataset": c.dataset, "name": naming.run_name(c),
-                         "run_dir": key[id(c)], "status": "pending", "seconds": None, "best_dev_loss": None,
-                         "error": ""} for c in grid}
+    rows = {
+        key[id(c)]: {
+            "method": c.training_method,
+            "dataset": c.dataset,
+            "name": naming.run_name(c),
+            "run_dir": key[id(c)],
+            "status": "pending",
+            "seconds": None,
+            "best_dev_loss": None,
+            "error": "",
+        }
+        for c in grid
+    }
     parent_of: dict[str, str | None] = {}
     for c in grid:
         pd = naming.parent_dir(c)
@@ -211,10 +228,12 @@ def sweep(cfg: SweepConfig) -> list[dict]:
     n_gpu = _gpu_count()
     threads = max(1, (os.cpu_count() or 1) // cfg.max_parallel)
     running: dict[int, tuple[IA2TrainConfig, subprocess.Popen, float, object]] = {}
-    log.info(f"ia2 sweep: {len(grid)} runs ({len(pending)} to train, "
-             f"{sum(r['status'] == 'skipped' for r in rows.values())} complete, "
-             f"{sum(r['status'] == 'blocked' for r in rows.values())} blocked), {cfg.max_parallel} worker(s)"
-             + (f" on {n_gpu} GPU(s)" if n_gpu else ""))
+    log.info(
+        f"ia2 sweep: {len(grid)} runs ({len(pending)} to train, "
+        f"{sum(r['status'] == 'skipped' for r in rows.values())} complete, "
+        f"{sum(r['status'] == 'blocked' for r in rows.values())} blocked), {cfg.max_parallel} worker(s)"
+        + (f" on {n_gpu} GPU(s)" if n_gpu else "")
+    )
     bar = progress(total=len(pending), desc="ia2 sweep")
     old_term = _terminate_on_sigterm()
     try:
@@ -318,8 +337,13 @@ def _launch(c: IA2TrainConfig, slot: int, n_gpu: int, threads: int):
     log_file = _log_path(c)
     log_file.parent.mkdir(parents=True, exist_ok=True)
     fh = open(log_file, "w", encoding="utf-8")  # noqa: SIM115 (closed when the process ends)
-    proc = subprocess.Popen([sys.executable, "-m", "actlab.ia2.sweep", json.dumps(_worker_kw(c))], stdout=fh,
-                            stderr=subprocess.STDOUT, env=env, preexec_fn=_die_with_parent(os.getpid()))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "actlab.ia2.sweep", json.dumps(_worker_kw(c))],
+        stdout=fh,
+        stderr=subprocess.STDOUT,
+        env=env,
+        preexec_fn=_die_with_parent(os.getpid()),
+    )
     return proc, time.perf_counter(), fh
 
 
@@ -375,8 +399,10 @@ def _sweep_slurm(cfg: SweepConfig, pending: list[IA2TrainConfig], rows: dict, ke
     if not pending:
         return
     root = Path(pending[0].output_dir)
-    ex = submitit.AutoExecutor(folder=root / "sweep_logs" / "submitit" / "%j",
-                               cluster=None if cfg.slurm_cluster == "auto" else cfg.slurm_cluster)
+    ex = submitit.AutoExecutor(
+        folder=root / "sweep_logs" / "submitit" / "%j",
+        cluster=None if cfg.slurm_cluster == "auto" else cfg.slurm_cluster,
+    )
     params = {"timeout_min": cfg.slurm_time, "name": "actlab-ia2", "slurm_gpus_per_node": cfg.slurm_gpus_per_node}
     if cfg.slurm_partition:
         params["slurm_partition"] = cfg.slurm_partition
@@ -394,8 +420,10 @@ def _sweep_slurm(cfg: SweepConfig, pending: list[IA2TrainConfig], rows: dict, ke
         par = parent_of[k] if parent_of[k] in by_key else None
         waves.setdefault(level(k), {}).setdefault(par, []).append(c)
     jobs: dict[str, object] = {}
-    log.info(f"ia2 sweep: {len(rows)} runs ({len(pending)} to submit, "
-             f"{sum(r['status'] == 'skipped' for r in rows.values())} complete) through submitit ({ex.cluster})")
+    log.info(
+        f"ia2 sweep: {len(rows)} runs ({len(pending)} to submit, "
+        f"{sum(r['status'] == 'skipped' for r in rows.values())} complete) through submitit ({ex.cluster})"
+    )
     for lvl in sorted(waves):
         for par, group in waves[lvl].items():
             if par is not None and rows[par]["status"] not in ("pending", "running", "done"):
@@ -419,9 +447,14 @@ def _sweep_slurm(cfg: SweepConfig, pending: list[IA2TrainConfig], rows: dict, ke
 
 
 def _save_jobs(root: Path, rows: dict) -> None:
-    atomic_write_json(root / "sweep_logs" / "submitit_jobs.json",
-                      {k: {"job_id": r.get("job_id"), "depends_on": r.get("depends_on")}
-                       for k, r in rows.items() if r.get("job_id")})
+    atomic_write_json(
+        root / "sweep_logs" / "submitit_jobs.json",
+        {
+            k: {"job_id": r.get("job_id"), "depends_on": r.get("depends_on")}
+            for k, r in rows.items()
+            if r.get("job_id")
+        },
+    )
 
 
 def _wait(jobs: dict, rows: dict, keys: list[str]) -> None:
@@ -475,7 +508,9 @@ def format_summary(rows: list[dict]) -> str:
     table = [cols] + [tuple(fmt(r[c]) for c in cols) for r in rows]
     widths = [max(len(t[i]) for t in table) for i in range(len(cols))]
     lines = ["  ".join(x.ljust(w) for x, w in zip(t, widths, strict=True)).rstrip() for t in table]
-    counts = {s: sum(r["status"] == s for r in rows) for s in ("done", "skipped", "failed", "blocked", "busy", "differs")}
+    counts = {
+        s: sum(r["status"] == s for r in rows) for s in ("done", "skipped", "failed", "blocked", "busy", "differs")
+    }
     counts = {k: v for k, v in counts.items() if v or k in ("done", "skipped", "failed", "blocked")}
     return "\n".join([*lines, ", ".join(f"{v} {k}" for k, v in counts.items())])
 

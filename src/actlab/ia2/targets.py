@@ -57,8 +57,9 @@ class Encoded:
     n_demos: int
 
 
-def encode_examples(tok, examples: Sequence[dict], T: int, max_icl_demos: int | None = None,
-                    max_len: int | None = None) -> list[Encoded]:
+def encode_examples(
+    tok, examples: Sequence[dict], T: int, max_icl_demos: int | None = None, max_len: int | None = None
+) -> list[Encoded]:
     """Tokenize examples (``{"prompt", "answer", "demos"}``) for student and teacher.
 
     The teacher prompt drops leading demos while ``len + T`` would exceed ``max_len`` (the model's positions).
@@ -76,8 +77,10 @@ def encode_examples(tok, examples: Sequence[dict], T: int, max_icl_demos: int | 
             demos = demos[1:]
             t_ids = tok(build_icl_prompt(demos, ex))["input_ids"]
         if max_len is not None and len(q) + T > max_len:
-            raise ActlabError(f"a query of {len(q)} tokens + T={T} exceeds the model's {max_len} positions; "
-                              "use a smaller --num_generated_tokens")
+            raise ActlabError(
+                f"a query of {len(q)} tokens + T={T} exceeds the model's {max_len} positions; "
+                "use a smaller --num_generated_tokens"
+            )
         gt = tok(str(ex["answer"]), add_special_tokens=False)["input_ids"] + ([eos] if eos is not None else [])
         out.append(Encoded(q, t_ids, gt[:T], len(demos)))
     return out
@@ -91,9 +94,17 @@ def _response_len(row: list[int], eos: int | None) -> int:
 
 
 @torch.no_grad()
-def build_targets(model, tok, teacher_ids: Sequence[Sequence[int]], T: int, site: str = "attn_output",
-                  layers: Sequence[int] | None = None, topk: int = 64, batch_size: int = 8,
-                  desc: str = "ICL targets") -> list[dict]:
+def build_targets(
+    model,
+    tok,
+    teacher_ids: Sequence[Sequence[int]],
+    T: int,
+    site: str = "attn_output",
+    layers: Sequence[int] | None = None,
+    topk: int = 64,
+    batch_size: int = 8,
+    desc: str = "ICL targets",
+) -> list[dict]:
     """Greedy ICL responses + activations with a KV cache, in left-padded batches.
 
     A plain greedy loop: one prefill forward, then one single-token forward per step on the cache (positions from
@@ -110,7 +121,7 @@ def build_targets(model, tok, teacher_ids: Sequence[Sequence[int]], T: int, site
     res: dict[int, dict] = {}
     bar = progress(total=len(order), desc=desc)
     for s in range(0, len(order), batch_size):
-        idx = order[s:s + batch_size]
+        idx = order[s : s + batch_size]
         ids, mask = pad_left([teacher_ids[i] for i in idx], pad)
         ids, mask = ids.to(dev), mask.to(dev)
         pos = position_ids_from_mask(mask)
@@ -129,24 +140,40 @@ def build_targets(model, tok, teacher_ids: Sequence[Sequence[int]], T: int, site
                     break
                 mask = torch.cat([mask, torch.ones_like(mask[:, :1])], 1)
                 pos = pos[:, -1:] + 1
-                out = model(input_ids=nxt[:, None], attention_mask=mask, position_ids=pos,
-                            past_key_values=out.past_key_values, use_cache=True)
+                out = model(
+                    input_ids=nxt[:, None],
+                    attention_mask=mask,
+                    position_ids=pos,
+                    past_key_values=out.past_key_values,
+                    use_cache=True,
+                )
         acts = cap.stack(all_calls=True)  # [L, B, n_steps, d]
         new_ids = torch.stack(new, 1).cpu()
         logp = torch.log_softmax(torch.stack(step_logits, 1), -1)  # [B, n_steps, V]
         tv, ti = logp.topk(min(topk, logp.shape[-1]), dim=-1)
         for j, i in enumerate(idx):
             k = _response_len(new_ids[j].tolist(), eos)
-            res[i] = {"ids": new_ids[j, :k].clone(), "acts": acts[:, j, :k].clone(), "topk_idx": ti[j, :k].clone(),
-                      "topk_logp": tv[j, :k].clone()}
+            res[i] = {
+                "ids": new_ids[j, :k].clone(),
+                "acts": acts[:, j, :k].clone(),
+                "topk_idx": ti[j, :k].clone(),
+                "topk_logp": tv[j, :k].clone(),
+            }
         bar.update(len(idx))
     bar.close()
     return [res[i] for i in range(len(teacher_ids))]
 
 
 @torch.no_grad()
-def build_targets_reforward(model, tok, teacher_ids: Sequence[Sequence[int]], T: int, site: str = "attn_output",
-                            layers: Sequence[int] | None = None, topk: int = 64) -> list[dict]:
+def build_targets_reforward(
+    model,
+    tok,
+    teacher_ids: Sequence[Sequence[int]],
+    T: int,
+    site: str = "attn_output",
+    layers: Sequence[int] | None = None,
+    topk: int = 64,
+) -> list[dict]:
     """Upstream's way: one example at a time, one full forward of the growing prompt per generated token."""
     model.eval()
     dev = next(model.parameters()).device
@@ -168,8 +195,14 @@ def build_targets_reforward(model, tok, teacher_ids: Sequence[Sequence[int]], T:
             seq.append(nxt)
             if nxt == eos:
                 break
-        out.append({"ids": torch.tensor(ids), "acts": torch.stack(acts, 1), "topk_idx": torch.stack(tis),
-                    "topk_logp": torch.stack(tvs)})
+        out.append(
+            {
+                "ids": torch.tensor(ids),
+                "acts": torch.stack(acts, 1),
+                "topk_idx": torch.stack(tis),
+                "topk_logp": torch.stack(tvs),
+            }
+        )
     return out
 
 
@@ -191,13 +224,29 @@ def file_sha(path: str | Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
 
 
-def cache_path(cache_dir: str | Path, model_id: str, model_fp: str, dataset: str, N: int, run: int, T: int,
-               site: str, layers: Sequence[int] | None, max_demos: int | None, data_sha: str) -> Path:
+def cache_path(
+    cache_dir: str | Path,
+    model_id: str,
+    model_fp: str,
+    dataset: str,
+    N: int,
+    run: int,
+    T: int,
+    site: str,
+    layers: Sequence[int] | None,
+    max_demos: int | None,
+    data_sha: str,
+) -> Path:
     site_slug = site.replace("/", "-").replace("{layer}", "L")
     lay = "all" if layers is None else "-".join(str(x) for x in layers)
     dm = "all" if max_demos is None else str(max_demos)
-    return (Path(cache_dir) / f"{short_name(model_id)}-{model_fp}" / dataset / f"{N}_{run}"
-            / f"T{T}_{site_slug}_{lay}_d{dm}_{data_sha}.safetensors")
+    return (
+        Path(cache_dir)
+        / f"{short_name(model_id)}-{model_fp}"
+        / dataset
+        / f"{N}_{run}"
+        / f"T{T}_{site_slug}_{lay}_d{dm}_{data_sha}.safetensors"
+    )
 
 
 def default_cache_dir() -> Path:
@@ -205,8 +254,12 @@ def default_cache_dir() -> Path:
 
 
 def _expected_meta(meta: dict, n: dict[str, int]) -> dict:
-    return {**{k: str(v) for k, v in meta.items()}, "n_train": str(n["train"]), "n_dev": str(n["dev"]),
-            "format": FORMAT}
+    return {
+        **{k: str(v) for k, v in meta.items()},
+        "n_train": str(n["train"]),
+        "n_dev": str(n["dev"]),
+        "format": FORMAT,
+    }
 
 
 def load_cached(path: Path, meta: dict, n: dict[str, int]) -> dict[str, list[dict]] | None:
@@ -225,8 +278,10 @@ def load_cached(path: Path, meta: dict, n: dict[str, int]) -> dict[str, list[dic
     out: dict[str, list[dict]] = {}
     try:
         for split in SPLITS:
-            out[split] = [{f: tensors[f"{split}/{i}/{f}"] for f in ("ids", "acts", "topk_idx", "topk_logp")}
-                          for i in range(n[split])]
+            out[split] = [
+                {f: tensors[f"{split}/{i}/{f}"] for f in ("ids", "acts", "topk_idx", "topk_logp")}
+                for i in range(n[split])
+            ]
     except KeyError:
         log.warning("ia2: target cache %s is incomplete; rebuilding it", path)
         return None
@@ -234,12 +289,25 @@ def load_cached(path: Path, meta: dict, n: dict[str, int]) -> dict[str, list[dic
 
 
 def save_cache(path: Path, targets: dict[str, list[dict]], meta: dict) -> None:
-    save_tensors(path, _flat({s: targets[s] for s in SPLITS}), _expected_meta(meta, {s: len(targets[s]) for s in SPLITS}))
+    save_tensors(
+        path, _flat({s: targets[s] for s in SPLITS}), _expected_meta(meta, {s: len(targets[s]) for s in SPLITS})
+    )
 
 
-def get_targets(model, tok, encoded: dict[str, list[Encoded]], *, cache_file: Path, meta: dict, T: int, site: str,
-                layers: Sequence[int] | None, topk: int, batch_size: int,
-                chunk_size: int | None = None) -> tuple[dict[str, list[dict]], bool]:
+def get_targets(
+    model,
+    tok,
+    encoded: dict[str, list[Encoded]],
+    *,
+    cache_file: Path,
+    meta: dict,
+    T: int,
+    site: str,
+    layers: Sequence[int] | None,
+    topk: int,
+    batch_size: int,
+    chunk_size: int | None = None,
+) -> tuple[dict[str, list[dict]], bool]:
     """Targets for the train and dev examples: from ``cache_file`` if valid, else built and cached.
 
     The build saves its progress every ``chunk_size`` examples (default 8 batches) to ``*.partial.safetensors``;
@@ -258,12 +326,28 @@ def get_targets(model, tok, encoded: dict[str, list[Encoded]], *, cache_file: Pa
             have = targets.setdefault(split, [])[: len(ids)]
             targets[split] = have
             for start in range(len(have), len(ids), chunk):
-                have.extend(build_targets(model, tok, ids[start:start + chunk], T, site, layers, topk, batch_size,
-                                          desc=f"ICL targets ({split} {start}-{min(len(ids), start + chunk)})"))
+                have.extend(
+                    build_targets(
+                        model,
+                        tok,
+                        ids[start : start + chunk],
+                        T,
+                        site,
+                        layers,
+                        topk,
+                        batch_size,
+                        desc=f"ICL targets ({split} {start}-{min(len(ids), start + chunk)})",
+                    )
+                )
                 if len(have) < len(ids) or split == "train":  # progress survives a kill
-                    save_tensors(partial, _flat(targets), {**_expected_meta(meta, {s: 0 for s in SPLITS}),
-                                                           **{f"done_{x}": str(len(targets.get(x, [])))
-                                                              for x in SPLITS}})
+                    save_tensors(
+                        partial,
+                        _flat(targets),
+                        {
+                            **_expected_meta(meta, {s: 0 for s in SPLITS}),
+                            **{f"done_{x}": str(len(targets.get(x, []))) for x in SPLITS},
+                        },
+                    )
         save_cache(cache_file, targets, meta)
         partial.unlink(missing_ok=True)
     return targets, False
@@ -282,8 +366,13 @@ def _load_partial(path: Path, meta: dict) -> dict[str, list[dict]]:
         want = _expected_meta(meta, {s: 0 for s in SPLITS})
         if any(got.get(k) != v for k, v in want.items()):
             return {}
-        out = {s: [{f: tensors[f"{s}/{i}/{f}"] for f in ("ids", "acts", "topk_idx", "topk_logp")}
-                   for i in range(int(got.get(f"done_{s}", 0)))] for s in SPLITS}
+        out = {
+            s: [
+                {f: tensors[f"{s}/{i}/{f}"] for f in ("ids", "acts", "topk_idx", "topk_logp")}
+                for i in range(int(got.get(f"done_{s}", 0)))
+            ]
+            for s in SPLITS
+        }
     except (ActlabError, KeyError, ValueError):
         return {}
     log.info("ia2: resuming the target build from %s (%s)", path, ", ".join(f"{len(v)} {k}" for k, v in out.items()))

@@ -63,8 +63,20 @@ CKPT_DIR = "checkpoint"
 CKPT_FILE = "state.safetensors"
 #: config fields that do not change a run's result (paths of outputs and caches, checkpoint cadence, batching of the
 #: same computation, logging); every other field is part of the run's fingerprint
-EXCLUDE = ("output_dir", "cache_dir", "device", "checkpoint_every", "micro_batch_size", "target_batch_size",
-           "wandb_log", "wandb_project", "report_to", "force", "overwrite", "gradient_checkpointing")
+EXCLUDE = (
+    "output_dir",
+    "cache_dir",
+    "device",
+    "checkpoint_every",
+    "micro_batch_size",
+    "target_batch_size",
+    "wandb_log",
+    "wandb_project",
+    "report_to",
+    "force",
+    "overwrite",
+    "gradient_checkpointing",
+)
 
 
 # ------------------------------------------------------------------------------------------------------ data
@@ -75,8 +87,9 @@ def load_examples(cfg: IA2TrainConfig) -> tuple[dict[str, list[dict]], Path]:
     run = load_run(cfg.dataset, cfg.num_train_examples, cfg.run_idx, cfg.data_dir)
     if not run["train"]:
         raise ActlabError(f"dataset {cfg.dataset!r} is eval-only (no train pool); train on another dataset")
-    return {"train": run["train"], "dev": run["dev"]}, train_path(cfg.dataset, cfg.num_train_examples, cfg.run_idx,
-                                                                   cfg.data_dir)
+    return {"train": run["train"], "dev": run["dev"]}, train_path(
+        cfg.dataset, cfg.num_train_examples, cfg.run_idx, cfg.data_dir
+    )
 
 
 def check_parent(cfg: IA2TrainConfig) -> Path | None:
@@ -85,9 +98,11 @@ def check_parent(cfg: IA2TrainConfig) -> Path | None:
     if p is None:
         return None
     if not is_complete(p) or not (p / "adapter_config.json").exists():
-        raise ActlabError(f"--training_method {cfg.training_method} continues from the {cfg.parent_method} adapter, "
-                          f"which is not trained: {p} is missing or incomplete; train it first "
-                          f"(actlab ia2 train --training_method {cfg.parent_method} with the same settings)")
+        raise ActlabError(
+            f"--training_method {cfg.training_method} continues from the {cfg.parent_method} adapter, "
+            f"which is not trained: {p} is missing or incomplete; train it first "
+            f"(actlab ia2 train --training_method {cfg.parent_method} with the same settings)"
+        )
     return p
 
 
@@ -151,9 +166,16 @@ def _evaluate(model, items, cfg, pad_id, dist: distributed.Dist | None = None) -
     mine = dist.shard(items)
     with torch.no_grad():
         for s in range(0, len(mine), mb):
-            chunk = mine[s:s + mb]
-            ls = losses.compute_losses(model, chunk, cfg.stage_objective, pad_id=pad_id, site=cfg.act_site,
-                                       layers=cfg.act_layers, ce_loss_weight=cfg.ce_loss_weight)
+            chunk = mine[s : s + mb]
+            ls = losses.compute_losses(
+                model,
+                chunk,
+                cfg.stage_objective,
+                pad_id=pad_id,
+                site=cfg.act_site,
+                layers=cfg.act_layers,
+                ce_loss_weight=cfg.ce_loss_weight,
+            )
             for k, v in ls.items():
                 sums[k] = sums.get(k, 0.0) + float(v) * len(chunk) / len(items)
     model.train()
@@ -183,29 +205,66 @@ def prepare(cfg: IA2TrainConfig, model=None, tok=None, dist: distributed.Dist | 
     model_id = cfg.model_id
     # adapter config first: a bad --lora_type/--ia3_type fails before any expensive work
     if parent is None:
-        pcfg = adapters.peft_config(cfg.family, model, modules=cfg.ia3_type if cfg.family == "ia3" else cfg.lora_type,
-                                    r=cfg.lora_r, alpha=cfg.lora_alpha, dropout=cfg.lora_dropout,
-                                    num_virtual_tokens=cfg.num_virtual_tokens)
+        pcfg = adapters.peft_config(
+            cfg.family,
+            model,
+            modules=cfg.ia3_type if cfg.family == "ia3" else cfg.lora_type,
+            r=cfg.lora_r,
+            alpha=cfg.lora_alpha,
+            dropout=cfg.lora_dropout,
+            num_virtual_tokens=cfg.num_virtual_tokens,
+        )
     max_len = getattr(model.config, "max_position_embeddings", None)
     if max_len and cfg.family == "prompt":
         max_len -= cfg.num_virtual_tokens
-    enc = {s: targets.encode_examples(tok, examples[s], cfg.num_generated_tokens, cfg.max_icl_demos, max_len)
-           for s in ("train", "dev")}
+    enc = {
+        s: targets.encode_examples(tok, examples[s], cfg.num_generated_tokens, cfg.max_icl_demos, max_len)
+        for s in ("train", "dev")
+    }
     need_targets = not (cfg.stage_objective == "tok" and cfg.label_type == "ground_truth")
     tgts, tfile, from_cache = {"train": None, "dev": None}, None, False
     if need_targets:
         fp = targets.model_fingerprint(model)
         data_sha = targets.file_sha(data_file)
         cache_dir = cfg.cache_dir or targets.default_cache_dir()
-        tfile = targets.cache_path(cache_dir, model_id, fp, cfg.dataset, cfg.num_train_examples, cfg.run_idx,
-                                   cfg.num_generated_tokens, cfg.act_site, cfg.act_layers, cfg.max_icl_demos, data_sha)
-        meta = {"model_id": model_id, "model_fp": fp, "data_file": str(data_file), "data_sha": data_sha,
-                "T": cfg.num_generated_tokens, "site": cfg.act_site, "layers": cfg.act_layers,
-                "max_icl_demos": cfg.max_icl_demos, "topk": cfg.kl_topk}
+        tfile = targets.cache_path(
+            cache_dir,
+            model_id,
+            fp,
+            cfg.dataset,
+            cfg.num_train_examples,
+            cfg.run_idx,
+            cfg.num_generated_tokens,
+            cfg.act_site,
+            cfg.act_layers,
+            cfg.max_icl_demos,
+            data_sha,
+        )
+        meta = {
+            "model_id": model_id,
+            "model_fp": fp,
+            "data_file": str(data_file),
+            "data_sha": data_sha,
+            "T": cfg.num_generated_tokens,
+            "site": cfg.act_site,
+            "layers": cfg.act_layers,
+            "max_icl_demos": cfg.max_icl_demos,
+            "topk": cfg.kl_topk,
+        }
         # rank 0 builds and writes the cache, then the others read it (no two processes write one file)
-        tgts, from_cache = dist.main_first(targets.get_targets, model, tok, enc, cache_file=tfile, meta=meta,
-                                           T=cfg.num_generated_tokens, site=cfg.act_site, layers=cfg.act_layers,
-                                           topk=cfg.kl_topk, batch_size=cfg.target_batch_size)
+        tgts, from_cache = dist.main_first(
+            targets.get_targets,
+            model,
+            tok,
+            enc,
+            cache_file=tfile,
+            meta=meta,
+            T=cfg.num_generated_tokens,
+            site=cfg.act_site,
+            layers=cfg.act_layers,
+            topk=cfg.kl_topk,
+            batch_size=cfg.target_batch_size,
+        )
     if parent is None:
         peft_model = adapters.attach(model, pcfg, seed=_seed(cfg))
     else:
@@ -216,8 +275,12 @@ def prepare(cfg: IA2TrainConfig, model=None, tok=None, dist: distributed.Dist | 
 
 
 def _fingerprint_kw(cfg: IA2TrainConfig) -> dict:
-    return {"exclude": EXCLUDE, "defaults": dataclass_defaults(IA2TrainConfig),
-            "overwrite": cfg.force or getattr(cfg, "overwrite", False), "progress": (CKPT_DIR,)}
+    return {
+        "exclude": EXCLUDE,
+        "defaults": dataclass_defaults(IA2TrainConfig),
+        "overwrite": cfg.force or getattr(cfg, "overwrite", False),
+        "progress": (CKPT_DIR,),
+    }
 
 
 def run_status(cfg: IA2TrainConfig) -> str:
@@ -256,11 +319,15 @@ def train(cfg: IA2TrainConfig, model=None, tok=None, return_model: bool = False)
             if cfg.force:
                 rd.clear()
             parent = naming.parent_dir(cfg)
-            extra = {"run_name": naming.run_name(cfg), "run_dir": str(path),
-                     "parent_dir": None if parent is None else str(parent), "stage_objective": cfg.stage_objective,
-                     "target_cache": None if tfile is None else str(tfile),
-                     "adapter_modules": adapters.adapted_modules(peft_model),  # what the role letters resolved to
-                     "world_size": dist.world}
+            extra = {
+                "run_name": naming.run_name(cfg),
+                "run_dir": str(path),
+                "parent_dir": None if parent is None else str(parent),
+                "stage_objective": cfg.stage_objective,
+                "target_cache": None if tfile is None else str(tfile),
+                "adapter_modules": adapters.adapted_modules(peft_model),  # what the role letters resolved to
+                "world_size": dist.world,
+            }
             return rd.begin(cfg.to_dict(), extra=extra, **fp)
         except BaseException:
             rd.close()
@@ -278,8 +345,18 @@ def train(cfg: IA2TrainConfig, model=None, tok=None, return_model: bool = False)
     return (out, peft_model) if return_model else out
 
 
-def _train_run(cfg: IA2TrainConfig, rd: RunDir | None, dist: distributed.Dist, path: Path, peft_model, tok, items,
-               tfile, from_cache, t_targets) -> Path:
+def _train_run(
+    cfg: IA2TrainConfig,
+    rd: RunDir | None,
+    dist: distributed.Dist,
+    path: Path,
+    peft_model,
+    tok,
+    items,
+    tfile,
+    from_cache,
+    t_targets,
+) -> Path:
     """The training loop; ``rd`` is the open run directory on rank 0, None on the other ranks."""
     seed = _seed(cfg)
     torch.manual_seed(seed)
@@ -307,22 +384,32 @@ def _train_run(cfg: IA2TrainConfig, rd: RunDir | None, dist: distributed.Dist, p
 
         enable_gradient_checkpointing(peft_model, frozen_base=True)
     peft_model.train()
-    bar = (progress(total=total, desc=f"{cfg.training_method} {path.name}", initial=counters["step"]) if dist.is_main
-           else tqdm(disable=True))
+    bar = (
+        progress(total=total, desc=f"{cfg.training_method} {path.name}", initial=counters["step"])
+        if dist.is_main
+        else tqdm(disable=True)
+    )
     step = counters["step"]
     t_loop = time.perf_counter()
     while step < total and not counters["early_stopped"]:
         epoch, b = divmod(step, spe)
         order = _epoch_order(n, seed, epoch)  # the same global order on every rank
-        idx = order[b * bs:(b + 1) * bs]
+        idx = order[b * bs : (b + 1) * bs]
         mine = dist.shard(idx)  # this rank's contiguous slice of the global batch
         sums: dict[str, float] = {}
         for s in range(0, len(mine), mb):
-            chunk = [train_items[i] for i in mine[s:s + mb]]
+            chunk = [train_items[i] for i in mine[s : s + mb]]
             with contextlib.ExitStack() as hooks:  # checkpointed layers rerun the capture hooks in backward
-                ls = losses.compute_losses(peft_model, chunk, cfg.stage_objective, pad_id=pad_id, site=cfg.act_site,
-                                           layers=cfg.act_layers, ce_loss_weight=cfg.ce_loss_weight,
-                                           keep_hooks=hooks if cfg.gradient_checkpointing else None)
+                ls = losses.compute_losses(
+                    peft_model,
+                    chunk,
+                    cfg.stage_objective,
+                    pad_id=pad_id,
+                    site=cfg.act_site,
+                    layers=cfg.act_layers,
+                    ce_loss_weight=cfg.ce_loss_weight,
+                    keep_hooks=hooks if cfg.gradient_checkpointing else None,
+                )
                 (ls["loss"] * (len(chunk) / len(idx))).backward()  # its share of the global batch
             for k, v in ls.items():
                 sums[k] = sums.get(k, 0.0) + float(v.detach()) * len(chunk) / len(idx)
@@ -362,13 +449,22 @@ def _train_run(cfg: IA2TrainConfig, rd: RunDir | None, dist: distributed.Dist, p
     counters["train_time"] += time.perf_counter() - t_loop
     if rd is not None:
         _save_adapter(peft_model, path)
-        summary = {"steps": step, "epochs": (step - 1) // spe + 1 if step else 0, "steps_per_epoch": spe,
-                   "best_dev_loss": counters["best_dev"], "early_stopped": counters["early_stopped"],
-                   "train_time_s": counters["train_time"], "step_time_s": counters["train_time"] / max(step, 1),
-                   "target_time_s": t_targets, "targets_from_cache": from_cache,
-                   "target_cache": None if tfile is None else str(tfile),
-                   "n_train": n, "n_dev": len(dev_items), "world_size": dist.world,
-                   "trainable_params": sum(p.numel() for p in params)}
+        summary = {
+            "steps": step,
+            "epochs": (step - 1) // spe + 1 if step else 0,
+            "steps_per_epoch": spe,
+            "best_dev_loss": counters["best_dev"],
+            "early_stopped": counters["early_stopped"],
+            "train_time_s": counters["train_time"],
+            "step_time_s": counters["train_time"] / max(step, 1),
+            "target_time_s": t_targets,
+            "targets_from_cache": from_cache,
+            "target_cache": None if tfile is None else str(tfile),
+            "n_train": n,
+            "n_dev": len(dev_items),
+            "world_size": dist.world,
+            "trainable_params": sum(p.numel() for p in params),
+        }
         rd.write_json("train_summary.json", summary)
         rd.mark_complete(summary)
         shutil.rmtree(path / CKPT_DIR, ignore_errors=True)

@@ -33,8 +33,9 @@ class PlotConfig:
     icl_max_demos: int = field(default=5, metadata={"help": "the evaluation's demo cap (selects its results)"})
     model_types: list[str] | None = field(default=None, metadata={"help": "methods to show (default: all found)"})
     uncertainty_mode: bool = field(default=False, metadata={"help": "read the *_uncertainty results"})
-    plot_types: list[str] = field(default_factory=lambda: ["all"], metadata={"choices": PLOT_TYPES,
-                                                                             "help": "which plots"})
+    plot_types: list[str] = field(
+        default_factory=lambda: ["all"], metadata={"choices": PLOT_TYPES, "help": "which plots"}
+    )
     outputs_dir: str = field(default="outputs", metadata={"help": "where `ia2 evaluate` wrote evaluations/"})
     plots_dir: str = field(default="plots", metadata={"help": "output root"})
 
@@ -49,8 +50,17 @@ def plot(cfg: PlotConfig) -> list[Path]:
     """Write the plots and report of one experiment; returns the paths (the report last)."""
     from actlab.ia2.plots import plot as _plot
 
-    return _plot(cfg.trained_dataset, cfg.eval_dataset, cfg.icl_source_dataset, cfg.icl_max_demos, cfg.model_types,
-                 cfg.outputs_dir, cfg.plots_dir, cfg.uncertainty_mode, cfg.plot_types)
+    return _plot(
+        cfg.trained_dataset,
+        cfg.eval_dataset,
+        cfg.icl_source_dataset,
+        cfg.icl_max_demos,
+        cfg.model_types,
+        cfg.outputs_dir,
+        cfg.plots_dir,
+        cfg.uncertainty_mode,
+        cfg.plot_types,
+    )
 
 
 @dataclass
@@ -61,10 +71,12 @@ class PlotAllConfig:
     eval_datasets: list[str] | None = field(default=None, metadata={"help": "filter (default: all)"})
     icl_source_datasets: list[str] | None = field(default=None, metadata={"help": "filter (default: all)"})
     icl_max_demos: list[int] | None = field(default=None, metadata={"help": "filter (default: all)"})
-    include_uncertainty: bool = field(default=True, metadata={"no_aliases": ["--no_uncertainty"],
-                                                              "help": "also the uncertainty experiments"})
-    include_standard: bool = field(default=True, metadata={"no_aliases": ["--no_standard"],
-                                                           "help": "also the standard experiments"})
+    include_uncertainty: bool = field(
+        default=True, metadata={"no_aliases": ["--no_uncertainty"], "help": "also the uncertainty experiments"}
+    )
+    include_standard: bool = field(
+        default=True, metadata={"no_aliases": ["--no_standard"], "help": "also the standard experiments"}
+    )
     outputs_dir: str = field(default="outputs", metadata={"help": "where `ia2 evaluate` wrote evaluations/"})
     plots_dir: str = field(default="plots", metadata={"help": "output root"})
 
@@ -76,13 +88,23 @@ class PlotAllConfig:
 def plot_all(cfg: PlotAllConfig) -> list[Path]:
     from actlab.ia2.plots import plot_all as _plot_all
 
-    return _plot_all(cfg.outputs_dir, cfg.plots_dir, cfg.trained_datasets, cfg.eval_datasets, cfg.icl_source_datasets,
-                     cfg.icl_max_demos, cfg.include_uncertainty, cfg.include_standard)
+    return _plot_all(
+        cfg.outputs_dir,
+        cfg.plots_dir,
+        cfg.trained_datasets,
+        cfg.eval_datasets,
+        cfg.icl_source_datasets,
+        cfg.icl_max_demos,
+        cfg.include_uncertainty,
+        cfg.include_standard,
+    )
 
 
 def _runs_field():
-    return field(default_factory=lambda: EvalConfig(model_types=["tok", "act", "tna", "a2t"]),
-                 metadata={"help": "which trained runs (the filters of `ia2 evaluate`)"})
+    return field(
+        default_factory=lambda: EvalConfig(model_types=["tok", "act", "tna", "a2t"]),
+        metadata={"help": "which trained runs (the filters of `ia2 evaluate`)"},
+    )
 
 
 @dataclass
@@ -104,8 +126,13 @@ class ActivationSimilarityConfig:
 def activation_similarity(cfg: ActivationSimilarityConfig) -> dict:
     from actlab.ia2.analyze import activation_similarity as _asim
 
-    return _asim(cfg.runs, num_samples=cfg.num_samples, num_generated_tokens=cfg.num_generated_tokens, site=cfg.site,
-                 plots_dir=cfg.plots_dir)
+    return _asim(
+        cfg.runs,
+        num_samples=cfg.num_samples,
+        num_generated_tokens=cfg.num_generated_tokens,
+        site=cfg.site,
+        plots_dir=cfg.plots_dir,
+    )
 
 
 @dataclass
@@ -113,8 +140,9 @@ class SubspaceOverlapConfig:
     """``actlab ia2 analyze subspace-overlap``: overlap of LoRA update subspaces between methods."""
 
     runs: EvalConfig = _runs_field()
-    methods: list[str] = field(default_factory=lambda: ["tok", "act", "tna", "a2t"],
-                               metadata={"help": "methods compared pairwise"})
+    methods: list[str] = field(
+        default_factory=lambda: ["tok", "act", "tna", "a2t"], metadata={"help": "methods compared pairwise"}
+    )
     plots_dir: str = field(default="plots", metadata={"help": "output root"})
 
 
@@ -126,19 +154,32 @@ def subspace_overlap(cfg: SubspaceOverlapConfig) -> dict:
 
 # ------------------------------------------------------------------------------------------------------- sweep
 #: sweep axes: IA2TrainConfig field -> the multi-valued flag (the seed's spelling)
-SWEEP_AXES = {"dataset": "datasets", "num_train_examples": "num_train_examples", "lr": "lrs",
-              "run_idx": "run_indices", "ce_loss_weight": "ce_loss_weights", "lora_type": "lora_types",
-              "lora_r": "lora_rs", "lora_alpha": "lora_alphas", "ia3_type": "ia3_types",
-              "num_virtual_tokens": "num_virtual_tokens"}
-_SWEEP_HELP = {"training_methods": "methods of the grid", "include_sequential": "add a2t and t2a for each adapter "
-               "family in --training_methods (parents added too)", "sequential_first": "train every parent "
-               "(act/tok) before any a2t/t2a run", "max_parallel": "worker processes (one GPU each when GPUs exist)",
-               "label_types": "label types for tok/a2t/t2a", "dry_run": "print the grid and exit",
-               "launcher": "local: worker processes on this machine; slurm: submitit jobs (pip install "
-               "'actlab[slurm]')", "slurm_partition": "Slurm partition (default: the cluster's)",
-               "slurm_time": "time limit of each run's job, minutes (a timed-out job is requeued and resumes)",
-               "slurm_gpus_per_node": "GPUs per run's job", "slurm_cluster": "submitit executor: auto (slurm "
-               "where sbatch exists, else local), slurm, local (no cluster), debug (in this process)"}
+SWEEP_AXES = {
+    "dataset": "datasets",
+    "num_train_examples": "num_train_examples",
+    "lr": "lrs",
+    "run_idx": "run_indices",
+    "ce_loss_weight": "ce_loss_weights",
+    "lora_type": "lora_types",
+    "lora_r": "lora_rs",
+    "lora_alpha": "lora_alphas",
+    "ia3_type": "ia3_types",
+    "num_virtual_tokens": "num_virtual_tokens",
+}
+_SWEEP_HELP = {
+    "training_methods": "methods of the grid",
+    "include_sequential": "add a2t and t2a for each adapter family in --training_methods (parents added too)",
+    "sequential_first": "train every parent (act/tok) before any a2t/t2a run",
+    "max_parallel": "worker processes (one GPU each when GPUs exist)",
+    "label_types": "label types for tok/a2t/t2a",
+    "dry_run": "print the grid and exit",
+    "launcher": "local: worker processes on this machine; slurm: submitit jobs (pip install 'actlab[slurm]')",
+    "slurm_partition": "Slurm partition (default: the cluster's)",
+    "slurm_time": "time limit of each run's job, minutes (a timed-out job is requeued and resumes)",
+    "slurm_gpus_per_node": "GPUs per run's job",
+    "slurm_cluster": "submitit executor: auto (slurm "
+    "where sbatch exists, else local), slurm, local (no cluster), debug (in this process)",
+}
 _SWEEP_CHOICES = {"launcher": ("local", "slurm"), "slurm_cluster": ("auto", "slurm", "local", "debug")}
 
 
@@ -161,12 +202,18 @@ def sweep_cli_config() -> type:
             base = typing.get_args(hints[f.name])[0] if f.default is None else hints[f.name]
             meta["aliases"] = [f"--{f.name}"] if SWEEP_AXES[f.name] != f.name else []
             name = SWEEP_AXES[f.name]
-            dflt = (field(default=None, metadata=meta) if f.default is None else
-                    field(default_factory=functools.partial(list, [f.default]), metadata=meta))
+            dflt = (
+                field(default=None, metadata=meta)
+                if f.default is None
+                else field(default_factory=functools.partial(list, [f.default]), metadata=meta)
+            )
             grid_fields.append((name, list[base] | None, dflt))
         else:
-            kw = ({"default_factory": f.default_factory} if f.default_factory is not dataclasses.MISSING
-                  else {"default": f.default})
+            kw = (
+                {"default_factory": f.default_factory}
+                if f.default_factory is not dataclasses.MISSING
+                else {"default": f.default}
+            )
             grid_fields.append((f.name, hints[f.name], field(metadata=meta, **kw)))
     Grid = dataclasses.make_dataclass("SweepGrid", grid_fields)
     shints = typing.get_type_hints(SweepConfig)

@@ -14,8 +14,20 @@ from __future__ import annotations
 
 from actlab.core.lazy import lazy_exports
 
-__getattr__, __dir__, __all__ = lazy_exports(__name__, {
-    "TrainConfig": "config", "LossConfig": "config", "CacheConfig": "config", "IAVGenerateConfig": "config",
-    "IAVDemoConfig": "config", "EvalConfig": "evaluate", "IAVEvaluateConfig": "verbs",
-    "IAVModel": "model", "train": "trainer", "evaluate": "evaluate", "generate_iav": "generate",
-}, globals())
+__getattr__, __dir__, __all__ = lazy_exports(
+    __name__,
+    {
+        "TrainConfig": "config",
+        "LossConfig": "config",
+        "CacheConfig": "config",
+        "IAVGenerateConfig": "config",
+        "IAVDemoConfig": "config",
+        "EvalConfig": "evaluate",
+        "IAVEvaluateConfig": "verbs",
+        "IAVModel": "model",
+        "train": "trainer",
+        "evaluate": "evaluate",
+        "generate_iav": "generate",
+    },
+    globals(),
+)

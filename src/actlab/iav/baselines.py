@@ -42,15 +42,29 @@ def _common(output_dir: str, max_steps: int, batch_size: int, learning_rate: flo
     import torch
 
     _quiet_libraries()
-    return dict(output_dir=str(output_dir), max_steps=max_steps, per_device_train_batch_size=batch_size,
-                learning_rate=learning_rate, lr_scheduler_type="linear", warmup_steps=0.1, logging_steps=10,
-                save_strategy="no", report_to=[], seed=seed, max_length=max_length, bf16=False,
-                use_cpu=not torch.cuda.is_available(), disable_tqdm=os.environ.get("ACTLAB_QUIET") == "1",
-                dataloader_num_workers=0, activation_checkpointing=False)
+    return dict(
+        output_dir=str(output_dir),
+        max_steps=max_steps,
+        per_device_train_batch_size=batch_size,
+        learning_rate=learning_rate,
+        lr_scheduler_type="linear",
+        warmup_steps=0.1,
+        logging_steps=10,
+        save_strategy="no",
+        report_to=[],
+        seed=seed,
+        max_length=max_length,
+        bf16=False,
+        use_cpu=not torch.cuda.is_available(),
+        disable_tqdm=os.environ.get("ACTLAB_QUIET") == "1",
+        dataloader_num_workers=0,
+        activation_checkpointing=False,
+    )
 
 
-def _train_trl(model_name_or_path: str, rows: list[dict], output_dir: str | Path, trainer_cls, args,
-               meta: dict) -> Path:
+def _train_trl(
+    model_name_or_path: str, rows: list[dict], output_dir: str | Path, trainer_cls, args, meta: dict
+) -> Path:
     """Load the model, train it with a TRL trainer, save it (skipped when ``output_dir`` already holds a model)."""
     from actlab.core.models import load
 
@@ -59,8 +73,9 @@ def _train_trl(model_name_or_path: str, rows: list[dict], output_dir: str | Path
         return out
     model, tok = load(model_name_or_path)
     model.train()
-    trainer = trainer_cls(model=model, args=args(str(out) + ".trl"), train_dataset=_dataset(rows),
-                          processing_class=tok)
+    trainer = trainer_cls(
+        model=model, args=args(str(out) + ".trl"), train_dataset=_dataset(rows), processing_class=tok
+    )
     _log_through_logging(trainer, meta["method"])
     from actlab.core.progress import bar_logging
 
@@ -78,8 +93,14 @@ def _log_through_logging(trainer, name: str) -> None:
     class Logs(TrainerCallback):
         def on_log(self, args, state, control, logs=None, **kwargs):
             if state.is_world_process_zero and logs:
-                log.info(f"{name} step {state.global_step}: " + ", ".join(
-                    f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in logs.items() if k != "total_flos"))
+                log.info(
+                    f"{name} step {state.global_step}: "
+                    + ", ".join(
+                        f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
+                        for k, v in logs.items()
+                        if k != "total_flos"
+                    )
+                )
 
     class Bar(ProgressCallback):
         def on_log(self, args, state, control, logs=None, **kwargs):  # the bar only; Logs has the lines
@@ -91,32 +112,64 @@ def _log_through_logging(trainer, name: str) -> None:
     trainer.add_callback(Logs)
 
 
-def train_dpo(model_name_or_path: str, rows: list[dict], output_dir: str | Path, *, beta: float = 0.1,
-              max_steps: int = 100, batch_size: int = 8, learning_rate: float = 5e-5, max_length: int = 128,
-              seed: int = 0) -> Path:
+def train_dpo(
+    model_name_or_path: str,
+    rows: list[dict],
+    output_dir: str | Path,
+    *,
+    beta: float = 0.1,
+    max_steps: int = 100,
+    batch_size: int = 8,
+    learning_rate: float = 5e-5,
+    max_length: int = 128,
+    seed: int = 0,
+) -> Path:
     """Fine-tune the whole model with ``trl.DPOTrainer``; returns the saved model directory."""
     from trl import DPOConfig, DPOTrainer
 
     def args(trl_dir: str):
-        return DPOConfig(beta=beta, loss_type=["sigmoid"],
-                         **_common(trl_dir, max_steps, batch_size, learning_rate, max_length, seed))
+        return DPOConfig(
+            beta=beta,
+            loss_type=["sigmoid"],
+            **_common(trl_dir, max_steps, batch_size, learning_rate, max_length, seed),
+        )
 
-    return _train_trl(model_name_or_path, rows, output_dir, DPOTrainer, args,
-                      {"method": "dpo", "beta": beta, "max_steps": max_steps})
+    return _train_trl(
+        model_name_or_path, rows, output_dir, DPOTrainer, args, {"method": "dpo", "beta": beta, "max_steps": max_steps}
+    )
 
 
-def train_arm(model_name_or_path: str, rows: list[dict], output_dir: str | Path, *, beta: float = 0.05,
-              max_steps: int = 100, batch_size: int = 8, learning_rate: float = 5e-5, max_length: int = 128,
-              seed: int = 0) -> Path:
+def train_arm(
+    model_name_or_path: str,
+    rows: list[dict],
+    output_dir: str | Path,
+    *,
+    beta: float = 0.05,
+    max_steps: int = 100,
+    batch_size: int = 8,
+    learning_rate: float = 5e-5,
+    max_length: int = 128,
+    seed: int = 0,
+) -> Path:
     """Train a GenARM autoregressive reward model with TRL's CPO trainer (sigmoid loss, ``cpo_alpha=0``)."""
     from trl.experimental.cpo import CPOConfig, CPOTrainer
 
     def args(trl_dir: str):
-        return CPOConfig(beta=beta, loss_type="sigmoid", cpo_alpha=0.0,
-                         **_common(trl_dir, max_steps, batch_size, learning_rate, max_length, seed))
+        return CPOConfig(
+            beta=beta,
+            loss_type="sigmoid",
+            cpo_alpha=0.0,
+            **_common(trl_dir, max_steps, batch_size, learning_rate, max_length, seed),
+        )
 
-    return _train_trl(model_name_or_path, rows, output_dir, CPOTrainer, args,
-                      {"method": "genarm_arm", "beta": beta, "max_steps": max_steps})
+    return _train_trl(
+        model_name_or_path,
+        rows,
+        output_dir,
+        CPOTrainer,
+        args,
+        {"method": "genarm_arm", "beta": beta, "max_steps": max_steps},
+    )
 
 
 def _save(model, tok, out: Path, info: dict) -> Path:

@@ -52,15 +52,27 @@ def is_pickle_file(path: str | Path) -> bool:
 
 
 def old_cache_message(path: str | Path, hint: str) -> str:
-    return (f"{path} is an old pickle-format cache (the public IAV code's torch.save single/dual cache), which actlab "
-            f"never unpickles; {hint}")
+    return (
+        f"{path} is an old pickle-format cache (the public IAV code's torch.save single/dual cache), which actlab "
+        f"never unpickles; {hint}"
+    )
 
 
-def regenerate_hint(ref_model: str, dataset: str, split: str, n: int, seq_length: int, max_prompt_length: int,
-                    loss: str, cache_file: str | Path) -> str:
-    return (f"regenerate it: actlab iav cache --ref_model {ref_model} --dataset {dataset} --split {split} "
-            f"--num_samples {n} --seq_length {seq_length} --max_prompt_length {max_prompt_length} --loss {loss} "
-            f"--cache_file {cache_file}")
+def regenerate_hint(
+    ref_model: str,
+    dataset: str,
+    split: str,
+    n: int,
+    seq_length: int,
+    max_prompt_length: int,
+    loss: str,
+    cache_file: str | Path,
+) -> str:
+    return (
+        f"regenerate it: actlab iav cache --ref_model {ref_model} --dataset {dataset} --split {split} "
+        f"--num_samples {n} --seq_length {seq_length} --max_prompt_length {max_prompt_length} --loss {loss} "
+        f"--cache_file {cache_file}"
+    )
 
 
 @torch.no_grad()
@@ -84,8 +96,12 @@ def reference_outputs(ref_lm, data: Tokenized, topk: int = 64, batch_size: int =
             tl = logp.gather(-1, ids[:, 1:].to(dev).unsqueeze(-1)).squeeze(-1)
             top = logp.topk(k, dim=-1)
             gathered = logits.gather(-1, ids.to(dev).unsqueeze(-1)).squeeze(-1)
-            for name, t in (("token_logps", tl), ("topk_idx", top.indices.to(torch.int32)),
-                            ("topk_logp", top.values), ("gathered", gathered)):
+            for name, t in (
+                ("token_logps", tl),
+                ("topk_idx", top.indices.to(torch.int32)),
+                ("topk_logp", top.values),
+                ("gathered", gathered),
+            ):
                 out.setdefault(f"{side}.{name}", []).append(t.cpu())
             bar.update(len(idx))
     bar.close()
@@ -106,10 +122,21 @@ def build_cache(cfg: CacheConfig) -> Path:
 
     lock = DirLock.acquire(path.parent, lock_file=path.with_name(path.name + ".lock"), what="cache file")
     tensors, vocab = reference_outputs(ref_lm, data, cfg.topk, cfg.batch_size)
-    meta = {"format": FORMAT, "version": VERSION, "ref_model": cfg.ref_model, "dataset": cfg.dataset,
-            "split": cfg.split, "num_samples": len(data), "seq_length": cfg.seq_length,
-            "max_prompt_length": cfg.max_prompt_length, "loss": cfg.loss, "topk": cfg.topk, "vocab_size": vocab,
-            "seed": cfg.seed, "ids_sha256": data.ids_hash()}
+    meta = {
+        "format": FORMAT,
+        "version": VERSION,
+        "ref_model": cfg.ref_model,
+        "dataset": cfg.dataset,
+        "split": cfg.split,
+        "num_samples": len(data),
+        "seq_length": cfg.seq_length,
+        "max_prompt_length": cfg.max_prompt_length,
+        "loss": cfg.loss,
+        "topk": cfg.topk,
+        "vocab_size": vocab,
+        "seed": cfg.seed,
+        "ids_sha256": data.ids_hash(),
+    }
     save_tensors(path, tensors, metadata=meta)
     lock.release()
     return path
@@ -128,34 +155,45 @@ def load_cache(path: str | Path, data: Tokenized, *, vocab_size: int, expect: di
     if meta.get("format") != FORMAT:
         raise ActlabError(f"{path} is not an IAV reference cache (format {meta.get('format')!r}); {hint}")
     if meta.get("version") != VERSION:
-        raise ActlabError(f"{path} has cache format version {meta.get('version')!r}, this actlab reads {VERSION}; {hint}")
+        raise ActlabError(
+            f"{path} has cache format version {meta.get('version')!r}, this actlab reads {VERSION}; {hint}"
+        )
     for key in ("seq_length", "loss"):
         if key in expect and str(meta.get(key)) != str(expect[key]):
-            raise ActlabError(f"cache {path} was built with {key}={meta.get(key)} but this run uses "
-                              f"{key}={expect[key]}; {hint}")
+            raise ActlabError(
+                f"cache {path} was built with {key}={meta.get(key)} but this run uses {key}={expect[key]}; {hint}"
+            )
     if int(meta.get("num_samples", -1)) != len(data):
         raise ActlabError(f"cache {path} holds {meta.get('num_samples')} pairs but this run has {len(data)}; {hint}")
     if int(meta.get("vocab_size", -1)) != vocab_size:
-        raise ActlabError(f"cache {path} comes from a model with vocabulary {meta.get('vocab_size')} "
-                          f"(ref_model {meta.get('ref_model')}) but the backbone has {vocab_size}; {hint}")
+        raise ActlabError(
+            f"cache {path} comes from a model with vocabulary {meta.get('vocab_size')} "
+            f"(ref_model {meta.get('ref_model')}) but the backbone has {vocab_size}; {hint}"
+        )
     if meta.get("ids_sha256") != data.ids_hash():
-        raise ActlabError(f"cache {path} was built over other token ids (ref_model {meta.get('ref_model')}, dataset "
-                          f"{meta.get('dataset')}, seq_length {meta.get('seq_length')}): its hash does not match "
-                          f"this run's data; {hint}")
+        raise ActlabError(
+            f"cache {path} was built over other token ids (ref_model {meta.get('ref_model')}, dataset "
+            f"{meta.get('dataset')}, seq_length {meta.get('seq_length')}): its hash does not match "
+            f"this run's data; {hint}"
+        )
     need = [f"{s}.{k}" for s in SIDES for k in ("token_logps", "topk_idx", "topk_logp", "gathered")]
     missing = [k for k in need if k not in tensors]
     if missing:
         raise ActlabError(f"cache {path} lacks {', '.join(missing)}; {hint}")
     tensors["_meta"] = meta
     if os.environ.get("RANK", "0") == "0":
-        log.info(f"using cached reference logits from {path} ({meta.get('num_samples')} pairs, ref_model "
-                 f"{meta.get('ref_model')}, top-{meta.get('topk')})")
+        log.info(
+            f"using cached reference logits from {path} ({meta.get('num_samples')} pairs, ref_model "
+            f"{meta.get('ref_model')}, top-{meta.get('topk')})"
+        )
     return tensors
 
 
 def cache_side(cache: dict, side: str, idx, length: int) -> dict:
     """The cached reference of rows ``idx`` cut to ``length`` tokens, as keyword arguments of :class:`loss.Side`."""
-    return {"ref_token_logps": cache[f"{side}.token_logps"][idx, : length - 1],
-            "ref_topk_idx": cache[f"{side}.topk_idx"][idx, : length - 1],
-            "ref_topk_logp": cache[f"{side}.topk_logp"][idx, : length - 1],
-            "ref_gathered": cache[f"{side}.gathered"][idx, :length]}
+    return {
+        "ref_token_logps": cache[f"{side}.token_logps"][idx, : length - 1],
+        "ref_topk_idx": cache[f"{side}.topk_idx"][idx, : length - 1],
+        "ref_topk_logp": cache[f"{side}.topk_logp"][idx, : length - 1],
+        "ref_gathered": cache[f"{side}.gathered"][idx, :length],
+    }

@@ -77,18 +77,26 @@ class CacheConfig:
     """``actlab iav cache``: reference log-probs of a (possibly different) reference model over a preference set."""
 
     ref_model: str = field(default="tiny", metadata={"aliases": ["--model_name"], "help": "reference model"})
-    dataset: str = field(default="syn_hh", metadata={"aliases": ["--dataset_name"],
-                                                     "help": "syn_hh, hh_rlhf or a local JSON/JSONL file"})
+    dataset: str = field(
+        default="syn_hh",
+        metadata={"aliases": ["--dataset_name"], "help": "syn_hh, hh_rlhf or a local JSON/JSONL file"},
+    )
     split: str = field(default="train", metadata={"help": "dataset split"})
     num_samples: int = field(default=512, metadata={"help": "pairs (must equal train's num_train_samples)"})
     seq_length: int = field(default=128, metadata={"aliases": ["--max_seq_length"], "help": "max tokens per sequence"})
     max_prompt_length: int = field(default=64, metadata={"help": "max prompt tokens"})
-    loss: str = field(default="corrected", metadata={
-        "help": "sequence layout: corrected or faithful (duplicates the prompt)"})
+    loss: str = field(
+        default="corrected", metadata={"help": "sequence layout: corrected or faithful (duplicates the prompt)"}
+    )
     topk: int = field(default=64, metadata={"help": "reference tokens kept per position (0 = full vocabulary)"})
     batch_size: int = field(default=16, metadata={"help": "sequences per forward"})
-    cache_file: str = field(default="iav_cache.safetensors", metadata={
-        "aliases": ["--output_path"], "help": "output file (safetensors whatever its suffix; the seed's .pt is fine)"})
+    cache_file: str = field(
+        default="iav_cache.safetensors",
+        metadata={
+            "aliases": ["--output_path"],
+            "help": "output file (safetensors whatever its suffix; the seed's .pt is fine)",
+        },
+    )
     seed: int = field(default=0, metadata={"help": "seed"})
     dtype: str | None = field(default=None, metadata={"cli": False})
     device: str | None = field(default=None, metadata={"help": "cpu | cuda | cuda:N | mps"})
@@ -109,8 +117,10 @@ class CacheConfig:
         check_model("ref_model", self.ref_model)
         check_dataset("dataset", self.dataset)
         if Path(self.cache_file).is_dir():
-            raise ActlabError(f"--cache_file {self.cache_file} is a directory, expected a file path (written as "
-                              f"safetensors whatever its suffix, e.g. .safetensors or the seed's .pt)")
+            raise ActlabError(
+                f"--cache_file {self.cache_file} is a directory, expected a file path (written as "
+                f"safetensors whatever its suffix, e.g. .safetensors or the seed's .pt)"
+            )
         check_out_dir("cache_file", str(Path(self.cache_file).parent))
 
 
@@ -120,12 +130,16 @@ class TrainConfig:
 
     model_name_or_path: str = field(default="tiny", metadata={"help": "backbone: zoo name, local dir or hub id"})
     output_dir: str = field(default="runs/iav", metadata={"help": "run directory"})
-    dataset: str = field(default="syn_hh", metadata={
-        "help": "syn_hh (offline), hh_rlhf (Dahoas/full-hh-rlhf) or a local JSON/JSONL file"})
+    dataset: str = field(
+        default="syn_hh",
+        metadata={"help": "syn_hh (offline), hh_rlhf (Dahoas/full-hh-rlhf) or a local JSON/JSONL file"},
+    )
     num_train_samples: int = field(default=512, metadata={"help": "training pairs"})
     num_val_samples: int = field(default=64, metadata={"help": "validation pairs, 0 = none"})
-    cache_file: str | None = field(default=None, metadata={
-        "help": "reference cache from `actlab iav cache` (any suffix; default: the frozen reference head)"})
+    cache_file: str | None = field(
+        default=None,
+        metadata={"help": "reference cache from `actlab iav cache` (any suffix; default: the frozen reference head)"},
+    )
     num_epochs: int = field(default=1, metadata={"help": "epochs"})
     batch_size: int = field(default=8, metadata={"help": "pairs per device per micro-step"})
     grad_accum: int = field(default=1, metadata={"help": "gradient accumulation steps"})
@@ -136,22 +150,28 @@ class TrainConfig:
     seq_length: int = field(default=128, metadata={"help": "max tokens per sequence"})
     max_prompt_length: int = field(default=64, metadata={"help": "max prompt tokens, kept from the end"})
     save_steps: int = field(default=50, metadata={"help": "write checkpoint-<step>/ every N steps"})
-    save_total_limit: int | None = field(default=None, metadata={
-        "help": "keep only the newest N checkpoint-<step>/ directories (default: all)"})
+    save_total_limit: int | None = field(
+        default=None, metadata={"help": "keep only the newest N checkpoint-<step>/ directories (default: all)"}
+    )
     eval_steps: int = field(default=25, metadata={"help": "validate every N steps"})
     max_steps: int = field(default=0, metadata={"help": "stop after this many optimizer steps; 0 = epochs"})
     bf16: bool = field(default=False, metadata={"help": "backbone in bf16 (heads stay fp32)"})
-    gradient_checkpointing: bool = field(default=False, metadata={
-        "help": "turn on the backbone's gradient checkpointing (the frozen backbone runs without autograd, so "
-                "it saves no memory here; the heads train the same)"})
+    gradient_checkpointing: bool = field(
+        default=False,
+        metadata={
+            "help": "turn on the backbone's gradient checkpointing (the frozen backbone runs without autograd, so "
+            "it saves no memory here; the heads train the same)"
+        },
+    )
     freeze_base_head: bool = field(default=False, metadata={"help": "train only the alignment head"})
     seed: int = field(default=0, metadata={"help": "seed"})
     wandb: bool = field(default=False, metadata={"help": "log to Weights & Biases (= --report_to wandb)"})
     report_to: tuple[str, ...] = report_to_field()
-    device: str | None = field(default=None, metadata={"help": "cpu | cuda | cuda:N (default: accelerate's "
-                                                                 "choice)"})
-    ref_model: str | None = field(default=None, metadata={
-        "help": "a live reference model instead of the frozen head (slow; train(cfg, ref_model=...))"})
+    device: str | None = field(default=None, metadata={"help": "cpu | cuda | cuda:N (default: accelerate's choice)"})
+    ref_model: str | None = field(
+        default=None,
+        metadata={"help": "a live reference model instead of the frozen head (slow; train(cfg, ref_model=...))"},
+    )
     loss: LossConfig = field(default_factory=LossConfig, metadata={"file_key": "loss_config"})
     overwrite: bool = field(default=False, metadata={"help": "redo a finished run whose recorded config differs"})
 
@@ -159,8 +179,16 @@ class TrainConfig:
         self.report_to = tuple(check_report_to(self.report_to)) or ("none",)
         if isinstance(self.loss, dict):
             self.loss = LossConfig(**self.loss)
-        for n in ("num_train_samples", "num_epochs", "batch_size", "grad_accum", "seq_length", "max_prompt_length",
-                  "save_steps", "eval_steps"):
+        for n in (
+            "num_train_samples",
+            "num_epochs",
+            "batch_size",
+            "grad_accum",
+            "seq_length",
+            "max_prompt_length",
+            "save_steps",
+            "eval_steps",
+        ):
             _pos_int(n, getattr(self, n))
         if self.save_total_limit is not None:
             _pos_int("save_total_limit", self.save_total_limit)
@@ -189,9 +217,21 @@ class TrainConfig:
             from actlab.iav.cache import is_pickle_file, old_cache_message, regenerate_hint
 
             if is_pickle_file(self.cache_file):
-                raise ActlabError(old_cache_message(self.cache_file, regenerate_hint(
-                    self.ref_model or self.model_name_or_path, self.dataset, "train", self.num_train_samples,
-                    self.seq_length, self.max_prompt_length, self.loss.loss, self.cache_file)))
+                raise ActlabError(
+                    old_cache_message(
+                        self.cache_file,
+                        regenerate_hint(
+                            self.ref_model or self.model_name_or_path,
+                            self.dataset,
+                            "train",
+                            self.num_train_samples,
+                            self.seq_length,
+                            self.max_prompt_length,
+                            self.loss.loss,
+                            self.cache_file,
+                        ),
+                    )
+                )
             check_safetensors("cache_file", self.cache_file)
 
 
@@ -229,11 +269,13 @@ class IAVGenerateConfig:
     """``actlab iav generate``: generate with ``z_final = z_base + α·a_t`` for each α."""
 
     heads: str = field(metadata={"help": "heads dir (save_pretrained) or train run dir"})
-    model_name_or_path: str | None = field(default=None, metadata={"help": "backbone (default: the one the heads "
-                                                                            "name)"})
+    model_name_or_path: str | None = field(
+        default=None, metadata={"help": "backbone (default: the one the heads name)"}
+    )
     prompt: list[str] | None = field(default=None, metadata={"help": "prompt text(s)"})
-    prompts_file: str | None = field(default=None, metadata={
-        "help": "JSON/JSONL prompts (instruction/turns/prompt/question)"})
+    prompts_file: str | None = field(
+        default=None, metadata={"help": "JSON/JSONL prompts (instruction/turns/prompt/question)"}
+    )
     alpha: list[float] = field(default_factory=lambda: [1.0], metadata={"help": "α value(s)"})
     output_file: str | None = field(default=None, metadata={"help": "write JSON here instead of printing"})
     generation: GenerateConfig = field(default_factory=GenerateConfig)
@@ -262,14 +304,17 @@ class IAVDemoConfig:
     """``actlab iav demo``: on a zoo model, train IAV heads, a TRL DPO model and a GenARM ARM on syn_hh, sweep α and
     print the side-by-side table; writes the plot."""
 
-    model_id: str = field(default="tiny", metadata={
-        "help": "zoo model, a model dir, or 'dialogs' (a dialogs-only stand-in built on first use)"})
+    model_id: str = field(
+        default="tiny",
+        metadata={"help": "zoo model, a model dir, or 'dialogs' (a dialogs-only stand-in built on first use)"},
+    )
     output_dir: str = field(default="runs/iav_demo", metadata={"help": "run directory"})
     num_prompts: int = field(default=100, metadata={"help": "evaluation prompts"})
     max_new_tokens: int = field(default=48, metadata={"help": "generation length cap"})
     quick: bool = field(default=False, metadata={"help": "fewer steps and prompts (smoke test)"})
-    seed: int = field(default=0, metadata={"help": "first seed: the demo runs seeds seed, seed+1, seed+2 (two with "
-                                                   "--quick)"})
+    seed: int = field(
+        default=0, metadata={"help": "first seed: the demo runs seeds seed, seed+1, seed+2 (two with --quick)"}
+    )
 
     def __post_init__(self) -> None:
         check_positive("num_prompts", self.num_prompts, integer=True)
@@ -281,8 +326,14 @@ def demo(cfg: IAVDemoConfig) -> dict:
     from actlab.iav.demo import SEEDS
     from actlab.iav.demo import demo as _demo
 
-    return _demo(cfg.model_id, cfg.output_dir, num_prompts=cfg.num_prompts, max_new_tokens=cfg.max_new_tokens,
-                 quick=cfg.quick, seeds=tuple(cfg.seed + s for s in SEEDS))
+    return _demo(
+        cfg.model_id,
+        cfg.output_dir,
+        num_prompts=cfg.num_prompts,
+        max_new_tokens=cfg.max_new_tokens,
+        quick=cfg.quick,
+        seeds=tuple(cfg.seed + s for s in SEEDS),
+    )
 
 
 def check_existing(option: str, path: str, kind: str = "any") -> None:

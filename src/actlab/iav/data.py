@@ -21,7 +21,11 @@ from actlab.core.errors import ActlabError
 from actlab.data.sources import load_rows as load_data_rows
 
 #: hub preference sets by name (``hh-rlhf`` is the spelling of the seed's ``train.sh``)
-HUB_IDS = {"hh_rlhf": "Dahoas/full-hh-rlhf", "hh-rlhf": "Dahoas/full-hh-rlhf", "Dahoas/full-hh-rlhf": "Dahoas/full-hh-rlhf"}
+HUB_IDS = {
+    "hh_rlhf": "Dahoas/full-hh-rlhf",
+    "hh-rlhf": "Dahoas/full-hh-rlhf",
+    "Dahoas/full-hh-rlhf": "Dahoas/full-hh-rlhf",
+}
 SYNTHETIC = ("syn_hh",)
 REQUIRED = ("chosen", "rejected")
 
@@ -41,8 +45,10 @@ def normalise_rows(rows: list[dict], source: str) -> list[dict]:
     cols = set(rows[0])
     missing = [c for c in REQUIRED if c not in cols]
     if missing:
-        raise ActlabError(f"dataset {source!r} lacks column(s) {', '.join(missing)} (has: {', '.join(sorted(cols))}); "
-                          "IAV needs prompt/chosen/rejected (Dahoas/full-hh-rlhf schema) or chosen/rejected dialogs")
+        raise ActlabError(
+            f"dataset {source!r} lacks column(s) {', '.join(missing)} (has: {', '.join(sorted(cols))}); "
+            "IAV needs prompt/chosen/rejected (Dahoas/full-hh-rlhf schema) or chosen/rejected dialogs"
+        )
     out = []
     for r in rows:
         if "prompt" in r and r["prompt"] is not None:
@@ -51,7 +57,7 @@ def normalise_rows(rows: list[dict], source: str) -> list[dict]:
             p, c = _split_anthropic(str(r["chosen"]))
             p2, rj = _split_anthropic(str(r["rejected"]))
             if p != p2:
-                rj = str(r["rejected"])[len(p):] if str(r["rejected"]).startswith(p) else rj
+                rj = str(r["rejected"])[len(p) :] if str(r["rejected"]).startswith(p) else rj
             out.append({"prompt": p, "chosen": c, "rejected": rj})
     return out
 
@@ -93,8 +99,12 @@ def load_rows(dataset: str, split: str = "train", n: int | None = None, seed: in
     else:
         from actlab.core.errors import unknown_choice
 
-        raise unknown_choice("preference dataset", dataset, [*SYNTHETIC, *HUB_IDS],
-                             hint="or a local .json/.jsonl/.parquet file, or a hub id org/name")
+        raise unknown_choice(
+            "preference dataset",
+            dataset,
+            [*SYNTHETIC, *HUB_IDS],
+            hint="or a local .json/.jsonl/.parquet file, or a hub id org/name",
+        )
     rows = rows[:n] if n else rows
     return normalise_rows(rows, dataset)
 
@@ -131,8 +141,11 @@ class Tokenized:
 
 
 def _encode_corrected(tok, prompt: str, response: str, seq_length: int, max_prompt_length: int):
-    p = tok(prompt)["input_ids"][-max_prompt_length:] if prompt else (
-        [tok.bos_token_id] if tok.bos_token_id is not None else [])
+    p = (
+        tok(prompt)["input_ids"][-max_prompt_length:]
+        if prompt
+        else ([tok.bos_token_id] if tok.bos_token_id is not None else [])
+    )
     r = tok(response, add_special_tokens=False)["input_ids"]
     if tok.eos_token_id is not None:
         r = r + [tok.eos_token_id]

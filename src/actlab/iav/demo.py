@@ -40,11 +40,13 @@ def dialogs_model() -> Path:
     final = Path(actlab_home()) / "iav" / "dialogs-model"
     if (final / "config.json").exists():
         return final
-    spec = ZooSpec(name="iav-dialogs", description="tiny shape and tokenizer, hh-like dialogs only (IAV demo)",
-                   corpus=CorpusSpec({"dialogs": 1.0}, max_len=96),
-                   train=TrainSpec(steps=500, batch_size=16, warmup=30, threads=1, ckpt_every=100, eval_every=0,
-                                   eval_tasks=10),
-                   seed=3)
+    spec = ZooSpec(
+        name="iav-dialogs",
+        description="tiny shape and tokenizer, hh-like dialogs only (IAV demo)",
+        corpus=CorpusSpec({"dialogs": 1.0}, max_len=96),
+        train=TrainSpec(steps=500, batch_size=16, warmup=30, threads=1, ckpt_every=100, eval_every=0, eval_tasks=10),
+        seed=3,
+    )
     log.info(f"building the dialogs stand-in model into {final} (resumable)")
     build(spec, final)
     return final
@@ -53,8 +55,14 @@ def dialogs_model() -> Path:
 SEEDS = (0, 1, 2)
 
 
-def demo(model_id: str = "tiny", output_dir: str = "runs/iav_demo", num_prompts: int = 100,
-         max_new_tokens: int = 48, quick: bool = False, seeds=SEEDS) -> dict:
+def demo(
+    model_id: str = "tiny",
+    output_dir: str = "runs/iav_demo",
+    num_prompts: int = 100,
+    max_new_tokens: int = 48,
+    quick: bool = False,
+    seeds=SEEDS,
+) -> dict:
     """The demo once per seed into ``output_dir/seed<s>/``, then the summary over seeds (written to
     ``summary.json`` / ``summary.md``); returns the summary and its ``text``: each seed's report, then the table
     over seeds."""
@@ -117,12 +125,18 @@ def seed_table(summary: dict) -> str:
         return fmt(c, 1.0, 3, sign=sign) + (" *" if sign and c.excludes_zero() else "")
 
     n = len(summary["seeds"])
-    lines = [f"Over {n} seeds ({summary['num_prompts']} prompts each): mean ± 95 % CI over seeds; Δ paired by seed "
-             "(* = the CI excludes 0)", "",
-             "| method | α | reward | Δ vs base | Δ vs α = 0 | win vs base | KL to ref |", "|---|---|---|---|---|---|---|"]
+    lines = [
+        f"Over {n} seeds ({summary['num_prompts']} prompts each): mean ± 95 % CI over seeds; Δ paired by seed "
+        "(* = the CI excludes 0)",
+        "",
+        "| method | α | reward | Δ vs base | Δ vs α = 0 | win vs base | KL to ref |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for r in summary["methods"]:
-        lines.append(f"| {r['method']} | {r['alpha']:g} | {cell(r, 'reward')} | {cell(r, 'diff_vs_base', True)} | "
-                     f"{cell(r, 'diff_vs_alpha0', True)} | {r['win_rate_vs_base']:.3f} | {r['kl_ref']:.4f} |")
+        lines.append(
+            f"| {r['method']} | {r['alpha']:g} | {cell(r, 'reward')} | {cell(r, 'diff_vs_base', True)} | "
+            f"{cell(r, 'diff_vs_alpha0', True)} | {r['win_rate_vs_base']:.3f} | {r['kl_ref']:.4f} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -143,8 +157,14 @@ def plot_seeds(summary: dict, path) -> Path:
     for kind, label in (("iav", "IAV"), ("iav-fb", "IAV, frozen base head")):
         rows = sorted((r for r in summary["methods"] if r["kind"] == kind), key=lambda r: r["alpha"])
         if rows:
-            ax.errorbar([r["alpha"] for r in rows], [r["reward"] for r in rows], yerr=[h(r) for r in rows],
-                        marker="o", capsize=3, label=label)
+            ax.errorbar(
+                [r["alpha"] for r in rows],
+                [r["reward"] for r in rows],
+                yerr=[h(r) for r in rows],
+                marker="o",
+                capsize=3,
+                label=label,
+            )
     colors = {"base": "gray", "genarm": "tab:green", "dpo": "tab:red"}
     for r in summary["methods"]:
         if r["kind"] in colors:
@@ -158,8 +178,14 @@ def plot_seeds(summary: dict, path) -> Path:
     return save_figure(fig, path, dpi=120)
 
 
-def demo_seed(model_id: str = "tiny", output_dir: str = "runs/iav_demo", num_prompts: int = 100,
-              max_new_tokens: int = 48, quick: bool = False, seed: int = 0) -> dict:
+def demo_seed(
+    model_id: str = "tiny",
+    output_dir: str = "runs/iav_demo",
+    num_prompts: int = 100,
+    max_new_tokens: int = 48,
+    quick: bool = False,
+    seed: int = 0,
+) -> dict:
     """One seed of the demo (training, baselines, α sweep) into ``output_dir``; returns the evaluation summary."""
     from actlab import zoo
     from actlab.core.io import read_json
@@ -172,34 +198,78 @@ def demo_seed(model_id: str = "tiny", output_dir: str = "runs/iav_demo", num_pro
     if model_id == DIALOGS:
         model_id = str(dialogs_model())
     elif not zoo.is_zoo_name(model_id) and not Path(model_id).exists():
-        raise ActlabError(f"demo model {model_id!r} is neither a zoo name ({', '.join(zoo.ZOO_NAMES)}), "
-                          f"{DIALOGS!r}, nor a directory")
+        raise ActlabError(
+            f"demo model {model_id!r} is neither a zoo name ({', '.join(zoo.ZOO_NAMES)}), {DIALOGS!r}, nor a directory"
+        )
     out = Path(output_dir)
     n_train = 64 if quick else 1024
     steps = 8 if quick else 150
     base_steps = 8 if quick else 60
     if quick:
         num_prompts, max_new_tokens = min(num_prompts, 16), min(max_new_tokens, 24)
-    log.info(f"[1/3] training IAV heads on {model_id} (syn_hh, {n_train} pairs, {steps} steps; base head trainable, "
-             "then frozen)")
+    log.info(
+        f"[1/3] training IAV heads on {model_id} (syn_hh, {n_train} pairs, {steps} steps; base head trainable, "
+        "then frozen)"
+    )
     for sub, frozen in (("iav", False), ("iav_frozen", True)):
-        cfg = TrainConfig(model_name_or_path=model_id, output_dir=str(out / sub), dataset="syn_hh",
-                          num_train_samples=n_train, num_val_samples=32, batch_size=16, learning_rate=5e-3,
-                          max_steps=steps, save_steps=50, eval_steps=50, seq_length=96, max_prompt_length=48,
-                          seed=seed, freeze_base_head=frozen,
-                          loss=LossConfig(loss="corrected", beta=0.1, lambda_kl=0.1, lambda_l2=0.01))
+        cfg = TrainConfig(
+            model_name_or_path=model_id,
+            output_dir=str(out / sub),
+            dataset="syn_hh",
+            num_train_samples=n_train,
+            num_val_samples=32,
+            batch_size=16,
+            learning_rate=5e-3,
+            max_steps=steps,
+            save_steps=50,
+            eval_steps=50,
+            seq_length=96,
+            max_prompt_length=48,
+            seed=seed,
+            freeze_base_head=frozen,
+            loss=LossConfig(loss="corrected", beta=0.1, lambda_kl=0.1, lambda_l2=0.01),
+        )
         train(cfg)
     rows = load_rows("syn_hh", "train", n_train, seed)
     log.info(f"[2/3] training baselines with TRL: DPO ({base_steps} steps) and GenARM's ARM ({base_steps} steps)")
-    dpo = train_dpo(model_id, rows, out / "dpo", beta=0.1, max_steps=base_steps, batch_size=16, learning_rate=1e-4,
-                    max_length=96, seed=seed)
-    arm = train_arm(model_id, rows, out / "arm", beta=0.05, max_steps=base_steps, batch_size=16, learning_rate=1e-4,
-                    max_length=96, seed=seed)
+    dpo = train_dpo(
+        model_id,
+        rows,
+        out / "dpo",
+        beta=0.1,
+        max_steps=base_steps,
+        batch_size=16,
+        learning_rate=1e-4,
+        max_length=96,
+        seed=seed,
+    )
+    arm = train_arm(
+        model_id,
+        rows,
+        out / "arm",
+        beta=0.05,
+        max_steps=base_steps,
+        batch_size=16,
+        learning_rate=1e-4,
+        max_length=96,
+        seed=seed,
+    )
     log.info(f"[3/3] α sweep on {num_prompts} held-out prompts (sampling, T=1, {max_new_tokens} new tokens)")
-    ecfg = EvalConfig(heads=str(out / "iav" / "heads"), heads_frozen_base=str(out / "iav_frozen" / "heads"),
-                      arm_model=str(arm), dpo_model=str(dpo), prompt_set="syn_hh",
-                      num_prompts=num_prompts, max_new_tokens=max_new_tokens, do_sample=True, temperature=1.0,
-                      top_p=1.0, batch_size=32, output_dir=str(out / "eval"), seed=seed)
+    ecfg = EvalConfig(
+        heads=str(out / "iav" / "heads"),
+        heads_frozen_base=str(out / "iav_frozen" / "heads"),
+        arm_model=str(arm),
+        dpo_model=str(dpo),
+        prompt_set="syn_hh",
+        num_prompts=num_prompts,
+        max_new_tokens=max_new_tokens,
+        do_sample=True,
+        temperature=1.0,
+        top_p=1.0,
+        batch_size=32,
+        output_dir=str(out / "eval"),
+        seed=seed,
+    )
     if (out / "eval" / "COMPLETE").exists():
         summary = read_json(out / "eval" / "results.json")
     else:
@@ -211,15 +281,19 @@ def seed_report(summary: dict, output_dir) -> str:
     """One seed's report: its side-by-side table (``eval/table.md``), whether reward rises with α, the plot path."""
     out = Path(output_dir)
     lines = ["", (out / "eval" / "table.md").read_text(encoding="utf-8")]
-    for kind, key, label in (("iav", "reward_rises_with_alpha", "IAV"),
-                             ("iav-fb", "reward_rises_with_alpha_frozen_base", "IAV, frozen base head")):
+    for kind, key, label in (
+        ("iav", "reward_rises_with_alpha", "IAV"),
+        ("iav-fb", "reward_rises_with_alpha_frozen_base", "IAV, frozen base head"),
+    ):
         t = summary.get(key)
         rows_k = [r for r in summary["methods"] if r["kind"] == kind]
         if not t or not rows_k:
             continue
         rs = ", ".join(f"α={r['alpha']:g}: {r['reward']:.3f}" for r in rows_k)
         lines.append(f"{label} reward by α: {rs}")
-        lines.append(f"  reward rises with α: monotone={t['monotone']}, spearman={t['spearman']}, "
-                     f"α={rows_k[-1]['alpha']:g} beats α=0: {t['max_alpha_beats_zero']}")
+        lines.append(
+            f"  reward rises with α: monotone={t['monotone']}, spearman={t['spearman']}, "
+            f"α={rows_k[-1]['alpha']:g} beats α=0: {t['max_alpha_beats_zero']}"
+        )
     lines.append(f"plot: {out / 'eval' / 'reward_vs_alpha.png'}")
     return "\n".join(lines)

@@ -103,8 +103,10 @@ def record_prompt(rec: dict, prompt_set: str) -> dict:
     elif "question" in rec:
         q = str(rec["question"])
     else:
-        raise ActlabError(f"a {prompt_set} prompt record has none of instruction/turns/prompt/question "
-                          f"(keys: {', '.join(sorted(rec))})")
+        raise ActlabError(
+            f"a {prompt_set} prompt record has none of instruction/turns/prompt/question "
+            f"(keys: {', '.join(sorted(rec))})"
+        )
     rid = str(rec.get("question_id", rec.get("uid", rec.get("id", ""))))
     return {"id": rid, "prompt": HH_TEMPLATE.format(q=q.strip()), "question": q, "dataset": rec.get("dataset")}
 
@@ -123,8 +125,9 @@ def load_prompts(prompt_set: str, n: int, prompts_file: str | None = None, seed:
     elif prompt_set == "alpaca_eval":
         from actlab.data.sources import load_rows as load_data_rows
 
-        recs = load_data_rows("tatsu-lab/alpaca_eval", "eval", config="alpaca_eval",
-                              hint="pass --prompts_file alpaca_eval.json")
+        recs = load_data_rows(
+            "tatsu-lab/alpaca_eval", "eval", config="alpaca_eval", hint="pass --prompts_file alpaca_eval.json"
+        )
     else:
         raise ActlabError("arena_hard prompts: pass --prompts_file question.jsonl (from lmarena-ai/arena-hard-auto)")
     out = [record_prompt(r, prompt_set) for r in recs[:n]]
@@ -138,7 +141,7 @@ def distinct_n(texts: list[str], n: int) -> float:
     grams, total = set(), 0
     for t in texts:
         w = t.split()
-        g = [tuple(w[i: i + n]) for i in range(len(w) - n + 1)]
+        g = [tuple(w[i : i + n]) for i in range(len(w) - n + 1)]
         grams.update(g)
         total += len(g)
     return len(grams) / total if total else 0.0
@@ -186,8 +189,14 @@ class Rewarder:
         out = []
         dev = next(self.rm.parameters()).device
         for s in range(0, len(prompts), batch_size):
-            enc = self.tok(prompts[s: s + batch_size], responses[s: s + batch_size], return_tensors="pt",
-                           padding=True, truncation=True, max_length=1024).to(dev)
+            enc = self.tok(
+                prompts[s : s + batch_size],
+                responses[s : s + batch_size],
+                return_tensors="pt",
+                padding=True,
+                truncation=True,
+                max_length=1024,
+            ).to(dev)
             out += self.rm(**enc).logits[:, 0].float().cpu().tolist()
         return out
 
@@ -200,8 +209,8 @@ def mean_kl_to_ref(score_fn, ref_lm, tok, prompts: list[str], gens: list[list[in
     dev = next(ref_lm.parameters()).device
     tot, cnt = 0.0, 0
     for s in range(0, len(prompts), batch_size):
-        p_ids = [tok(p)["input_ids"] for p in prompts[s: s + batch_size]]
-        g_ids = gens[s: s + batch_size]
+        p_ids = [tok(p)["input_ids"] for p in prompts[s : s + batch_size]]
+        g_ids = gens[s : s + batch_size]
         seqs = [p + g for p, g in zip(p_ids, g_ids, strict=True)]
         if not any(g_ids):
             continue
@@ -212,7 +221,7 @@ def mean_kl_to_ref(score_fn, ref_lm, tok, prompts: list[str], gens: list[list[in
         kl = (lp.exp() * (lp - lq)).sum(-1)  # [B, L]
         for j, (p, g) in enumerate(zip(p_ids, g_ids, strict=True)):
             if g:
-                tot += float(kl[j, len(p) - 1: len(p) - 1 + len(g)].sum())
+                tot += float(kl[j, len(p) - 1 : len(p) - 1 + len(g)].sum())
                 cnt += len(g)
     return tot / cnt if cnt else 0.0
 
@@ -233,10 +242,26 @@ def _methods(cfg: EvalConfig, iav, ref_lm, tok):
     from actlab.core.models import load
     from actlab.iav.generate import GenARMStepper, IAVStepper, PlainStepper, decode
 
-    kw = dict(max_new_tokens=cfg.max_new_tokens, do_sample=cfg.do_sample, temperature=cfg.temperature,
-              top_p=cfg.top_p, batch_size=cfg.batch_size, seed=cfg.seed, return_ids=True, device=iav.device)
-    ms = [("base", "base", 0.0, lambda P: decode(PlainStepper(ref_lm), tok, P, **kw),
-           lambda ids, m: torch.log_softmax(ref_lm(input_ids=ids, attention_mask=m).logits.float(), -1), (ref_lm,))]
+    kw = dict(
+        max_new_tokens=cfg.max_new_tokens,
+        do_sample=cfg.do_sample,
+        temperature=cfg.temperature,
+        top_p=cfg.top_p,
+        batch_size=cfg.batch_size,
+        seed=cfg.seed,
+        return_ids=True,
+        device=iav.device,
+    )
+    ms = [
+        (
+            "base",
+            "base",
+            0.0,
+            lambda P: decode(PlainStepper(ref_lm), tok, P, **kw),
+            lambda ids, m: torch.log_softmax(ref_lm(input_ids=ids, attention_mask=m).logits.float(), -1),
+            (ref_lm,),
+        )
+    ]
 
     def iav_fns_for(model, a):
         def score(ids, m):
@@ -266,12 +291,28 @@ def _methods(cfg: EvalConfig, iav, ref_lm, tok):
             la = torch.log_softmax(arm(input_ids=ids, attention_mask=m).logits.float(), -1)
             return torch.log_softmax(lb + a * la, -1)
 
-        ms.append((f"genarm@{a:g}", "genarm", a, lambda P: decode(GenARMStepper(ref_lm, arm, a), tok, P, **kw),
-                   genarm_score, (ref_lm, arm)))
+        ms.append(
+            (
+                f"genarm@{a:g}",
+                "genarm",
+                a,
+                lambda P: decode(GenARMStepper(ref_lm, arm, a), tok, P, **kw),
+                genarm_score,
+                (ref_lm, arm),
+            )
+        )
     if cfg.dpo_model:
         dpo, _ = load(cfg.dpo_model, device=str(iav.device))
-        ms.append(("dpo", "dpo", 0.0, lambda P: decode(PlainStepper(dpo), tok, P, **kw),
-                   lambda ids, m: torch.log_softmax(dpo(input_ids=ids, attention_mask=m).logits.float(), -1), (dpo,)))
+        ms.append(
+            (
+                "dpo",
+                "dpo",
+                0.0,
+                lambda P: decode(PlainStepper(dpo), tok, P, **kw),
+                lambda ids, m: torch.log_softmax(dpo(input_ids=ids, attention_mask=m).logits.float(), -1),
+                (dpo,),
+            )
+        )
     return ms
 
 
@@ -279,18 +320,35 @@ def _export(prompt_set: str, method: str, prompts: list[dict], texts: list[str],
     from actlab.core.io import atomic_write_json, atomic_write_jsonl
 
     if prompt_set == "alpaca_eval":
-        return atomic_write_json(out / f"{method}.alpaca_eval.json", [
-            {"instruction": p["question"], "output": t, "generator": method, "dataset": p.get("dataset") or ""}
-            for p, t in zip(prompts, texts, strict=True)])
+        return atomic_write_json(
+            out / f"{method}.alpaca_eval.json",
+            [
+                {"instruction": p["question"], "output": t, "generator": method, "dataset": p.get("dataset") or ""}
+                for p, t in zip(prompts, texts, strict=True)
+            ],
+        )
     if prompt_set == "arena_hard":
         now = time.time()
-        return atomic_write_jsonl(out / f"{method}.arena_hard.jsonl", [
-            {"question_id": p["id"], "answer_id": uuid.uuid5(uuid.NAMESPACE_URL, f"{method}/{p['id']}").hex,
-             "model_id": method, "choices": [{"index": 0, "turns": [{"content": t}]}], "tstamp": now}
-            for p, t in zip(prompts, texts, strict=True)])
-    return atomic_write_json(out / f"{method}.hh_rlhf.json", [
-        {"prompt": p["prompt"], "response": t, "result": p["prompt"] + " " + t.strip(), "method": method}
-        for p, t in zip(prompts, texts, strict=True)])
+        return atomic_write_jsonl(
+            out / f"{method}.arena_hard.jsonl",
+            [
+                {
+                    "question_id": p["id"],
+                    "answer_id": uuid.uuid5(uuid.NAMESPACE_URL, f"{method}/{p['id']}").hex,
+                    "model_id": method,
+                    "choices": [{"index": 0, "turns": [{"content": t}]}],
+                    "tstamp": now,
+                }
+                for p, t in zip(prompts, texts, strict=True)
+            ],
+        )
+    return atomic_write_json(
+        out / f"{method}.hh_rlhf.json",
+        [
+            {"prompt": p["prompt"], "response": t, "result": p["prompt"] + " " + t.strip(), "method": method}
+            for p, t in zip(prompts, texts, strict=True)
+        ],
+    )
 
 
 def _heads_path(p: str) -> Path:
@@ -330,28 +388,46 @@ def evaluate(cfg: EvalConfig, iav=None) -> dict:
         kl = mean_kl_to_ref(score, ref_lm, tok, P, ids, cfg.batch_size)
         m, se = mean_se(rewards)
         ci = mean_ci(rewards)
-        row = {"method": name, "kind": kind, "alpha": alpha, "reward": m, "reward_se": se, "reward_ci95": ci.half,
-               "kl_ref": kl,
-               "distinct_1": distinct_n(texts, 1), "distinct_2": distinct_n(texts, 2),
-               "ms_per_token": 1000 * dt / max(ntok, 1), "mean_len": sum(map(len, ids)) / len(ids),
-               "mem_params_mb": _param_mb(*models)}
+        row = {
+            "method": name,
+            "kind": kind,
+            "alpha": alpha,
+            "reward": m,
+            "reward_se": se,
+            "reward_ci95": ci.half,
+            "kl_ref": kl,
+            "distinct_1": distinct_n(texts, 1),
+            "distinct_2": distinct_n(texts, 2),
+            "ms_per_token": 1000 * dt / max(ntok, 1),
+            "mean_len": sum(map(len, ids)) / len(ids),
+            "mem_params_mb": _param_mb(*models),
+        }
         if iav.device.type == "cuda":
             row["mem_peak_mb"] = torch.cuda.max_memory_allocated() / 2**20
         results[name] = row
         gens_by[name] = (texts, rewards)
         from actlab.core.io import atomic_write_json
 
-        atomic_write_json(run / "generations" / f"{name}.json", [
-            {"id": p["id"], "prompt": p["prompt"], "response": t, "reward": r}
-            for p, t, r in zip(prompts, texts, rewards, strict=True)])
+        atomic_write_json(
+            run / "generations" / f"{name}.json",
+            [
+                {"id": p["id"], "prompt": p["prompt"], "response": t, "reward": r}
+                for p, t, r in zip(prompts, texts, rewards, strict=True)
+            ],
+        )
         _export(cfg.prompt_set, name, prompts, texts, run.path / "exports")
     base_r = gens_by["base"][1]
     for name, row in results.items():
         row["win_rate_vs_base"] = win_rate(gens_by[name][1], base_r)
         d = paired_diff(gens_by[name][1], base_r)
         row["reward_diff_vs_base"], row["reward_diff_vs_base_ci95"] = d.mean, d.half
-    summary = {"prompt_set": cfg.prompt_set, "num_prompts": len(P), "reward_model": cfg.reward_model,
-               "methods": list(results.values()), "reward_rises_with_alpha": reward_trend(results)}
+    summary = {
+        "prompt_set": cfg.prompt_set,
+        "num_prompts": len(P),
+        "reward_model": cfg.reward_model,
+        "methods": list(results.values()),
+        "reward_rises_with_alpha": reward_trend(results),
+    }
     if cfg.heads_frozen_base:
         summary["reward_rises_with_alpha_frozen_base"] = reward_trend(results, kind="iav-fb")
     run.write_json("results.json", summary)
@@ -374,8 +450,11 @@ def reward_trend(results: dict, kind: str = "iav") -> dict:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # constant rewards: rho is undefined (NaN → None)
         rho = spearmanr(a, r).statistic
-    return {"spearman": None if rho != rho else float(rho),
-            "monotone": all(r[i + 1] >= r[i] for i in range(len(r) - 1)), "max_alpha_beats_zero": r[-1] > r[0]}
+    return {
+        "spearman": None if rho != rho else float(rho),
+        "monotone": all(r[i + 1] >= r[i] for i in range(len(r) - 1)),
+        "max_alpha_beats_zero": r[-1] > r[0],
+    }
 
 
 def _ci_cell(mean: float, half: float | None, n: int = 2, sign: bool = False) -> str:
@@ -386,16 +465,23 @@ def _ci_cell(mean: float, half: float | None, n: int = 2, sign: bool = False) ->
 
 def table(results: dict) -> str:
     """Markdown table: reward mean ± 95 % CI over prompts; Δ vs base paired by prompt (* = the CI excludes 0)."""
-    head = ("| method | α | reward (± 95 % CI) | Δ vs base (paired) | win vs base | KL to ref | distinct-1 | "
-            "distinct-2 | ms/token | params MB |\n|---|---|---|---|---|---|---|---|---|---|\n")
+    head = (
+        "| method | α | reward (± 95 % CI) | Δ vs base (paired) | win vs base | KL to ref | distinct-1 | "
+        "distinct-2 | ms/token | params MB |\n|---|---|---|---|---|---|---|---|---|---|\n"
+    )
     lines = []
     for r in results.values():
         half = r.get("reward_ci95", 1.96 * r["reward_se"])
-        diff = ("—" if r["method"] == "base" or "reward_diff_vs_base" not in r else
-                _ci_cell(r["reward_diff_vs_base"], r["reward_diff_vs_base_ci95"], sign=True))
-        lines.append(f"| {r['method']} | {r['alpha']:g} | {_ci_cell(r['reward'], half)} | {diff} | "
-                     f"{r.get('win_rate_vs_base', float('nan')):.3f} | {r['kl_ref']:.4f} | {r['distinct_1']:.3f} | "
-                     f"{r['distinct_2']:.3f} | {r['ms_per_token']:.2f} | {r['mem_params_mb']:.1f} |")
+        diff = (
+            "—"
+            if r["method"] == "base" or "reward_diff_vs_base" not in r
+            else _ci_cell(r["reward_diff_vs_base"], r["reward_diff_vs_base_ci95"], sign=True)
+        )
+        lines.append(
+            f"| {r['method']} | {r['alpha']:g} | {_ci_cell(r['reward'], half)} | {diff} | "
+            f"{r.get('win_rate_vs_base', float('nan')):.3f} | {r['kl_ref']:.4f} | {r['distinct_1']:.3f} | "
+            f"{r['distinct_2']:.3f} | {r['ms_per_token']:.2f} | {r['mem_params_mb']:.1f} |"
+        )
     return head + "\n".join(lines) + "\n"
 
 
@@ -411,9 +497,14 @@ def plot(results: dict, path: Path) -> Path:
     for kind, label in (("iav", "IAV"), ("iav-fb", "IAV, frozen base head")):
         rows = sorted((r for r in results.values() if r["kind"] == kind), key=lambda r: r["alpha"])
         if rows:
-            ax.errorbar([r["alpha"] for r in rows], [r["reward"] for r in rows],
-                        yerr=[r.get("reward_ci95", 1.96 * r["reward_se"]) for r in rows], marker="o", capsize=3,
-                        label=label)
+            ax.errorbar(
+                [r["alpha"] for r in rows],
+                [r["reward"] for r in rows],
+                yerr=[r.get("reward_ci95", 1.96 * r["reward_se"]) for r in rows],
+                marker="o",
+                capsize=3,
+                label=label,
+            )
     colors = {"base": "gray", "genarm": "tab:green", "dpo": "tab:red"}
     for r in results.values():
         if r["kind"] in colors:

@@ -20,8 +20,15 @@ from actlab.core.decode import LMCache, PlainStepper, decode
 from actlab.core.decode import top_p_filter as _top_p_filter  # noqa: F401 - the name IAV's tests and users know
 from actlab.iav.config import check_alpha
 
-__all__ = ["GenARMStepper", "IAVStepper", "PlainStepper", "decode", "generate_genarm", "generate_iav",
-           "generate_plain"]
+__all__ = [
+    "GenARMStepper",
+    "IAVStepper",
+    "PlainStepper",
+    "decode",
+    "generate_genarm",
+    "generate_iav",
+    "generate_plain",
+]
 
 
 class IAVStepper:

@@ -92,7 +92,9 @@ def kl_topk_rows(lp: torch.Tensor, idx: torch.Tensor, ref_logp: torch.Tensor, vo
     return kl
 
 
-def kl_topk(z: torch.Tensor, idx: torch.Tensor, ref_logp: torch.Tensor, mask: torch.Tensor, vocab_size: int | None = None):
+def kl_topk(
+    z: torch.Tensor, idx: torch.Tensor, ref_logp: torch.Tensor, mask: torch.Tensor, vocab_size: int | None = None
+):
     """Masked mean of :func:`kl_topk_rows` with ``p = softmax z``."""
     return _masked_mean(kl_topk_rows(torch.log_softmax(z.float(), -1), idx, ref_logp, vocab_size), mask)
 
@@ -140,11 +142,21 @@ def corrected_loss(c: Side, r: Side, cfg: LossConfig):
     l_kl = 0.5 * (_kl(c, mc) + _kl(r, mr)) if cfg.lambda_kl > 0 else pi_w.new_zeros(())
     l_l2 = 0.5 * (l2_sq(c.a[:, :-1], mc) + l2_sq(r.a[:, :-1], mr))
     total = l_pref + cfg.lambda_kl * l_kl + cfg.lambda_l2 * l_l2
-    metrics = {"loss/total": total, "loss/pref": l_pref, "loss/kl": l_kl, "loss/l2": l_l2,
-               "rewards/chosen": rw.mean(), "rewards/rejected": rl.mean(), "rewards/margins": (rw - rl).mean(),
-               "rewards/accuracies": (rw > rl).float().mean(), "logps/chosen": pi_w.mean(),
-               "logps/rejected": pi_l.mean(), "logps/ref_chosen": ref_w.mean(), "logps/ref_rejected": ref_l.mean(),
-               "align/norm": 0.5 * (l2_norm(c.a[:, :-1], mc) + l2_norm(r.a[:, :-1], mr))}
+    metrics = {
+        "loss/total": total,
+        "loss/pref": l_pref,
+        "loss/kl": l_kl,
+        "loss/l2": l_l2,
+        "rewards/chosen": rw.mean(),
+        "rewards/rejected": rl.mean(),
+        "rewards/margins": (rw - rl).mean(),
+        "rewards/accuracies": (rw > rl).float().mean(),
+        "logps/chosen": pi_w.mean(),
+        "logps/rejected": pi_l.mean(),
+        "logps/ref_chosen": ref_w.mean(),
+        "logps/ref_rejected": ref_l.mean(),
+        "align/norm": 0.5 * (l2_norm(c.a[:, :-1], mc) + l2_norm(r.a[:, :-1], mr)),
+    }
     return total, metrics
 
 
@@ -170,10 +182,19 @@ def faithful_loss(c: Side, r: Side, cfg: LossConfig):
     l_kl = 0.5 * (_gathered_mse(c) + _gathered_mse(r)) if have_ref and cfg.lambda_kl > 0 else lw.new_zeros(())
     l_l2 = l2_norm(c.a, c.attn)
     total = l_pref + cfg.lambda_kl * l_kl + cfg.lambda_l2 * l_l2
-    metrics = {"loss/total": total, "loss/pref": l_pref, "loss/kl": l_kl, "loss/l2": l_l2,
-               "rewards/chosen": (cfg.beta * lw).mean(), "rewards/rejected": (cfg.beta * ll).mean(),
-               "rewards/margins": margin.mean(), "rewards/accuracies": (margin > 0).float().mean(),
-               "logps/chosen": lw.mean(), "logps/rejected": ll.mean(), "align/norm": l_l2}
+    metrics = {
+        "loss/total": total,
+        "loss/pref": l_pref,
+        "loss/kl": l_kl,
+        "loss/l2": l_l2,
+        "rewards/chosen": (cfg.beta * lw).mean(),
+        "rewards/rejected": (cfg.beta * ll).mean(),
+        "rewards/margins": margin.mean(),
+        "rewards/accuracies": (margin > 0).float().mean(),
+        "logps/chosen": lw.mean(),
+        "logps/rejected": ll.mean(),
+        "align/norm": l_l2,
+    }
     return total, metrics
 
 
@@ -245,9 +266,19 @@ def corrected_loss_packed(p: Packed, model, cfg: LossConfig):
     sq = (out["a"] ** 2).sum(-1)
     l_l2 = (w * sq).sum()
     total = l_pref + cfg.lambda_kl * l_kl + cfg.lambda_l2 * l_l2
-    metrics = {"loss/total": total, "loss/pref": l_pref, "loss/kl": l_kl, "loss/l2": l_l2,
-               "rewards/chosen": rw.mean(), "rewards/rejected": rl.mean(), "rewards/margins": (rw - rl).mean(),
-               "rewards/accuracies": (rw > rl).float().mean(), "logps/chosen": pi_w.mean(),
-               "logps/rejected": pi_l.mean(), "logps/ref_chosen": ref_w.mean(), "logps/ref_rejected": ref_l.mean(),
-               "align/norm": (w * sq.detach().sqrt()).sum()}
+    metrics = {
+        "loss/total": total,
+        "loss/pref": l_pref,
+        "loss/kl": l_kl,
+        "loss/l2": l_l2,
+        "rewards/chosen": rw.mean(),
+        "rewards/rejected": rl.mean(),
+        "rewards/margins": (rw - rl).mean(),
+        "rewards/accuracies": (rw > rl).float().mean(),
+        "logps/chosen": pi_w.mean(),
+        "logps/rejected": pi_l.mean(),
+        "logps/ref_chosen": ref_w.mean(),
+        "logps/ref_rejected": ref_l.mean(),
+        "align/norm": (w * sq.detach().sqrt()).sum(),
+    }
     return total, metrics

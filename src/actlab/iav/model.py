@@ -79,8 +79,10 @@ def heads_file(path: str | Path) -> Path:
     ck = latest_checkpoint(path) if path.is_dir() else None
     if ck is not None and (ck / HEADS_FILE).exists():
         return ck / HEADS_FILE
-    raise ActlabError(f"no IAV heads at {path} (expected {HEADS_FILE}, heads/{HEADS_FILE} or a checkpoint-<step>/ "
-                      "directory); train with `actlab iav train`")
+    raise ActlabError(
+        f"no IAV heads at {path} (expected {HEADS_FILE}, heads/{HEADS_FILE} or a checkpoint-<step>/ "
+        "directory); train with `actlab iav train`"
+    )
 
 
 class IAVModel(nn.Module):
@@ -127,12 +129,18 @@ class IAVModel(nn.Module):
     def hidden(self, input_ids, attention_mask=None, position_ids=None, past_key_values=None, use_cache=False):
         """The frozen backbone's last hidden state ``[B, L, d]`` (and the KV cache when ``use_cache``)."""
         with torch.no_grad():
-            out = self.backbone(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                                past_key_values=past_key_values, use_cache=use_cache)
+            out = self.backbone(
+                input_ids=input_ids,
+                attention_mask=attention_mask,
+                position_ids=position_ids,
+                past_key_values=past_key_values,
+                use_cache=use_cache,
+            )
         return out.last_hidden_state, (out.past_key_values if use_cache else None)
 
-    def heads(self, h: torch.Tensor, alpha: float = 1.0, ref: bool = True,
-              z_base: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    def heads(
+        self, h: torch.Tensor, alpha: float = 1.0, ref: bool = True, z_base: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
         """Apply the heads to hidden states ``h`` (any leading shape). Returns z_base, a, z_final (fp32), z_ref.
 
         ``z_base`` given (only valid when :meth:`base_is_ref`: the reference logits of the same ``h``) skips the
@@ -158,8 +166,11 @@ class IAVModel(nn.Module):
         key = (w._version, r._version, w.data_ptr(), r.data_ptr())
         if self._base_is_ref is None or self._base_is_ref[0] != key:
             bw, br = self.base_head.bias, self.ref_head.bias
-            same = w.dtype == r.dtype and torch.equal(w, r) and (
-                (bw is None and br is None) or (bw is not None and br is not None and torch.equal(bw, br)))
+            same = (
+                w.dtype == r.dtype
+                and torch.equal(w, r)
+                and ((bw is None and br is None) or (bw is not None and br is not None and torch.equal(bw, br)))
+            )
             self._base_is_ref = (key, bool(same))
         return self._base_is_ref[1]
 
@@ -172,8 +183,16 @@ class IAVModel(nn.Module):
         """The model's own computation after its LM head (identity for most architectures)."""
         return logits if self.head_is_linear else arch.postprocess_logits(self.lm, logits)
 
-    def forward(self, input_ids, attention_mask=None, position_ids=None, alpha: float = 1.0, ref: bool = True,
-                select: torch.Tensor | None = None, heads: bool = True):
+    def forward(
+        self,
+        input_ids,
+        attention_mask=None,
+        position_ids=None,
+        alpha: float = 1.0,
+        ref: bool = True,
+        select: torch.Tensor | None = None,
+        heads: bool = True,
+    ):
         """Heads over every position, or with ``select`` (a bool mask ``[B, L-1]``) over ``h[:, :-1][select]``.
 
         ``heads=False`` returns only ``{"hidden": h}`` (the packed loss applies the heads itself).
@@ -192,8 +211,13 @@ class IAVModel(nn.Module):
         The cache is keyed on the heads' version counters, so an optimizer step or an in-place edit refreshes it.
         """
         alpha = check_alpha(alpha)
-        key = (alpha, self.base_head.weight._version, self.align_head.weight._version,
-               self.base_head.weight.data_ptr(), self.align_head.weight.data_ptr())
+        key = (
+            alpha,
+            self.base_head.weight._version,
+            self.align_head.weight._version,
+            self.base_head.weight.data_ptr(),
+            self.align_head.weight.data_ptr(),
+        )
         if self._fused is None or self._fused[0] != key:
             with torch.no_grad():
                 w = self.base_head.weight + alpha * self.align_head.weight if alpha else self.base_head.weight.clone()
@@ -243,8 +267,10 @@ class IAVModel(nn.Module):
             raise ActlabError(f"{source} lacks {', '.join(missing)}; it is not an IAV heads file")
         for k, v in own.items():
             if tuple(sd[k].shape) != tuple(v.shape):
-                raise ActlabError(f"{source}: {k} has shape {tuple(sd[k].shape)} but this backbone needs "
-                                  f"{tuple(v.shape)}; load the heads onto the backbone they were trained on")
+                raise ActlabError(
+                    f"{source}: {k} has shape {tuple(sd[k].shape)} but this backbone needs "
+                    f"{tuple(v.shape)}; load the heads onto the backbone they were trained on"
+                )
         with torch.no_grad():
             for k in own:
                 mod, name = k.split(".")
@@ -257,16 +283,30 @@ class IAVModel(nn.Module):
 
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
-        meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "backbone": str(self.backbone_id or ""),
-                "ref_head_sha": self.ref_sha, "freeze_base_head": str(self.freeze_base_head)}
+        meta = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "backbone": str(self.backbone_id or ""),
+            "ref_head_sha": self.ref_sha,
+            "freeze_base_head": str(self.freeze_base_head),
+        }
         save_tensors(path / HEADS_FILE, self.head_state(), metadata=meta)
         cfg = {**meta, "freeze_base_head": self.freeze_base_head, **(extra or {})}
         atomic_write_json(path / CONFIG_FILE, cfg)
         return path
 
     @classmethod
-    def from_pretrained(cls, path: str | Path, backbone: str | None = None, *, lm=None, tokenizer=None,
-                        dtype=None, device=None, strict_backbone: bool = True) -> IAVModel:
+    def from_pretrained(
+        cls,
+        path: str | Path,
+        backbone: str | None = None,
+        *,
+        lm=None,
+        tokenizer=None,
+        dtype=None,
+        device=None,
+        strict_backbone: bool = True,
+    ) -> IAVModel:
         """Load heads onto their backbone (``backbone`` overrides the saved id). ``path`` is any of: a heads
         directory written by :meth:`save_pretrained` (or its ``iav_heads.safetensors``), a ``checkpoint-<step>/``
         directory of a run, or a run directory of ``actlab iav train`` (its final ``heads/``; for a run not yet
@@ -281,8 +321,10 @@ class IAVModel(nn.Module):
         if meta.get("format") != FORMAT:
             raise ActlabError(f"{f} is not an IAV heads file (format {meta.get('format')!r}, expected {FORMAT!r})")
         if meta.get("format_version") != FORMAT_VERSION:
-            raise ActlabError(f"{f} has IAV heads format version {meta.get('format_version')!r}; this actlab reads "
-                              f"version {FORMAT_VERSION}: retrain with `actlab iav train`")
+            raise ActlabError(
+                f"{f} has IAV heads format version {meta.get('format_version')!r}; this actlab reads "
+                f"version {FORMAT_VERSION}: retrain with `actlab iav train`"
+            )
         bb = backbone or meta.get("backbone") or None
         if lm is None:
             if not bb:
@@ -290,11 +332,12 @@ class IAVModel(nn.Module):
             from actlab.core.models import load
 
             lm, tokenizer = load(bb, dtype=dtype, device=device)
-        model = cls(lm, freeze_base_head=meta.get("freeze_base_head") == "True", tokenizer=tokenizer,
-                    backbone_id=bb)
+        model = cls(lm, freeze_base_head=meta.get("freeze_base_head") == "True", tokenizer=tokenizer, backbone_id=bb)
         if strict_backbone and meta.get("ref_head_sha") and meta["ref_head_sha"] != model.ref_sha:
-            raise ActlabError(f"the heads in {f} were trained on another backbone (lm_head sha {meta['ref_head_sha']}, "
-                              f"this one {model.ref_sha}); pass the backbone they were trained on")
+            raise ActlabError(
+                f"the heads in {f} were trained on another backbone (lm_head sha {meta['ref_head_sha']}, "
+                f"this one {model.ref_sha}); pass the backbone they were trained on"
+            )
         model.load_head_state(sd, source=str(f))
         return model
 
@@ -302,5 +345,10 @@ class IAVModel(nn.Module):
         return sum(p.numel() for p in self.parameters() if p.requires_grad)
 
     def describe(self) -> str:
-        return json.dumps({"backbone": self.backbone_id, "trainable": self.num_trainable(),
-                           "freeze_base_head": self.freeze_base_head})
+        return json.dumps(
+            {
+                "backbone": self.backbone_id,
+                "trainable": self.num_trainable(),
+                "freeze_base_head": self.freeze_base_head,
+            }
+        )

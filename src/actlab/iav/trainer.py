@@ -45,13 +45,23 @@ CKPT = "checkpoint"  # the checkpoint directory of older actlab versions (still 
 CKPT_FILE = "checkpoint.safetensors"
 CKPT_PREFIX = "checkpoint-"
 #: config fields that do not change the trained heads
-EXCLUDE = ("output_dir", "save_steps", "save_total_limit", "eval_steps", "wandb", "report_to", "device", "overwrite",
-           "gradient_checkpointing")
+EXCLUDE = (
+    "output_dir",
+    "save_steps",
+    "save_total_limit",
+    "eval_steps",
+    "wandb",
+    "report_to",
+    "device",
+    "overwrite",
+    "gradient_checkpointing",
+)
 
 
 # -------------------------------------------------------------------------------------------- batch → loss
-def side_outputs(iav, ids, attn, resp, alpha: float, ref: bool = True, ref_lm=None, cache_kw: dict | None = None,
-                 fwd=None):
+def side_outputs(
+    iav, ids, attn, resp, alpha: float, ref: bool = True, ref_lm=None, cache_kw: dict | None = None, fwd=None
+):
     """Run the backbone once and build a :class:`Side` (reference from the head, a live model, or the cache).
 
     ``fwd`` is the module to call (the DDP-wrapped model under ``accelerate launch``); default ``iav``.
@@ -154,7 +164,7 @@ def checkpoint_dirs(out: Path, complete: bool = True) -> list[Path]:
     file was written (it is written last, atomically)."""
     found = []
     for d in Path(out).glob(CKPT_PREFIX + "*"):
-        n = d.name[len(CKPT_PREFIX):]
+        n = d.name[len(CKPT_PREFIX) :]
         if n.isdigit() and d.is_dir() and (not complete or (d / CKPT_FILE).exists()):
             found.append((int(n), d))
     return [d for _, d in sorted(found)]
@@ -183,8 +193,9 @@ def save_checkpoint(out: Path, iav, opt, sched, state: dict, save_total_limit: i
     if d.exists():
         shutil.rmtree(d)  # an incomplete directory of a killed run
     iav.save_pretrained(d, extra={"global_step": state["global_step"]})
-    ckpt_io.save(d / CKPT_FILE, iav.head_state(), step=state["global_step"], optimizer=opt, scheduler=sched,
-                 extra=state)
+    ckpt_io.save(
+        d / CKPT_FILE, iav.head_state(), step=state["global_step"], optimizer=opt, scheduler=sched, extra=state
+    )
     for old in checkpoint_dirs(out, complete=False):
         if not (old / CKPT_FILE).exists():
             shutil.rmtree(old, ignore_errors=True)
@@ -224,8 +235,10 @@ def _load_legacy_checkpoint(path: Path, iav, opt, sched) -> dict | None:
     iav.load_head_state(heads, source=str(d))
     ot, ometa = load_tensors(d / "optimizer.safetensors")
     if "optimizer" not in ometa:
-        raise ActlabError(f"checkpoint {d} was written by an older actlab (another optimizer-state format); "
-                          f"delete {d} to start the run over")
+        raise ActlabError(
+            f"checkpoint {d} was written by an older actlab (another optimizer-state format); "
+            f"delete {d} to start the run over"
+        )
     load_optimizer_tensors(opt, ot, ometa["optimizer"])
     sched.load_state_dict(state["scheduler"])
     for group, lr in zip(opt.param_groups, sched.get_last_lr(), strict=True):
@@ -272,8 +285,12 @@ def train(cfg: TrainConfig, ref_model: str | None = None, kill_after_steps: int 
     if acc.device.type == "cpu":
         keep_freed_memory()
     out = Path(cfg.output_dir)
-    fp = {"exclude": EXCLUDE, "defaults": dataclass_defaults(TrainConfig), "overwrite": getattr(cfg, "overwrite", False),
-          "progress": _progress(out)}
+    fp = {
+        "exclude": EXCLUDE,
+        "defaults": dataclass_defaults(TrainConfig),
+        "overwrite": getattr(cfg, "overwrite", False),
+        "progress": _progress(out),
+    }
     if dist.from_main(run_state, out, cfg, **fp) == "done":
         if dist.is_main:
             log.info("%s is complete with this config; nothing to do", out)
@@ -286,10 +303,23 @@ def train(cfg: TrainConfig, ref_model: str | None = None, kill_after_steps: int 
     val = tokenize(val_rows, tok, cfg.seq_length, cfg.max_prompt_length, cfg.loss.loss) if val_rows else None
     cache = None
     if cfg.cache_file:
-        hint = regenerate_hint(ref_model or cfg.model_name_or_path, cfg.dataset, "train", len(data), cfg.seq_length,
-                               cfg.max_prompt_length, cfg.loss.loss, cfg.cache_file)
-        cache = load_cache(cfg.cache_file, data, vocab_size=lm.get_output_embeddings().weight.shape[0],
-                           expect={"seq_length": cfg.seq_length, "loss": cfg.loss.loss}, hint=hint)
+        hint = regenerate_hint(
+            ref_model or cfg.model_name_or_path,
+            cfg.dataset,
+            "train",
+            len(data),
+            cfg.seq_length,
+            cfg.max_prompt_length,
+            cfg.loss.loss,
+            cfg.cache_file,
+        )
+        cache = load_cache(
+            cfg.cache_file,
+            data,
+            vocab_size=lm.get_output_embeddings().weight.shape[0],
+            expect={"seq_length": cfg.seq_length, "loss": cfg.loss.loss},
+            hint=hint,
+        )
     ref_lm = None
     if ref_model and cache is None:
         ref_lm, _ = load(ref_model, dtype="bf16" if cfg.bf16 else None, device=str(acc.device))
@@ -330,16 +360,50 @@ def train(cfg: TrainConfig, ref_model: str | None = None, kill_after_steps: int 
             run.close()
         return out
     try:
-        _loop(cfg, acc, run, out, iav, wrapped, opt, raw_opt, sched, params, data, val, cache, ref_lm, total,
-              steps_per_epoch, kill_after_steps)
+        _loop(
+            cfg,
+            acc,
+            run,
+            out,
+            iav,
+            wrapped,
+            opt,
+            raw_opt,
+            sched,
+            params,
+            data,
+            val,
+            cache,
+            ref_lm,
+            total,
+            steps_per_epoch,
+            kill_after_steps,
+        )
     finally:
         if run is not None:
             run.close()
     return out
 
 
-def _loop(cfg, acc, run, out, iav, wrapped, opt, raw_opt, sched, params, data, val, cache, ref_lm, total,
-          steps_per_epoch, kill_after_steps) -> None:
+def _loop(
+    cfg,
+    acc,
+    run,
+    out,
+    iav,
+    wrapped,
+    opt,
+    raw_opt,
+    sched,
+    params,
+    data,
+    val,
+    cache,
+    ref_lm,
+    total,
+    steps_per_epoch,
+    kill_after_steps,
+) -> None:
     from actlab.core.progress import progress
 
     world = acc.num_processes
@@ -363,7 +427,7 @@ def _loop(cfg, acc, run, out, iav, wrapped, opt, raw_opt, sched, params, data, v
             rows_m = []
             for micro in range(cfg.grad_accum):
                 base = (k * cfg.grad_accum + micro) * cfg.batch_size * world
-                idx = perm[base + acc.process_index * cfg.batch_size: base + (acc.process_index + 1) * cfg.batch_size]
+                idx = perm[base + acc.process_index * cfg.batch_size : base + (acc.process_index + 1) * cfg.batch_size]
                 with acc.accumulate(wrapped):
                     loss, m = batch_loss(iav, data, idx, cfg.loss, cache=cache, ref_lm=ref_lm, fwd=wrapped)
                     acc.backward(loss)
@@ -376,9 +440,17 @@ def _loop(cfg, acc, run, out, iav, wrapped, opt, raw_opt, sched, params, data, v
                 rows_m.append({k2: v.detach() for k2, v in m.items()})
             step += 1
             iav.invalidate()
-            metrics = {k2: float(acc.reduce(torch.as_tensor(sum(r.get(k2, 0) for r in rows_m) / len(rows_m),
-                                                            device=acc.device, dtype=torch.float32), "mean"))
-                       for k2 in rows_m[-1]}
+            metrics = {
+                k2: float(
+                    acc.reduce(
+                        torch.as_tensor(
+                            sum(r.get(k2, 0) for r in rows_m) / len(rows_m), device=acc.device, dtype=torch.float32
+                        ),
+                        "mean",
+                    )
+                )
+                for k2 in rows_m[-1]
+            }
             metrics.update(step=step, epoch=epoch, lr=sched.get_last_lr()[0], time_s=time.perf_counter() - t0)
             if val is not None and (step % cfg.eval_steps == 0 or step == total) and acc.is_main_process:
                 metrics.update(evaluate_loss(iav, val, cfg.loss, cfg.batch_size, ref_lm=ref_lm))
@@ -387,8 +459,9 @@ def _loop(cfg, acc, run, out, iav, wrapped, opt, raw_opt, sched, params, data, v
                 bar.update(1)
                 bar.set_postfix(loss=f"{metrics['loss/total']:.3f}", margin=f"{metrics['rewards/margins']:.3f}")
                 if step % cfg.save_steps == 0:
-                    save_checkpoint(out, iav, raw_opt, sched, {"global_step": step, "epoch": epoch},
-                                    cfg.save_total_limit)
+                    save_checkpoint(
+                        out, iav, raw_opt, sched, {"global_step": step, "epoch": epoch}, cfg.save_total_limit
+                    )
             acc.wait_for_everyone()
             if kill_after_steps is not None and step >= kill_after_steps:
                 raise KeyboardInterrupt  # test hook: simulates a kill right after a step

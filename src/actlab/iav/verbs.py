@@ -23,8 +23,10 @@ EVAL_META = {
     "model_name_or_path": {"help": "backbone (default: the one the heads name)"},
     "arm_model": {"help": "GenARM autoregressive reward model dir"},
     "dpo_model": {"help": "DPO model dir (e.g. from `actlab iav demo`)"},
-    "prompt_set": {"aliases": ["--dataset"],  # generate_iav.py's spelling
-                   "help": "syn_hh, hh_rlhf, alpaca_eval or arena_hard"},
+    "prompt_set": {
+        "aliases": ["--dataset"],  # generate_iav.py's spelling
+        "help": "syn_hh, hh_rlhf, alpaca_eval or arena_hard",
+    },
     "prompts_file": {"help": "local prompts (JSON/JSONL)"},
     "alphas": {"help": "α values of the sweep"},
     "reward_model": {"help": "programmatic (syn_hh) or an HF sequence-classification reward model"},
@@ -38,8 +40,12 @@ class IAVEvaluateConfig:
     CLI_META: ClassVar[dict] = EVAL_META
 
     eval: EvalConfig = field(default_factory=EvalConfig)
-    train_baselines: bool = field(default=False, metadata={
-        "help": "train --arm_model / --dpo_model dirs that do not exist yet with TRL (CPO-as-ARM, DPOTrainer)"})
+    train_baselines: bool = field(
+        default=False,
+        metadata={
+            "help": "train --arm_model / --dpo_model dirs that do not exist yet with TRL (CPO-as-ARM, DPOTrainer)"
+        },
+    )
     baseline_dataset: str = field(default="syn_hh", metadata={"help": "preference data for --train_baselines"})
     baseline_samples: int = field(default=1024, metadata={"help": "pairs for --train_baselines"})
     baseline_steps: int = field(default=60, metadata={"help": "steps for --train_baselines"})
@@ -53,8 +59,11 @@ class IAVEvaluateConfig:
         p = Path(self.eval.heads)
         if not p.exists():
             raise ActlabError(f"--heads {p} does not exist (an IAV heads dir or train run dir)")
-        todo = [(k, d) for k, d in (("arm", self.eval.arm_model), ("dpo", self.eval.dpo_model))
-                if d and not Path(d).exists()]
+        todo = [
+            (k, d)
+            for k, d in (("arm", self.eval.arm_model), ("dpo", self.eval.dpo_model))
+            if d and not Path(d).exists()
+        ]
         if todo and not self.train_baselines:
             raise ActlabError(f"--{todo[0][0]}_model {todo[0][1]} does not exist; pass --train_baselines to train it")
 
@@ -131,8 +140,10 @@ class IAVLaunchConfig:
     train ...``; with one GPU or none it trains in this process. Every ``iav train`` flag is accepted."""
 
     train: TrainConfig = field(default_factory=TrainConfig)
-    num_processes: int | None = field(default=None, metadata={
-        "help": "processes (default: the number of visible GPUs; 0 or 1 GPU = one process, no launcher)"})
+    num_processes: int | None = field(
+        default=None,
+        metadata={"help": "processes (default: the number of visible GPUs; 0 or 1 GPU = one process, no launcher)"},
+    )
     print_only: bool = field(default=False, metadata={"help": "print the command it would run and exit"})
 
     def __post_init__(self) -> None:
@@ -177,9 +188,25 @@ def launch_command(cfg: IAVLaunchConfig, n_gpus: int | None = None) -> list[str]
     n = cfg.num_processes if cfg.num_processes is not None else (visible_gpus() if n_gpus is None else n_gpus)
     if n <= 1:
         return None
-    return [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(n),
-            "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",  # --bf16: the trainer casts the backbone
-            "-m", "actlab.cli.main", "iav", "train", *train_argv(cfg.train)]
+    return [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--multi_gpu",
+        "--num_processes",
+        str(n),
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",  # --bf16: the trainer casts the backbone
+        "-m",
+        "actlab.cli.main",
+        "iav",
+        "train",
+        *train_argv(cfg.train),
+    ]
 
 
 def launch_line(cfg: IAVLaunchConfig) -> str:

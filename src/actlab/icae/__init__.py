@@ -37,7 +37,15 @@ def evaluate(cfg) -> dict:
     return run_infer(cfg)
 
 
-__getattr__, __dir__, __all__ = lazy_exports(__name__, {
-    "ICAEConfig": "config", "ICAEDemoConfig": "config", "ICAE": "model", "SimpleLLM": "model",
-    "pretrain": "trainer", "finetune": "trainer",
-}, globals())
+__getattr__, __dir__, __all__ = lazy_exports(
+    __name__,
+    {
+        "ICAEConfig": "config",
+        "ICAEDemoConfig": "config",
+        "ICAE": "model",
+        "SimpleLLM": "model",
+        "pretrain": "trainer",
+        "finetune": "trainer",
+    },
+    globals(),
+)

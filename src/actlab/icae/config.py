@@ -58,11 +58,14 @@ class ICAEConfig:
     lora_alpha: int = field(default=32, metadata={"help": "encoder LoRA alpha"})
     lora_dropout: float = field(default=0.05, metadata={"help": "encoder LoRA dropout"})
     lora_target_modules: list[str] | None = field(
-        default=None, metadata={"help": "LoRA targets: module names or all-linear (default: PEFT's)"})
+        default=None, metadata={"help": "LoRA targets: module names or all-linear (default: PEFT's)"}
+    )
     checkpoint_path: str | None = field(default=None, metadata={"help": "ICAE weights to load"})
     dtype: str = field(default="auto", metadata={"help": "auto | float32 | bfloat16 (never fp16)"})
     device: str | None = field(default=None, metadata={"help": "cuda | cpu | mps (default: best available)"})
-    attn_implementation: str | None = field(default=None, metadata={"help": "sdpa | eager | null = the model's default"})
+    attn_implementation: str | None = field(
+        default=None, metadata={"help": "sdpa | eager | null = the model's default"}
+    )
     # data
     task: str = field(default="ae", metadata={"help": "ae | qa | repoqa | trajectories"})
     data_source: str = field(default="synthetic", metadata={"help": "synthetic | hub"})
@@ -86,16 +89,24 @@ class ICAEConfig:
     logging_steps: int = field(default=20, metadata={"help": "log every N steps"})
     save_steps: int = field(default=100, metadata={"help": "checkpoint every N steps (resumable)"})
     seed: int = field(default=0, metadata={"help": "random seed"})
-    gradient_checkpointing: bool = field(default=False, metadata={
-        "help": "recompute the base model's layer activations in the backward pass (less memory, same gradients)"})
+    gradient_checkpointing: bool = field(
+        default=False,
+        metadata={
+            "help": "recompute the base model's layer activations in the backward pass (less memory, same gradients)"
+        },
+    )
     demo_finetune_steps: int = field(default=300, metadata={"help": "demo: QA fine-tuning steps after pretraining"})
     # inference
     batch_size: int = field(default=8, metadata={"help": "inference batch size"})
     max_new_tokens: int = field(default=128, metadata={"help": "generation length cap"})
     predictions_dir: str | None = field(default=None, metadata={"help": "default: <output_dir>/predictions"})
-    metrics_dir: str | None = field(default=None, metadata={
-        "help": "metrics JSONL (default: predictions_dir); the seed's layout: predictions_dir data/predictions, "
-                "metrics_dir data/metrics"})
+    metrics_dir: str | None = field(
+        default=None,
+        metadata={
+            "help": "metrics JSONL (default: predictions_dir); the seed's layout: predictions_dir data/predictions, "
+            "metrics_dir data/metrics"
+        },
+    )
     threads: int = field(default=0, metadata={"help": "torch CPU threads (0: leave as is)"})
     wandb: bool = field(default=False, metadata={"help": "log to Weights & Biases (= --report_to wandb)"})
     report_to: tuple[str, ...] = report_to_field()
@@ -132,16 +143,22 @@ class ICAEConfig:
         check_positive("weight_decay", self.weight_decay, allow_zero=True)
         check_range("lora_dropout", self.lora_dropout, 0.0, 1.0)
         if m > self.max_seq_len:
-            raise ActlabError(f"fixed_mem_size {m} memory slots exceed max_seq_len {self.max_seq_len} context tokens "
-                              f"(nothing to compress); valid: fixed_mem_size <= max_seq_len")
+            raise ActlabError(
+                f"fixed_mem_size {m} memory slots exceed max_seq_len {self.max_seq_len} context tokens "
+                f"(nothing to compress); valid: fixed_mem_size <= max_seq_len"
+            )
         check_dtype("dtype", self.dtype, ("auto", "float32", "fp32", "bfloat16", "bf16", "float16", "fp16"))
         check_device("device", self.device)
         if self.dtype in ("float16", "fp16"):
-            raise ActlabError("dtype float16 is not supported for ICAE (the reference code insists on bf16); "
-                              "valid: auto, float32, bfloat16")
+            raise ActlabError(
+                "dtype float16 is not supported for ICAE (the reference code insists on bf16); "
+                "valid: auto, float32, bfloat16"
+            )
         if self.use_position_identifiers and self.attn_implementation == "flash_attention_2":
-            raise ActlabError("use_position_identifiers needs attn_implementation sdpa or eager (flash_attention_2 "
-                              "reads non-monotonic position ids as packed sequences)")
+            raise ActlabError(
+                "use_position_identifiers needs attn_implementation sdpa or eager (flash_attention_2 "
+                "reads non-monotonic position ids as packed sequences)"
+            )
 
     def check_inputs(self) -> None:
         """The files and directories the verb reads or writes, checked before anything is written."""
@@ -163,22 +180,31 @@ class ICAEConfig:
                 p = p.parent / "icae.safetensors"
             keys = check_safetensors("checkpoint_path", p)
             if not any(k.startswith("lora.") for k in keys):
-                raise ActlabError(f"checkpoint_path {p} is neither a fine-tuned SimpleLLM (llm.safetensors written by "
-                                  f"`actlab icae finetune` with model_type: llm) nor an ICAE checkpoint")
+                raise ActlabError(
+                    f"checkpoint_path {p} is neither a fine-tuned SimpleLLM (llm.safetensors written by "
+                    f"`actlab icae finetune` with model_type: llm) nor an ICAE checkpoint"
+                )
         elif self.checkpoint_path:
             p = Path(self.checkpoint_path)
             if p.is_dir():
                 if not (p / "icae.safetensors").exists():
-                    what = ("a PEFT/IA2 adapter directory (adapter_config.json)" if (p / "adapter_config.json")
-                            .exists() else "a directory without icae.safetensors")
-                    raise ActlabError(f"checkpoint_path {p} is {what}, not an ICAE checkpoint; give icae.safetensors "
-                                      f"or the run directory that holds it")
+                    what = (
+                        "a PEFT/IA2 adapter directory (adapter_config.json)"
+                        if (p / "adapter_config.json").exists()
+                        else "a directory without icae.safetensors"
+                    )
+                    raise ActlabError(
+                        f"checkpoint_path {p} is {what}, not an ICAE checkpoint; give icae.safetensors "
+                        f"or the run directory that holds it"
+                    )
                 p = p / "icae.safetensors"
             keys = check_safetensors("checkpoint_path", p)
             if "memory_token_embed.weight" not in keys:
                 hint = " (it looks like a PEFT/IA2 adapter)" if any("lora_" in k for k in keys) else ""
-                raise ActlabError(f"checkpoint_path {p} is not an ICAE checkpoint: no memory_token_embed.weight"
-                                  f"{hint}; give the icae.safetensors written by `actlab icae pretrain`")
+                raise ActlabError(
+                    f"checkpoint_path {p} is not an ICAE checkpoint: no memory_token_embed.weight"
+                    f"{hint}; give the icae.safetensors written by `actlab icae pretrain`"
+                )
 
     # ------------------------------------------------------------------------------------------------------ io
     @property

@@ -40,8 +40,10 @@ def pretrain_texts(cfg: ICAEConfig, split: str, n: int) -> list[str]:
     if cfg.pretrain_dataset == "syn_passages":
         return [r["text"] for r in load_rows("syn_passages", split, n, cfg.seed)]
     if cfg.data_source != "hub":
-        raise ActlabError(f"pretrain_dataset {cfg.pretrain_dataset!r} needs data_source: hub "
-                          "(offline the only choice is syn_passages)")
+        raise ActlabError(
+            f"pretrain_dataset {cfg.pretrain_dataset!r} needs data_source: hub "
+            "(offline the only choice is syn_passages)"
+        )
     ds = _hub(cfg.pretrain_dataset, "train")
     if "text" not in ds.column_names:
         raise ActlabError(f"hub set {cfg.pretrain_dataset!r} has no 'text' column (it has {ds.column_names})")
@@ -100,17 +102,19 @@ def repoqa_tasks(cfg: ICAEConfig, split: str, n: int) -> list[dict]:
         if not cfg.data_dir:
             raise ActlabError("RepoQA from the official release needs data_dir pointing at the repoqa-*.json file")
         return load_repoqa_release(cfg.data_dir, n)
-    texts = [r["text"] for r in load_rows("syn_passages", "train" if split == "train" else "test", n * 5,
-                                          cfg.seed + 7)]
+    texts = [
+        r["text"] for r in load_rows("syn_passages", "train" if split == "train" else "test", n * 5, cfg.seed + 7)
+    ]
     rng = random.Random(cfg.seed + (0 if split == "train" else 1))
     tasks, i = [], 0
     while len(tasks) < n and i + 6 <= len(texts):
         k = rng.randint(3, 5)
-        needles = texts[i: i + k]
+        needles = texts[i : i + k]
         i += k
         gold = rng.choice(needles)
-        tasks.append({"context": "\n".join(needles), "description": gold.split(".")[0] + ".", "gold": gold,
-                      "needles": needles})
+        tasks.append(
+            {"context": "\n".join(needles), "description": gold.split(".")[0] + ".", "gold": gold, "needles": needles}
+        )
     return tasks
 
 
@@ -132,11 +136,14 @@ def load_repoqa_release(path: str, n: int) -> list[dict]:
         for repo in repos:
             for nd in repo.get("needles", []):
                 code = repo["content"][nd["path"]].splitlines()
-                gold = "\n".join(code[nd["start_line"]: nd["end_line"] + 1])
-                others = ["\n".join(repo["content"][o["path"]].splitlines()[o["start_line"]: o["end_line"] + 1])
-                          for o in repo["needles"]]
-                tasks.append({"context": "\n".join(code), "description": nd["description"], "gold": gold,
-                              "needles": others})
+                gold = "\n".join(code[nd["start_line"] : nd["end_line"] + 1])
+                others = [
+                    "\n".join(repo["content"][o["path"]].splitlines()[o["start_line"] : o["end_line"] + 1])
+                    for o in repo["needles"]
+                ]
+                tasks.append(
+                    {"context": "\n".join(code), "description": nd["description"], "gold": gold, "needles": others}
+                )
                 if len(tasks) >= n:
                     return tasks
     return tasks
@@ -156,9 +163,11 @@ def trajectories(cfg: ICAEConfig, split: str, n: int, turns: int = 3) -> list[li
     out = []
     for t in range(n):
         msgs = []
-        for r in rows[t * turns: (t + 1) * turns]:
-            msgs += [{"role": "tool", "content": "\n" + r["context"]},
-                     {"role": "user", "content": qa_prompt(r)},
-                     {"role": "assistant", "content": " " + r["answers"]["text"][0]}]
+        for r in rows[t * turns : (t + 1) * turns]:
+            msgs += [
+                {"role": "tool", "content": "\n" + r["context"]},
+                {"role": "user", "content": qa_prompt(r)},
+                {"role": "assistant", "content": " " + r["answers"]["text"][0]},
+            ]
         out.append(msgs)
     return out

@@ -33,8 +33,12 @@ def run_demo(cfg: ICAEConfig | None = None, quick: bool = False) -> dict:
 
     cfg = cfg or ICAEConfig.from_dict(DEMO_DEFAULTS)
     if quick:
-        cfg = dataclasses.replace(cfg, max_steps=min(cfg.max_steps, 20), demo_finetune_steps=min(
-            cfg.demo_finetune_steps, 10), num_eval_samples=min(cfg.num_eval_samples, 8))
+        cfg = dataclasses.replace(
+            cfg,
+            max_steps=min(cfg.max_steps, 20),
+            demo_finetune_steps=min(cfg.demo_finetune_steps, 10),
+            num_eval_samples=min(cfg.num_eval_samples, 8),
+        )
     out = Path(cfg.output_dir)
     t0 = time.perf_counter()
     prepare_pretrain(cfg)
@@ -44,10 +48,16 @@ def run_demo(cfg: ICAEConfig | None = None, quick: bool = False) -> dict:
         icae.load(pre["weights"])
     t_pre = time.perf_counter() - t0
     ae_rows, ae = eval_ae(icae, dataclasses.replace(cfg, task="ae"))
-    log.info(f"icae demo: autoencoding BLEU-1 {ae['ae/bleu1']:.3f} at {ae.get('compression/rate', float('nan')):.2f}x "
-             f"({ae.get('gauge/verdict', '')}); fine-tuning on QA")
-    ft_cfg = dataclasses.replace(cfg, task="qa", max_steps=cfg.demo_finetune_steps,
-                                 warmup_steps=min(cfg.warmup_steps, cfg.demo_finetune_steps // 5))
+    log.info(
+        f"icae demo: autoencoding BLEU-1 {ae['ae/bleu1']:.3f} at {ae.get('compression/rate', float('nan')):.2f}x "
+        f"({ae.get('gauge/verdict', '')}); fine-tuning on QA"
+    )
+    ft_cfg = dataclasses.replace(
+        cfg,
+        task="qa",
+        max_steps=cfg.demo_finetune_steps,
+        warmup_steps=min(cfg.warmup_steps, cfg.demo_finetune_steps // 5),
+    )
     ft = finetune(ft_cfg, icae)
     if ft.get("skipped"):
         icae.load(ft["weights"])
@@ -93,8 +103,9 @@ def compression_figure(cfg: ICAEConfig, rates=(1, 2, 4, 8), seeds=(0, 1), out_di
     runs: list[dict] = []
     for rate in rates:
         for seed in seeds:
-            c = dataclasses.replace(cfg, mean_compression_rate=rate, seed=seed, task="ae",
-                                    output_dir=str(out / f"rate{rate}_seed{seed}"))
+            c = dataclasses.replace(
+                cfg, mean_compression_rate=rate, seed=seed, task="ae", output_dir=str(out / f"rate{rate}_seed{seed}")
+            )
             prepare_pretrain(c)
             icae = build_model(dataclasses.replace(c, model_type="icae"))
             pre = pretrain(c, icae)
@@ -103,8 +114,13 @@ def compression_figure(cfg: ICAEConfig, rates=(1, 2, 4, 8), seeds=(0, 1), out_di
             runs.append(figure_run(icae, c))
             atomic_write_json(out / "figure_runs.json", runs)
     table = figure_table(runs, rates)
-    result = {"model": cfg.model_name, "seeds": list(seeds), "pretrain_steps": cfg.max_steps, "per_rate": table,
-              "runs": runs}
+    result = {
+        "model": cfg.model_name,
+        "seeds": list(seeds),
+        "pretrain_steps": cfg.max_steps,
+        "per_rate": table,
+        "runs": runs,
+    }
     atomic_write_json(out / "figure.json", result)
     return result
 
@@ -118,10 +134,15 @@ def figure_run(icae, cfg: ICAEConfig) -> dict:
     rows, s = eval_ae(icae, dataclasses.replace(cfg, task="ae"))
     n_tok = [len(icae.tok(r["reference"], add_special_tokens=False)["input_ids"]) for r in rows]
     by_len = {f"{a}-{b}": [r["bleu1"] for r, n in zip(rows, n_tok) if a <= n < b] for a, b in LENGTH_BINS}
-    return {"rate": cfg.mean_compression_rate, "seed": cfg.seed, **{k: s.get(k) for k in FIGURE_KEYS},
-            "gauge/bleu1_ci95": s.get("gauge/bleu1_ci95"), "verdict": s["gauge/verdict"],
-            "bleu1_by_length": {k: (sum(v) / len(v) if v else None, len(v)) for k, v in by_len.items()},
-            "gauge": {k: v for k, v in s.items() if k.startswith("gauge/")}}
+    return {
+        "rate": cfg.mean_compression_rate,
+        "seed": cfg.seed,
+        **{k: s.get(k) for k in FIGURE_KEYS},
+        "gauge/bleu1_ci95": s.get("gauge/bleu1_ci95"),
+        "verdict": s["gauge/verdict"],
+        "bleu1_by_length": {k: (sum(v) / len(v) if v else None, len(v)) for k, v in by_len.items()},
+        "gauge": {k: v for k, v in s.items() if k.startswith("gauge/")},
+    }
 
 
 def figure_table(runs: list[dict], rates) -> dict:
@@ -135,14 +156,24 @@ def figure_table(runs: list[dict], rates) -> dict:
         row = {k: mean_ci([r[k] for r in mine if r.get(k) is not None]) for k in FIGURE_KEYS}
         for a, b in LENGTH_BINS:
             key = f"{a}-{b}"
-            row[f"bleu1_len_{key}"] = mean_ci([r["bleu1_by_length"][key][0] for r in mine
-                                               if r["bleu1_by_length"][key][0] is not None])
+            row[f"bleu1_len_{key}"] = mean_ci(
+                [r["bleu1_by_length"][key][0] for r in mine if r["bleu1_by_length"][key][0] is not None]
+            )
         table[str(rate)] = row
     return table
 
 
-_TRAIN_ONLY = ("save_steps", "logging_steps", "warmup_steps", "max_grad_norm", "weight_decay", "learning_rate",
-               "per_device_train_batch_size", "demo_finetune_steps", "lm_ratio")
+_TRAIN_ONLY = (
+    "save_steps",
+    "logging_steps",
+    "warmup_steps",
+    "max_grad_norm",
+    "weight_decay",
+    "learning_rate",
+    "per_device_train_batch_size",
+    "demo_finetune_steps",
+    "lm_ratio",
+)
 
 
 def load_pretrained(run_dir: str | Path):
@@ -174,8 +205,9 @@ def load_pretrained(run_dir: str | Path):
             bad = [k for k in _TRAIN_ONLY if f"--{k} " in str(e) and d.get(k) != defaults[k]]
             if not bad:
                 raise
-            log.warning("%s: %s; %s is only used in training, evaluated with its default %s", conf, e, bad[0],
-                        defaults[bad[0]])
+            log.warning(
+                "%s: %s; %s is only used in training, evaluated with its default %s", conf, e, bad[0], defaults[bad[0]]
+            )
             d[bad[0]] = defaults[bad[0]]
     else:
         cfg = ICAEConfig.from_dict(d, source=str(conf))

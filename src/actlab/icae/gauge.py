@@ -59,8 +59,9 @@ def random_floor(candidates: Sequence[str], refs: Sequence[str]) -> float:
     return sum(map(sum, mat)) / (len(candidates) * len(refs))
 
 
-def constant_floor(candidates: Sequence[str], refs: Sequence[str], select_refs: Sequence[str] | None = None
-                   ) -> tuple[float, str]:
+def constant_floor(
+    candidates: Sequence[str], refs: Sequence[str], select_refs: Sequence[str] | None = None
+) -> tuple[float, str]:
     """``(score, candidate)``: the candidate with the best mean BLEU-1 on ``select_refs`` (ties: the first), scored on
     ``refs``. With ``select_refs=None`` it is chosen on ``refs`` themselves (an optimistic floor)."""
     sel = _bleu_matrix(candidates, select_refs if select_refs is not None else refs)
@@ -99,7 +100,7 @@ def teacher_forced(icae, texts: Sequence[str], batch_size: int = 8) -> dict:
     tok, bos = icae.tok, icae.tok.bos_token_id
     out: dict = {"ae": [], "no_slots": [], "targets": []}
     for s in range(0, len(texts), batch_size):
-        chunk = list(texts[s: s + batch_size])
+        chunk = list(texts[s : s + batch_size])
         ctx = icae.tokenize_contexts(chunk)
         tg = [_target(tok, t, icae.cfg.max_seq_len) for t in chunk]
         mem = icae.compress(ctx)
@@ -113,7 +114,7 @@ def teacher_forced(icae, texts: Sequence[str], batch_size: int = 8) -> dict:
         emb, mask, pos = _left_pad_embeds(rows, pids)
         lab = torch.full(mask.shape, -100, dtype=torch.long)
         for i, lb in enumerate(labs):
-            lab[i, mask.shape[1] - len(lb):] = lb
+            lab[i, mask.shape[1] - len(lb) :] = lb
         out["no_slots"] += _score(icae, Prefill(emb, mask, pos, lab.to(emb.device)))
         out["targets"] += tg
     return out
@@ -126,8 +127,13 @@ def _value_tokens(tok, text: str, spans: Sequence[tuple[int, int]]) -> list[list
     return [[j for j, (a, b) in enumerate(offs) if a < e and b > s] for s, e in spans]
 
 
-def fact_accuracy(tok, refs: Sequence[str], preds: Sequence[str] | None, argmax: Sequence[Sequence[int]] | None,
-                  targets: Sequence[Sequence[int]] | None) -> dict[str, float]:
+def fact_accuracy(
+    tok,
+    refs: Sequence[str],
+    preds: Sequence[str] | None,
+    argmax: Sequence[Sequence[int]] | None,
+    targets: Sequence[Sequence[int]] | None,
+) -> dict[str, float]:
     """Name and attribute accuracy of reconstructions of synthetic passages.
 
     Teacher-forced (``argmax``/``targets`` given): a fact counts when every token of its value is predicted (the name
@@ -178,8 +184,10 @@ def majority_fact_floor(train_texts: Sequence[str], refs: Sequence[str]) -> dict
         if "name" in f:
             name.append(float(guess.get("name") == f["name"][0]))
         attr += [float(guess.get(k) == f[k][0]) for k in ATTRIBUTE_KINDS if k in f]
-    return {"name": sum(name) / len(name) if name else float("nan"),
-            "attr": sum(attr) / len(attr) if attr else float("nan")}
+    return {
+        "name": sum(name) / len(name) if name else float("nan"),
+        "attr": sum(attr) / len(attr) if attr else float("nan"),
+    }
 
 
 # -------------------------------------------------------------------------------------------------- the gauge
@@ -191,8 +199,15 @@ def verdict(bleu: float, half_ci: float, floor: float) -> str:
     return "above the floor"
 
 
-def ae_gauge(icae, refs: Sequence[str], preds: Sequence[str], train_texts: Sequence[str],
-             select_refs: Sequence[str] | None, synthetic: bool, batch_size: int = 8) -> dict:
+def ae_gauge(
+    icae,
+    refs: Sequence[str],
+    preds: Sequence[str],
+    train_texts: Sequence[str],
+    select_refs: Sequence[str] | None,
+    synthetic: bool,
+    batch_size: int = 8,
+) -> dict:
     """The gauge's numbers (``gauge/...`` keys) for held-out ``refs`` and their greedy reconstructions ``preds``."""
     bleus = [M.bleu1(p, r) for p, r in zip(preds, refs)]
     b, h = mean_ci(bleus)
@@ -222,17 +237,23 @@ def ae_gauge(icae, refs: Sequence[str], preds: Sequence[str], train_texts: Seque
 def format_gauge(g: dict, title: str = "ICAE autoencoding") -> str:
     """The gauge as a small Markdown table (what the demo prints and docs/icae.md records)."""
     f = lambda x: "—" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.3f}"  # noqa: E731
-    lines = [f"{title}: {g['gauge/n']} held-out texts — {g['gauge/verdict']}", "",
-             "| measure | ICAE | floor / without slots |", "|---|---|---|",
-             f"| BLEU-1 (mean ± 95 % CI) | {f(g['gauge/bleu1'])} ± {f(g['gauge/bleu1_ci95'])} | random passage "
-             f"{f(g['gauge/floor_random'])}; best constant passage {f(g['gauge/floor_constant'])} |",
-             f"| teacher-forced NLL, nats/token | {f(g['gauge/nll_ae'])} | {f(g['gauge/nll_no_slots'])} without "
-             f"slots (slots add {f(g['gauge/slot_gain_nats'])}) |"]
+    lines = [
+        f"{title}: {g['gauge/n']} held-out texts — {g['gauge/verdict']}",
+        "",
+        "| measure | ICAE | floor / without slots |",
+        "|---|---|---|",
+        f"| BLEU-1 (mean ± 95 % CI) | {f(g['gauge/bleu1'])} ± {f(g['gauge/bleu1_ci95'])} | random passage "
+        f"{f(g['gauge/floor_random'])}; best constant passage {f(g['gauge/floor_constant'])} |",
+        f"| teacher-forced NLL, nats/token | {f(g['gauge/nll_ae'])} | {f(g['gauge/nll_no_slots'])} without "
+        f"slots (slots add {f(g['gauge/slot_gain_nats'])}) |",
+    ]
     if "gauge/name_tf" in g:
-        lines += [f"| name accuracy, teacher-forced / greedy | {f(g.get('gauge/name_tf'))} / "
-                  f"{f(g.get('gauge/name_greedy'))} | {f(g.get('gauge/no_slots/name_tf'))} without slots; "
-                  f"majority guess {f(g.get('gauge/majority/name'))} |",
-                  f"| attribute accuracy, teacher-forced / greedy | {f(g.get('gauge/attr_tf'))} / "
-                  f"{f(g.get('gauge/attr_greedy'))} | {f(g.get('gauge/no_slots/attr_tf'))} without slots; "
-                  f"majority guess {f(g.get('gauge/majority/attr'))} |"]
+        lines += [
+            f"| name accuracy, teacher-forced / greedy | {f(g.get('gauge/name_tf'))} / "
+            f"{f(g.get('gauge/name_greedy'))} | {f(g.get('gauge/no_slots/name_tf'))} without slots; "
+            f"majority guess {f(g.get('gauge/majority/name'))} |",
+            f"| attribute accuracy, teacher-forced / greedy | {f(g.get('gauge/attr_tf'))} / "
+            f"{f(g.get('gauge/attr_greedy'))} | {f(g.get('gauge/no_slots/attr_tf'))} without slots; "
+            f"majority guess {f(g.get('gauge/majority/attr'))} |",
+        ]
     return "\n".join(lines)

@@ -50,9 +50,12 @@ def clean_answer(text: str) -> str:
 
 
 def timing_summary(t: dict) -> dict:
-    out = {"time/compress_s": t.get("compress_s", 0.0), "time/ttft_s": t.get("ttft_s", 0.0),
-           "time/decode_s": t.get("decode_s", 0.0),
-           "time/decode_tok_s": t.get("decode_tokens", 0) / t["decode_s"] if t.get("decode_s") else float("nan")}
+    out = {
+        "time/compress_s": t.get("compress_s", 0.0),
+        "time/ttft_s": t.get("ttft_s", 0.0),
+        "time/decode_s": t.get("decode_s", 0.0),
+        "time/decode_tok_s": t.get("decode_tokens", 0) / t["decode_s"] if t.get("decode_s") else float("nan"),
+    }
     if t.get("memory_slots"):
         out["compression/rate"] = t["context_tokens"] / t["memory_slots"]
     return out
@@ -75,15 +78,18 @@ def eval_ae(model, cfg: ICAEConfig, texts: list[str] | None = None) -> tuple[lis
         texts = pretrain_texts(cfg, "test", cfg.num_eval_samples)
     rows, t = [], {}
     for i in range(0, len(texts), cfg.batch_size):
-        chunk = texts[i: i + cfg.batch_size]
+        chunk = texts[i : i + cfg.batch_size]
         n_max = max(len(model.tok(x, add_special_tokens=False)["input_ids"]) for x in chunk)
-        preds = model.generate(chunk, None, special="AE", max_new_tokens=min(cfg.max_new_tokens, n_max + 8),
-                               timings=t)
+        preds = model.generate(chunk, None, special="AE", max_new_tokens=min(cfg.max_new_tokens, n_max + 8), timings=t)
         for ref, p in zip(chunk, preds):
-            rows.append({"reference": ref, "prediction": p, "bleu1": M.bleu1(p, ref),
-                         "exact": float(p.strip() == ref.strip())})
-    summary = {"ae/bleu1": M.mean([r["bleu1"] for r in rows]), "ae/exact": M.mean([r["exact"] for r in rows]),
-               **timing_summary(t)}
+            rows.append(
+                {"reference": ref, "prediction": p, "bleu1": M.bleu1(p, ref), "exact": float(p.strip() == ref.strip())}
+            )
+    summary = {
+        "ae/bleu1": M.mean([r["bleu1"] for r in rows]),
+        "ae/exact": M.mean([r["exact"] for r in rows]),
+        **timing_summary(t),
+    }
     summary.update(ae_gauge_for(model, cfg, [r["reference"] for r in rows], [r["prediction"] for r in rows]))
     return rows, summary
 
@@ -104,8 +110,7 @@ def ae_gauge_for(model, cfg: ICAEConfig, refs: list[str], preds: list[str]) -> d
         from actlab.data.sources import load_rows
 
         ref_set = set(refs)
-        select = [r["text"] for r in load_rows("syn_passages", "test", ns, cfg.seed + 1)
-                  if r["text"] not in ref_set]
+        select = [r["text"] for r in load_rows("syn_passages", "test", ns, cfg.seed + 1) if r["text"] not in ref_set]
     else:
         select = train[nc:] or None
         train = train[:nc]
@@ -130,19 +135,33 @@ def eval_qa(model, cfg: ICAEConfig, rows: list[dict] | None = None) -> tuple[lis
         elif len(idx) > 1:
             singles += idx
     for s in range(0, len(singles), cfg.batch_size):
-        idx = singles[s: s + cfg.batch_size]
-        out = _gen(model, [rows[i]["context"] for i in idx], [qa_prompt(rows[i]) for i in idx], "FT",
-                   cfg.max_new_tokens, t)
+        idx = singles[s : s + cfg.batch_size]
+        out = _gen(
+            model, [rows[i]["context"] for i in idx], [qa_prompt(rows[i]) for i in idx], "FT", cfg.max_new_tokens, t
+        )
         preds.update(dict(zip(idx, out)))
     out_rows = []
     for i, r in enumerate(rows):
         p = clean_answer(preds[i])
         golds = list(r["answers"]["text"])
         sc = M.squad_scores(p, golds)
-        out_rows.append({"id": r.get("id", i), "question": r["question"], "answers": golds, "prediction": p,
-                         "em": sc["em"], "f1": sc["f1"], "bleu1": M.bleu1(p, golds[0] if golds else "")})
-    summary = {"qa/em": 100 * M.mean([r["em"] for r in out_rows]), "qa/f1": 100 * M.mean([r["f1"] for r in out_rows]),
-               "qa/bleu1": 100 * M.mean([r["bleu1"] for r in out_rows]), **timing_summary(t)}
+        out_rows.append(
+            {
+                "id": r.get("id", i),
+                "question": r["question"],
+                "answers": golds,
+                "prediction": p,
+                "em": sc["em"],
+                "f1": sc["f1"],
+                "bleu1": M.bleu1(p, golds[0] if golds else ""),
+            }
+        )
+    summary = {
+        "qa/em": 100 * M.mean([r["em"] for r in out_rows]),
+        "qa/f1": 100 * M.mean([r["f1"] for r in out_rows]),
+        "qa/bleu1": 100 * M.mean([r["bleu1"] for r in out_rows]),
+        **timing_summary(t),
+    }
     return out_rows, summary
 
 
@@ -152,17 +171,29 @@ def eval_repoqa(model, cfg: ICAEConfig, tasks: list[dict] | None = None, thresho
     tasks = tasks if tasks is not None else repoqa_tasks(cfg, "test", cfg.num_eval_samples)
     rows, t = [], {}
     for s in range(0, len(tasks), cfg.batch_size):
-        chunk = tasks[s: s + cfg.batch_size]
-        out = _gen(model, [x["context"] for x in chunk], [repoqa_prompt(x) for x in chunk], "FT",
-                   cfg.max_new_tokens, t)
+        chunk = tasks[s : s + cfg.batch_size]
+        out = _gen(
+            model, [x["context"] for x in chunk], [repoqa_prompt(x) for x in chunk], "FT", cfg.max_new_tokens, t
+        )
         for task, p in zip(chunk, out):
             p = p.strip()
             ok, sim = M.repoqa_pass(p, task["gold"], task["needles"], threshold)
-            rows.append({"description": task["description"], "gold": task["gold"], "prediction": p,
-                         "similarity": sim, "pass": float(ok), "bleu1": M.bleu1(p, task["gold"])})
-    summary = {"repoqa/similarity": M.mean([r["similarity"] for r in rows]),
-               f"repoqa/pass@{threshold}": M.mean([r["pass"] for r in rows]),
-               "repoqa/bleu1": M.mean([r["bleu1"] for r in rows]), **timing_summary(t)}
+            rows.append(
+                {
+                    "description": task["description"],
+                    "gold": task["gold"],
+                    "prediction": p,
+                    "similarity": sim,
+                    "pass": float(ok),
+                    "bleu1": M.bleu1(p, task["gold"]),
+                }
+            )
+    summary = {
+        "repoqa/similarity": M.mean([r["similarity"] for r in rows]),
+        f"repoqa/pass@{threshold}": M.mean([r["pass"] for r in rows]),
+        "repoqa/bleu1": M.mean([r["bleu1"] for r in rows]),
+        **timing_summary(t),
+    }
     return rows, summary
 
 
@@ -195,8 +226,13 @@ def eval_trajectories(model, cfg: ICAEConfig, trajs: list[list[dict]] | None = N
             nonlocal n_ctx
             mask = torch.ones((1, n_ctx + emb.shape[0]), dtype=torch.long, device=emb.device)
             with model._decoder_ctx():
-                res = dec(inputs_embeds=emb[None], attention_mask=mask, position_ids=pids[None].to(emb.device),
-                          past_key_values=_cache, use_cache=True)
+                res = dec(
+                    inputs_embeds=emb[None],
+                    attention_mask=mask,
+                    position_ids=pids[None].to(emb.device),
+                    past_key_values=_cache,
+                    use_cache=True,
+                )
             n_ctx += emb.shape[0]
             _state["last"] = res.logits[0, -1, : model.vocab]
             return res.logits[0, :, : model.vocab]
@@ -228,10 +264,13 @@ def eval_trajectories(model, cfg: ICAEConfig, trajs: list[list[dict]] | None = N
             for j in range(1, len(ref)):
                 mask_n += 1
                 with model._decoder_ctx():
-                    r = dec(inputs_embeds=model.token_embeds(torch.tensor([[nxt]])),
-                            attention_mask=torch.ones((1, mask_n), dtype=torch.long, device=model.device),
-                            position_ids=torch.tensor([[pos + j]], device=model.device), past_key_values=ar_cache,
-                            use_cache=True)
+                    r = dec(
+                        inputs_embeds=model.token_embeds(torch.tensor([[nxt]])),
+                        attention_mask=torch.ones((1, mask_n), dtype=torch.long, device=model.device),
+                        position_ids=torch.tensor([[pos + j]], device=model.device),
+                        past_key_values=ar_cache,
+                        use_cache=True,
+                    )
                 nxt = int(r.logits[0, -1, : model.vocab].argmax())
                 ar.append(nxt)
             t_all["decode_s"] = t_all.get("decode_s", 0.0) + time.perf_counter() - t0
@@ -246,16 +285,33 @@ def eval_trajectories(model, cfg: ICAEConfig, trajs: list[list[dict]] | None = N
             orig_tokens += len(ref)
             dec_tokens += len(ref)
             ref_text, tf_text = model.tok.decode(ref), model.tok.decode(tf)
-            turn_rows.append({"trajectory": ti, "turn": turn, "tf/acc": M.token_accuracy(tf, ref),
-                              "tf/em": float(tf == ref), "tf/bleu1": M.bleu1(tf_text, ref_text),
-                              "ar/acc": M.token_accuracy(ar, ref), "ar/em": float(ar == ref),
-                              "reference": ref_text, "prediction_ar": model.tok.decode(ar)})
+            turn_rows.append(
+                {
+                    "trajectory": ti,
+                    "turn": turn,
+                    "tf/acc": M.token_accuracy(tf, ref),
+                    "tf/em": float(tf == ref),
+                    "tf/bleu1": M.bleu1(tf_text, ref_text),
+                    "ar/acc": M.token_accuracy(ar, ref),
+                    "ar/em": float(ar == ref),
+                    "reference": ref_text,
+                    "prediction_ar": model.tok.decode(ar),
+                }
+            )
             turn += 1
         mine = [r for r in turn_rows if r["trajectory"] == ti]
-        traj_rows.append({"trajectory": ti, "turns": len(mine), "tf/em": float(all(r["tf/em"] for r in mine)),
-                          "ar/em": float(all(r["ar/em"] for r in mine)),
-                          "tf/acc": M.mean([r["tf/acc"] for r in mine]), "original_tokens": orig_tokens,
-                          "decoder_tokens": dec_tokens, "compression/rate": orig_tokens / max(1, dec_tokens)})
+        traj_rows.append(
+            {
+                "trajectory": ti,
+                "turns": len(mine),
+                "tf/em": float(all(r["tf/em"] for r in mine)),
+                "ar/em": float(all(r["ar/em"] for r in mine)),
+                "tf/acc": M.mean([r["tf/acc"] for r in mine]),
+                "original_tokens": orig_tokens,
+                "decoder_tokens": dec_tokens,
+                "compression/rate": orig_tokens / max(1, dec_tokens),
+            }
+        )
     summary = {k: M.mean([r[k] for r in turn_rows]) for k in ("tf/acc", "tf/em", "tf/bleu1", "ar/acc", "ar/em")}
     summary = {f"traj/turn_{k}": v for k, v in summary.items()}
     summary["traj/trajectory_tf_em"] = M.mean([r["tf/em"] for r in traj_rows])

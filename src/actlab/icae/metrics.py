@@ -65,8 +65,9 @@ def word_tokenize(text: str) -> list[str]:
     return _wt(text, preserve_line=True)
 
 
-def sentence_bleu(refs: Sequence[Sequence[str]], hyp: Sequence[str], weights=(0.25, 0.25, 0.25, 0.25),
-                  smoothing: str | None = None) -> float:
+def sentence_bleu(
+    refs: Sequence[Sequence[str]], hyp: Sequence[str], weights=(0.25, 0.25, 0.25, 0.25), smoothing: str | None = None
+) -> float:
     """NLTK's ``sentence_bleu`` on token lists (``smoothing``: None or ``"method4"``); NLTK's zero-count warnings
     are silenced (the score is what NLTK returns)."""
     import warnings
@@ -118,8 +119,9 @@ def repoqa_similarity(prediction: str, reference: str, strip: bool = False) -> f
     return sentence_bleu([ref], cand, smoothing="method4")
 
 
-def repoqa_pass(prediction: str, gold: str, needles: Sequence[str], threshold: float = 0.8,
-                strip: bool = False) -> tuple[bool, float]:
+def repoqa_pass(
+    prediction: str, gold: str, needles: Sequence[str], threshold: float = 0.8, strip: bool = False
+) -> tuple[bool, float]:
     """Official pass: the needle most similar to the prediction is ``gold`` and that similarity ≥ ``threshold``.
 
     The best needle is chosen as the official scorer does: scan in order, keep one only if strictly more similar

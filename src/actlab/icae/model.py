@@ -70,9 +70,9 @@ def _left_pad_embeds(rows: Sequence[torch.Tensor], pids: Sequence[torch.Tensor])
     mask = torch.zeros((len(rows), n), dtype=torch.long, device=rows[0].device)
     pos = torch.zeros((len(rows), n), dtype=torch.long, device=rows[0].device)
     for i, (r, p) in enumerate(zip(rows, pids)):
-        emb[i, n - r.shape[0]:] = r
-        mask[i, n - r.shape[0]:] = 1
-        pos[i, n - r.shape[0]:] = p.to(pos.device)
+        emb[i, n - r.shape[0] :] = r
+        mask[i, n - r.shape[0] :] = 1
+        pos[i, n - r.shape[0] :] = p.to(pos.device)
     return emb, mask, pos
 
 
@@ -81,7 +81,7 @@ def _left_pad_labels(labels: Sequence[torch.Tensor], emb: torch.Tensor) -> torch
     n = emb.shape[1]
     out = torch.full((len(labels), n), -100, dtype=torch.long)
     for i, lab in enumerate(labels):
-        out[i, n - lab.shape[0]:] = lab
+        out[i, n - lab.shape[0] :] = lab
     return out.to(emb.device)
 
 
@@ -127,10 +127,16 @@ def stored_activations(model):
 # ---------------------------------------------------------------------------------------------- save / load
 def _fingerprint(config, base_name, vocab: int, lora_r: int, lora_targets, **extra: str) -> dict[str, str]:
     """What a weights file records about its base model (checked again when it is loaded)."""
-    return {"base_model": str(base_name), "model_type": str(config.model_type), "vocab_size": str(vocab),
-            "hidden_size": str(getattr(config, "hidden_size", getattr(config, "n_embd", ""))),
-            "num_hidden_layers": str(getattr(config, "num_hidden_layers", getattr(config, "n_layer", ""))),
-            **extra, "lora_r": str(lora_r), "lora_targets": ",".join(lora_targets)}
+    return {
+        "base_model": str(base_name),
+        "model_type": str(config.model_type),
+        "vocab_size": str(vocab),
+        "hidden_size": str(getattr(config, "hidden_size", getattr(config, "n_embd", ""))),
+        "num_hidden_layers": str(getattr(config, "num_hidden_layers", getattr(config, "n_layer", ""))),
+        **extra,
+        "lora_r": str(lora_r),
+        "lora_targets": ",".join(lora_targets),
+    }
 
 
 def _weights_path(path, default_name: str):
@@ -143,16 +149,18 @@ def _weights_path(path, default_name: str):
 def _check_fingerprint(path, meta: dict, mine: dict, keys: Sequence[str]) -> None:
     for key in keys:
         if key in meta and meta[key] != mine[key]:
-            raise ActlabError(f"checkpoint {path} was trained on another base model or setting ({key}={meta[key]}"
-                              f" from base {meta.get('base_model', '?')!r}; this model has {key}={mine[key]}, "
-                              f"base {mine['base_model']!r})")
+            raise ActlabError(
+                f"checkpoint {path} was trained on another base model or setting ({key}={meta[key]}"
+                f" from base {meta.get('base_model', '?')!r}; this model has {key}={mine[key]}, "
+                f"base {mine['base_model']!r})"
+            )
 
 
 def _load_lora(peft_model, tensors: dict, path) -> None:
     """The ``lora.*`` tensors into ``peft_model``; LoRA weights the model lacks are an ActlabError."""
     from peft import set_peft_model_state_dict
 
-    lora = {k[len("lora."):]: v for k, v in tensors.items() if k.startswith("lora.")}
+    lora = {k[len("lora.") :]: v for k, v in tensors.items() if k.startswith("lora.")}
     res = set_peft_model_state_dict(peft_model, lora)
     bad = [k for k in getattr(res, "unexpected_keys", []) if "lora" in k]
     if bad:
@@ -170,10 +178,15 @@ def attach_lora(model, cfg) -> tuple:
     for p in model.parameters():
         p.requires_grad_(False)
     t = lora_targets(model, cfg.lora_target_modules)
-    lcfg = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
-                      target_modules=t.modules or None, task_type="CAUSAL_LM",
-                      fan_in_fan_out=conv1d_targets(model, t.modules),
-                      **({"target_parameters": t.parameters} if t.parameters else {}))
+    lcfg = LoraConfig(
+        r=cfg.lora_r,
+        lora_alpha=cfg.lora_alpha,
+        lora_dropout=cfg.lora_dropout,
+        target_modules=t.modules or None,
+        task_type="CAUSAL_LM",
+        fan_in_fan_out=conv1d_targets(model, t.modules),
+        **({"target_parameters": t.parameters} if t.parameters else {}),
+    )
     return attach(model, lcfg, seed=cfg.seed), t.modules + t.parameters
 
 
@@ -201,8 +214,10 @@ class _Decoding:
         if self.max_positions is not None and last >= self.max_positions:
             from actlab.core.arch import model_type
 
-            raise ActlabError(f"position id {last} is past the {self.max_positions} learned positions of "
-                              f"{model_type(self._decoder())}; lower max_seq_len or max_new_tokens")
+            raise ActlabError(
+                f"position id {last} is past the {self.max_positions} learned positions of "
+                f"{model_type(self._decoder())}; lower max_seq_len or max_new_tokens"
+            )
 
     def _decoder(self):
         raise NotImplementedError
@@ -237,8 +252,9 @@ class _Decoding:
         self.check_positions(int(pre.pids.max()) + max_new_tokens - 1)
         stepper = _PrefillStepper(self._decoder(), self.token_embeds, self.vocab, pre, past)
         with self._decoder_ctx():
-            return decode_loop(stepper, max_new_tokens, stop_ids=self._stop_ids(), pad_id=self.tok.pad_token_id or 0,
-                               timings=timings)
+            return decode_loop(
+                stepper, max_new_tokens, stop_ids=self._stop_ids(), pad_id=self.tok.pad_token_id or 0, timings=timings
+            )
 
     def decode_text(self, ids: list[int]) -> str:
         return self.tok.decode(ids, skip_special_tokens=True)
@@ -254,16 +270,27 @@ class _PrefillStepper:
 
     def start(self) -> torch.Tensor:
         pre = self.pre
-        res = self.dec(inputs_embeds=pre.embeds, attention_mask=self.mask, position_ids=pre.pids,
-                       past_key_values=self.past, use_cache=True, logits_to_keep=1)
+        res = self.dec(
+            inputs_embeds=pre.embeds,
+            attention_mask=self.mask,
+            position_ids=pre.pids,
+            past_key_values=self.past,
+            use_cache=True,
+            logits_to_keep=1,
+        )
         self.past = res.past_key_values
         return res.logits[:, -1, : self.vocab]
 
     def next(self, tokens: torch.Tensor) -> torch.Tensor:
         self.last = self.last + 1
         self.mask = torch.cat([self.mask, self.mask.new_ones((self.mask.shape[0], 1))], dim=1)
-        res = self.dec(inputs_embeds=self.token_embeds(tokens[:, None]), attention_mask=self.mask,
-                       position_ids=self.last[:, None], past_key_values=self.past, use_cache=True)
+        res = self.dec(
+            inputs_embeds=self.token_embeds(tokens[:, None]),
+            attention_mask=self.mask,
+            position_ids=self.last[:, None],
+            past_key_values=self.past,
+            use_cache=True,
+        )
         self.past = res.past_key_values
         return res.logits[:, -1, : self.vocab]
 
@@ -372,8 +399,9 @@ class ICAE(nn.Module, _Decoding):
         sync = _sync_fn(dev)
         t0 = time.perf_counter()
         inner = self.base().base_model  # the transformer body (LoRA active): last_hidden_state is post final norm
-        h = inner(inputs_embeds=self.token_embeds(ids_t), attention_mask=mask.to(dev),
-                  position_ids=pos.to(dev)).last_hidden_state
+        h = inner(
+            inputs_embeds=self.token_embeds(ids_t), attention_mask=mask.to(dev), position_ids=pos.to(dev)
+        ).last_hidden_state
         # gather slots by index
         r_idx = torch.cat([torch.full((k,), r, dtype=torch.long) for _, r, c, k in where])
         c_idx = torch.cat([torch.arange(c, c + k) for _, r, c, k in where])
@@ -385,15 +413,20 @@ class ICAE(nn.Module, _Decoding):
         slots, spids = [[] for _ in contexts], [[] for _ in contexts]
         off = 0
         for i, _, _, k in where:
-            slots[i].append(flat[off: off + k])
-            spids[i].append(flat_pid[off: off + k])
+            slots[i].append(flat[off : off + k])
+            spids[i].append(flat_pid[off : off + k])
             off += k
         return Memory([torch.cat(s) for s in slots], [torch.cat(p) for p in spids], [len(c) for c in contexts])
 
     # --------------------------------------------------------------------------------------------- decoder
-    def decoder_rows(self, mem: Memory, special: str, prompts: Sequence[Sequence[int]],
-                     targets: Sequence[Sequence[int]] | None = None, score_from: Sequence[int] | None = None,
-                     ) -> Prefill:
+    def decoder_rows(
+        self,
+        mem: Memory,
+        special: str,
+        prompts: Sequence[Sequence[int]],
+        targets: Sequence[Sequence[int]] | None = None,
+        score_from: Sequence[int] | None = None,
+    ) -> Prefill:
         """``[BOS] slots [special] prompt (target)`` per sample, left-padded, with EPL or default pids.
 
         ``targets`` (teacher forcing) adds labels: target token t is predicted from the position before it;
@@ -420,7 +453,7 @@ class ICAE(nn.Module, _Decoding):
                 lab = torch.full((len(p),), -100, dtype=torch.long)
                 skip = score_from[i] if score_from is not None else 0
                 if tgt:
-                    lab[len(p) - len(tgt) + skip:] = torch.tensor(tgt[skip:], dtype=torch.long)
+                    lab[len(p) - len(tgt) + skip :] = torch.tensor(tgt[skip:], dtype=torch.long)
                 labels.append(lab)
         emb, mask, pos = _left_pad_embeds(rows, pids)
         self.check_positions(int(pos.max()))
@@ -430,8 +463,9 @@ class ICAE(nn.Module, _Decoding):
         """Token-averaged CE of the frozen decoder on ``pre.labels`` (gradients reach slots and special tokens)."""
         with self.model.disable_adapter(), stored_activations(self.base()):
             logits = self.base()(inputs_embeds=pre.embeds, attention_mask=pre.mask, position_ids=pre.pids).logits
-        return nn.functional.cross_entropy(logits[:, :-1].float().reshape(-1, logits.shape[-1]),
-                                           pre.labels[:, 1:].reshape(-1), ignore_index=-100)
+        return nn.functional.cross_entropy(
+            logits[:, :-1].float().reshape(-1, logits.shape[-1]), pre.labels[:, 1:].reshape(-1), ignore_index=-100
+        )
 
     @torch.no_grad()
     def teacher_forced_argmax(self, pre: Prefill) -> list[list[int]]:
@@ -444,8 +478,14 @@ class ICAE(nn.Module, _Decoding):
 
     # ----------------------------------------------------------------------------------------------- api
     @torch.no_grad()
-    def generate(self, contexts: Sequence[str], prompts: Sequence[str] | None = None, special: str = "FT",
-                 max_new_tokens: int = 64, timings: dict | None = None) -> list[str]:
+    def generate(
+        self,
+        contexts: Sequence[str],
+        prompts: Sequence[str] | None = None,
+        special: str = "FT",
+        max_new_tokens: int = 64,
+        timings: dict | None = None,
+    ) -> list[str]:
         """Compress ``contexts`` and generate after ``[special] prompt`` (batched; greedy)."""
         ctx = self.tokenize_contexts(contexts)
         prompts = prompts if prompts is not None else [""] * len(ctx)
@@ -464,13 +504,24 @@ class ICAE(nn.Module, _Decoding):
         """Prefill ``[BOS] slots [special]`` of ONE context once → ``(cache, mask, next pid)`` for many prompts."""
         pre = self.decoder_rows(mem, special, [[]])
         with self.model.disable_adapter():
-            res = self.base()(inputs_embeds=pre.embeds, attention_mask=pre.mask, position_ids=pre.pids,
-                              use_cache=True, logits_to_keep=1)
+            res = self.base()(
+                inputs_embeds=pre.embeds,
+                attention_mask=pre.mask,
+                position_ids=pre.pids,
+                use_cache=True,
+                logits_to_keep=1,
+            )
         return res.past_key_values, pre.mask, int(pre.pids[0, -1]) + 1
 
     @torch.no_grad()
-    def generate_shared(self, context: str, prompts: Sequence[str], special: str = "FT", max_new_tokens: int = 64,
-                        timings: dict | None = None) -> list[str]:
+    def generate_shared(
+        self,
+        context: str,
+        prompts: Sequence[str],
+        special: str = "FT",
+        max_new_tokens: int = 64,
+        timings: dict | None = None,
+    ) -> list[str]:
         """Several prompts on one context: compress once, prefill ``[prefix + slots]`` once, reuse its KV cache."""
         mem = self.compress(self.tokenize_contexts([context]), timings)
         cache, pmask, nxt = self.prefix_cache(mem, special)
@@ -491,9 +542,9 @@ class ICAE(nn.Module, _Decoding):
         m = torch.zeros((b, n), dtype=torch.long)
         pos = torch.zeros((b, n), dtype=torch.long)
         for i, p in enumerate(p_ids):
-            ids[i, n - len(p):] = torch.tensor(p)
-            m[i, n - len(p):] = 1
-            pos[i, n - len(p):] = torch.arange(nxt, nxt + len(p))
+            ids[i, n - len(p) :] = torch.tensor(p)
+            m[i, n - len(p) :] = 1
+            pos[i, n - len(p) :] = torch.arange(nxt, nxt + len(p))
         dev = self.device
         mask = torch.cat([pmask.expand(b, -1).to(dev), m.to(dev)], dim=1)
         pre = Prefill(self.token_embeds(ids), mask, pos.to(dev))
@@ -502,8 +553,14 @@ class ICAE(nn.Module, _Decoding):
 
     # ------------------------------------------------------------------------------------------ save / load
     def fingerprint(self) -> dict[str, str]:
-        return _fingerprint(self.base().config, self.base_name, self.vocab, self.cfg.lora_r, self.lora_targets,
-                            fixed_mem_size=str(self.m))
+        return _fingerprint(
+            self.base().config,
+            self.base_name,
+            self.vocab,
+            self.cfg.lora_r,
+            self.lora_targets,
+            fixed_mem_size=str(self.m),
+        )
 
     def load(self, path) -> ICAE:
         """Load weights saved by :meth:`save`; a checkpoint of another base model is an ActlabError."""
@@ -511,11 +568,17 @@ class ICAE(nn.Module, _Decoding):
 
         path = _weights_path(path, self.weights_file)
         tensors, meta = load_tensors(path)
-        _check_fingerprint(path, meta, self.fingerprint(),
-                           ("model_type", "vocab_size", "hidden_size", "num_hidden_layers", "fixed_mem_size", "lora_r"))
+        _check_fingerprint(
+            path,
+            meta,
+            self.fingerprint(),
+            ("model_type", "vocab_size", "hidden_size", "num_hidden_layers", "fixed_mem_size", "lora_r"),
+        )
         _load_lora(self.model, tensors, path)
         with torch.no_grad():
-            self.memory_token_embed.weight.copy_(tensors["memory_token_embed.weight"].to(self.memory_token_embed.weight))
+            self.memory_token_embed.weight.copy_(
+                tensors["memory_token_embed.weight"].to(self.memory_token_embed.weight)
+            )
         return self
 
 
@@ -558,8 +621,10 @@ class SimpleLLM(_Decoding):
         the full-context decoder fine-tuned on the same data as ICAE); ``self.model`` keeps the base class with the
         LoRA layers active, so decoding is unchanged."""
         if self._ctx is not None:
-            raise ActlabError("this SimpleLLM shares an ICAE's decoder (SimpleLLM.from_icae); fine-tune a SimpleLLM "
-                              "built on its own base model")
+            raise ActlabError(
+                "this SimpleLLM shares an ICAE's decoder (SimpleLLM.from_icae); fine-tune a SimpleLLM "
+                "built on its own base model"
+            )
         cfg, model = self.cfg, self.model
         self.peft, self.lora_targets = attach_lora(model, cfg)
         self.model = self.peft.get_base_model()
@@ -585,8 +650,14 @@ class SimpleLLM(_Decoding):
 
     def fingerprint(self) -> dict[str, str]:
         base = getattr(self.model, "actlab_name", None) or getattr(self.model.config, "_name_or_path", "") or ""
-        return _fingerprint(self.model.config, base, self.vocab, self.cfg.lora_r, getattr(self, "lora_targets", []),
-                            icae_model_type="llm")
+        return _fingerprint(
+            self.model.config,
+            base,
+            self.vocab,
+            self.cfg.lora_r,
+            getattr(self, "lora_targets", []),
+            icae_model_type="llm",
+        )
 
     def load(self, path) -> SimpleLLM:
         """Load LoRA weights saved by :meth:`save` (attaching the adapter first if needed)."""
@@ -598,8 +669,9 @@ class SimpleLLM(_Decoding):
             raise ActlabError(f"checkpoint {path} is an ICAE checkpoint; model_type: llm loads llm.safetensors")
         if self.peft is None:
             self.add_lora()
-        _check_fingerprint(path, meta, self.fingerprint(),
-                           ("model_type", "vocab_size", "hidden_size", "num_hidden_layers", "lora_r"))
+        _check_fingerprint(
+            path, meta, self.fingerprint(), ("model_type", "vocab_size", "hidden_size", "num_hidden_layers", "lora_r")
+        )
         _load_lora(self.peft, tensors, path)
         return self
 
@@ -607,11 +679,13 @@ class SimpleLLM(_Decoding):
         """Token-averaged CE on ``pre.labels`` (the same positions as ICAE's: the target tokens only)."""
         with self._decoder_ctx():
             logits = self.model(inputs_embeds=pre.embeds, attention_mask=pre.mask, position_ids=pre.pids).logits
-        return nn.functional.cross_entropy(logits[:, :-1].float().reshape(-1, logits.shape[-1]),
-                                           pre.labels[:, 1:].reshape(-1), ignore_index=-100)
+        return nn.functional.cross_entropy(
+            logits[:, :-1].float().reshape(-1, logits.shape[-1]), pre.labels[:, 1:].reshape(-1), ignore_index=-100
+        )
 
-    def rows(self, contexts: Sequence[str], prompts: Sequence[str], targets: Sequence[Sequence[int]] | None = None
-             ) -> Prefill:
+    def rows(
+        self, contexts: Sequence[str], prompts: Sequence[str], targets: Sequence[Sequence[int]] | None = None
+    ) -> Prefill:
         """``[BOS] context prompt (target)`` per sample, left-padded; ``targets`` (token ids) add labels."""
         bos = [self.tok.bos_token_id] if self.tok.bos_token_id is not None else []
         rows, pids, labels = [], [], []
@@ -619,8 +693,15 @@ class SimpleLLM(_Decoding):
             if not c or not c.strip():
                 raise ActlabError("empty context: give a non-empty context")
             ids = self.tok(c, add_special_tokens=False)["input_ids"][: self.cfg.max_seq_len]
-            ids = bos + ids + ((self.tok(p, add_special_tokens=False)["input_ids"] if isinstance(p, str) else list(p))
-                               if p else [])
+            ids = (
+                bos
+                + ids
+                + (
+                    (self.tok(p, add_special_tokens=False)["input_ids"] if isinstance(p, str) else list(p))
+                    if p
+                    else []
+                )
+            )
             tgt = list(targets[i]) if targets is not None else []
             lab = [-100] * len(ids) + tgt
             ids += tgt
@@ -631,8 +712,14 @@ class SimpleLLM(_Decoding):
         return Prefill(emb, mask, pos, _left_pad_labels(labels, emb) if targets is not None else None)
 
     @torch.no_grad()
-    def generate(self, contexts: Sequence[str], prompts: Sequence[str] | None = None, max_new_tokens: int = 64,
-                 timings: dict | None = None, special: str | None = None) -> list[str]:
+    def generate(
+        self,
+        contexts: Sequence[str],
+        prompts: Sequence[str] | None = None,
+        max_new_tokens: int = 64,
+        timings: dict | None = None,
+        special: str | None = None,
+    ) -> list[str]:
         prompts = prompts if prompts is not None else [""] * len(contexts)
         pre = self.rows(contexts, prompts)
         if timings is not None:

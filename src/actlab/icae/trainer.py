@@ -41,9 +41,23 @@ log = logging.getLogger(__name__)
 
 CKPT = "checkpoint.safetensors"
 #: config fields that do not change a training run's result (outputs, logging, inference/demo-only options)
-EXCLUDE = ("output_dir", "device", "threads", "wandb", "report_to", "logging_steps", "save_steps", "batch_size",
-           "max_new_tokens", "predictions_dir", "metrics_dir", "demo_finetune_steps", "num_eval_samples", "overwrite",
-           "gradient_checkpointing")
+EXCLUDE = (
+    "output_dir",
+    "device",
+    "threads",
+    "wandb",
+    "report_to",
+    "logging_steps",
+    "save_steps",
+    "batch_size",
+    "max_new_tokens",
+    "predictions_dir",
+    "metrics_dir",
+    "demo_finetune_steps",
+    "num_eval_samples",
+    "overwrite",
+    "gradient_checkpointing",
+)
 
 
 def build_model(cfg: ICAEConfig, base=None, tok=None, device: str | None = None):
@@ -54,15 +68,22 @@ def build_model(cfg: ICAEConfig, base=None, tok=None, device: str | None = None)
     if base is None:
         from actlab.core.models import load
 
-        base, tok = load(cfg.model_name, dtype=None if cfg.dtype == "auto" else cfg.dtype,
-                         device=device or cfg.device, attn_implementation=cfg.attn_implementation)
+        base, tok = load(
+            cfg.model_name,
+            dtype=None if cfg.dtype == "auto" else cfg.dtype,
+            device=device or cfg.device,
+            attn_implementation=cfg.attn_implementation,
+        )
     if cfg.model_type == "llm":
         llm = SimpleLLM(base, tok, cfg)
         if cfg.checkpoint_path and _is_llm_checkpoint(cfg.checkpoint_path):
             llm.load(cfg.checkpoint_path)
         elif cfg.checkpoint_path:  # an ICAE config switched to --model_type llm: the baseline is the base model
-            log.warning("icae: checkpoint_path %s holds ICAE weights; model_type llm starts from the base model %s",
-                        cfg.checkpoint_path, cfg.model_name)
+            log.warning(
+                "icae: checkpoint_path %s holds ICAE weights; model_type llm starts from the base model %s",
+                cfg.checkpoint_path,
+                cfg.model_name,
+            )
         return llm
     icae = ICAE(base, tok, cfg)
     if cfg.checkpoint_path:
@@ -94,8 +115,15 @@ def _lr_lambda(cfg: ICAEConfig) -> Callable[[int], float]:
     return f
 
 
-def train_loop(icae: ICAE, cfg: ICAEConfig, run: RunDir | None, step_loss: Callable[[int, random.Random], dict],
-               desc: str, dist: Dist | None = None, out_dir: Path | None = None) -> dict:
+def train_loop(
+    icae: ICAE,
+    cfg: ICAEConfig,
+    run: RunDir | None,
+    step_loss: Callable[[int, random.Random], dict],
+    desc: str,
+    dist: Dist | None = None,
+    out_dir: Path | None = None,
+) -> dict:
     """AdamW over the trainable parameters; ``step_loss(step, rng)`` returns ``{"loss": tensor, ...}``: this rank's
     share of the step's loss (weighted by its share of the global batch) and metrics that add up over the ranks.
 
@@ -155,15 +183,25 @@ def train_loop(icae: ICAE, cfg: ICAEConfig, run: RunDir | None, step_loss: Calla
             bar.update(1)
             bar.set_postfix(loss=f"{vals['loss']:.3f}")
         if (step + 1) % cfg.logging_steps == 0 or step + 1 == cfg.max_steps:
-            last = {"step": step + 1, **{f"train/{k}": sum(v) / len(v) for k, v in acc.items()},
-                    "train/grad_norm": float(gn), "train/lr": sched.get_last_lr()[0],
-                    "time/elapsed_s": time.perf_counter() - t0}
+            last = {
+                "step": step + 1,
+                **{f"train/{k}": sum(v) / len(v) for k, v in acc.items()},
+                "train/grad_norm": float(gn),
+                "train/lr": sched.get_last_lr()[0],
+                "time/elapsed_s": time.perf_counter() - t0,
+            }
             if run is not None:
                 run.log(last)
             acc = {}
         if cfg.save_steps and (step + 1) % cfg.save_steps == 0 and step + 1 < cfg.max_steps and run is not None:
-            ckpt_io.save(ck, icae.trainable_state(), step=step + 1, optimizer=opt, scheduler=sched,
-                         extra={"acc": acc, "fingerprint": icae.fingerprint()})
+            ckpt_io.save(
+                ck,
+                icae.trainable_state(),
+                step=step + 1,
+                optimizer=opt,
+                scheduler=sched,
+                extra={"acc": acc, "fingerprint": icae.fingerprint()},
+            )
             legacy.unlink(missing_ok=True)
     if bar is not None:
         bar.close()
@@ -181,8 +219,12 @@ def _finish(run: RunDir, info: dict) -> dict:
 
 def _run_kw(cfg: ICAEConfig, sub: str) -> dict:
     exclude = EXCLUDE + (("task",) if sub == "pretrain" else ())  # pretraining is AE + LM whatever the task
-    return {"exclude": exclude, "defaults": dataclass_defaults(ICAEConfig),
-            "overwrite": getattr(cfg, "overwrite", False), "progress": (CKPT, "checkpoint.json")}
+    return {
+        "exclude": exclude,
+        "defaults": dataclass_defaults(ICAEConfig),
+        "overwrite": getattr(cfg, "overwrite", False),
+        "progress": (CKPT, "checkpoint.json"),
+    }
 
 
 def _done(cfg: ICAEConfig, sub: str) -> bool:
@@ -204,16 +246,21 @@ def _skipped(cfg: ICAEConfig, sub: str) -> dict:
     from actlab.icae.model import LLM_WEIGHTS, WEIGHTS
 
     name = LLM_WEIGHTS if cfg.model_type == "llm" else WEIGHTS
-    return {"weights": str(Path(cfg.output_dir) / sub / name), "skipped": True,
-            "run_dir": str(Path(cfg.output_dir) / sub)}
+    return {
+        "weights": str(Path(cfg.output_dir) / sub / name),
+        "skipped": True,
+        "run_dir": str(Path(cfg.output_dir) / sub),
+    }
 
 
 def _start(cfg: ICAEConfig, icae, verb: str) -> Dist:
     """This launch's process group; a model built by the caller trains in one process only."""
     d = start(cfg.device, verb=verb)
     if d.active and icae is not None:
-        raise ActlabError(f"{verb}: a model passed in trains in one process; under a launcher let the trainer "
-                          f"build it (from model_name {cfg.model_name!r})")
+        raise ActlabError(
+            f"{verb}: a model passed in trains in one process; under a launcher let the trainer "
+            f"build it (from model_name {cfg.model_name!r})"
+        )
     return d
 
 
@@ -227,8 +274,14 @@ def _run(cfg: ICAEConfig, sub: str, icae, step_loss: Callable, desc: str, dist: 
         done = run is None
         if run is not None and before not in (None, dist.world) and (Path(run.path) / CKPT).exists():
             bs = cfg.per_device_train_batch_size
-            log.warning("%s: resuming a run started on %d processes with %d: the global batch changes from %d to %d "
-                        "samples", desc, before, dist.world, bs * before, bs * dist.world)
+            log.warning(
+                "%s: resuming a run started on %d processes with %d: the global batch changes from %d to %d samples",
+                desc,
+                before,
+                dist.world,
+                bs * before,
+                bs * dist.world,
+            )
     if dist.broadcast(done):  # also the barrier: rank 0 has written the config (and cleared a redo)
         return _skipped(cfg, sub)
     try:
@@ -325,12 +378,21 @@ def _ft_samples(cfg: ICAEConfig, tok) -> list[dict]:
     enc = lambda s: tok(s, add_special_tokens=False)["input_ids"]  # noqa: E731
     if cfg.task == "qa":
         rows = data.squad_rows(cfg, "train", cfg.num_train_samples)
-        return [{"context": r["context"], "prompt": enc(data.qa_prompt(r)),
-                 "target": enc(" " + r["answers"]["text"][0]) + eos} for r in rows if r["answers"]["text"]]
+        return [
+            {
+                "context": r["context"],
+                "prompt": enc(data.qa_prompt(r)),
+                "target": enc(" " + r["answers"]["text"][0]) + eos,
+            }
+            for r in rows
+            if r["answers"]["text"]
+        ]
     if cfg.task == "repoqa":
         tasks = data.repoqa_tasks(cfg, "train", cfg.num_train_samples)
-        return [{"context": t["context"], "prompt": enc(data.repoqa_prompt(t)), "target": enc(" " + t["gold"]) + eos}
-                for t in tasks]
+        return [
+            {"context": t["context"], "prompt": enc(data.repoqa_prompt(t)), "target": enc(" " + t["gold"]) + eos}
+            for t in tasks
+        ]
     raise ActlabError(f"finetune task {cfg.task!r} is not a fine-tuning task; valid: qa, repoqa, trajectories")
 
 
@@ -350,8 +412,10 @@ def finetune(cfg: ICAEConfig, icae: ICAE | SimpleLLM | None = None) -> dict:
         raise ActlabError(f"finetune task {cfg.task!r} is not a fine-tuning task; valid: qa, repoqa, trajectories")
     dist = _start(cfg, icae, f"icae finetune {cfg.task}")
     if cfg.task == "trajectories" and dist.active:
-        raise ActlabError(f"finetune task trajectories trains one trajectory per step, turn by turn, and does not "
-                          f"split over processes; run it in one process (this launch has {dist.world})")
+        raise ActlabError(
+            f"finetune task trajectories trains one trajectory per step, turn by turn, and does not "
+            f"split over processes; run it in one process (this launch has {dist.world})"
+        )
     sub = finetune_subdir(cfg)
     if _done(cfg, sub):
         return _skipped(cfg, sub)
@@ -404,7 +468,9 @@ def trajectory_chunks(icae: ICAE, msgs: list[dict], compress: bool = True) -> li
     return out
 
 
-def chunk_embeds(icae: ICAE, chunk: dict, pos: int, detach_memory: bool = False) -> tuple[torch.Tensor, torch.Tensor, int]:
+def chunk_embeds(
+    icae: ICAE, chunk: dict, pos: int, detach_memory: bool = False
+) -> tuple[torch.Tensor, torch.Tensor, int]:
     """Embeddings and pids of one history chunk starting after global position ``pos``; returns the new ``pos``.
 
     A compressed chunk is ``slots [FT]``: with EPL the slots sit at ``pos + encoder pid`` and ``[FT]`` at the chunk's
@@ -453,7 +519,7 @@ def _finetune_trajectories(cfg: ICAEConfig, icae: ICAE, sub: str) -> dict:
             emb = torch.cat(hist_e + [te])[None]
             pids = torch.cat(hist_p + [torch.arange(pos + 1, pos + 1 + len(tgt))])[None].to(emb.device)
             labels = torch.full(pids.shape, -100, dtype=torch.long)
-            labels[0, -len(tgt):] = torch.tensor(tgt)
+            labels[0, -len(tgt) :] = torch.tensor(tgt)
             pre = Prefill(emb, torch.ones_like(pids), pids, labels.to(emb.device))
             loss = icae.loss(pre)
             # per turn; the history is detached below (earlier memory gets no more gradient). A turn whose history

@@ -65,14 +65,23 @@ class MapConfig:
 class LinearMap(nn.Module):
     """y = s · (x − μ_x) @ W + b  (W ``[d_in, d_out]``; every fitted method ends up in this form)."""
 
-    def __init__(self, cfg: MapConfig, W: torch.Tensor, b: torch.Tensor | None = None, scale: float = 1.0,
-                 mu_x: torch.Tensor | None = None, low_rank: tuple[torch.Tensor, torch.Tensor] | None = None,
-                 trainable: bool = False):
+    def __init__(
+        self,
+        cfg: MapConfig,
+        W: torch.Tensor,
+        b: torch.Tensor | None = None,
+        scale: float = 1.0,
+        mu_x: torch.Tensor | None = None,
+        low_rank: tuple[torch.Tensor, torch.Tensor] | None = None,
+        trainable: bool = False,
+    ):
         super().__init__()
         self.cfg = cfg
         self.W = nn.Parameter(W.float().clone(), requires_grad=trainable and low_rank is None)
-        self.b = nn.Parameter((b if b is not None else torch.zeros(cfg.d_out)).float().clone(),
-                              requires_grad=trainable and cfg.kind in ("affine", "lora"))
+        self.b = nn.Parameter(
+            (b if b is not None else torch.zeros(cfg.d_out)).float().clone(),
+            requires_grad=trainable and cfg.kind in ("affine", "lora"),
+        )
         self.register_buffer("s", torch.tensor(float(scale)))
         self.register_buffer("mu_x", (mu_x if mu_x is not None else torch.zeros(cfg.d_in)).float().clone())
         if low_rank is not None:
@@ -225,7 +234,7 @@ class TrainConfig:
 def _batches(n: int, bs: int, g: torch.Generator):
     perm = torch.randperm(n, generator=g)
     for i in range(0, n, bs):
-        yield perm[i: i + bs]
+        yield perm[i : i + bs]
 
 
 def _xavier(d_in: int, d_out: int, g: torch.Generator | None, gain: float = 1.0) -> torch.Tensor:
@@ -254,8 +263,9 @@ class LearnedProjection(_Trainable):
 
     def __init__(self, source_dim: int, target_dim: int, seed: int = 0):
         g = torch.Generator().manual_seed(seed)
-        super().__init__(MapConfig("learned", source_dim, target_dim), _xavier(source_dim, target_dim, g),
-                         trainable=True)
+        super().__init__(
+            MapConfig("learned", source_dim, target_dim), _xavier(source_dim, target_dim, g), trainable=True
+        )
         self._g = g
 
     def fit(self, X, Y, tc: TrainConfig | None = None, dist: Dist | None = None) -> LearnedProjection:
@@ -374,8 +384,11 @@ class LinearAdapter(_ContrastiveAdapter):
     _trained = ("W",)
 
     def __init__(self, input_dim: int, output_dim: int, seed: int = 0):
-        super().__init__(MapConfig(self.kind, input_dim, output_dim),
-                         _xavier(input_dim, output_dim, torch.Generator().manual_seed(seed)), trainable=True)
+        super().__init__(
+            MapConfig(self.kind, input_dim, output_dim),
+            _xavier(input_dim, output_dim, torch.Generator().manual_seed(seed)),
+            trainable=True,
+        )
 
 
 class AffineAdapter(LinearAdapter):
@@ -397,8 +410,15 @@ class LoRAAdapter(_ContrastiveAdapter):
         g = torch.Generator().manual_seed(seed)
         cfg = MapConfig("lora", input_dim, output_dim, rank=rank)
         A0 = torch.randn(input_dim, rank, generator=g) / math.sqrt(input_dim)
-        super().__init__(cfg, torch.zeros(input_dim, output_dim), None, 1.0, None, (A0, torch.zeros(rank, output_dim)),
-                         trainable=True)
+        super().__init__(
+            cfg,
+            torch.zeros(input_dim, output_dim),
+            None,
+            1.0,
+            None,
+            (A0, torch.zeros(rank, output_dim)),
+            trainable=True,
+        )
         self._base = base
 
     def _init_from_data(self, X, Y, g, sx, sy) -> None:
@@ -415,8 +435,9 @@ ADAPTERS = {"linear": LinearAdapter, "affine": AffineAdapter, "lora": LoRAAdapte
 CLASSES = {"learned": LearnedProjection, **ADAPTERS}
 
 
-def train_adapter(kind: str, X, Y, tc: TrainConfig | None = None, rank: int = 32,
-                  dist: Dist | None = None) -> LinearMap:
+def train_adapter(
+    kind: str, X, Y, tc: TrainConfig | None = None, rank: int = 32, dist: Dist | None = None
+) -> LinearMap:
     """A ``linear`` / ``affine`` / ``lora`` adapter (:class:`LinearAdapter`, :class:`AffineAdapter`,
     :class:`LoRAAdapter`) trained with symmetric InfoNCE (+ ``mse_weight`` × MSE)."""
     check_choice("adapter", kind, tuple(ADAPTERS))
@@ -433,8 +454,18 @@ def _on_main(dist: Dist, fit: Callable[[], LinearMap]) -> LinearMap:
     return dist.broadcast(fit() if dist.is_main else None)
 
 
-def fit_map(method: str, X, Y, *, scale: bool = True, translate: bool = True, lam: float = 1e-2,
-            train: TrainConfig | None = None, rank: int = 32, dist: Dist | None = None) -> LinearMap:
+def fit_map(
+    method: str,
+    X,
+    Y,
+    *,
+    scale: bool = True,
+    translate: bool = True,
+    lam: float = 1e-2,
+    train: TrainConfig | None = None,
+    rank: int = 32,
+    dist: Dist | None = None,
+) -> LinearMap:
     """Fit ``method`` (one of :data:`METHODS`) from A's activations ``X`` to B's ``Y`` (rows paired).
 
     ``dist``: the processes of a launch, every one holding the same ``X`` and ``Y`` (see the module doc)."""

@@ -44,8 +44,8 @@ def combine(a: torch.Tensor, b: torch.Tensor, f: str) -> torch.Tensor:
     check_f(f)
     da, db = a.shape[-1], b.shape[-1]
     d = min(da, db)
-    a_t = a[..., da - d:].to(b.dtype)
-    head, tail = b[..., : db - d], b[..., db - d:]
+    a_t = a[..., da - d :].to(b.dtype)
+    head, tail = b[..., : db - d], b[..., db - d :]
     new_tail = {"replace": lambda: a_t, "sum": lambda: tail + a_t, "mean": lambda: (tail + a_t) / 2}[f]()
     return torch.cat([head, new_tail], -1)
 
@@ -58,8 +58,17 @@ def sender_states(model_a, tok_a, prompts_a: Sequence[str], k: int, batch_size: 
 
 
 @torch.no_grad()
-def ac_generate(model_b, tok_b, prompts_b: Sequence[str], acts: torch.Tensor, j: int, f: str = "replace",
-                max_new_tokens: int = 8, batch_size: int = 16, **gen_kw) -> tuple[list[str], dict]:
+def ac_generate(
+    model_b,
+    tok_b,
+    prompts_b: Sequence[str],
+    acts: torch.Tensor,
+    j: int,
+    f: str = "replace",
+    max_new_tokens: int = 8,
+    batch_size: int = 16,
+    **gen_kw,
+) -> tuple[list[str], dict]:
     """Decode B on ``prompts_b`` with ``acts[i]`` injected at layer ``j``'s last prompt token on the prefill only.
 
     Returns ``(texts, {"calls": forward calls seen by the hook, "applied": edits made})`` — ``applied`` equals the
@@ -73,14 +82,20 @@ def ac_generate(model_b, tok_b, prompts_b: Sequence[str], acts: torch.Tensor, j:
     texts: list[str] = []
     calls = applied = 0
     for i in range(0, len(prompts_b), batch_size):
-        a = acts[i: i + batch_size]
+        a = acts[i : i + batch_size]
         if a.shape[-1] == db:
             value, mode = a, F_TO_MODE[f]
         else:
             value, mode = (lambda sel, a=a: combine(a.to(sel.device), sel, f)), "replace"
         with intervene(model_b, "block_output", j, value, positions=-1, mode=mode, prefill_only=True) as h:
-            texts += generate(model_b, tok_b, list(prompts_b[i: i + batch_size]), max_new_tokens=max_new_tokens,
-                              batch_size=batch_size, **gen_kw)
+            texts += generate(
+                model_b,
+                tok_b,
+                list(prompts_b[i : i + batch_size]),
+                max_new_tokens=max_new_tokens,
+                batch_size=batch_size,
+                **gen_kw,
+            )
         calls += h.calls
         applied += h.applied
     return texts, {"calls": calls, "applied": applied}
@@ -99,16 +114,32 @@ def task_rows(task: str, n: int, split: str = "test", seed: int = 0, rows: list 
         from actlab.data.sources import load_rows
 
         raw = load_rows(task, split, n, seed)
-        return [{"prompt_a": r["prompt_a"], "prompt_b": r["prompt_b"], "skyline": r["skyline"],
-                 "answer": r["answer"], "gold": r["answer"]} for r in raw]
+        return [
+            {
+                "prompt_a": r["prompt_a"],
+                "prompt_b": r["prompt_b"],
+                "skyline": r["skyline"],
+                "answer": r["answer"],
+                "gold": r["answer"],
+            }
+            for r in raw
+        ]
     from actlab.data.prepare import build_pools
     from actlab.data.registry import get_dataset
 
     spec = get_dataset(task)
     given = None if rows is None else {s: rows for s in spec.splits if s}
     pool = build_pools(spec, 0, n, rows=given)["val_examples"]
-    return [{"prompt_a": e["prompt"], "prompt_b": e["prompt"], "skyline": e["prompt"], "answer": e["answer"],
-             "gold": e["gold"]} for e in pool]
+    return [
+        {
+            "prompt_a": e["prompt"],
+            "prompt_b": e["prompt"],
+            "skyline": e["prompt"],
+            "answer": e["answer"],
+            "gold": e["gold"],
+        }
+        for e in pool
+    ]
 
 
 def _norm(s: str) -> str:
@@ -168,8 +199,17 @@ class Dims:
         return 4 * P * self.V * self.D + self.L * self.layer(P)
 
 
-def flops(method: str, dA: Dims, dB: Dims, P_a: float, P_b: float, T: float, M: float = 0.0, k: int = 0,
-          with_map: bool = False) -> float:
+def flops(
+    method: str,
+    dA: Dims,
+    dB: Dims,
+    P_a: float,
+    P_b: float,
+    T: float,
+    M: float = 0.0,
+    k: int = 0,
+    with_map: bool = False,
+) -> float:
     """§3.2 accounting. NL = M·F_A(P_a) + T·F_B(P_b + M); AC = 2·P_a·V_A·D_A + (k+1)·layer_A(P_a) + T·F_B(P_b) + F(D)
     with F(D) = D (O(D)) or D_A·D_B (the map W). Same accounting for the baselines: B alone T·F_B(P_b), A alone
     T·F_A(P_a + P_b), skyline T·F_B(P_a + P_b). (k is a 0-based block index: A runs k + 1 blocks.)"""
@@ -191,9 +231,24 @@ def _n_tokens(tok, texts: Sequence[str]) -> float:
     return sum(len(tok(t)["input_ids"]) for t in texts) / max(1, len(texts))
 
 
-def evaluate(model_a, tok_a, model_b, tok_b, rows: list[dict], task: str, *, k: int, j: int, f: str = "replace",
-             W=None, methods: Sequence[str] = METHODS, max_new_tokens: int = 4, message_tokens: int = 16,
-             batch_size: int = 16, keep_outputs: int = 3) -> dict:
+def evaluate(
+    model_a,
+    tok_a,
+    model_b,
+    tok_b,
+    rows: list[dict],
+    task: str,
+    *,
+    k: int,
+    j: int,
+    f: str = "replace",
+    W=None,
+    methods: Sequence[str] = METHODS,
+    max_new_tokens: int = 4,
+    message_tokens: int = 16,
+    batch_size: int = 16,
+    keep_outputs: int = 3,
+) -> dict:
     """Accuracy, wall time and §3.2 FLOPs of each method on ``rows``; AC's hook counters are reported too."""
     check_f(f)
     arch.check_layer(model_a, k)
@@ -205,8 +260,18 @@ def evaluate(model_a, tok_a, model_b, tok_b, rows: list[dict], task: str, *, k: 
     dA, dB = Dims.of(model_a), Dims.of(model_b)
     P_a, P_b = _n_tokens(tok_a, pa), _n_tokens(tok_b, pb)
     gen = dict(max_new_tokens=max_new_tokens, batch_size=batch_size)
-    res: dict = {"task": task, "n": len(rows), "k": k, "j": j, "f": f, "map": None if W is None else W.cfg.kind,
-                 "P_a": P_a, "P_b": P_b, "T": max_new_tokens, "methods": {}}
+    res: dict = {
+        "task": task,
+        "n": len(rows),
+        "k": k,
+        "j": j,
+        "f": f,
+        "map": None if W is None else W.cfg.kind,
+        "P_a": P_a,
+        "P_b": P_b,
+        "T": max_new_tokens,
+        "methods": {},
+    }
     for m in methods:
         t0 = time.perf_counter()
         extra: dict = {}
@@ -231,16 +296,33 @@ def evaluate(model_a, tok_a, model_b, tok_b, rows: list[dict], task: str, *, k: 
         secs = time.perf_counter() - t0
         acc = sum(is_correct(task, p, g) for p, g in zip(preds, gold)) / max(1, len(rows))
         fl = flops(m, dA, dB, P_a, P_b, max_new_tokens, extra.get("M", 0.0), k, with_map=W is not None)
-        res["methods"][m] = {"accuracy": acc, "seconds": round(secs, 4), "flops": fl,
-                             "outputs": preds[:keep_outputs], **extra}
+        res["methods"][m] = {
+            "accuracy": acc,
+            "seconds": round(secs, 4),
+            "flops": fl,
+            "outputs": preds[:keep_outputs],
+            **extra,
+        }
     if "nl" in res["methods"] and "ac" in res["methods"]:
         res["ac_over_nl_flops"] = res["methods"]["ac"]["flops"] / res["methods"]["nl"]["flops"]
         res["ac_over_nl_seconds"] = res["methods"]["ac"]["seconds"] / max(1e-9, res["methods"]["nl"]["seconds"])
     return res
 
 
-def grid_search(model_a, tok_a, model_b, tok_b, rows: list[dict], task: str, ks: Sequence[int], js: Sequence[int],
-                f: str = "replace", W=None, max_new_tokens: int = 4, batch_size: int = 16) -> dict:
+def grid_search(
+    model_a,
+    tok_a,
+    model_b,
+    tok_b,
+    rows: list[dict],
+    task: str,
+    ks: Sequence[int],
+    js: Sequence[int],
+    f: str = "replace",
+    W=None,
+    max_new_tokens: int = 4,
+    batch_size: int = 16,
+) -> dict:
     """AC accuracy for every (k, j) → ``{"ks", "js", "accuracy": [[...]]}`` (rows k, columns j)."""
     check_f(f)
     ks = [arch.check_layer(model_a, k) for k in ks]
@@ -276,9 +358,21 @@ def word_f1(pred: str, ref: str) -> float:
     return 2 * prec * rec / (prec + rec)
 
 
-def text_similarity(model_a, tok_a, model_b, tok_b, texts: Sequence[str], layers: Sequence[int],
-                    layers_b: Sequence[int] | None = None, *, maps: dict | None = None, f: str = "replace",
-                    max_new_tokens: int = 8, batch_size: int = 16, keep_outputs: int = 2) -> dict:
+def text_similarity(
+    model_a,
+    tok_a,
+    model_b,
+    tok_b,
+    texts: Sequence[str],
+    layers: Sequence[int],
+    layers_b: Sequence[int] | None = None,
+    *,
+    maps: dict | None = None,
+    f: str = "replace",
+    max_new_tokens: int = 8,
+    batch_size: int = 16,
+    keep_outputs: int = 2,
+) -> dict:
     """The text-similarity experiment: does B, given A's activation instead of its own, say what it says when it
     reads the text itself?
 
@@ -303,8 +397,13 @@ def text_similarity(model_a, tok_a, model_b, tok_b, texts: Sequence[str], layers
     if len(layers_b) != len(layers):
         raise ActlabError(f"{len(layers)} layers of A but {len(layers_b)} of B; give one B layer per A layer")
     base = generate(model_b, tok_b, texts, max_new_tokens=max_new_tokens, batch_size=batch_size)
-    out: dict = {"n": len(texts), "f": f, "max_new_tokens": max_new_tokens, "layers": {},
-                 "baseline_outputs": base[:keep_outputs]}
+    out: dict = {
+        "n": len(texts),
+        "f": f,
+        "max_new_tokens": max_new_tokens,
+        "layers": {},
+        "baseline_outputs": base[:keep_outputs],
+    }
     for la, lb in zip(layers, layers_b):
         a = sender_states(model_a, tok_a, texts, la, batch_size)
         W = (maps or {}).get((la, lb))
@@ -313,13 +412,21 @@ def text_similarity(model_a, tok_a, model_b, tok_b, texts: Sequence[str], layers
                 a = W(a)
         rolled = torch.roll(a, 1, 0)
         inj, _ = ac_generate(model_b, tok_b, texts, a, lb, f, max_new_tokens=max_new_tokens, batch_size=batch_size)
-        shf, _ = ac_generate(model_b, tok_b, texts, rolled, lb, f, max_new_tokens=max_new_tokens,
-                             batch_size=batch_size)
+        shf, _ = ac_generate(
+            model_b, tok_b, texts, rolled, lb, f, max_new_tokens=max_new_tokens, batch_size=batch_size
+        )
         f1 = [word_f1(x, y) for x, y in zip(inj, base)]
         f1s = [word_f1(x, y) for x, y in zip(shf, base)]
         ci, cis = mean_ci(f1), mean_ci(f1s)
         out["layers"][f"{la}-{lb}"] = {
-            "layer_a": la, "layer_b": lb, "map": None if W is None else W.cfg.kind,
-            "f1": ci.mean, "f1_ci95": ci.half, "exact": sum(_norm(x) == _norm(y) for x, y in zip(inj, base)) / len(base),
-            "f1_shuffled": cis.mean, "f1_shuffled_ci95": cis.half, "outputs": inj[:keep_outputs]}
+            "layer_a": la,
+            "layer_b": lb,
+            "map": None if W is None else W.cfg.kind,
+            "f1": ci.mean,
+            "f1_ci95": ci.half,
+            "exact": sum(_norm(x) == _norm(y) for x, y in zip(inj, base)) / len(base),
+            "f1_shuffled": cis.mean,
+            "f1_shuffled_ci95": cis.half,
+            "outputs": inj[:keep_outputs],
+        }
     return out

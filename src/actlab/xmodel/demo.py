@@ -10,8 +10,17 @@ from pathlib import Path
 from actlab.xmodel.config import XModelConfig
 from actlab.xmodel.experiments import format_results, format_summary, run_seeds
 
-DEMO = dict(n_texts=600, heldout=0.25, n_eval=100, n_dev=40, epochs=100, task="syn_countries", max_new_tokens=12,
-            message_tokens=12, rank=8)  # rank 8: the measured tables in docs/xmodel.md (the library default is 32)
+DEMO = dict(
+    n_texts=600,
+    heldout=0.25,
+    n_eval=100,
+    n_dev=40,
+    epochs=100,
+    task="syn_countries",
+    max_new_tokens=12,
+    message_tokens=12,
+    rank=8,
+)  # rank 8: the measured tables in docs/xmodel.md (the library default is 32)
 
 
 SEEDS = (0, 1, 2)
@@ -32,6 +41,10 @@ def run_demo(cfg: XModelConfig, out_dir: str | Path, seeds=SEEDS, models=None) -
     first = Path(out_dir) / f"seed{summary['seeds'][0]}"
     from actlab.core.io import read_json
 
-    one = {"config": read_json(first / "config.json"), "cka": read_json(first / "cka.json"),
-           "maps": read_json(first / "maps.json"), "communicate": read_json(first / "communicate.json")}
-    return (f"### seed {summary['seeds'][0]}\n\n" + format_results(one) + "\n" + format_summary(summary))
+    one = {
+        "config": read_json(first / "config.json"),
+        "cka": read_json(first / "cka.json"),
+        "maps": read_json(first / "maps.json"),
+        "communicate": read_json(first / "communicate.json"),
+    }
+    return f"### seed {summary['seeds'][0]}\n\n" + format_results(one) + "\n" + format_summary(summary)

@@ -103,8 +103,17 @@ def _map_eval(m: A.LinearMap, xa_te, yb_te, temperature: float) -> dict:
     return out
 
 
-def procrustes_layers(pairs, layers: list[int], out_dir: str | Path | None = None, *, layers_b: list[int] | None = None,
-                      scale: bool = True, translate: bool = True, temperature: float = 0.07, fit=None) -> dict:
+def procrustes_layers(
+    pairs,
+    layers: list[int],
+    out_dir: str | Path | None = None,
+    *,
+    layers_b: list[int] | None = None,
+    scale: bool = True,
+    translate: bool = True,
+    temperature: float = 0.07,
+    fit=None,
+) -> dict:
     """One Procrustes map per layer (the seed's layer list, e.g. [0, 8, 16, 24]): A's layer ``layers[i]`` → B's
     ``layers_b[i]`` (default the same index), fitted on the train rows of ``pairs``, scored on the held-out rows
     (the :func:`_map_eval` scores plus the raw debiased CKA); maps saved to ``out_dir/layer<a>-<b>/`` when given.
@@ -123,9 +132,14 @@ def procrustes_layers(pairs, layers: list[int], out_dir: str | Path | None = Non
         m = fit(xa, yb) if fit is not None else A.procrustes(xa, yb, scale=scale, translate=translate)
         if out_dir is not None:
             m.save(Path(out_dir) / f"layer{la}-{lb}")
-        out["results"][f"{la}-{lb}"] = {"layer_a": la, "layer_b": lb, "n_train": len(xa), "n_test": len(xt),
-                                         "raw_cka_debiased": M.linear_cka(xt, yt, debiased=True),
-                                         **_map_eval(m, xt, yt, temperature)}
+        out["results"][f"{la}-{lb}"] = {
+            "layer_a": la,
+            "layer_b": lb,
+            "n_train": len(xa),
+            "n_test": len(xt),
+            "raw_cka_debiased": M.linear_cka(xt, yt, debiased=True),
+            **_map_eval(m, xt, yt, temperature),
+        }
     return out
 
 
@@ -167,8 +181,20 @@ def run_all(cfg: XModelConfig, out_dir: str | Path, models=None) -> dict:
     # 1. paired activations
     texts = load_texts(cfg.texts, cfg.n_texts, cfg.seed)
     if not (rd / "pairs" / "pairs.json").exists():
-        extract_pairs(ma, ta, mb, tb, texts, rd / "pairs", pooling=cfg.pooling, shard_size=cfg.shard_size,
-                      batch_size=cfg.batch_size, heldout=cfg.heldout, seed=cfg.seed, names=(cfg.model_a, cfg.model_b))
+        extract_pairs(
+            ma,
+            ta,
+            mb,
+            tb,
+            texts,
+            rd / "pairs",
+            pooling=cfg.pooling,
+            shard_size=cfg.shard_size,
+            batch_size=cfg.batch_size,
+            heldout=cfg.heldout,
+            seed=cfg.seed,
+            names=(cfg.model_a, cfg.model_b),
+        )
         dist.barrier()  # rank 0 has written pairs.json
     if world > 1 and rank > 0:
         return {"rank": rank, "pairs": str(rd / "pairs")}
@@ -182,8 +208,13 @@ def run_all(cfg: XModelConfig, out_dir: str | Path, models=None) -> dict:
         for deb, key in ((False, "linear"), (True, "debiased")):
             mat = M.cka_matrix(xa, yb, debiased=deb)
             out[key] = mat.tolist()
-            M.plot_heatmap(mat, rd / f"cka_{key}.png", f"{key} CKA (held-out, n={out['n_test']})",
-                           f"B = {short_name(cfg.model_b)} layer", f"A = {short_name(cfg.model_a)} layer")
+            M.plot_heatmap(
+                mat,
+                rd / f"cka_{key}.png",
+                f"{key} CKA (held-out, n={out['n_test']})",
+                f"B = {short_name(cfg.model_b)} layer",
+                f"A = {short_name(cfg.model_a)} layer",
+            )
         return out
 
     cka_res = _stage(rd, "cka", cka)
@@ -191,11 +222,13 @@ def run_all(cfg: XModelConfig, out_dir: str | Path, models=None) -> dict:
     # 2b. Procrustes at a list of layers (the seed's [0, 8, 16, 24]), each index on both models
     layer_res = None
     if cfg.procrustes_layers:
+
         def layer_list():
             ids = [arch.check_layer(ma, x) for x in cfg.procrustes_layers]
             ids_b = [arch.check_layer(mb, x) for x in cfg.procrustes_layers]
-            return procrustes_layers(pairs, ids, rd / "maps" / "procrustes-layers", layers_b=ids_b,
-                                     temperature=cfg.temperature)
+            return procrustes_layers(
+                pairs, ids, rd / "maps" / "procrustes-layers", layers_b=ids_b, temperature=cfg.temperature
+            )
 
         layer_res = _stage(rd, "procrustes_layers", layer_list)
 
@@ -204,15 +237,31 @@ def run_all(cfg: XModelConfig, out_dir: str | Path, models=None) -> dict:
         dev = task_rows(cfg.task, cfg.n_dev, "train", cfg.seed) if cfg.n_dev else []
         if not dev or (cfg.k is not None and cfg.j is not None):
             return {"skipped": "k and j given" if dev else "n_dev = 0", "k": cfg.k, "j": cfg.j}
-        g = grid_search(ma, ta, mb, tb, dev, cfg.task, range(arch.num_layers(ma)), range(arch.num_layers(mb)),
-                        cfg.f, max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size)
+        g = grid_search(
+            ma,
+            ta,
+            mb,
+            tb,
+            dev,
+            cfg.task,
+            range(arch.num_layers(ma)),
+            range(arch.num_layers(mb)),
+            cfg.f,
+            max_new_tokens=cfg.max_new_tokens,
+            batch_size=cfg.batch_size,
+        )
         acc = torch.tensor(g["accuracy"])
         # best cell; ties go to the latest layers (the paper's choice of a late k = j)
         flat = [(float(acc[a, b]), a, b) for a in range(acc.shape[0]) for b in range(acc.shape[1])]
         _, bi, bj = max(flat)
         g.update(k=g["ks"][bi] if cfg.k is None else cfg.k, j=g["js"][bj] if cfg.j is None else cfg.j)
-        M.plot_heatmap(acc.numpy(), rd / "grid.png", f"AC accuracy on {cfg.task} dev (f={cfg.f})",
-                       f"j (B = {short_name(cfg.model_b)} layer)", f"k (A = {short_name(cfg.model_a)} layer)")
+        M.plot_heatmap(
+            acc.numpy(),
+            rd / "grid.png",
+            f"AC accuracy on {cfg.task} dev (f={cfg.f})",
+            f"j (B = {short_name(cfg.model_b)} layer)",
+            f"k (A = {short_name(cfg.model_a)} layer)",
+        )
         return g
 
     g = _stage(rd, "grid", grid)
@@ -222,8 +271,14 @@ def run_all(cfg: XModelConfig, out_dir: str | Path, models=None) -> dict:
     k, j = arch.check_layer(ma, k), arch.check_layer(mb, j)
 
     # 4. fitted maps at (k, j)
-    tc = A.TrainConfig(epochs=cfg.epochs, lr=cfg.lr, batch_size=cfg.train_batch_size, temperature=cfg.temperature,
-                       mse_weight=cfg.mse_weight, seed=cfg.seed)
+    tc = A.TrainConfig(
+        epochs=cfg.epochs,
+        lr=cfg.lr,
+        batch_size=cfg.train_batch_size,
+        temperature=cfg.temperature,
+        mse_weight=cfg.mse_weight,
+        seed=cfg.seed,
+    )
     xa_tr, yb_tr = pairs.split("train", "a", k), pairs.split("train", "b", j)
     xa_te, yb_te = pairs.split("test", "a", k), pairs.split("test", "b", j)
     fitted: dict[str, A.LinearMap] = {}
@@ -239,9 +294,17 @@ def run_all(cfg: XModelConfig, out_dir: str | Path, models=None) -> dict:
         return fitted[method]
 
     def maps():
-        out = {"k": k, "j": j, "n_train": len(xa_tr), "n_test": len(xa_te), "d_a": xa_tr.shape[1],
-               "d_b": yb_tr.shape[1], "raw_cka_linear": M.linear_cka(xa_te, yb_te),
-               "raw_cka_debiased": M.linear_cka(xa_te, yb_te, debiased=True), "methods": {}}
+        out = {
+            "k": k,
+            "j": j,
+            "n_train": len(xa_tr),
+            "n_test": len(xa_te),
+            "d_a": xa_tr.shape[1],
+            "d_b": yb_tr.shape[1],
+            "raw_cka_linear": M.linear_cka(xa_te, yb_te),
+            "raw_cka_debiased": M.linear_cka(xa_te, yb_te, debiased=True),
+            "methods": {},
+        }
         for method in cfg.methods:
             if method == "identity" and xa_tr.shape[1] != yb_tr.shape[1]:
                 out["methods"][method] = {"skipped": f"widths differ ({xa_tr.shape[1]} vs {yb_tr.shape[1]})"}
@@ -254,13 +317,38 @@ def run_all(cfg: XModelConfig, out_dir: str | Path, models=None) -> dict:
     # 5. communication on held-out task rows
     def communicate():
         rows = task_rows(cfg.task, cfg.n_eval, "test", cfg.seed)
-        res = evaluate(ma, ta, mb, tb, rows, cfg.task, k=k, j=j, f=cfg.f, max_new_tokens=cfg.max_new_tokens,
-                       message_tokens=cfg.message_tokens, batch_size=cfg.batch_size)
+        res = evaluate(
+            ma,
+            ta,
+            mb,
+            tb,
+            rows,
+            cfg.task,
+            k=k,
+            j=j,
+            f=cfg.f,
+            max_new_tokens=cfg.max_new_tokens,
+            message_tokens=cfg.message_tokens,
+            batch_size=cfg.batch_size,
+        )
         for method in cfg.ac_maps:
             if method == "identity" and arch.hidden_size(ma) != arch.hidden_size(mb):
                 continue
-            r = evaluate(ma, ta, mb, tb, rows, cfg.task, k=k, j=j, f="replace", W=get_map(method), methods=["ac"],
-                         max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size)
+            r = evaluate(
+                ma,
+                ta,
+                mb,
+                tb,
+                rows,
+                cfg.task,
+                k=k,
+                j=j,
+                f="replace",
+                W=get_map(method),
+                methods=["ac"],
+                max_new_tokens=cfg.max_new_tokens,
+                batch_size=cfg.batch_size,
+            )
             res["methods"][f"ac[{method}]"] = r["methods"]["ac"]
         return res
 
@@ -276,40 +364,68 @@ def run_all(cfg: XModelConfig, out_dir: str | Path, models=None) -> dict:
 def format_results(r: dict) -> str:
     """Markdown tables of a run-all result (CKA matrix, map scores, communication table)."""
     c, m, comm = r["cka"], r["maps"], r["communicate"]
-    lines = [f"## {r['config']['model_a']} (A) → {r['config']['model_b']} (B)", "",
-             f"Debiased CKA, held-out n = {c['n_test']} (rows: A layers, columns: B layers):", "",
-             "| A \\ B | " + " | ".join(str(x) for x in c["layers_b"]) + " |",
-             "|---" * (len(c["layers_b"]) + 1) + "|"]
+    lines = [
+        f"## {r['config']['model_a']} (A) → {r['config']['model_b']} (B)",
+        "",
+        f"Debiased CKA, held-out n = {c['n_test']} (rows: A layers, columns: B layers):",
+        "",
+        "| A \\ B | " + " | ".join(str(x) for x in c["layers_b"]) + " |",
+        "|---" * (len(c["layers_b"]) + 1) + "|",
+    ]
     for la, row in zip(c["layers_a"], c["debiased"]):
         lines.append(f"| {la} | " + " | ".join(f"{v:.3f}" for v in row) + " |")
-    lines += ["", f"Maps A[{m['k']}] → B[{m['j']}] fitted on {m['n_train']} texts, scored on {m['n_test']} held-out "
-              f"(raw debiased CKA {m['raw_cka_debiased']:.3f}):", "",
-              "| map | R² | MSE | cosine | debiased CKA | InfoNCE | align | trainable params |", "|---|---|---|---|---|---|---|---|"]
+    lines += [
+        "",
+        f"Maps A[{m['k']}] → B[{m['j']}] fitted on {m['n_train']} texts, scored on {m['n_test']} held-out "
+        f"(raw debiased CKA {m['raw_cka_debiased']:.3f}):",
+        "",
+        "| map | R² | MSE | cosine | debiased CKA | InfoNCE | align | trainable params |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for name, s in m["methods"].items():
         if "skipped" in s:
             lines.append(f"| {name} | skipped: {s['skipped']} | | | | | | |")
             continue
-        lines.append(f"| {name} | {s['r2']:.3f} | {s['mse']:.4g} | {s['cosine']:.3f} | {s['cka_debiased']:.3f} | "
-                     f"{s['infonce']:.3f} | {s['align']:.3f} | {s['n_trainable']} |")
-    lines += ["", f"Communication on {comm['task']} (n = {comm['n']}, k = {comm['k']}, j = {comm['j']}, "
-              f"f = {comm['f']}; FLOPs by the paper's §3.2 accounting):", "",
-              "| method | accuracy | FLOPs | seconds |", "|---|---|---|---|"]
+        lines.append(
+            f"| {name} | {s['r2']:.3f} | {s['mse']:.4g} | {s['cosine']:.3f} | {s['cka_debiased']:.3f} | "
+            f"{s['infonce']:.3f} | {s['align']:.3f} | {s['n_trainable']} |"
+        )
+    lines += [
+        "",
+        f"Communication on {comm['task']} (n = {comm['n']}, k = {comm['k']}, j = {comm['j']}, "
+        f"f = {comm['f']}; FLOPs by the paper's §3.2 accounting):",
+        "",
+        "| method | accuracy | FLOPs | seconds |",
+        "|---|---|---|---|",
+    ]
     for name, s in comm["methods"].items():
         lines.append(f"| {name} | {100 * s['accuracy']:.1f}% | {s['flops']:.3g} | {s['seconds']:.2f} |")
     if r.get("procrustes_layers"):
-        lines += ["", "Procrustes per layer (A layer → B layer; held-out):", "",
-                  "| layers | R² | cosine | raw debiased CKA |", "|---|---|---|---|"]
+        lines += [
+            "",
+            "Procrustes per layer (A layer → B layer; held-out):",
+            "",
+            "| layers | R² | cosine | raw debiased CKA |",
+            "|---|---|---|---|",
+        ]
         for key, s in r["procrustes_layers"]["results"].items():
             lines.append(f"| {key} | {s['r2']:.3f} | {s['cosine']:.3f} | {s['raw_cka_debiased']:.3f} |")
     if "ac_over_nl_flops" in comm:
-        lines += ["", f"AC / NL compute: {comm['ac_over_nl_flops']:.3f} (FLOPs), "
-                  f"{comm['ac_over_nl_seconds']:.3f} (measured time)"]
+        lines += [
+            "",
+            f"AC / NL compute: {comm['ac_over_nl_flops']:.3f} (FLOPs), "
+            f"{comm['ac_over_nl_seconds']:.3f} (measured time)",
+        ]
     return "\n".join(lines) + "\n"
 
 
 # ------------------------------------------------------------------------------------------ several seeds
-MAP_SCORES = (("r2", "R²", 1.0, 3), ("cosine", "cosine", 1.0, 3), ("cka_debiased", "debiased CKA", 1.0, 3),
-              ("infonce", "InfoNCE", 1.0, 2))
+MAP_SCORES = (
+    ("r2", "R²", 1.0, 3),
+    ("cosine", "cosine", 1.0, 3),
+    ("cka_debiased", "debiased CKA", 1.0, 3),
+    ("infonce", "InfoNCE", 1.0, 2),
+)
 
 
 def run_seeds(cfg: XModelConfig, out_dir: str | Path, seeds=(0, 1, 2), models=None) -> dict:
@@ -317,10 +433,13 @@ def run_seeds(cfg: XModelConfig, out_dir: str | Path, seeds=(0, 1, 2), models=No
     if models is None:
         from actlab.core.models import load
 
-        models = (load(cfg.model_a, dtype=cfg.dtype, device=cfg.device),
-                  load(cfg.model_b, dtype=cfg.dtype, device=cfg.device))
-    per = {int(s): run_all(dataclasses.replace(cfg, seed=int(s)), Path(out_dir) / f"seed{int(s)}", models)
-           for s in seeds}
+        models = (
+            load(cfg.model_a, dtype=cfg.dtype, device=cfg.device),
+            load(cfg.model_b, dtype=cfg.dtype, device=cfg.device),
+        )
+    per = {
+        int(s): run_all(dataclasses.replace(cfg, seed=int(s)), Path(out_dir) / f"seed{int(s)}", models) for s in seeds
+    }
     summary = summarize(per)
     rd = RunDir(out_dir)
     rd.write_json("summary.json", summary)
@@ -351,25 +470,39 @@ def summarize(per_seed: dict[int, dict]) -> dict:
         base = [per_seed[s]["maps"]["methods"][ref]["r2"] for s in seeds]
         for m in methods:
             if m != ref and "skipped" not in maps[m]:
-                map_diffs[f"{m} − {ref}"] = _ci_dict(paired_diff(
-                    [per_seed[s]["maps"]["methods"][m]["r2"] for s in seeds], base))
+                map_diffs[f"{m} − {ref}"] = _ci_dict(
+                    paired_diff([per_seed[s]["maps"]["methods"][m]["r2"] for s in seeds], base)
+                )
     comm_methods = list(per_seed[seeds[0]]["communicate"]["methods"])
-    comm = {m: _ci_dict(mean_ci([per_seed[s]["communicate"]["methods"].get(m, {}).get("accuracy") for s in seeds]))
-            for m in comm_methods}
+    comm = {
+        m: _ci_dict(mean_ci([per_seed[s]["communicate"]["methods"].get(m, {}).get("accuracy") for s in seeds]))
+        for m in comm_methods
+    }
     comm_diffs = {}
     refs = [r for r in ("b_alone", "nl") if r in comm_methods]
     for i, ref_m in enumerate(refs):
         base = [per_seed[s]["communicate"]["methods"][ref_m]["accuracy"] for s in seeds]
         for m in comm_methods:
             if m != ref_m and m not in refs[:i]:  # no mirrored pair (b_alone − nl after nl − b_alone)
-                comm_diffs[f"{m} − {ref_m}"] = _ci_dict(paired_diff(
-                    [per_seed[s]["communicate"]["methods"].get(m, {}).get("accuracy") for s in seeds], base))
+                comm_diffs[f"{m} − {ref_m}"] = _ci_dict(
+                    paired_diff(
+                        [per_seed[s]["communicate"]["methods"].get(m, {}).get("accuracy") for s in seeds], base
+                    )
+                )
     first = per_seed[seeds[0]]
-    return {"seeds": seeds, "model_a": first["config"]["model_a"], "model_b": first["config"]["model_b"],
-            "k_j": {s: [per_seed[s]["maps"]["k"], per_seed[s]["maps"]["j"]] for s in seeds},
-            "n_test_maps": first["maps"]["n_test"], "n_eval": first["communicate"]["n"],
-            "task": first["communicate"]["task"], "maps": maps, "map_r2_diffs": map_diffs,
-            "communicate": comm, "communicate_diffs": comm_diffs}
+    return {
+        "seeds": seeds,
+        "model_a": first["config"]["model_a"],
+        "model_b": first["config"]["model_b"],
+        "k_j": {s: [per_seed[s]["maps"]["k"], per_seed[s]["maps"]["j"]] for s in seeds},
+        "n_test_maps": first["maps"]["n_test"],
+        "n_eval": first["communicate"]["n"],
+        "task": first["communicate"]["task"],
+        "maps": maps,
+        "map_r2_diffs": map_diffs,
+        "communicate": comm,
+        "communicate_diffs": comm_diffs,
+    }
 
 
 def _f(d: dict, scale: float = 1.0, digits: int = 3, sign: bool = False) -> str:
@@ -384,30 +517,50 @@ def format_summary(sm: dict) -> str:
 
     n = len(sm["seeds"])
     kj = ", ".join(f"seed {s}: ({k}, {j})" for s, (k, j) in sm["k_j"].items())
-    lines = [f"## {sm['model_a']} (A) → {sm['model_b']} (B), {n} seeds (mean ± 95 % CI over seeds)", "",
-             f"Layers (k, j) per seed: {kj}. Maps scored on {sm['n_test_maps']} held-out texts per seed.", "",
-             "| map | " + " | ".join(h for _, h, _, _ in MAP_SCORES) + " | trainable params |",
-             "|---" * (len(MAP_SCORES) + 2) + "|"]
+    lines = [
+        f"## {sm['model_a']} (A) → {sm['model_b']} (B), {n} seeds (mean ± 95 % CI over seeds)",
+        "",
+        f"Layers (k, j) per seed: {kj}. Maps scored on {sm['n_test_maps']} held-out texts per seed.",
+        "",
+        "| map | " + " | ".join(h for _, h, _, _ in MAP_SCORES) + " | trainable params |",
+        "|---" * (len(MAP_SCORES) + 2) + "|",
+    ]
     for m, r in sm["maps"].items():
         if "skipped" in r:
             lines.append(f"| {m} | skipped: {r['skipped']} |" + " |" * len(MAP_SCORES))
             continue
-        lines.append(f"| {m} | " + " | ".join(_f(r[key], sc, dg) for key, _, sc, dg in MAP_SCORES)
-                     + f" | {r['n_trainable']} |")
+        lines.append(
+            f"| {m} | " + " | ".join(_f(r[key], sc, dg) for key, _, sc, dg in MAP_SCORES) + f" | {r['n_trainable']} |"
+        )
 
     def star(d):
         return " *" if CI(d["mean"], d["ci95"], d["n"]).excludes_zero() else ""
 
     if sm["map_r2_diffs"]:
-        lines += ["", "Held-out R², paired by seed (* = the 95 % CI excludes 0):", "", "| difference | ΔR² |",
-                  "|---|---|"]
+        lines += [
+            "",
+            "Held-out R², paired by seed (* = the 95 % CI excludes 0):",
+            "",
+            "| difference | ΔR² |",
+            "|---|---|",
+        ]
         lines += [f"| {k} | {_f(d, 1.0, 3, True)}{star(d)} |" for k, d in sm["map_r2_diffs"].items()]
-    lines += ["", f"Communication on {sm['task']} ({sm['n_eval']} held-out rows per seed):", "",
-              "| method | accuracy (%) |", "|---|---|"]
+    lines += [
+        "",
+        f"Communication on {sm['task']} ({sm['n_eval']} held-out rows per seed):",
+        "",
+        "| method | accuracy (%) |",
+        "|---|---|",
+    ]
     lines += [f"| {m} | {_f(d, 100.0, 1)} |" for m, d in sm["communicate"].items()]
     if sm["communicate_diffs"]:
-        lines += ["", "Accuracy differences, paired by seed (points; * = the 95 % CI excludes 0):", "",
-                  "| difference | Δ accuracy |", "|---|---|"]
+        lines += [
+            "",
+            "Accuracy differences, paired by seed (points; * = the 95 % CI excludes 0):",
+            "",
+            "| difference | Δ accuracy |",
+            "|---|---|",
+        ]
         lines += [f"| {k} | {_f(d, 100.0, 1, True)}{star(d)} |" for k, d in sm["communicate_diffs"].items()]
     return "\n".join(lines) + "\n"
 
@@ -430,8 +583,19 @@ def _load_pair(model_a_id, model_b_id, models, device=None, dtype=None):
     return ma, mb
 
 
-def _extract(models, texts, n_texts, out, seed, heldout=0.2, layers_a=None, layers_b=None, pooling="last",
-             batch_size=16, names=("A", "B")):
+def _extract(
+    models,
+    texts,
+    n_texts,
+    out,
+    seed,
+    heldout=0.2,
+    layers_a=None,
+    layers_b=None,
+    pooling="last",
+    batch_size=16,
+    names=("A", "B"),
+):
     """Paired activations in ``out/pairs`` (reused when there), or in a temporary directory removed after loading
     (``load_pairs`` concatenates the shards into memory)."""
     import tempfile
@@ -441,8 +605,21 @@ def _extract(models, texts, n_texts, out, seed, heldout=0.2, layers_a=None, laye
 
     def get(target: Path):
         if not (target / "pairs.json").exists():
-            extract_pairs(ma, ta, mb, tb, rows[:n_texts], target, layers_a=layers_a, layers_b=layers_b,
-                          pooling=pooling, batch_size=batch_size, heldout=heldout, seed=seed, names=names)
+            extract_pairs(
+                ma,
+                ta,
+                mb,
+                tb,
+                rows[:n_texts],
+                target,
+                layers_a=layers_a,
+                layers_b=layers_b,
+                pooling=pooling,
+                batch_size=batch_size,
+                heldout=heldout,
+                seed=seed,
+                names=names,
+            )
         return load_pairs(target)
 
     if out is not None:
@@ -457,11 +634,23 @@ def _save(out, name: str, res: dict) -> dict:
     return res
 
 
-def train_learned_projection(model_a, model_b, tokenizer_a, tokenizer_b, dim_a: int | None = None,
-                             dim_b: int | None = None, layer_idx: int = 25, num_samples: int = 3072,
-                             learning_rate: float = 1e-3, num_epochs: int = 10, batch_size: int = 32,
-                             device: str | None = None, seed: int = 42, texts="syn_passages",
-                             layer_idx_b: int | None = None) -> A.LearnedProjection:
+def train_learned_projection(
+    model_a,
+    model_b,
+    tokenizer_a,
+    tokenizer_b,
+    dim_a: int | None = None,
+    dim_b: int | None = None,
+    layer_idx: int = 25,
+    num_samples: int = 3072,
+    learning_rate: float = 1e-3,
+    num_epochs: int = 10,
+    batch_size: int = 32,
+    device: str | None = None,
+    seed: int = 42,
+    texts="syn_passages",
+    layer_idx_b: int | None = None,
+) -> A.LearnedProjection:
     """The paper's W (Ramesh & Li §3.1) from loaded models: final-token block outputs of A at ``layer_idx`` and of B
     at ``layer_idx_b`` (default the same) on ``num_samples`` texts, then :class:`LearnedProjection` fitted by Adam
     on (1/N)Σ‖z − W y‖² (lr, epochs and batch as the paper: 1e-3, 10, 32; N = 3072 = d_A).
@@ -489,10 +678,23 @@ def train_learned_projection(model_a, model_b, tokenizer_a, tokenizer_b, dim_a: 
     return m.to(device) if device else m
 
 
-def run_procrustes_experiment(model_a_id: str = "tiny", model_b_id: str = "tiny-b", layers=(0, 8, 16, 24), *,
-                              texts="syn_passages", n_texts: int = 512, heldout: float = 0.2, pooling: str = "last",
-                              scale: bool = True, translate: bool = True, seed: int = 0, out=None,
-                              device: str | None = None, dtype: str | None = None, models=None) -> dict:
+def run_procrustes_experiment(
+    model_a_id: str = "tiny",
+    model_b_id: str = "tiny-b",
+    layers=(0, 8, 16, 24),
+    *,
+    texts="syn_passages",
+    n_texts: int = 512,
+    heldout: float = 0.2,
+    pooling: str = "last",
+    scale: bool = True,
+    translate: bool = True,
+    seed: int = 0,
+    out=None,
+    device: str | None = None,
+    dtype: str | None = None,
+    models=None,
+) -> dict:
     """Procrustes A → B at each of ``layers`` (the seed's [0, 8, 16, 24], same index on both models): paired
     activations of the texts, one map per layer fitted on the train rows, held-out R² / MSE / cosine / CKA
     (:func:`procrustes_layers`). ``out``: a directory for the pairs, the maps and ``procrustes.json``."""
@@ -500,20 +702,60 @@ def run_procrustes_experiment(model_a_id: str = "tiny", model_b_id: str = "tiny-
     (ma, _), (mb, _) = models
     ids_a = [arch.check_layer(ma, x) for x in layers]
     ids_b = [arch.check_layer(mb, x) for x in layers]
-    pairs = _extract(models, texts, n_texts, out, seed, heldout, sorted(set(ids_a)), sorted(set(ids_b)), pooling,
-                     names=(model_a_id, model_b_id))
-    res = procrustes_layers(pairs, ids_a, None if out is None else Path(out) / "maps" / "procrustes",
-                            layers_b=ids_b, scale=scale, translate=translate)
-    res["config"] = {"model_a": model_a_id, "model_b": model_b_id, "layers": list(layers), "n_texts": n_texts,
-                     "pooling": pooling, "seed": seed}
+    pairs = _extract(
+        models,
+        texts,
+        n_texts,
+        out,
+        seed,
+        heldout,
+        sorted(set(ids_a)),
+        sorted(set(ids_b)),
+        pooling,
+        names=(model_a_id, model_b_id),
+    )
+    res = procrustes_layers(
+        pairs,
+        ids_a,
+        None if out is None else Path(out) / "maps" / "procrustes",
+        layers_b=ids_b,
+        scale=scale,
+        translate=translate,
+    )
+    res["config"] = {
+        "model_a": model_a_id,
+        "model_b": model_b_id,
+        "layers": list(layers),
+        "n_texts": n_texts,
+        "pooling": pooling,
+        "seed": seed,
+    }
     return _save(out, "procrustes.json", res)
 
 
-def _adapter_experiment(kind: str, model_a_id, model_b_id, gpu_id=None, *, layer_a: int = -2,
-                        layer_b: int | None = None, rank: int = 32, texts="syn_passages", n_texts: int = 512,
-                        heldout: float = 0.2, epochs: int = 10, lr: float = 1e-3, batch_size: int = 32,
-                        temperature: float = 0.07, mse_weight: float = 1.0, seed: int = 0, out=None,
-                        device: str | None = None, dtype: str | None = None, models=None) -> dict:
+def _adapter_experiment(
+    kind: str,
+    model_a_id,
+    model_b_id,
+    gpu_id=None,
+    *,
+    layer_a: int = -2,
+    layer_b: int | None = None,
+    rank: int = 32,
+    texts="syn_passages",
+    n_texts: int = 512,
+    heldout: float = 0.2,
+    epochs: int = 10,
+    lr: float = 1e-3,
+    batch_size: int = 32,
+    temperature: float = 0.07,
+    mse_weight: float = 1.0,
+    seed: int = 0,
+    out=None,
+    device: str | None = None,
+    dtype: str | None = None,
+    models=None,
+) -> dict:
     models = _load_pair(model_a_id, model_b_id, models, _device(gpu_id, device), dtype)
     (ma, _), (mb, _) = models
     la = arch.check_layer(ma, layer_a)
@@ -521,22 +763,36 @@ def _adapter_experiment(kind: str, model_a_id, model_b_id, gpu_id=None, *, layer
     pairs = _extract(models, texts, n_texts, out, seed, heldout, [la], [lb], names=(model_a_id, model_b_id))
     xa, yb = pairs.split("train", "a", la), pairs.split("train", "b", lb)
     xt, yt = pairs.split("test", "a", la), pairs.split("test", "b", lb)
-    tc = A.TrainConfig(epochs=epochs, lr=lr, batch_size=batch_size, temperature=temperature, mse_weight=mse_weight,
-                       seed=seed)
+    tc = A.TrainConfig(
+        epochs=epochs, lr=lr, batch_size=batch_size, temperature=temperature, mse_weight=mse_weight, seed=seed
+    )
     m = A.train_adapter(kind, xa, yb, tc, rank=rank)
     if out is not None:
         m.save(Path(out) / "maps" / kind)
-    res = {"adapter": kind, "layer_a": la, "layer_b": lb, "n_train": len(xa), "n_test": len(xt),
-           "raw_cka_debiased": M.linear_cka(xt, yt, debiased=True), **_map_eval(m, xt, yt, temperature),
-           "config": {"model_a": model_a_id, "model_b": model_b_id, "rank": rank if kind == "lora" else None,
-                      "n_texts": n_texts, "seed": seed}}
+    res = {
+        "adapter": kind,
+        "layer_a": la,
+        "layer_b": lb,
+        "n_train": len(xa),
+        "n_test": len(xt),
+        "raw_cka_debiased": M.linear_cka(xt, yt, debiased=True),
+        **_map_eval(m, xt, yt, temperature),
+        "config": {
+            "model_a": model_a_id,
+            "model_b": model_b_id,
+            "rank": rank if kind == "lora" else None,
+            "n_texts": n_texts,
+            "seed": seed,
+        },
+    }
     res["map"] = m
     _save(out, f"{kind}_adapter.json", {k: v for k, v in res.items() if k != "map"})
     return res
 
 
-def run_lora_adapter_experiment(model_a_id: str = "tiny", model_b_id: str = "tiny-b", gpu_id: int | None = None,
-                                **kw) -> dict:
+def run_lora_adapter_experiment(
+    model_a_id: str = "tiny", model_b_id: str = "tiny-b", gpu_id: int | None = None, **kw
+) -> dict:
     """A :class:`LoRAAdapter` (rank 32: a frozen Procrustes base + rank-32 update + bias) trained with InfoNCE +
     MSE on paired last-token activations; held-out scores, and the fitted map under ``"map"``. ``gpu_id`` N runs
     on ``cuda:N`` when CUDA is available. Keywords: ``layer_a`` (default -2), ``layer_b``, ``rank``, ``texts``,
@@ -545,28 +801,46 @@ def run_lora_adapter_experiment(model_a_id: str = "tiny", model_b_id: str = "tin
     return _adapter_experiment("lora", model_a_id, model_b_id, gpu_id, **kw)
 
 
-def run_linear_adapter_experiment(model_a_id: str = "tiny", model_b_id: str = "tiny-b", gpu_id: int | None = None,
-                                  **kw) -> dict:
+def run_linear_adapter_experiment(
+    model_a_id: str = "tiny", model_b_id: str = "tiny-b", gpu_id: int | None = None, **kw
+) -> dict:
     """A full-rank :class:`LinearAdapter` (no bias), trained and scored as :func:`run_lora_adapter_experiment`."""
     return _adapter_experiment("linear", model_a_id, model_b_id, gpu_id, **kw)
 
 
-def run_affine_adapter_experiment(model_a_id: str = "tiny", model_b_id: str = "tiny-b", gpu_id: int | None = None,
-                                  **kw) -> dict:
+def run_affine_adapter_experiment(
+    model_a_id: str = "tiny", model_b_id: str = "tiny-b", gpu_id: int | None = None, **kw
+) -> dict:
     """An :class:`AffineAdapter` (linear + bias), trained and scored as :func:`run_lora_adapter_experiment`."""
     return _adapter_experiment("affine", model_a_id, model_b_id, gpu_id, **kw)
 
 
-def run_activation_communication_experiment(model_a_id: str = "tiny", model_b_id: str = "tiny-b", *,
-                                            task: str = "syn_countries", n_eval: int = 100, k: int = -2,
-                                            j: int | None = None, f: str = "replace", layers=None,
-                                            similarity_texts="syn_passages", n_similarity: int = 32,
-                                            projection: bool | None = None, projection_texts="syn_passages",
-                                            n_projection: int = 3072, epochs: int = 10, max_new_tokens: int = 4,
-                                            similarity_tokens: int = 8, message_tokens: int = 16,
-                                            batch_size: int = 16, seed: int = 0, out=None,
-                                            device: str | None = None, dtype: str | None = None,
-                                            models=None) -> dict:
+def run_activation_communication_experiment(
+    model_a_id: str = "tiny",
+    model_b_id: str = "tiny-b",
+    *,
+    task: str = "syn_countries",
+    n_eval: int = 100,
+    k: int = -2,
+    j: int | None = None,
+    f: str = "replace",
+    layers=None,
+    similarity_texts="syn_passages",
+    n_similarity: int = 32,
+    projection: bool | None = None,
+    projection_texts="syn_passages",
+    n_projection: int = 3072,
+    epochs: int = 10,
+    max_new_tokens: int = 4,
+    similarity_tokens: int = 8,
+    message_tokens: int = 16,
+    batch_size: int = 16,
+    seed: int = 0,
+    out=None,
+    device: str | None = None,
+    dtype: str | None = None,
+    models=None,
+) -> dict:
     """Activation communication A → B (Ramesh & Li): ``{"layers": text similarity per layer,
     "task_evaluation": B alone / A alone / skyline / NL / AC on ``task``, "config"}``.
 
@@ -591,9 +865,18 @@ def run_activation_communication_experiment(model_a_id: str = "tiny", model_b_id
     maps = {}
     if projection:
         for la, lb in {*zip(lay_a, lay_b), (k, j)}:
-            maps[(la, lb)] = train_learned_projection(ma, mb, ta, tb, layer_idx=la, layer_idx_b=lb,
-                                                      num_samples=n_projection, num_epochs=epochs, seed=seed,
-                                                      texts=projection_texts)
+            maps[(la, lb)] = train_learned_projection(
+                ma,
+                mb,
+                ta,
+                tb,
+                layer_idx=la,
+                layer_idx_b=lb,
+                num_samples=n_projection,
+                num_epochs=epochs,
+                seed=seed,
+                texts=projection_texts,
+            )
     if isinstance(similarity_texts, (list, tuple)):
         sim_texts = list(similarity_texts)[:n_similarity]
     elif similarity_texts == "syn_passages":
@@ -602,15 +885,51 @@ def run_activation_communication_experiment(model_a_id: str = "tiny", model_b_id
         sim_texts = [r["text"] for r in load_rows("syn_passages", "test", n_similarity, seed)]
     else:
         sim_texts = load_texts(similarity_texts, n_similarity, seed)
-    sim = text_similarity(ma, ta, mb, tb, sim_texts, lay_a, lay_b, maps=maps, f=f, max_new_tokens=similarity_tokens,
-                          batch_size=batch_size)
+    sim = text_similarity(
+        ma,
+        ta,
+        mb,
+        tb,
+        sim_texts,
+        lay_a,
+        lay_b,
+        maps=maps,
+        f=f,
+        max_new_tokens=similarity_tokens,
+        batch_size=batch_size,
+    )
     rows = task_rows(task, n_eval, "test", seed)
-    ev = evaluate(ma, ta, mb, tb, rows, task, k=k, j=j, f=f, W=maps.get((k, j)), max_new_tokens=max_new_tokens,
-                  message_tokens=message_tokens, batch_size=batch_size)
-    res = {"layers": sim["layers"], "text_similarity": {kk: v for kk, v in sim.items() if kk != "layers"},
-           "task_evaluation": ev,
-           "config": {"model_a": model_a_id, "model_b": model_b_id, "task": task, "k": k, "j": j, "f": f,
-                      "projection": bool(projection), "n_similarity": len(sim_texts), "seed": seed}}
+    ev = evaluate(
+        ma,
+        ta,
+        mb,
+        tb,
+        rows,
+        task,
+        k=k,
+        j=j,
+        f=f,
+        W=maps.get((k, j)),
+        max_new_tokens=max_new_tokens,
+        message_tokens=message_tokens,
+        batch_size=batch_size,
+    )
+    res = {
+        "layers": sim["layers"],
+        "text_similarity": {kk: v for kk, v in sim.items() if kk != "layers"},
+        "task_evaluation": ev,
+        "config": {
+            "model_a": model_a_id,
+            "model_b": model_b_id,
+            "task": task,
+            "k": k,
+            "j": j,
+            "f": f,
+            "projection": bool(projection),
+            "n_similarity": len(sim_texts),
+            "seed": seed,
+        },
+    }
     if out is not None:
         for (la, lb), m in maps.items():
             m.save(Path(out) / "maps" / f"learned-{la}-{lb}")

@@ -78,19 +78,27 @@ def _content_mask(tok, enc) -> torch.Tensor:
 
 
 @torch.no_grad()
-def pooled_activations(model, tok, texts: Sequence[str], layers: Sequence[int] | None = None, pooling: str = "last",
-                       batch_size: int = 16, max_length: int | None = 256) -> torch.Tensor:
+def pooled_activations(
+    model,
+    tok,
+    texts: Sequence[str],
+    layers: Sequence[int] | None = None,
+    pooling: str = "last",
+    batch_size: int = 16,
+    max_length: int | None = 256,
+) -> torch.Tensor:
     """``[L, n, d]`` float32 block-output activations of ``texts``, pooled per text (``last`` or ``mean``)."""
     check_choice("pooling", pooling, ("last", "mean"))
     layer_ids = _layers(model, layers)
     out = []
     for i in range(0, len(texts), batch_size):
-        enc = encode(tok, texts[i: i + batch_size], side="left", max_length=max_length)
+        enc = encode(tok, texts[i : i + batch_size], side="left", max_length=max_length)
         keep = _content_mask(tok, enc)
         if not bool(keep.any(1).all()):
             raise ActlabError("a text has no content tokens after dropping special tokens (empty text?)")
-        with capture(model, "block_output", layers=layer_ids, positions=None, device="cpu",
-                     dtype=torch.float32) as cap:
+        with capture(
+            model, "block_output", layers=layer_ids, positions=None, device="cpu", dtype=torch.float32
+        ) as cap:
             model(**model_inputs(model, enc))
         h = cap.stack()  # [L, B, T, d]
         if pooling == "last":
@@ -127,9 +135,15 @@ def _token_states(model, tok, text: str, layer_ids: list[int]) -> torch.Tensor:
     return cap.stack()[:, 0]  # [L, T, d]
 
 
-def token_aligned_activations(model_a, tok_a, model_b, tok_b, texts: Sequence[str],
-                              layers_a: Sequence[int] | None = None, layers_b: Sequence[int] | None = None,
-                              ) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
+def token_aligned_activations(
+    model_a,
+    tok_a,
+    model_b,
+    tok_b,
+    texts: Sequence[str],
+    layers_a: Sequence[int] | None = None,
+    layers_b: Sequence[int] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
     """Token-level pairs across tokenizers → ``(a [La, m, da], b [Lb, m, db], text_index [m])``."""
     la, lb = _layers(model_a, layers_a), _layers(model_b, layers_b)
     xa, xb, src = [], [], []
@@ -205,17 +219,33 @@ def _check_dir(out: Path, want: dict, overwrite: bool, clear: bool) -> None:
     if not diff:
         return
     if not overwrite:
-        raise ConfigMismatch(f"{out} holds activations of another extraction ({'; '.join(diff[:8])}); use "
-                             "--overwrite to replace them, or another output directory")
+        raise ConfigMismatch(
+            f"{out} holds activations of another extraction ({'; '.join(diff[:8])}); use "
+            "--overwrite to replace them, or another output directory"
+        )
     if clear:
         for p in [*shards, out / PAIRS_FILE, out / RECORD_FILE]:
             p.unlink(missing_ok=True)
 
 
-def extract_pairs(model_a, tok_a, model_b, tok_b, texts: Sequence[str], out_dir: str | Path, *,
-                  layers_a: Sequence[int] | None = None, layers_b: Sequence[int] | None = None,
-                  pooling: str = "last", shard_size: int = 256, batch_size: int = 16, heldout: float = 0.2,
-                  seed: int = 0, names: tuple[str, str] = ("A", "B"), overwrite: bool = False) -> Path:
+def extract_pairs(
+    model_a,
+    tok_a,
+    model_b,
+    tok_b,
+    texts: Sequence[str],
+    out_dir: str | Path,
+    *,
+    layers_a: Sequence[int] | None = None,
+    layers_b: Sequence[int] | None = None,
+    pooling: str = "last",
+    shard_size: int = 256,
+    batch_size: int = 16,
+    heldout: float = 0.2,
+    seed: int = 0,
+    names: tuple[str, str] = ("A", "B"),
+    overwrite: bool = False,
+) -> Path:
     """Write paired activations of ``texts`` as shards under ``out_dir``; resumable and shardable over processes.
 
     Shards of another extraction in ``out_dir`` are an error listing what differs, unless ``overwrite``."""
@@ -226,9 +256,19 @@ def extract_pairs(model_a, tok_a, model_b, tok_b, texts: Sequence[str], out_dir:
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise ActlabError(f"output directory {out} is a file; give a directory")
-    want = {"models": list(names), "d_a": arch.hidden_size(model_a), "d_b": arch.hidden_size(model_b),
-            "pooling": pooling, "layers_a": la, "layers_b": lb, "n_texts": len(texts), "texts_sha256": _texts_sha(texts),
-            "shard_size": shard_size, "heldout": heldout, "seed": seed}
+    want = {
+        "models": list(names),
+        "d_a": arch.hidden_size(model_a),
+        "d_b": arch.hidden_size(model_b),
+        "pooling": pooling,
+        "layers_a": la,
+        "layers_b": lb,
+        "n_texts": len(texts),
+        "texts_sha256": _texts_sha(texts),
+        "shard_size": shard_size,
+        "heldout": heldout,
+        "seed": seed,
+    }
     fingerprint = config_fingerprint(want)
     dist = start(verb="xmodel extract")
     rank, world = dist.rank, dist.world
@@ -243,23 +283,51 @@ def extract_pairs(model_a, tok_a, model_b, tok_b, texts: Sequence[str], out_dir:
             atomic_write_json(out / RECORD_FILE, {**want, "fingerprint": fingerprint})
         dist.barrier()
         t0 = time.perf_counter()
-        _extract_shards(model_a, tok_a, model_b, tok_b, texts, out, la, lb, pooling, shard_size, batch_size, dist,
-                        fingerprint)
+        _extract_shards(
+            model_a, tok_a, model_b, tok_b, texts, out, la, lb, pooling, shard_size, batch_size, dist, fingerprint
+        )
         if rank == 0:
-            atomic_write_json(out / PAIRS_FILE, {
-                "models": list(names), "pooling": pooling, "layers_a": la, "layers_b": lb, "n_texts": len(texts),
-                "n_shards": (len(texts) + shard_size - 1) // shard_size, "shard_size": shard_size,
-                "heldout": heldout, "seed": seed, "d_a": want["d_a"], "d_b": want["d_b"], "world_size": world,
-                "texts_sha256": want["texts_sha256"], "fingerprint": fingerprint,
-                "seconds_rank0": round(time.perf_counter() - t0, 3)})
+            atomic_write_json(
+                out / PAIRS_FILE,
+                {
+                    "models": list(names),
+                    "pooling": pooling,
+                    "layers_a": la,
+                    "layers_b": lb,
+                    "n_texts": len(texts),
+                    "n_shards": (len(texts) + shard_size - 1) // shard_size,
+                    "shard_size": shard_size,
+                    "heldout": heldout,
+                    "seed": seed,
+                    "d_a": want["d_a"],
+                    "d_b": want["d_b"],
+                    "world_size": world,
+                    "texts_sha256": want["texts_sha256"],
+                    "fingerprint": fingerprint,
+                    "seconds_rank0": round(time.perf_counter() - t0, 3),
+                },
+            )
     finally:
         if lock is not None:
             lock.release()
     return out
 
 
-def _extract_shards(model_a, tok_a, model_b, tok_b, texts, out: Path, la, lb, pooling, shard_size, batch_size,
-                    dist: Dist, fingerprint: str) -> None:
+def _extract_shards(
+    model_a,
+    tok_a,
+    model_b,
+    tok_b,
+    texts,
+    out: Path,
+    la,
+    lb,
+    pooling,
+    shard_size,
+    batch_size,
+    dist: Dist,
+    fingerprint: str,
+) -> None:
     rank, world = dist.rank, dist.world
     n_shards = (len(texts) + shard_size - 1) // shard_size
     mine = [s for s in range(n_shards) if s % world == rank]
@@ -267,7 +335,7 @@ def _extract_shards(model_a, tok_a, model_b, tok_b, texts, out: Path, la, lb, po
         path = out / f"shard-{s:05d}.safetensors"
         if path.exists():
             continue
-        chunk = list(texts[s * shard_size: (s + 1) * shard_size])
+        chunk = list(texts[s * shard_size : (s + 1) * shard_size])
         if pooling == "tokens":
             a, b, src = token_aligned_activations(model_a, tok_a, model_b, tok_b, chunk, la, lb)
             idx = torch.tensor(src, dtype=torch.long) + s * shard_size
@@ -288,8 +356,10 @@ def load_pairs(out_dir: str | Path) -> Paired:
         path = out / f"shard-{s:05d}.safetensors"
         t, smeta = load_tensors(path)
         if "fingerprint" in meta and smeta.get("fingerprint") != meta["fingerprint"]:
-            raise ActlabError(f"{path} comes from another extraction than {out / PAIRS_FILE}; rerun `actlab xmodel "
-                              "extract` with --overwrite into this directory, or use another one")
+            raise ActlabError(
+                f"{path} comes from another extraction than {out / PAIRS_FILE}; rerun `actlab xmodel "
+                "extract` with --overwrite into this directory, or use another one"
+            )
         a.append(t["a"])
         b.append(t["b"])
         idx.append(t["text_index"])

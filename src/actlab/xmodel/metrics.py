@@ -36,8 +36,9 @@ def _pair(X, Y) -> tuple[torch.Tensor, torch.Tensor]:
     if X.dim() != 2 or Y.dim() != 2:
         raise ActlabError(f"CKA needs 2-D [n, d] activations; got shapes {tuple(X.shape)} and {tuple(Y.shape)}")
     if X.shape[0] != Y.shape[0]:
-        raise ActlabError(f"X and Y must have the same number of rows (paired samples); got {X.shape[0]} and "
-                          f"{Y.shape[0]}")
+        raise ActlabError(
+            f"X and Y must have the same number of rows (paired samples); got {X.shape[0]} and {Y.shape[0]}"
+        )
     return X, Y
 
 
@@ -177,8 +178,11 @@ def regression_scores(pred, target) -> dict[str, float]:
     p, t = _t64(pred), _t64(target)
     ss_res = ((p - t) ** 2).sum()
     ss_tot = ((t - t.mean(0, keepdim=True)) ** 2).sum()
-    return {"r2": float(1 - ss_res / ss_tot), "mse": float(((p - t) ** 2).mean()),
-            "cosine": float(F.cosine_similarity(p, t, dim=1).mean())}
+    return {
+        "r2": float(1 - ss_res / ss_tot),
+        "mse": float(((p - t) ** 2).mean()),
+        "cosine": float(F.cosine_similarity(p, t, dim=1).mean()),
+    }
 
 
 # ----------------------------------------------------------------------------------- the seed's metric objects

@@ -1,8 +1,8 @@
 """The cross-model verbs as Python functions of their config dataclass (:mod:`actlab.xmodel.config`).
 
-    from actlab.xmodel.config import AlignConfig
-    from actlab.xmodel.verbs import align
-    scores = align(AlignConfig(pairs="runs/xm/pairs", layer_a=2, layer_b=1, out="runs/xm/maps/procrustes"))
+from actlab.xmodel.config import AlignConfig
+from actlab.xmodel.verbs import align
+scores = align(AlignConfig(pairs="runs/xm/pairs", layer_a=2, layer_b=1, out="runs/xm/maps/procrustes"))
 """
 
 from __future__ import annotations
@@ -25,10 +25,23 @@ def extract(cfg: ExtractConfig) -> Path:
     dev = str(dist.device) if dist.active else None
     ma, ta = load(cfg.model_a, device=dev)
     mb, tb = load(cfg.model_b, device=dev)
-    return extract_pairs(ma, ta, mb, tb, texts, cfg.out, layers_a=cfg.layers_a, layers_b=cfg.layers_b,
-                         pooling=cfg.pooling, shard_size=cfg.shard_size, batch_size=cfg.batch_size,
-                         heldout=cfg.heldout, seed=cfg.seed, names=(cfg.model_a, cfg.model_b),
-                         overwrite=cfg.overwrite)
+    return extract_pairs(
+        ma,
+        ta,
+        mb,
+        tb,
+        texts,
+        cfg.out,
+        layers_a=cfg.layers_a,
+        layers_b=cfg.layers_b,
+        pooling=cfg.pooling,
+        shard_size=cfg.shard_size,
+        batch_size=cfg.batch_size,
+        heldout=cfg.heldout,
+        seed=cfg.seed,
+        names=(cfg.model_a, cfg.model_b),
+        overwrite=cfg.overwrite,
+    )
 
 
 def _resolve_layer(flag: str, layer: int, layers: list[int], where) -> int:
@@ -37,8 +50,10 @@ def _resolve_layer(flag: str, layer: int, layers: list[int], where) -> int:
 
     resolved = layers[layer] if -len(layers) <= layer < 0 else layer
     if resolved not in layers:
-        raise ActlabError(f"{flag} {layer} was not extracted in {where}; valid: "
-                          f"{', '.join(map(str, layers))} (or -1..-{len(layers)})")
+        raise ActlabError(
+            f"{flag} {layer} was not extracted in {where}; valid: "
+            f"{', '.join(map(str, layers))} (or -1..-{len(layers)})"
+        )
     return resolved
 
 
@@ -56,12 +71,22 @@ def align(cfg: AlignConfig) -> dict:
 
     dist = start(verb="xmodel align")
     pairs = load_pairs(cfg.pairs)
-    tc = TrainConfig(epochs=cfg.epochs, lr=cfg.lr, batch_size=cfg.batch_size, temperature=cfg.temperature,
-                     mse_weight=cfg.mse_weight)
+    tc = TrainConfig(
+        epochs=cfg.epochs, lr=cfg.lr, batch_size=cfg.batch_size, temperature=cfg.temperature, mse_weight=cfg.mse_weight
+    )
 
     def fit(xa, yb):
-        return fit_map(cfg.method, xa, yb, scale=not cfg.no_scale, translate=not cfg.no_translate,
-                       lam=cfg.ridge_lambda, train=tc, rank=cfg.rank, dist=dist)
+        return fit_map(
+            cfg.method,
+            xa,
+            yb,
+            scale=not cfg.no_scale,
+            translate=not cfg.no_translate,
+            lam=cfg.ridge_lambda,
+            train=tc,
+            rank=cfg.rank,
+            dist=dist,
+        )
 
     if cfg.layers is not None:
         la = [_resolve_layer("--layers", x, pairs.layers_a, cfg.pairs) for x in cfg.layers]
@@ -75,15 +100,19 @@ def align(cfg: AlignConfig) -> dict:
     lock = DirLock.acquire(cfg.out, what="map directory") if dist.is_main else None
     try:
         if cfg.layers is not None:
-            scores = procrustes_layers(pairs, la, cfg.out if dist.is_main else None, layers_b=lb,
-                                       temperature=cfg.temperature, fit=fit)
+            scores = procrustes_layers(
+                pairs, la, cfg.out if dist.is_main else None, layers_b=lb, temperature=cfg.temperature, fit=fit
+            )
             scores["method"] = cfg.method
         else:
             m = fit(pairs.split("train", "a", la), pairs.split("train", "b", lb))
             if dist.is_main:
                 m.save(cfg.out)
-            scores = {"layer_a": la, "layer_b": lb, **_map_eval(m, pairs.split("test", "a", la),
-                                                                pairs.split("test", "b", lb), cfg.temperature)}
+            scores = {
+                "layer_a": la,
+                "layer_b": lb,
+                **_map_eval(m, pairs.split("test", "a", la), pairs.split("test", "b", lb), cfg.temperature),
+            }
         if dist.is_main:
             atomic_write_json(f"{cfg.out}/scores.json", {**scores, "world_size": dist.world})
     finally:
@@ -112,13 +141,39 @@ def communicate(cfg: CommunicateConfig) -> dict:
 
         sim_a = [arch.check_layer(ma, x) for x in cfg.similarity_layers]
         sim_b = [arch.check_layer(mb, x) for x in cfg.similarity_layers]
-    res = evaluate(ma, ta, mb, tb, rows, cfg.task, k=cfg.k, j=cfg.j, f=cfg.f, W=W, methods=methods,
-                   max_new_tokens=cfg.max_new_tokens, message_tokens=cfg.message_tokens, batch_size=cfg.batch_size)
+    res = evaluate(
+        ma,
+        ta,
+        mb,
+        tb,
+        rows,
+        cfg.task,
+        k=cfg.k,
+        j=cfg.j,
+        f=cfg.f,
+        W=W,
+        methods=methods,
+        max_new_tokens=cfg.max_new_tokens,
+        message_tokens=cfg.message_tokens,
+        batch_size=cfg.batch_size,
+    )
     if cfg.grid:
         from actlab.core import arch
 
-        g = grid_search(ma, ta, mb, tb, rows, cfg.task, range(arch.num_layers(ma)), range(arch.num_layers(mb)),
-                        cfg.f, W=W, max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size)
+        g = grid_search(
+            ma,
+            ta,
+            mb,
+            tb,
+            rows,
+            cfg.task,
+            range(arch.num_layers(ma)),
+            range(arch.num_layers(mb)),
+            cfg.f,
+            W=W,
+            max_new_tokens=cfg.max_new_tokens,
+            batch_size=cfg.batch_size,
+        )
         res["grid"] = g
         if cfg.out:
             plot_heatmap(g["accuracy"], f"{cfg.out}/grid.png", f"AC accuracy, {cfg.task}", "j (B)", "k (A)")
@@ -128,8 +183,19 @@ def communicate(cfg: CommunicateConfig) -> dict:
 
         maps = {(arch.check_layer(ma, cfg.k), arch.check_layer(mb, cfg.j)): W} if W is not None else None
         texts = [r["text"] for r in load_rows("syn_passages", "test", cfg.n_similarity, 0)]
-        res["text_similarity"] = text_similarity(ma, ta, mb, tb, texts, sim_a, sim_b, maps=maps, f=cfg.f,
-                                                 max_new_tokens=cfg.similarity_tokens, batch_size=cfg.batch_size)
+        res["text_similarity"] = text_similarity(
+            ma,
+            ta,
+            mb,
+            tb,
+            texts,
+            sim_a,
+            sim_b,
+            maps=maps,
+            f=cfg.f,
+            max_new_tokens=cfg.similarity_tokens,
+            batch_size=cfg.batch_size,
+        )
     if cfg.out:
         atomic_write_json(f"{cfg.out}/communicate.json", res)
     return res

@@ -114,8 +114,10 @@ def validate(name: str, seed: int | None = None) -> Path:
         raise ActlabError(f"zoo cache {d} is corrupt (model.safetensors does not match its manifest); {hint}")
     if man.get("spec_identity") != get_spec(name, seed).identity():
         again = hint.replace("rebuild with ", "").replace(" --force", "")
-        raise StaleZooCache(f"zoo cache {d} is stale (built from another version of the {name!r} spec); it is rebuilt "
-                            f"on its next load, or now with {again}")
+        raise StaleZooCache(
+            f"zoo cache {d} is stale (built from another version of the {name!r} spec); it is rebuilt "
+            f"on its next load, or now with {again}"
+        )
     return d
 
 
@@ -194,11 +196,13 @@ def _ensure_built_together(name: str, force: bool, seed: int | None, dist: Dist)
 def _build_lock(final: Path):
     """Hold ``<name>.lock`` next to the model directory (the build renames its ``.partial`` dir into place, so the
     lock cannot live inside it); a second process waits for the first, saying whom it waits for."""
+
     def waiting(holder: str) -> None:
         log.info("zoo model %r is being built by %s: waiting for it", final.name, holder)
 
-    lock = DirLock.acquire(final.parent, lock_file=final.with_name(final.name + ".lock"), blocking=True,
-                           what="zoo model", on_wait=waiting)
+    lock = DirLock.acquire(
+        final.parent, lock_file=final.with_name(final.name + ".lock"), blocking=True, what="zoo model", on_wait=waiting
+    )
     try:
         yield
     finally:
@@ -288,8 +292,10 @@ def _build(spec: ZooSpec, final: Path, force: bool, stop_after: int | None, dist
             def ev(m, step):
                 return {f"icl_k{k}": icl_accuracy(m, tok, k, 60, EVAL_SEED + 1) for k in (0, 4)}
 
-        say(f"building zoo model {spec.name!r} into {final} (resumable: {part})"
-            + (f" on {dist.world} processes" if dist.active else ""))
+        say(
+            f"building zoo model {spec.name!r} into {final} (resumable: {part})"
+            + (f" on {dist.world} processes" if dist.active else "")
+        )
         model, info = train(spec, tok, part, ev, stop_after=stop_after, dist=dist)
         if model is None:
             return None
@@ -321,11 +327,14 @@ def _build(spec: ZooSpec, final: Path, force: bool, stop_after: int | None, dist
         "build_seconds": round(time.perf_counter() - t0, 1),
         "build_seconds_before_eval": round(t_train, 1),
         "icl_accuracy": icl,
-        "icl_eval": {"n_tasks": spec.train.eval_tasks, "seed": EVAL_SEED,
-                     "labels": "IA2 remap words, fresh mapping per task"},  # fmt: skip
+        "icl_eval": {
+            "n_tasks": spec.train.eval_tasks,
+            "seed": EVAL_SEED,
+            "labels": "IA2 remap words, fresh mapping per task",
+        },  # fmt: skip
         **gates,
         "determinism": "same seed + same thread count + same torch build -> same corpus, tokenizer and weights "
-                       "(several processes: the one-process weights up to float noise)",
+        "(several processes: the one-process weights up to float noise)",
         "weights_sha256": _sha256(part / "model.safetensors"),
         **{k: v for k, v in env_info().items() if k in ("versions", "python", "platform", "time", "git_sha")},
     }

@@ -34,7 +34,9 @@ GROUP = 8  # batches per length-bucketing group
 _cache: dict = {}
 
 
-def _group(tok, spec: CorpusSpec, seed: int, g: int, n: int, phase: str, mix: dict[str, float]) -> list[list[list[int]]]:
+def _group(
+    tok, spec: CorpusSpec, seed: int, g: int, n: int, phase: str, mix: dict[str, float]
+) -> list[list[list[int]]]:
     """The ``GROUP`` batches of group ``g`` of a phase: GROUP*n documents sorted by length and cut into batches (less
     padding), batch order shuffled. Cached one group deep (consecutive steps share a group)."""
     key = (id(tok), repr(spec), seed, g, n, phase)

@@ -142,9 +142,11 @@ def copy_gate(model, tok) -> dict:
     probe = copy_probe(model, tok)
     if not probe["passed"]:
         r = probe["restart"]
-        raise ActlabError(f"the build failed its copy probe: second-copy attribute NLL {r['second_attr_nll']:.3f} > "
-                          f"{COPY_PROBE_RATIO} x first copy's {r['first_attr_nll']:.3f} (nats/token, unseen people); "
-                          "the model does not copy, so it is not published")
+        raise ActlabError(
+            f"the build failed its copy probe: second-copy attribute NLL {r['second_attr_nll']:.3f} > "
+            f"{COPY_PROBE_RATIO} x first copy's {r['first_attr_nll']:.3f} (nats/token, unseen people); "
+            "the model does not copy, so it is not published"
+        )
     return {"copy_probe": probe}
 
 

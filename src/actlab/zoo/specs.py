@@ -151,8 +151,9 @@ ZOO: dict[str, ZooSpec] = {
         # no ICL checks during training (tiny-b is not an ICL model); 1 thread: the same weights as with 2 (checked),
         # and 220 s instead of 698 s on the shared 2-core machine (docs/zoo.md, "tiny-b")
         train=TrainSpec(steps=2400, eval_every=0, threads=1),
-        model=ModelSpec(hidden_size=96, intermediate_size=192, num_hidden_layers=3, num_attention_heads=4,
-                        num_key_value_heads=2),  # fmt: skip
+        model=ModelSpec(
+            hidden_size=96, intermediate_size=192, num_hidden_layers=3, num_attention_heads=4, num_key_value_heads=2
+        ),  # fmt: skip
         seed=1,
     ),
     "tiny-world": ZooSpec(
@@ -167,8 +168,13 @@ ZOO: dict[str, ZooSpec] = {
         "attributes (also at the original's position ids); gated by a copy probe on unseen people",
         # a short copy warm-up (the induction circuit), then the repeat mix; label weight 1 (no ICL labels here;
         # it also keeps the corpus's restarted position ids in the loss call); ICL is not checked
-        corpus=CorpusSpec(COPY_MIX, max_len=256, warmup_mix={"word_repeat": 0.5, "word_repeat_restart": 0.5},
-                          warmup_steps=300, warmup_batch=64),
+        corpus=CorpusSpec(
+            COPY_MIX,
+            max_len=256,
+            warmup_mix={"word_repeat": 0.5, "word_repeat_restart": 0.5},
+            warmup_steps=300,
+            warmup_batch=64,
+        ),
         train=TrainSpec(steps=COPY_STEPS, eval_every=0, eval_tasks=40, label_loss_weight=1.0, threads=1),
         seed=3,
     ),

@@ -37,6 +37,8 @@ def label_scaffold_ids(tok) -> list[int]:
     """Ids of the tokens after which a label follows (``\nLabel:`` and the fused key-word tokens)."""
     ids = [tok.convert_tokens_to_ids(t) for t in ("\nLabel:", *key_label_tokens())]
     return [i for i in ids if i is not None and i != tok.unk_token_id]
+
+
 CHAT_TEMPLATE = (
     "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
     "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
@@ -88,7 +90,9 @@ def train_tokenizer(spec: TokenizerSpec = TokenizerSpec()):
     raw.train_from_iterator(training_sample(spec), trainer)
     raw.add_tokens([AddedToken(t, normalized=False, special=False) for t in (*SCAFFOLD_TOKENS, *key_label_tokens())])
     bos = raw.token_to_id("<s>")
-    raw.post_processor = processors.TemplateProcessing(single="<s> $A", pair="<s> $A $B", special_tokens=[("<s>", bos)])
+    raw.post_processor = processors.TemplateProcessing(
+        single="<s> $A", pair="<s> $A $B", special_tokens=[("<s>", bos)]
+    )
     tok = PreTrainedTokenizerFast(
         tokenizer_object=raw,
         bos_token="<s>",

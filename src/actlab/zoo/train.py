@@ -67,8 +67,14 @@ def _lr_lambda(spec: ZooSpec) -> Callable[[int], float]:
 
 def _save_ckpt(path: Path, model, opt, sched, step: int, log: list[dict], elapsed: float) -> None:
     """Weights, AdamW state, scheduler, RNG, step and the eval log: one file, one atomic write."""
-    ckpt_io.save(path / CKPT, {f"model.{k}": v for k, v in model.state_dict().items()}, step=step, optimizer=opt,
-                 scheduler=sched, extra={"log": log, "elapsed_s": elapsed})
+    ckpt_io.save(
+        path / CKPT,
+        {f"model.{k}": v for k, v in model.state_dict().items()},
+        step=step,
+        optimizer=opt,
+        scheduler=sched,
+        extra={"log": log, "elapsed_s": elapsed},
+    )
     (path / CKPT_STATE).unlink(missing_ok=True)
 
 
@@ -83,7 +89,9 @@ def _load_ckpt(path: Path, model, opt, sched) -> tuple[int, list[dict], float] |
         if ck.meta.get("optimizer"):
             load_optimizer_tensors(opt, ck.tensors, ck.meta["optimizer"])
         else:  # the oldest format: AdamW moments with the step as a 1-element tensor
-            load_optimizer_tensors(opt, {k: v.reshape(()) if k.endswith(".step") else v for k, v in ck.tensors.items()})
+            load_optimizer_tensors(
+                opt, {k: v.reshape(()) if k.endswith(".step") else v for k, v in ck.tensors.items()}
+            )
         step, log, elapsed = int(state["step"]), list(state["log"]), float(state.get("elapsed_s", 0.0))
         for g in opt.param_groups:
             g["initial_lr"] = g.get("initial_lr", g["lr"])
@@ -153,7 +161,7 @@ def train(spec: ZooSpec, tok, work_dir: Path, eval_fn: Callable[[object, int], d
         if dist.active:  # this rank's rows of the step's batch, weighted by the whole batch's token count
             total = float(_token_weights(b, scaffold, t.label_loss_weight).sum())
             rows = dist.shard(range(b["input_ids"].shape[0]))
-            mine = {k: v[rows.start:rows.stop] for k, v in b.items()}
+            mine = {k: v[rows.start : rows.stop] for k, v in b.items()}
             loss = _loss(model, mine, scaffold, t.label_loss_weight, total=total) if len(rows) else None
         else:
             loss = _loss(model, b, scaffold, t.label_loss_weight)
