@@ -1,5 +1,7 @@
 """ICL targets: KV-cache build = upstream's re-forward build; the on-disk cache is reused, keyed, and rebuilt."""
 
+import shutil
+
 import pytest
 import torch
 
@@ -87,6 +89,18 @@ def test_cache_reused_keyed_and_rebuilt(tmp_path, tok, caplog):
     torch.testing.assert_close(items3["train"][0]["acts"], items["train"][0]["acts"])
     _, _, _, _, hit = prep(IA2TrainConfig("act", **kw), micro_model("llama", tok), tok)
     assert hit  # rebuilt file is valid again
+    # the same data read from another directory (another clone sharing $ACTLAB_HOME) and the same weights under
+    # another model path reuse the cache: it is keyed by the data's bytes and the weights, not by where they live
+    d2 = tmp_path / "clone" / "data"
+    shutil.copytree(d, d2)
+    caplog.clear()
+    _, _, _, f7, hit = prep(IA2TrainConfig("act", **{**kw, "data_dir": str(d2)}), micro_model("llama", tok), tok)
+    assert hit and f7 == f1 and "other settings" not in caplog.text
+    run_file = d2 / "syn_sst2" / "train" / "4_0.json"
+    assert run_file.exists()
+    run_file.write_text(run_file.read_text() + "\n")  # the same examples, other bytes
+    _, _, _, f8, hit = prep(IA2TrainConfig("act", **{**kw, "data_dir": str(d2)}), micro_model("llama", tok), tok)
+    assert not hit and f8 != f1  # keyed by the data's bytes
 
 
 def test_target_build_resumes_after_kill(model, tok, tmp_path, monkeypatch, caplog):

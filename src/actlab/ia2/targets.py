@@ -253,9 +253,15 @@ def default_cache_dir() -> Path:
     return actlab_home() / "ia2_targets"
 
 
+#: recorded in a cache for the reader, not compared: the data's bytes (``data_sha``) and the model's weights
+#: (``model_fp``) are what a cache depends on, not where they were read from (two clones sharing $ACTLAB_HOME, a model
+#: given as a path)
+WHERE_FROM = ("data_file", "model_id")
+
+
 def _expected_meta(meta: dict, n: dict[str, int]) -> dict:
     return {
-        **{k: str(v) for k, v in meta.items()},
+        **{k: str(v) for k, v in meta.items() if k not in WHERE_FROM},
         "n_train": str(n["train"]),
         "n_dev": str(n["dev"]),
         "format": FORMAT,
