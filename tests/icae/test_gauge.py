@@ -184,3 +184,44 @@ def test_hub_sets_get_floors_and_nll_but_no_facts(make_icae, monkeypatch):
         )[0]
     )
     assert "gauge/name_tf" not in g and g["gauge/nll_no_slots"] > 0
+
+
+def test_load_pretrained_regauges_a_finished_run_without_training(make_icae, tmp_path, monkeypatch):
+    """``demo.load_pretrained``: a finished run's recorded config and saved weights come back as they were trained
+    (what ``benchmarks/icae_regauge.py`` evaluates again); a training-only value today's checks refuse is reset with a
+    warning; a directory without a finished pretraining is one line."""
+    import json
+
+    from actlab.core.errors import ActlabError
+    from actlab.icae import data, demo, trainer
+    from actlab.icae.config import ICAEConfig
+
+    opts = dict(fixed_mem_size=4, mean_compression_rate=2, lora_r=4, max_seq_len=200, seed=0)
+    monkeypatch.setattr(trainer, "build_model", lambda cfg: make_icae(perturb=False, **opts))
+    cfg = ICAEConfig(
+        **opts,
+        output_dir=str(tmp_path / "run"),
+        num_train_samples=20,
+        num_eval_samples=2,
+        batch_size=2,
+        max_steps=3,
+        logging_steps=1,
+        save_steps=100,
+        per_device_train_batch_size=2,
+        warmup_steps=1,
+    )
+    trained = make_icae(perturb=False, **opts)
+    data.prepare_pretrain(cfg)
+    trainer.pretrain(cfg, trained)
+    conf = tmp_path / "run" / "pretrain" / "config.json"
+    d = json.loads(conf.read_text())
+    conf.write_text(json.dumps({**d, "save_steps": 0, "an_old_field": 1}))  # as older versions recorded
+    got_cfg, icae = demo.load_pretrained(tmp_path / "run")
+    assert got_cfg.mean_compression_rate == 2 and got_cfg.task == "ae" and got_cfg.save_steps != 0
+    want = {n: p for n, p in trained.named_parameters() if p.requires_grad}
+    have = dict(icae.named_parameters())
+    assert want and all(torch.equal(want[n].detach(), have[n].detach()) for n in want)
+    fresh = make_icae(perturb=False, **opts)
+    assert any(not torch.equal(want[n].detach(), dict(fresh.named_parameters())[n].detach()) for n in want)
+    with pytest.raises(ActlabError, match="not a finished ICAE pretraining run"):
+        demo.load_pretrained(tmp_path / "nothing")
