@@ -46,3 +46,25 @@ def test_one_process_helpers_are_the_plain_ones(monkeypatch):
     sd = {"w": m.weight}
     assert d.full_state(sd)["w"] is m.weight
     assert Dist(fsdp=True).shard_model(m) is m  # one process: a no-op
+
+
+@pytest.mark.parametrize("family", ["ia2", "iav"])
+def test_trainers_without_fsdp_refuse_it_in_one_line(family, monkeypatch, tmp_path):
+    """IA2 and IAV do not shard: an FSDP launch is refused before anything is written, not run as N full copies."""
+    from actlab.core import distributed
+    from actlab.core.errors import ActlabError
+
+    monkeypatch.setattr(distributed, "start", lambda device=None, verb="": Dist(rank=0, world=2, fsdp=True))
+    if family == "ia2":
+        from actlab.ia2 import trainer
+        from actlab.ia2.config import IA2TrainConfig
+
+        cfg = IA2TrainConfig("act", dataset="syn_sst2", model_id="unused", output_dir=str(tmp_path / "out"))
+    else:
+        from actlab.iav import trainer
+        from actlab.iav.config import TrainConfig
+
+        cfg = TrainConfig(model_name_or_path="unused", output_dir=str(tmp_path / "out"))
+    with pytest.raises(ActlabError, match=f"{family} train does not run under FSDP .* --multi_gpu --num_processes 2"):
+        trainer.train(cfg)
+    assert not (tmp_path / "out").exists()

@@ -141,6 +141,16 @@ class Dist:
         _summing(fully_shard(body, mesh=mesh, ignored_params=whole, reshard_after_forward=True))
         return model
 
+    def refuse_fsdp(self, verb: str, why: str) -> None:
+        """A trainer without FSDP support, launched with FSDP: one line (on every rank) instead of a silent full
+        copy per rank or a hang."""
+        if self.fsdp:
+            raise ActlabError(
+                f"{verb} does not run under FSDP ({why}); launch it data parallel, each process holding the whole "
+                f"frozen base: `accelerate launch --multi_gpu --num_processes {self.world}` without --use_fsdp / "
+                f"distributed_type: FSDP (or unset ACTLAB_FSDP)"
+            )
+
     def clip_grad_norm_(self, params: Sequence[torch.nn.Parameter], max_norm: float) -> torch.Tensor:
         """:func:`torch.nn.utils.clip_grad_norm_` by the global gradient norm: with FSDP a sharded gradient counts
         each rank's shard once, a whole one (the same on every rank after :meth:`sum_grads`) once."""
