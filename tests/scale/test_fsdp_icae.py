@@ -50,11 +50,12 @@ def fsdp_accelerate_cmd(nproc: int, *args: str) -> list[str]:
 def _run(cmd: list[str], **env: str) -> subprocess.CompletedProcess:
     r = subprocess.run(cmd, env=launch_env(**env), capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
-    assert "2 processes (fsdp, cpu)" in r.stderr  # FSDP really was on
+    assert "2 processes (fsdp, cpu)" in r.stderr and "decoder layers" in r.stderr  # FSDP really was on
     return r
 
 
 def test_pretrain_and_finetune_fsdp_match_one_process(micro_dir, tmp_path):
+    """Pretraining (torchrun), QA fine-tuning (accelerate's config file) and the SimpleLLM baseline (torchrun)."""
     from actlab.icae import data, trainer
 
     d = tmp_path / "data"
@@ -71,6 +72,12 @@ def test_pretrain_and_finetune_fsdp_match_one_process(micro_dir, tmp_path):
     _same_run(one_ft, tmp_path / "two" / "finetune_qa", "icae.safetensors", ("train/loss", "train/grad_norm"))
     pre, post = _weights(one / "icae.safetensors"), _weights(one_ft / "icae.safetensors")
     assert any(not torch.allclose(pre[k], post[k]) for k in pre)
+    # the full-context baseline (a LoRA on the decoder itself) under torchrun
+    llm = dict(task="qa", model_type="llm", num_train_samples=12)
+    one_llm = trainer.train(_cfg(micro_dir, d, tmp_path / "one", per_device_train_batch_size=4, **llm))
+    flags = _flags(micro_dir, d, tmp_path / "two", per_device_train_batch_size=2, **llm)
+    _run(launch_cmd("torchrun", 2, "icae", "finetune", *flags), ACTLAB_FSDP="1")
+    _same_run(one_llm, tmp_path / "two" / "finetune_qa_llm", "llm.safetensors", ("train/loss", "train/grad_norm"))
 
 
 def _assert_weights(a: Path, b: Path) -> None:

@@ -139,6 +139,14 @@ class Dist:
             _summing(fully_shard(block, mesh=mesh))
         whole = {p for p in body.parameters() if id(p) not in inside}
         _summing(fully_shard(body, mesh=mesh, ignored_params=whole, reshard_after_forward=True))
+        if self.is_main:
+            n = sum(p.numel() for p in blocks.parameters())
+            log.info(
+                "fsdp: %d decoder layers (%.3gM parameters) sharded over %d processes",
+                len(blocks),
+                n / 1e6,
+                self.world,
+            )
         return model
 
     def refuse_fsdp(self, verb: str, why: str) -> None:
