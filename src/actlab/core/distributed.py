@@ -17,6 +17,17 @@ hooks, PEFT adapters and gradient checkpointing work unchanged):
   (a cache) before the others read it. A user error on rank 0 is raised on every rank, so each exits with the same
   one line instead of waiting for rank 0 forever.
 
+**FSDP** (``accelerate launch --use_fsdp --fsdp_version 2``, an accelerate config with ``distributed_type: FSDP``,
+i.e. ``ACCELERATE_USE_FSDP=true``; or ``ACTLAB_FSDP=1`` under torchrun): :attr:`Dist.fsdp`. The trainer then calls
+:meth:`Dist.shard_model`, which applies FSDP2's ``fully_shard`` to every decoder layer (found by
+:mod:`actlab.core.arch` for any architecture) and to the transformer body as the root, so each rank holds 1/N of
+the layers' weights and all-gathers one layer at a time. The rule above is unchanged: the losses keep their global
+share and FSDP's reduce-scatter *sums* the sharded gradients (its divide factor is set to 1); :meth:`Dist.sum_grads`
+sums the rest (parameters outside the layers: embeddings, trainable extras) and skips the sharded ones;
+:meth:`Dist.clip_grad_norm_` clips by the global norm; :meth:`Dist.full_state` and :meth:`Dist.full_optimizer`
+gather full tensors (collectives: every rank calls them) so rank 0 writes the same files as one process, and a
+checkpoint resumes under FSDP or without it.
+
 A launch whose processes do not form one group (``WORLD_SIZE`` says N but the group has another size) would train N
 independent copies into one run directory: it is refused in one line (:class:`~actlab.core.errors.ActlabError`).
 """
@@ -35,7 +46,21 @@ from actlab.core.errors import ActlabError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Dist", "launched_world", "start"]
+__all__ = ["Dist", "fsdp_requested", "launched_world", "start"]
+
+_TRUE = ("1", "true", "yes", "on")
+
+
+def fsdp_requested() -> bool:
+    """Whether the launch asks for FSDP: accelerate's ``ACCELERATE_USE_FSDP`` (``accelerate launch --use_fsdp`` or a
+    config file with ``distributed_type: FSDP``) or ``ACTLAB_FSDP`` (for torchrun)."""
+    return any(os.environ.get(k, "").strip().lower() in _TRUE for k in ("ACCELERATE_USE_FSDP", "ACTLAB_FSDP"))
+
+
+def _is_dtensor(t) -> bool:
+    from torch.distributed.tensor import DTensor
+
+    return isinstance(t, DTensor)
 
 
 def launched_world() -> int:
@@ -54,6 +79,7 @@ class Dist:
     world: int = 1
     local_rank: int = 0
     device: torch.device = torch.device("cpu")
+    fsdp: bool = False
 
     @property
     def is_main(self) -> bool:
@@ -74,8 +100,12 @@ class Dist:
 
     def sum_grads(self, params: Sequence[torch.nn.Parameter]) -> None:
         """Sum ``params``' gradients over the ranks, in place, in one flat all-reduce (a missing gradient, e.g. on a
-        rank with no examples in this batch, counts as zeros)."""
+        rank with no examples in this batch, counts as zeros). Parameters FSDP shards are skipped: FSDP has summed
+        their gradients already."""
         if not self.active:
+            return
+        params = [p for p in params if not _is_dtensor(p)]
+        if not params:
             return
         grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
         flat = torch.cat([g.reshape(-1).to(torch.float32) for g in grads])
@@ -85,6 +115,83 @@ class Dist:
             n = g.numel()
             p.grad = flat[off : off + n].view_as(g).to(g.dtype)
             off += n
+
+    def shard_model(self, model: torch.nn.Module) -> torch.nn.Module:
+        """FSDP2 on ``model`` (a causal LM, PEFT-wrapped or not), in place: ``fully_shard`` on each decoder layer,
+        then on the transformer body that holds them (the root; the body's own parameters outside the layers, such
+        as the embeddings and the final norm, stay whole on every rank, so code that calls them directly works).
+        The reduce-scatter sums (divide factor 1): the losses already carry their share of the global batch. A
+        no-op unless :attr:`fsdp`."""
+        if not (self.fsdp and self.active):
+            return model
+        from torch.distributed.device_mesh import init_device_mesh
+        from torch.distributed.fsdp import fully_shard
+
+        from actlab.core import arch
+
+        base = arch.unwrap(model)
+        path = arch.layout(base).layers
+        blocks = arch.layers(base)
+        body = base.get_submodule(path.rpartition(".")[0]) if "." in path else base
+        mesh = init_device_mesh(self.device.type, (self.world,))
+        inside = {id(p) for p in blocks.parameters()}
+        for block in blocks:
+            _summing(fully_shard(block, mesh=mesh))
+        whole = {p for p in body.parameters() if id(p) not in inside}
+        _summing(fully_shard(body, mesh=mesh, ignored_params=whole, reshard_after_forward=True))
+        if self.is_main:
+            n = sum(p.numel() for p in blocks.parameters())
+            log.info(
+                "fsdp: %d decoder layers (%.3gM parameters) sharded over %d processes",
+                len(blocks),
+                n / 1e6,
+                self.world,
+            )
+        return model
+
+    def refuse_fsdp(self, verb: str, why: str) -> None:
+        """A trainer without FSDP support, launched with FSDP: one line (on every rank) instead of a silent full
+        copy per rank or a hang."""
+        if self.fsdp:
+            raise ActlabError(
+                f"{verb} does not run under FSDP ({why}); launch it data parallel, each process holding the whole "
+                f"frozen base: `accelerate launch --multi_gpu --num_processes {self.world}` without --use_fsdp / "
+                f"distributed_type: FSDP (or unset ACTLAB_FSDP)"
+            )
+
+    def clip_grad_norm_(self, params: Sequence[torch.nn.Parameter], max_norm: float) -> torch.Tensor:
+        """:func:`torch.nn.utils.clip_grad_norm_` by the global gradient norm: with FSDP a sharded gradient counts
+        each rank's shard once, a whole one (the same on every rank after :meth:`sum_grads`) once."""
+        if not any(_is_dtensor(p) for p in params):
+            return torch.nn.utils.clip_grad_norm_(params, max_norm)
+        grads = [p.grad for p in params if p.grad is not None]
+        sq = torch.zeros((), dtype=torch.float64, device=self._comm_device)
+        for g in grads:
+            if _is_dtensor(g):
+                sq += g.to_local().detach().double().pow(2).sum().to(sq.device)
+        torch.distributed.all_reduce(sq)
+        for g in grads:
+            if not _is_dtensor(g):
+                sq += g.detach().double().pow(2).sum().to(sq.device)
+        total = sq.sqrt().float()
+        coef = torch.clamp(max_norm / (total + 1e-6), max=1.0)
+        with torch.no_grad():
+            for g in grads:
+                (g.to_local() if _is_dtensor(g) else g).mul_(coef.to(g.device))
+        return total
+
+    def full_state(self, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """``tensors`` with every FSDP-sharded one gathered whole (on CPU); a collective under FSDP: every rank
+        calls it, with the same keys."""
+        return {k: v.full_tensor().cpu() if _is_dtensor(v) else v for k, v in tensors.items()}
+
+    def full_optimizer(self, opt: torch.optim.Optimizer):
+        """``opt`` as :mod:`actlab.core.checkpoint` sees it: its ``state_dict()`` with whole tensors (gathered now,
+        a collective under FSDP) and a ``load_state_dict`` that shards whole tensors back like their parameters.
+        ``opt`` itself without FSDP."""
+        if not any(_is_dtensor(p) for g in opt.param_groups for p in g["params"]):
+            return opt
+        return _FullOptimizer(opt, self)
 
     def sum_floats(self, values: dict[str, float], *, keys_may_differ: bool = False) -> dict[str, float]:
         """``values`` summed over the ranks. Every rank must pass the same keys, unless ``keys_may_differ`` (e.g. a
@@ -144,6 +251,44 @@ class Dist:
         return self.device if torch.distributed.get_backend() == "nccl" else torch.device("cpu")
 
 
+def _summing(module) -> None:
+    """An FSDP module whose gradient reduction is a plain sum (no division by the world size, no PREMUL_SUM, which
+    gloo lacks)."""
+    module.set_gradient_divide_factor(1.0)
+    module.set_force_sum_reduction_for_comms(True)
+
+
+class _FullOptimizer:
+    """An FSDP run's optimizer with whole tensors in its state dict (see :meth:`Dist.full_optimizer`)."""
+
+    def __init__(self, opt: torch.optim.Optimizer, dist: Dist):
+        self.opt = opt
+        sd = opt.state_dict()
+        state = {
+            i: {k: v.full_tensor().cpu() if _is_dtensor(v) else v for k, v in st.items()}
+            for i, st in sd["state"].items()
+        }
+        self._sd = {"state": state, "param_groups": sd["param_groups"]}
+
+    def state_dict(self) -> dict:
+        return self._sd
+
+    def load_state_dict(self, sd: dict) -> None:
+        from torch.distributed.tensor import distribute_tensor
+
+        params = [p for g in self.opt.param_groups for p in g["params"]]
+        state = {}
+        for i, st in sd["state"].items():
+            p = params[int(i)]
+            state[i] = {
+                k: distribute_tensor(v.to(p.device), p.device_mesh, p.placements, src_data_rank=None)
+                if _is_dtensor(p) and torch.is_tensor(v) and tuple(v.shape) == tuple(p.shape)
+                else v
+                for k, v in st.items()
+            }
+        self.opt.load_state_dict({"state": state, "param_groups": sd["param_groups"]})
+
+
 def _close_group() -> None:
     """Destroy the process group before the interpreter exits (a gloo group left to the C++ destructors at exit
     sometimes aborts a worker: ``terminate called without an active exception``)."""
@@ -180,7 +325,14 @@ def start(device: str | None = None, *, verb: str = "this verb") -> Dist:
             f"{world}` (on CPU, --multi_gpu starts gloo workers)"
         )
     atexit.register(_close_group)
-    d = Dist(rank=state.process_index, world=world, local_rank=state.local_process_index, device=state.device)
+    d = Dist(
+        rank=state.process_index,
+        world=world,
+        local_rank=state.local_process_index,
+        device=state.device,
+        fsdp=fsdp_requested(),
+    )
     if d.is_main:
-        log.info("%s: %d processes (%s, %s)", verb, world, state.distributed_type.value.lower(), d.device.type)
+        kind = "fsdp" if d.fsdp else state.distributed_type.value.lower()
+        log.info("%s: %d processes (%s, %s)", verb, world, kind, d.device.type)
     return d

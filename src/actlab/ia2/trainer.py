@@ -301,6 +301,7 @@ def train(cfg: IA2TrainConfig, model=None, tok=None, return_model: bool = False)
     Under a launcher (``WORLD_SIZE`` > 1) every process calls it; see the module doc for who does what.
     """
     dist = distributed.start(cfg.device, verb="ia2 train")
+    dist.refuse_fsdp("ia2 train", "its uneven batch shards run different numbers of forwards per rank")
     path = naming.run_dir(cfg)
     fp = _fingerprint_kw(cfg)
     if dist.from_main(run_status, cfg) == "done":

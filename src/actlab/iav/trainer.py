@@ -279,6 +279,7 @@ def train(cfg: TrainConfig, ref_model: str | None = None, kill_after_steps: int 
         elif cfg.ref_model != ref_model:
             cfg = dataclasses.replace(cfg, ref_model=ref_model)
     dist = distributed.start(cfg.device, verb="iav train")  # one group or one process, never N copies
+    dist.refuse_fsdp("iav train", "its loss calls the two heads outside the prepared model's forward")
     acc = Accelerator(cpu=dist.device.type == "cpu", gradient_accumulation_steps=cfg.grad_accum)
     if acc.num_processes != dist.world:  # the accelerator reuses the group start() made
         raise ActlabError(f"iav train: accelerate sees {acc.num_processes} processes, the launcher {dist.world}")

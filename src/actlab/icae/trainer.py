@@ -32,7 +32,7 @@ from actlab.core import checkpoint as ckpt_io
 from actlab.core.distributed import Dist, start
 from actlab.core.errors import ActlabError
 from actlab.core.gradckpt import enable_gradient_checkpointing
-from actlab.core.io import RunDir, dataclass_defaults, load_optimizer_tensors, read_json, run_state
+from actlab.core.io import RunDir, dataclass_defaults, load_optimizer_tensors, read_json, run_state, save_tensors
 from actlab.core.progress import progress
 from actlab.icae.config import ICAEConfig
 from actlab.icae.model import ICAE, Memory, Prefill, SimpleLLM
@@ -134,8 +134,10 @@ def train_loop(
     """
     dist = dist or Dist()
     out_dir = Path(run.path) if run is not None else Path(out_dir)
+    lm = icae.base() if isinstance(icae, ICAE) else icae.model
     if cfg.gradient_checkpointing:
-        enable_gradient_checkpointing(icae.base() if isinstance(icae, ICAE) else icae.model, frozen_base=True)
+        enable_gradient_checkpointing(lm, frozen_base=True)
+    dist.shard_model(lm)  # FSDP: the decoder layers sharded over the ranks (a no-op otherwise)
     params = icae.trainable_parameters()
     opt = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
     for g in opt.param_groups:
@@ -145,7 +147,7 @@ def train_loop(
     first, acc = 0, {}
     ck = out_dir / CKPT
     legacy = out_dir / "checkpoint.json"  # older actlab: the step in a side file, no optimizer state
-    loaded = ckpt_io.load(ck, optimizer=opt, scheduler=sched)
+    loaded = ckpt_io.load(ck, optimizer=dist.full_optimizer(opt), scheduler=sched)
     if loaded is not None and not loaded.legacy:
         icae.load(ck)
         first, acc = loaded.step, loaded.extra.get("acc", {})
@@ -172,7 +174,7 @@ def train_loop(
         if loss.requires_grad:
             loss.backward()
         dist.sum_grads(params)  # the global batch's gradient on every rank (a no-op in one process)
-        gn = torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+        gn = dist.clip_grad_norm_(params, cfg.max_grad_norm)  # the global norm, also of FSDP's shards
         opt.step()
         sched.step()
         opt.zero_grad(set_to_none=True)
@@ -193,12 +195,15 @@ def train_loop(
             if run is not None:
                 run.log(last)
             acc = {}
+        if cfg.save_steps and (step + 1) % cfg.save_steps == 0 and step + 1 < cfg.max_steps:
+            # whole tensors on every rank (FSDP gathers its shards: a collective), written by rank 0
+            state, whole_opt = dist.full_state(icae.trainable_state()), dist.full_optimizer(opt)
         if cfg.save_steps and (step + 1) % cfg.save_steps == 0 and step + 1 < cfg.max_steps and run is not None:
             ckpt_io.save(
                 ck,
-                icae.trainable_state(),
+                state,
                 step=step + 1,
-                optimizer=opt,
+                optimizer=whole_opt,
                 scheduler=sched,
                 extra={"acc": acc, "fingerprint": icae.fingerprint()},
             )
@@ -206,7 +211,13 @@ def train_loop(
     if bar is not None:
         bar.close()
     icae.eval()
-    final = icae.save(out_dir) if run is not None else str(out_dir / icae.weights_file)
+    if dist.fsdp and dist.active:  # gather the shards on every rank, rank 0 writes what one process would
+        state = dist.full_state(icae.trainable_state())
+        final = str(out_dir / icae.weights_file)
+        if run is not None:
+            save_tensors(final, state, metadata=icae.fingerprint())
+    else:
+        final = icae.save(out_dir) if run is not None else str(out_dir / icae.weights_file)
     return {"weights": final, **last}
 
 
@@ -308,6 +319,14 @@ def _scored(pre: Prefill) -> int:
     return int((pre.labels[:, 1:] != -100).sum())
 
 
+def _idle_loss(icae: ICAE | SimpleLLM, pre: Prefill) -> torch.Tensor:
+    """0 through the decoder forward of ``pre`` (FSDP: a rank with nothing to score still runs the forward and
+    backward the other ranks run; a row without scored labels gets one so the mean stays finite)."""
+    if not _scored(pre):
+        pre.labels[0, -1] = 0
+    return icae.loss(pre) * 0.0
+
+
 def _share(mean: torch.Tensor, n: int, total: float) -> torch.Tensor:
     """A token-averaged loss over ``n`` tokens as its share of a ``total``-token mean (0 without tokens)."""
     return mean * (n / total) if n else torch.zeros(())
@@ -322,9 +341,16 @@ def ae_lm_loss(icae: ICAE, batch: list[dict], cfg: ICAEConfig, dist: Dist | None
     the ranks first, so each value is this rank's share of the global mean (the shares add up to it)."""
     dist = dist or Dist()
     eos = icae.tok.eos_token_id
-    parts = {}
+    parts, idle = {}, torch.zeros(())
+    # FSDP: every rank runs the same forwards (each all-gathers the layers), so a rank without a kind that another
+    # rank has runs a stand-in forward, weighted 0
+    present = (
+        dist.sum_floats({k: float(any(s["kind"] == k for s in batch)) for k in ("AE", "LM")}) if dist.fsdp else {}
+    )
     for kind in ("AE", "LM"):
-        sub = [s for s in batch if s["kind"] == kind]
+        sub, stand_in = [s for s in batch if s["kind"] == kind], False
+        if not sub and present.get(kind):
+            sub, stand_in = [{**batch[0], "kind": kind}], True
         if not sub:
             continue
         mem = icae.compress([s["context"] for s in sub])
@@ -332,11 +358,13 @@ def ae_lm_loss(icae: ICAE, batch: list[dict], cfg: ICAEConfig, dist: Dist | None
         special = "AE" if kind == "AE" or cfg.add_special_token_for_lm else "LM"
         pre = icae.decoder_rows(mem, special, [[] for _ in sub], tg, [s["skip"] for s in sub])
         n_tok = _scored(pre)
-        if n_tok:
+        if n_tok and not stand_in:
             parts[kind] = (icae.loss(pre), n_tok)
+        elif dist.fsdp:
+            idle = idle + _idle_loss(icae, pre)
     counts = dist.sum_floats({kind: float(parts.get(kind, (None, 0))[1]) for kind in ("AE", "LM")})
     total = sum(counts.values())
-    loss, out = torch.zeros(()), {}
+    loss, out = idle, {}
     for kind in ("AE", "LM"):
         if not counts[kind]:
             continue
@@ -442,7 +470,9 @@ def finetune(cfg: ICAEConfig, icae: ICAE | SimpleLLM | None = None) -> dict:
             pre = icae.decoder_rows(icae.compress([ctx_ids[i] for i in idx]), "FT", prompts, targets)
         n = _scored(pre)
         total = dist.sum_floats({"n": float(n)})["n"]
-        return {"loss": _share(icae.loss(pre), n, total) if n else torch.zeros(())}
+        if n:
+            return {"loss": _share(icae.loss(pre), n, total)}
+        return {"loss": _idle_loss(icae, pre) if dist.fsdp else torch.zeros(())}
 
     return _run(cfg, sub, icae, step_loss, f"icae finetune {cfg.task}", dist)
 
