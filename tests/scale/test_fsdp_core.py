@@ -68,3 +68,32 @@ def test_trainers_without_fsdp_refuse_it_in_one_line(family, monkeypatch, tmp_pa
     with pytest.raises(ActlabError, match=f"{family} train does not run under FSDP .* --multi_gpu --num_processes 2"):
         trainer.train(cfg)
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    "argv,verb",
+    [
+        (
+            ["xmodel", "align", "--pairs", "{inp}", "--out", "{out}/map", "--layer_a", "0", "--layer_b", "0"],
+            "xmodel align",
+        ),
+        (
+            ["xmodel", "extract", "--model_a", "a", "--model_b", "b", "--out", "{out}/pairs"],
+            "xmodel extract",
+        ),
+        (["zoo", "build", "tiny", "--force"], "zoo build"),
+    ],
+)
+def test_other_launched_verbs_refuse_fsdp_in_one_line(argv, verb, monkeypatch, tmp_path, capsys):
+    """xmodel and zoo build run data parallel but shard nothing: an FSDP launch is one line, not a silent DDP run."""
+    from actlab.cli.main import main
+    from actlab.core import distributed
+
+    monkeypatch.setattr(distributed, "start", lambda device=None, verb="": Dist(rank=0, world=2, fsdp=True))
+    monkeypatch.setenv("ACTLAB_HOME", str(tmp_path / "home"))
+    (tmp_path / "inp").mkdir()
+    (tmp_path / "inp" / "pairs.json").write_text("{}")  # an input that exists: the refusal comes before reading it
+    rc = main([a.replace("{out}", str(tmp_path / "out")).replace("{inp}", str(tmp_path / "inp")) for a in argv])
+    err = [x for x in capsys.readouterr().err.splitlines() if x.strip()]
+    assert rc == 2 and len(err) == 1 and f"{verb} does not run under FSDP" in err[0], err
+    assert not (tmp_path / "out").exists() and not (tmp_path / "home" / "models").exists()

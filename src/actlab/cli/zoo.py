@@ -56,7 +56,9 @@ def build(cfg: ZooBuildConfig) -> dict:
                 raise
     from actlab.core.distributed import start
 
-    d = ensure_built(cfg.name, force=cfg.force, seed=cfg.seed, dist=start(verb="zoo build"))  # launched: data parallel
+    dist = start(verb="zoo build")  # launched: data parallel
+    dist.refuse_fsdp("zoo build", "a zoo model is small; nothing to shard")
+    d = ensure_built(cfg.name, force=cfg.force, seed=cfg.seed, dist=dist)
     return {"dir": d, "manifest": read_manifest(cfg.name, cfg.seed), "built": True}
 
 

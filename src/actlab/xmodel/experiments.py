@@ -152,6 +152,7 @@ def run_all(cfg: XModelConfig, out_dir: str | Path, models=None) -> dict:
     from actlab.core.distributed import start
 
     dist = start(cfg.device, verb="xmodel run-all")
+    dist.refuse_fsdp("xmodel run-all", "its extraction trains nothing and its maps are small")
     rank, world = dist.rank, dist.world
     rd = RunDir(out_dir, lock=dist.is_main)  # rank 0 owns the run directory
     if world > 1 and rank > 0:

@@ -21,6 +21,7 @@ def extract(cfg: ExtractConfig) -> Path:
     from actlab.xmodel.extract import extract_pairs
 
     dist = start(verb="xmodel extract")  # under a launcher: this rank's device (cuda:LOCAL_RANK or cpu)
+    dist.refuse_fsdp("xmodel extract", "extraction trains nothing; each rank reads its own shards")
     texts = load_texts(cfg.texts, cfg.n_texts, cfg.seed)
     dev = str(dist.device) if dist.active else None
     ma, ta = load(cfg.model_a, device=dev)
@@ -70,6 +71,7 @@ def align(cfg: AlignConfig) -> dict:
     from actlab.xmodel.extract import load_pairs
 
     dist = start(verb="xmodel align")
+    dist.refuse_fsdp("xmodel align", "its maps are small; nothing to shard")
     pairs = load_pairs(cfg.pairs)
     tc = TrainConfig(
         epochs=cfg.epochs, lr=cfg.lr, batch_size=cfg.batch_size, temperature=cfg.temperature, mse_weight=cfg.mse_weight
