@@ -132,15 +132,9 @@ def _kl(side: Side, mask: torch.Tensor) -> torch.Tensor:
     return kl_full(zb, side.z_ref[:, :-1], mask)
 
 
-def corrected_loss(c: Side, r: Side, cfg: LossConfig):
-    mc, mr = _pred_mask(c), _pred_mask(r)
-    pi_w = (token_logps(c.z_final, c.ids) * mc).sum(-1)
-    pi_l = (token_logps(r.z_final, r.ids) * mr).sum(-1)
-    ref_w, ref_l = _ref_seq_logps(c, mc), _ref_seq_logps(r, mr)
-    pref, rw, rl = dpo_loss(pi_w, pi_l, ref_w, ref_l, cfg.beta)
-    l_pref = pref.mean()
-    l_kl = 0.5 * (_kl(c, mc) + _kl(r, mr)) if cfg.lambda_kl > 0 else pi_w.new_zeros(())
-    l_l2 = 0.5 * (l2_sq(c.a[:, :-1], mc) + l2_sq(r.a[:, :-1], mr))
+def _dpo_terms(cfg: LossConfig, l_pref, l_kl, l_l2, rw, rl, pi_w, pi_l, ref_w, ref_l, align_norm):
+    """``(total, metrics)`` of the corrected loss (one place for both of its forms: per side and packed); the
+    metric names are TRL ``DPOTrainer``'s."""
     total = l_pref + cfg.lambda_kl * l_kl + cfg.lambda_l2 * l_l2
     metrics = {
         "loss/total": total,
@@ -155,9 +149,33 @@ def corrected_loss(c: Side, r: Side, cfg: LossConfig):
         "logps/rejected": pi_l.mean(),
         "logps/ref_chosen": ref_w.mean(),
         "logps/ref_rejected": ref_l.mean(),
-        "align/norm": 0.5 * (l2_norm(c.a[:, :-1], mc) + l2_norm(r.a[:, :-1], mr)),
+        "align/norm": align_norm,
     }
     return total, metrics
+
+
+def corrected_loss(c: Side, r: Side, cfg: LossConfig):
+    mc, mr = _pred_mask(c), _pred_mask(r)
+    pi_w = (token_logps(c.z_final, c.ids) * mc).sum(-1)
+    pi_l = (token_logps(r.z_final, r.ids) * mr).sum(-1)
+    ref_w, ref_l = _ref_seq_logps(c, mc), _ref_seq_logps(r, mr)
+    pref, rw, rl = dpo_loss(pi_w, pi_l, ref_w, ref_l, cfg.beta)
+    l_pref = pref.mean()
+    l_kl = 0.5 * (_kl(c, mc) + _kl(r, mr)) if cfg.lambda_kl > 0 else pi_w.new_zeros(())
+    l_l2 = 0.5 * (l2_sq(c.a[:, :-1], mc) + l2_sq(r.a[:, :-1], mr))
+    return _dpo_terms(
+        cfg,
+        l_pref,
+        l_kl,
+        l_l2,
+        rw,
+        rl,
+        pi_w,
+        pi_l,
+        ref_w,
+        ref_l,
+        0.5 * (l2_norm(c.a[:, :-1], mc) + l2_norm(r.a[:, :-1], mr)),
+    )
 
 
 def _gathered_mse(side: Side) -> torch.Tensor:
@@ -265,20 +283,4 @@ def corrected_loss_packed(p: Packed, model, cfg: LossConfig):
         l_kl = pi.new_zeros(())
     sq = (out["a"] ** 2).sum(-1)
     l_l2 = (w * sq).sum()
-    total = l_pref + cfg.lambda_kl * l_kl + cfg.lambda_l2 * l_l2
-    metrics = {
-        "loss/total": total,
-        "loss/pref": l_pref,
-        "loss/kl": l_kl,
-        "loss/l2": l_l2,
-        "rewards/chosen": rw.mean(),
-        "rewards/rejected": rl.mean(),
-        "rewards/margins": (rw - rl).mean(),
-        "rewards/accuracies": (rw > rl).float().mean(),
-        "logps/chosen": pi_w.mean(),
-        "logps/rejected": pi_l.mean(),
-        "logps/ref_chosen": ref_w.mean(),
-        "logps/ref_rejected": ref_l.mean(),
-        "align/norm": (w * sq.detach().sqrt()).sum(),
-    }
-    return total, metrics
+    return _dpo_terms(cfg, l_pref, l_kl, l_l2, rw, rl, pi_w, pi_l, ref_w, ref_l, (w * sq.detach().sqrt()).sum())
