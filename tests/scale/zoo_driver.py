@@ -3,36 +3,27 @@
 torchrun --nproc_per_node 2 tests/scale/zoo_driver.py zoo build micro-dp
 """
 
+import dataclasses
 import sys
+from pathlib import Path
 
-from actlab.zoo.specs import ZOO, CorpusSpec, ModelSpec, TrainSpec, ZooSpec
-from actlab.zoo.tokenizer import TokenizerSpec
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run as a script: the repo root, for tests.*
 
+from tests.core.kill_driver import zoo_spec  # noqa: E402  (the kill tests' micro entry)
+
+_BASE = zoo_spec()
 # a corpus warm-up phase of 6 documents per step, then 4: the ranks' slices are 3 + 3, then 2 + 2
-MICRO = ZooSpec(
+MICRO = dataclasses.replace(
+    _BASE,
     name="micro-dp",
     description="test-only micro entry (data-parallel build)",
-    corpus=CorpusSpec(
-        {"icl": 0.5, "passages": 0.25, "arithmetic": 0.25},
-        max_len=96,
-        warmup_mix={"icl_copy": 1.0},
-        warmup_steps=2,
-        warmup_batch=6,
-    ),
-    model=ModelSpec(
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=128,
-    ),
-    train=TrainSpec(steps=5, batch_size=4, warmup=2, threads=1, ckpt_every=2, eval_tasks=4),
-    tokenizer=TokenizerSpec(vocab_size=600, n_docs=150),
-    seed=0,
+    corpus=dataclasses.replace(_BASE.corpus, warmup_steps=2),
+    train=dataclasses.replace(_BASE.train, steps=5),
 )
 
 if __name__ == "__main__":
+    from actlab.zoo.specs import ZOO
+
     ZOO[MICRO.name] = MICRO
     from actlab.cli.main import main
 
