@@ -256,3 +256,16 @@ def test_device_check_knows_what_this_machine_has(monkeypatch):
     check_device("device", "cuda:1")
     with pytest.raises(ActlabError, match="cuda:2: only 2 CUDA device"):
         check_device("device", "cuda:2")
+
+
+def test_a_light_verb_does_not_import_torch():
+    """`actlab data list` (not launched) stays light: the launcher guard imports torch only under WORLD_SIZE > 1."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k not in ("WORLD_SIZE", "RANK")}
+    code = "import sys; from actlab.cli.main import main; main(['data', 'list']); print('torch' in sys.modules)"
+    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-1000:]
+    assert r.stdout.strip().splitlines()[-1] == "False"

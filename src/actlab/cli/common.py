@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -91,6 +92,8 @@ def multiprocess_verbs() -> list[str]:
 
 def check_one_process(verb: Verb, name: str) -> None:
     """Refuse a one-process verb launched on several processes (``WORLD_SIZE`` > 1): one line, exit 2."""
+    if os.environ.get("WORLD_SIZE", "1") == "1":  # not launched: no torch import for a light verb
+        return
     from actlab.core.distributed import launched_world
     from actlab.core.errors import ActlabError
 
