@@ -17,13 +17,9 @@ from actlab.cli.ia2_eval import EVAL_VERBS
 
 
 def _train(cfg) -> int:
-    import os
-
     from actlab.ia2.trainer import train
 
-    out = train(cfg)
-    if os.environ.get("RANK", "0") == "0":  # under a launcher: the path once
-        print(out)
+    print(train(cfg))  # under a launcher rank 0 alone shows it (cli.main)
     return 0
 
 

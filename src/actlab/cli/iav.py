@@ -18,18 +18,14 @@ from actlab.cli.common import Family, Verb
 
 
 def _train(cfg) -> int:
-    import os
-
     from actlab.iav.trainer import train
 
     out = train(cfg, ref_model=cfg.ref_model)
-    if os.environ.get("RANK", "0") == "0":
-        print(f"heads: {out / 'heads'}")
+    print(f"heads: {out / 'heads'}")  # under a launcher rank 0 alone shows it (cli.main)
     return 0
 
 
 def _launch(cfg) -> int:
-    import os
     from pathlib import Path
 
     from actlab.iav.verbs import launch, launch_command, launch_line
@@ -39,7 +35,7 @@ def _launch(cfg) -> int:
         return 0
     in_process = launch_command(cfg) is None
     rc = launch(cfg)
-    if in_process and rc == 0 and os.environ.get("RANK", "0") == "0":
+    if in_process and rc == 0:
         print(f"heads: {Path(cfg.train.output_dir) / 'heads'}")
     return rc
 
