@@ -289,6 +289,9 @@ class _FullOptimizer:
         self.opt.load_state_dict({"state": state, "param_groups": sd["param_groups"]})
 
 
+_AT_EXIT: list = []
+
+
 def _close_group() -> None:
     """Destroy the process group before the interpreter exits (a gloo group left to the C++ destructors at exit
     sometimes aborts a worker: ``terminate called without an active exception``)."""
@@ -324,7 +327,9 @@ def start(device: str | None = None, *, verb: str = "this verb") -> Dist:
             f"`accelerate launch --multi_gpu --num_processes {world}` or `torchrun --nproc_per_node "
             f"{world}` (on CPU, --multi_gpu starts gloo workers)"
         )
-    atexit.register(_close_group)
+    if _close_group not in _AT_EXIT:  # once per process, however many verbs start() the group
+        _AT_EXIT.append(_close_group)
+        atexit.register(_close_group)
     d = Dist(
         rank=state.process_index,
         world=world,
